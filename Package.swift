@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// No unsafeFlags here: another package must be able to depend on ITune. CPU-specific code
+// generation (e.g. -target-cpu) is passed by the Makefile instead.
+let v5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "itune-gpu",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "ITune", targets: ["ITune"]),
+        .executable(name: "itune-gpu", targets: ["itune-gpu"]),
+        .executable(name: "itune-bench", targets: ["itune-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // OpenCL and CLBlast headers plus a loader that dlopen()s libOpenCL.so.1 and
+        // libclblast.so.1 at run time. Nothing links against them, so the binaries start
+        // (and fall back to the CPU path) on machines without an ICD loader.
+        .target(name: "COpenCL", path: "Sources/COpenCL", linkerSettings: [.linkedLibrary("dl")]),
+        // The OpenCL C sources, one file per kernel family, shipped as resources.
+        .target(name: "ITuneKernels", path: "Kernels",
+                sources: ["KernelSources.swift"],
+                resources: [.copy("gemm.cl"), .copy("softmax.cl"), .copy("attention.cl"), .copy("norm.cl"), .copy("rope.cl"), .copy("elementwise.cl"), .copy("loss.cl"), .copy("optim.cl"), .copy("embedding.cl")],
+                swiftSettings: v5),
+        .target(name: "ITuneTensor", dependencies: ["COpenCL", "ITuneKernels"], swiftSettings: v5),
+        .target(name: "ITune", dependencies: ["ITuneTensor"], swiftSettings: v5),
+        .executableTarget(name: "itune-gpu",
+                          dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: v5),
+        .executableTarget(name: "itune-bench", dependencies: ["ITune"], path: "benchmarks/itune-bench",
+                          swiftSettings: v5),
+        .testTarget(name: "ITuneTensorTests", dependencies: ["ITuneTensor"], swiftSettings: v5),
+    ]
+)

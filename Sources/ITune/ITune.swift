@@ -1,0 +1,2 @@
+// The umbrella library: `import ITune` brings in every layer of itune-gpu.
+@_exported import ITuneTensor

@@ -1,0 +1,59 @@
+import Foundation
+
+/// The pure-Swift CPU path's memory. Allocations are 64-byte aligned and pooled.
+public final class CPUBackend: Backend {
+    public static let shared = CPUBackend()
+    public let device = Device.cpu
+    public var name: String { "cpu (pure Swift, \(CPUParallel.threadCount) threads)" }
+
+    private let lock = NSLock()
+    private var pool = BufferPool<UnsafeMutableRawPointer>()
+    private var liveBytes = 0
+    private var peak = 0
+
+    public func allocate(byteCount: Int) throws -> Storage {
+        lock.lock()
+        let reused = pool.take(byteCount)
+        liveBytes += byteCount
+        peak = max(peak, liveBytes + pool.pooledBytes)
+        lock.unlock()
+        let p = reused ?? UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 4), alignment: 64)
+        return Storage(buffer: .host(p), byteCount: byteCount, backend: self)
+    }
+
+    public func recycle(_ buffer: RawBuffer, byteCount: Int) {
+        guard case let .host(p) = buffer else { return }
+        lock.lock()
+        liveBytes -= byteCount
+        pool.put(p, byteCount)
+        lock.unlock()
+    }
+
+    public func write(_ storage: Storage, from source: UnsafeRawPointer, byteCount: Int) throws {
+        storage.host.copyMemory(from: source, byteCount: byteCount)
+    }
+
+    public func read(_ storage: Storage, into destination: UnsafeMutableRawPointer, byteCount: Int) throws {
+        destination.copyMemory(from: storage.host, byteCount: byteCount)
+    }
+
+    public func fillZero(_ storage: Storage, byteCount: Int) throws {
+        memset(storage.host, 0, byteCount)
+    }
+
+    public func copy(from source: Storage, to destination: Storage, byteCount: Int) throws {
+        destination.host.copyMemory(from: source.host, byteCount: byteCount)
+    }
+
+    public func synchronize() throws {}
+
+    public func releaseCachedBuffers() {
+        lock.lock()
+        let all = pool.drain()
+        lock.unlock()
+        for p in all { p.deallocate() }
+    }
+
+    public var bytesInUse: Int { lock.lock(); defer { lock.unlock() }; return liveBytes + pool.pooledBytes }
+    public var peakBytesInUse: Int { lock.lock(); defer { lock.unlock() }; return peak }
+}

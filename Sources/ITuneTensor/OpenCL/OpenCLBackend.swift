@@ -1,0 +1,234 @@
+import COpenCL
+import Foundation
+import ITuneKernels
+
+/// One argument of an OpenCL kernel launch.
+public enum KernelArg {
+    case tensor(Tensor)
+    case mem(cl_mem)
+    case int(Int)
+    case float(Float)
+    /// Local memory of this many bytes.
+    case local(Int)
+}
+
+/// One OpenCL device: its context, an in-order queue, a buffer pool, and the compiled kernel
+/// families (cached on disk by `ProgramCache`).
+public final class OpenCLBackend: Backend {
+    public let device: Device
+    public let info: OpenCLDeviceInfo
+    public let platformName: String
+    let deviceID: cl_device_id
+    let context: cl_context
+    var queue: cl_command_queue?
+
+    private let lock = NSLock()
+    private var pool = BufferPool<cl_mem>()
+    private var liveBytes = 0
+    private var peak = 0
+    private var programs: [String: cl_program] = [:]
+    private var kernels: [String: cl_kernel] = [:]
+
+    public var name: String { "\(info.name) (\(platformName))" }
+
+    nonisolated(unsafe) private static var backends: [Device: OpenCLBackend] = [:]
+    private static let backendsLock = NSLock()
+
+    /// The backend of `opencl:platform:device`, created on first use.
+    public static func shared(platform: Int, device: Int) throws -> OpenCLBackend {
+        backendsLock.lock()
+        defer { backendsLock.unlock() }
+        let key = Device.opencl(platform: platform, device: device)
+        if let b = backends[key] { return b }
+        let b = try OpenCLBackend(platform: platform, device: device)
+        backends[key] = b
+        return b
+    }
+
+    private init(platform: Int, device: Int) throws {
+        try OpenCLRuntime.load()
+        let platforms = try OpenCLRuntime.platformIDs()
+        guard platform < platforms.count else {
+            throw TensorError.unavailable("OpenCL platform \(platform) does not exist (\(platforms.count) found); see `itune-gpu devices`")
+        }
+        let devices = try OpenCLRuntime.deviceIDs(platforms[platform])
+        guard device < devices.count, let did = devices[device] else {
+            throw TensorError.unavailable("OpenCL device \(device) of platform \(platform) does not exist (\(devices.count) found); see `itune-gpu devices`")
+        }
+        self.device = .opencl(platform: platform, device: device)
+        self.deviceID = did
+        self.info = OpenCLRuntime.deviceInfo(did, index: device)
+        self.platformName = OpenCLRuntime.platformString(platforms[platform], CL_PLATFORM_NAME)
+        var rc: cl_int = 0
+        var dev: cl_device_id? = did
+        guard let ctx = itune_clCreateContext(nil, 1, &dev, nil, nil, &rc), rc == CL_SUCCESS else {
+            throw TensorError.openCL(call: "clCreateContext", code: rc)
+        }
+        context = ctx
+        queue = itune_clCreateCommandQueue(ctx, did, 0, &rc)
+        try check(rc, "clCreateCommandQueue")
+    }
+
+    // MARK: memory
+
+    public func allocate(byteCount: Int) throws -> Storage {
+        let size = max(byteCount, 4)
+        lock.lock()
+        if let m = pool.take(byteCount) {
+            liveBytes += byteCount
+            lock.unlock()
+            return Storage(buffer: .opencl(m), byteCount: byteCount, backend: self)
+        }
+        let inUse = liveBytes + pool.pooledBytes
+        lock.unlock()
+        if size > info.maxAllocation || inUse + size > info.globalMemory {
+            // Give the pool back before giving up.
+            releaseCachedBuffers()
+            lock.lock(); let now = liveBytes; lock.unlock()
+            if size > info.maxAllocation || now + size > info.globalMemory {
+                throw TensorError.outOfMemory(device: name, requested: size,
+                                              available: min(info.maxAllocation, max(0, info.globalMemory - now)))
+            }
+        }
+        var rc: cl_int = 0
+        let mem = itune_clCreateBuffer(context, cl_mem_flags(CL_MEM_READ_WRITE), size, nil, &rc)
+        if rc == CL_MEM_OBJECT_ALLOCATION_FAILURE || rc == CL_OUT_OF_RESOURCES || rc == CL_OUT_OF_HOST_MEMORY {
+            throw TensorError.outOfMemory(device: name, requested: size, available: max(0, info.globalMemory - inUse))
+        }
+        try check(rc, "clCreateBuffer(\(size) bytes)")
+        lock.lock()
+        liveBytes += byteCount
+        peak = max(peak, liveBytes + pool.pooledBytes)
+        lock.unlock()
+        return Storage(buffer: .opencl(mem!), byteCount: byteCount, backend: self)
+    }
+
+    public func recycle(_ buffer: RawBuffer, byteCount: Int) {
+        guard case let .opencl(m) = buffer else { return }
+        lock.lock()
+        liveBytes -= byteCount
+        pool.put(m, byteCount)
+        lock.unlock()
+    }
+
+    public func releaseCachedBuffers() {
+        lock.lock()
+        let all = pool.drain()
+        lock.unlock()
+        for m in all { _ = itune_clReleaseMemObject(m) }
+    }
+
+    public var bytesInUse: Int { lock.lock(); defer { lock.unlock() }; return liveBytes + pool.pooledBytes }
+    public var peakBytesInUse: Int { lock.lock(); defer { lock.unlock() }; return peak }
+
+    public func write(_ storage: Storage, from source: UnsafeRawPointer, byteCount: Int) throws {
+        guard byteCount > 0 else { return }
+        try check(itune_clEnqueueWriteBuffer(queue, storage.mem, cl_bool(CL_TRUE), 0, byteCount, source, 0, nil, nil),
+                  "clEnqueueWriteBuffer")
+    }
+
+    public func read(_ storage: Storage, into destination: UnsafeMutableRawPointer, byteCount: Int) throws {
+        guard byteCount > 0 else { return }
+        try check(itune_clEnqueueReadBuffer(queue, storage.mem, cl_bool(CL_TRUE), 0, byteCount, destination, 0, nil, nil),
+                  "clEnqueueReadBuffer")
+    }
+
+    public func fillZero(_ storage: Storage, byteCount: Int) throws {
+        guard byteCount > 0 else { return }
+        var zero: Float = 0
+        try check(itune_clEnqueueFillBuffer(queue, storage.mem, &zero, 4, 0, (byteCount + 3) / 4 * 4, 0, nil, nil),
+                  "clEnqueueFillBuffer")
+    }
+
+    public func copy(from source: Storage, to destination: Storage, byteCount: Int) throws {
+        guard byteCount > 0 else { return }
+        try check(itune_clEnqueueCopyBuffer(queue, source.mem, destination.mem, 0, 0, byteCount, 0, nil, nil),
+                  "clEnqueueCopyBuffer")
+    }
+
+    public func synchronize() throws { try check(itune_clFinish(queue), "clFinish") }
+
+    // MARK: kernels
+
+    /// Compile options shared by every family. `-cl-fast-relaxed-math` is left out on
+    /// purpose: results must match the CPU path to 1e-5.
+    static let baseOptions = "-cl-std=CL1.2"
+
+    /// The compiled program of a kernel family (`softmax` → Kernels/softmax.cl) with the given
+    /// `-D` constants.
+    func program(_ family: String, defines: [String: Int] = [:]) throws -> cl_program {
+        let options = ([Self.baseOptions] + defines.sorted { $0.key < $1.key }.map { "-D\($0.key)=\($0.value)" })
+            .joined(separator: " ")
+        let key = family + "|" + options
+        lock.lock()
+        if let p = programs[key] { lock.unlock(); return p }
+        lock.unlock()
+        let source = try KernelSources.source(of: family)
+        let p = try ProgramCache.build(source: source, family: family, options: options, backend: self)
+        lock.lock(); programs[key] = p; lock.unlock()
+        return p
+    }
+
+    /// A kernel object of a family (cached; kernels are not used from several threads).
+    public func kernel(_ family: String, _ name: String, defines: [String: Int] = [:]) throws -> cl_kernel {
+        let key = family + "/" + name + "|" + defines.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        lock.lock()
+        if let k = kernels[key] { lock.unlock(); return k }
+        lock.unlock()
+        let p = try program(family, defines: defines)
+        var rc: cl_int = 0
+        let k = itune_clCreateKernel(p, name, &rc)
+        try check(rc, "clCreateKernel(\(name))")
+        lock.lock(); kernels[key] = k!; lock.unlock()
+        return k!
+    }
+
+    /// Enqueues `family/name` over `global` work-items (rounded up to multiples of `local`).
+    public func launch(_ family: String, _ name: String, global: [Int], local: [Int]? = nil,
+                       defines: [String: Int] = [:], _ args: [KernelArg]) throws {
+        if global.contains(0) { return }
+        let k = try kernel(family, name, defines: defines)
+        for (i, arg) in args.enumerated() {
+            let rc: cl_int
+            switch arg {
+            case let .tensor(t):
+                var m: cl_mem? = t.storage.mem
+                rc = itune_clSetKernelArg(k, cl_uint(i), MemoryLayout<cl_mem>.size, &m)
+            case let .mem(mem):
+                var m: cl_mem? = mem
+                rc = itune_clSetKernelArg(k, cl_uint(i), MemoryLayout<cl_mem>.size, &m)
+            case let .int(v):
+                var x = Int32(v)
+                rc = itune_clSetKernelArg(k, cl_uint(i), 4, &x)
+            case let .float(v):
+                var x = v
+                rc = itune_clSetKernelArg(k, cl_uint(i), 4, &x)
+            case let .local(bytes):
+                rc = itune_clSetKernelArg(k, cl_uint(i), bytes, nil)
+            }
+            try check(rc, "clSetKernelArg(\(name), \(i))")
+        }
+        var g = global
+        if let local {
+            for i in g.indices { g[i] = (g[i] + local[i] - 1) / local[i] * local[i] }
+        }
+        let rc: cl_int
+        if var l = local {
+            rc = itune_clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, &l, 0, nil, nil)
+        } else {
+            rc = itune_clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, nil, 0, nil, nil)
+        }
+        try check(rc, "clEnqueueNDRangeKernel(\(name), global \(g), local \(local.map { "\($0)" } ?? "auto"))")
+        if Self.synchronous { try check(itune_clFinish(queue), "clFinish after \(name)") }
+    }
+
+    /// `ITUNE_OPENCL_SYNC=1` waits after each kernel, so that a failing kernel is named.
+    static let synchronous = ProcessInfo.processInfo.environment["ITUNE_OPENCL_SYNC"] == "1"
+
+    /// A work-group size for row reductions: a power of two ≤ `cap` and the device maximum.
+    public func reductionGroupSize(cap: Int = 256) -> Int {
+        var s = 1
+        while s * 2 <= min(cap, info.maxWorkGroupSize) { s *= 2 }
+        return s
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+
+// Elementwise ops with broadcasting over the last dims: `b`'s shape must be a suffix of
+// `a`'s (a bias (C) against activations (B,T,C)), or `b` a single value. Each op keeps its
+// CPU and OpenCL forward and backward together; kernels are in Kernels/elementwise.cl.
+
+extension Tensor {
+    /// Checks that `b` broadcasts against `a` over the last dims; returns b's element count.
+    static func broadcastCount(_ op: String, _ a: Tensor, _ b: Tensor) throws -> Int {
+        if b.count == 1 { return 1 }
+        guard b.rank <= a.rank, Array(a.shape.suffix(b.rank)) == b.shape else {
+            throw TensorError.shapeMismatch(op: op, "\(b.shape) does not broadcast against \(a.shape) (it must match the last dims)")
+        }
+        return b.count
+    }
+
+    /// a + b, b broadcast over a's leading dims.
+    public static func + (a: Tensor, b: Tensor) throws -> Tensor {
+        let nb = try broadcastCount("add", a, b)
+        let out = try Tensor.empty(a.shape, on: a.device)
+        let n = a.count
+        switch try execution("add", a, b) {
+        case .cpu:
+            let o = out.floats, x = a.floats, y = b.floats
+            CPUParallel.forEach(n, grain: 1 << 14) { r in
+                if nb == n { for i in r { o[i] = x[i] + y[i] } } else { for i in r { o[i] = x[i] + y[i % nb] } }
+            }
+        case let .opencl(cl):
+            try cl.launch("elementwise", "add_bcast", global: [n], [.tensor(out), .tensor(a), .tensor(b), .int(n), .int(nb)])
+        }
+        GradientTape.record("add", inputs: [a, b], output: out) { g in
+            [a.requiresGrad ? g : nil, b.requiresGrad ? try g.sumToShape(b.shape) : nil]
+        }
+        return out
+    }
+
+    /// a * b elementwise, b broadcast over a's leading dims.
+    public static func * (a: Tensor, b: Tensor) throws -> Tensor {
+        let nb = try broadcastCount("mul", a, b)
+        let out = try Tensor.empty(a.shape, on: a.device)
+        try mulRaw(out, a, b, nb)
+        GradientTape.record("mul", inputs: [a, b], output: out) { g in
+            let da = a.requiresGrad ? try g * b : nil
+            let db = b.requiresGrad ? try g.sumToShape(b.shape, times: a) : nil
+            return [da, db]
+        }
+        return out
+    }
+
+    static func mulRaw(_ out: Tensor, _ a: Tensor, _ b: Tensor, _ nb: Int) throws {
+        let n = a.count
+        switch try execution("mul", a, b) {
+        case .cpu:
+            let o = out.floats, x = a.floats, y = b.floats
+            CPUParallel.forEach(n, grain: 1 << 14) { r in
+                if nb == n { for i in r { o[i] = x[i] * y[i] } } else { for i in r { o[i] = x[i] * y[i % nb] } }
+            }
+        case let .opencl(cl):
+            try cl.launch("elementwise", "mul_bcast", global: [n], [.tensor(out), .tensor(a), .tensor(b), .int(n), .int(nb)])
+        }
+    }
+
+    /// a - b, b broadcast over a's leading dims.
+    public static func - (a: Tensor, b: Tensor) throws -> Tensor { try a + b.scaled(by: -1) }
+
+    /// self * s for a scalar s.
+    public func scaled(by s: Float) throws -> Tensor {
+        let out = try Tensor.empty(shape, on: device)
+        let n = count
+        switch try execution("scale", self) {
+        case .cpu:
+            let o = out.floats, x = floats
+            CPUParallel.forEach(n, grain: 1 << 14) { r in for i in r { o[i] = x[i] * s } }
+        case let .opencl(cl):
+            try cl.launch("elementwise", "scale", global: [n], [.tensor(out), .tensor(self), .float(s), .int(n)])
+        }
+        GradientTape.record("scale", inputs: [self], output: out) { g in [try g.scaled(by: s)] }
+        return out
+    }
+
+    /// self += alpha * x, in place, never recorded (gradient accumulation, optimizer code).
+    public func addInPlace(_ x: Tensor, alpha: Float = 1) throws {
+        guard x.shape == shape || x.count == count else {
+            throw TensorError.shapeMismatch(op: "addInPlace", "\(x.shape) into \(shape)")
+        }
+        let n = count
+        switch try execution("addInPlace", self, x) {
+        case .cpu:
+            let y = floats, v = x.floats
+            CPUParallel.forEach(n, grain: 1 << 14) { r in for i in r { y[i] += alpha * v[i] } }
+        case let .opencl(cl):
+            try cl.launch("elementwise", "axpy", global: [n], [.tensor(self), .tensor(x), .float(alpha), .int(n)])
+        }
+    }
+
+    /// Sums over the leading dims down to `target` (a suffix of self's shape): the gradient
+    /// of a broadcast. With `times`, sums self * times instead.
+    func sumToShape(_ target: [Int], times: Tensor? = nil) throws -> Tensor {
+        let cols = target.reduce(1, *)
+        if cols == count, times == nil { return self }
+        if cols == count, let times { return try noGrad { try self * times } }
+        let rows = count / cols
+        let out = try Tensor.empty(target, on: device)
+        switch try execution("sumToShape", self) {
+        case .cpu:
+            let o = out.floats, x = floats, y = times?.floats
+            CPUParallel.forEach(cols, grain: 64) { r in
+                for c in r {
+                    var acc: Float = 0
+                    if let y { for row in 0..<rows { acc += x[row * cols + c] * y[row * cols + c] } }
+                    else { for row in 0..<rows { acc += x[row * cols + c] } }
+                    o[c] = acc
+                }
+            }
+        case let .opencl(cl):
+            try cl.launch("elementwise", "column_sum", global: [cols],
+                          [.tensor(out), .tensor(self), .tensor(times ?? self), .int(times == nil ? 0 : 1), .int(rows), .int(cols)])
+        }
+        return out
+    }
+
+    /// SiLU (swish): x * sigmoid(x).
+    public func silu() throws -> Tensor {
+        try unaryActivation("silu", cpuForward: { v in v / (1 + expf(-v)) },
+                            cpuBackward: { v, d in let s = 1 / (1 + expf(-v)); return d * s * (1 + v * (1 - s)) })
+    }
+
+    /// GELU in its tanh form (`gelu_new`, `gelu_pytorch_tanh`).
+    public func gelu() throws -> Tensor {
+        let k: Float = 0.7978845608028654, c: Float = 0.044715
+        return try unaryActivation("gelu", cpuForward: { v in 0.5 * v * (1 + tanhf(k * (v + c * v * v * v))) },
+                                   cpuBackward: { v, d in
+            let t = tanhf(k * (v + c * v * v * v))
+            let dt = k * (1 + 3 * c * v * v) * (1 - t * t)
+            return d * (0.5 * (1 + t) + 0.5 * v * dt)
+        })
+    }
+
+    private func unaryActivation(_ op: String, cpuForward: @escaping (Float) -> Float,
+                                 cpuBackward: @escaping (Float, Float) -> Float) throws -> Tensor {
+        let out = try Tensor.empty(shape, on: device)
+        let n = count
+        switch try execution(op, self) {
+        case .cpu:
+            let o = out.floats, x = floats
+            CPUParallel.forEach(n, grain: 1 << 12) { r in for i in r { o[i] = cpuForward(x[i]) } }
+        case let .opencl(cl):
+            try cl.launch("elementwise", op + "_forward", global: [n], [.tensor(out), .tensor(self), .int(n)])
+        }
+        GradientTape.record(op, inputs: [self], output: out) { g in
+            let dx = try Tensor.empty(self.shape, on: self.device)
+            switch try execution(op, self, g) {
+            case .cpu:
+                let o = dx.floats, x = self.floats, d = g.floats
+                CPUParallel.forEach(n, grain: 1 << 12) { r in for i in r { o[i] = cpuBackward(x[i], d[i]) } }
+            case let .opencl(cl):
+                try cl.launch("elementwise", op + "_backward", global: [n], [.tensor(dx), .tensor(self), .tensor(g), .int(n)])
+            }
+            return [dx]
+        }
+        return out
+    }
+
+    /// SwiGLU, the Llama MLP's gate: silu(gate) * up, one fused op.
+    public static func swiglu(gate: Tensor, up: Tensor) throws -> Tensor {
+        guard gate.shape == up.shape else { throw TensorError.shapeMismatch(op: "swiglu", "gate \(gate.shape), up \(up.shape)") }
+        let out = try Tensor.empty(gate.shape, on: gate.device)
+        let n = gate.count
+        switch try execution("swiglu", gate, up) {
+        case .cpu:
+            let o = out.floats, g = gate.floats, u = up.floats
+            CPUParallel.forEach(n, grain: 1 << 12) { r in for i in r { let v = g[i]; o[i] = v / (1 + expf(-v)) * u[i] } }
+        case let .opencl(cl):
+            try cl.launch("elementwise", "swiglu_forward", global: [n], [.tensor(out), .tensor(gate), .tensor(up), .int(n)])
+        }
+        GradientTape.record("swiglu", inputs: [gate, up], output: out) { dy in
+            let dgate = try Tensor.empty(gate.shape, on: gate.device)
+            let dup = try Tensor.empty(gate.shape, on: gate.device)
+            switch try execution("swiglu", gate, dy) {
+            case .cpu:
+                let dg = dgate.floats, du = dup.floats, g = gate.floats, u = up.floats, d = dy.floats
+                CPUParallel.forEach(n, grain: 1 << 12) { r in
+                    for i in r {
+                        let v = g[i], s = 1 / (1 + expf(-v))
+                        du[i] = d[i] * v * s
+                        dg[i] = d[i] * u[i] * s * (1 + v * (1 - s))
+                    }
+                }
+            case let .opencl(cl):
+                try cl.launch("elementwise", "swiglu_backward", global: [n],
+                              [.tensor(dgate), .tensor(dup), .tensor(gate), .tensor(up), .tensor(dy), .int(n)])
+            }
+            return [gate.requiresGrad ? dgate : nil, up.requiresGrad ? dup : nil]
+        }
+        return out
+    }
+
+    /// The same values with another shape of equal element count (storage is shared).
+    public func reshaped(_ newShape: [Int]) throws -> Tensor {
+        var s = newShape
+        if let i = s.firstIndex(of: -1) {
+            let rest = s.enumerated().filter { $0.offset != i }.reduce(1) { $0 * $1.element }
+            guard rest > 0, count % rest == 0 else { throw TensorError.shapeMismatch(op: "reshape", "\(shape) to \(newShape)") }
+            s[i] = count / rest
+        }
+        guard s.reduce(1, *) == count else { throw TensorError.shapeMismatch(op: "reshape", "\(shape) to \(newShape)") }
+        let out = Tensor(storage: storage, shape: s, dtype: dtype)
+        let original = shape
+        GradientTape.record("reshape", inputs: [self], output: out) { g in [try g.reshaped(original)] }
+        return out
+    }
+}

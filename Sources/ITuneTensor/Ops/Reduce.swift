@@ -1,0 +1,73 @@
+import Foundation
+
+// Full reductions: sum and mean of every element. Both backends reduce fixed chunks in a
+// fixed order, so the result does not depend on scheduling (same seed, same loss curve).
+
+extension Tensor {
+    /// The sum of all elements, shape [].
+    public func sum() throws -> Tensor {
+        let out = try sumRaw()
+        let shape = self.shape
+        GradientTape.record("sum", inputs: [self], output: out) { g in [try g.broadcastScalar(to: shape, scale: 1)] }
+        return out
+    }
+
+    /// The mean of all elements, shape [].
+    public func mean() throws -> Tensor {
+        let n = Float(max(count, 1))
+        let total = try sumRaw()
+        let out = try noGrad { try total.scaled(by: 1 / n) }
+        let shape = self.shape
+        GradientTape.record("mean", inputs: [self], output: out) { g in [try g.broadcastScalar(to: shape, scale: 1 / n)] }
+        return out
+    }
+
+    /// Chunks of this many elements are reduced in order, then the chunk sums in order.
+    static let reductionChunk = 4096
+
+    private func sumRaw() throws -> Tensor {
+        let n = count
+        let out = try Tensor.empty([], on: device)
+        let chunk = Tensor.reductionChunk
+        let groups = max(1, (n + chunk - 1) / chunk)
+        switch try execution("sum", self) {
+        case .cpu:
+            let x = floats
+            var partial = [Float](repeating: 0, count: groups)
+            partial.withUnsafeMutableBufferPointer { p in
+                let base = p.baseAddress!
+                CPUParallel.forEach(groups) { r in
+                    for g in r {
+                        var acc: Float = 0
+                        for i in (g * chunk)..<min(n, (g + 1) * chunk) { acc += x[i] }
+                        base[g] = acc
+                    }
+                }
+            }
+            out.floats[0] = partial.reduce(0, +)
+        case let .opencl(cl):
+            let ls = cl.reductionGroupSize()
+            let partial = try Tensor.empty([groups], on: device)
+            try cl.launch("elementwise", "sum_partial", global: [groups * ls], local: [ls],
+                          [.tensor(partial), .tensor(self), .int(n), .int(chunk), .local(ls * 4)])
+            // The chunk sums are added in the same tree order by a single group.
+            try cl.launch("elementwise", "sum_partial", global: [ls], local: [ls],
+                          [.tensor(out), .tensor(partial), .int(groups), .int(groups), .local(ls * 4)])
+        }
+        return out
+    }
+
+    /// A tensor of `shape` filled with this one-element tensor's value times `scale`.
+    func broadcastScalar(to shape: [Int], scale: Float) throws -> Tensor {
+        let out = try Tensor.empty(shape, on: device)
+        let n = out.count
+        switch try execution("broadcastScalar", self) {
+        case .cpu:
+            let v = floats[0] * scale, o = out.floats
+            for i in 0..<n { o[i] = v }
+        case let .opencl(cl):
+            try cl.launch("elementwise", "fill", global: [n], [.tensor(out), .tensor(self), .float(scale), .int(n)])
+        }
+        return out
+    }
+}

@@ -1,0 +1,56 @@
+import Foundation
+
+// Softmax over the last dim. Kernels: Kernels/softmax.cl.
+
+extension Tensor {
+    /// Softmax over the last dimension. self is (N, C) (any leading dims); so is the result.
+    public func softmax() throws -> Tensor {
+        guard let C = shape.last, C > 0 else { throw TensorError.shapeMismatch(op: "softmax", "needs a non-empty last dim, got \(shape)") }
+        let N = count / C
+        let y = try Tensor.empty(shape, on: device)
+        switch try execution("softmax", self) {
+        case .cpu:
+            let x = floats, o = y.floats
+            CPUParallel.forEach(N, grain: max(1, 4096 / C)) { rows in
+                for r in rows { softmaxRowCPU(x + r * C, o + r * C, C) }
+            }
+        case let .opencl(cl):
+            let ls = cl.reductionGroupSize(cap: C >= 256 ? 256 : 64)
+            try cl.launch("softmax", "softmax_forward", global: [N * ls], local: [ls],
+                          [.tensor(y), .tensor(self), .int(C), .local(ls * 4)])
+        }
+        // The output is kept for the backward pass: dx needs only y.
+        GradientTape.record("softmax", inputs: [self], output: y) { dy in
+            let dx = try Tensor.empty(y.shape, on: y.device)
+            switch try execution("softmax", y, dy) {
+            case .cpu:
+                let yp = y.floats, d = dy.floats, o = dx.floats
+                CPUParallel.forEach(N, grain: max(1, 4096 / C)) { rows in
+                    for r in rows {
+                        let base = r * C
+                        var dot: Float = 0
+                        for c in 0..<C { dot += yp[base + c] * d[base + c] }
+                        for c in 0..<C { o[base + c] = yp[base + c] * (d[base + c] - dot) }
+                    }
+                }
+            case let .opencl(cl):
+                let ls = cl.reductionGroupSize(cap: C >= 256 ? 256 : 64)
+                try cl.launch("softmax", "softmax_backward", global: [N * ls], local: [ls],
+                              [.tensor(dx), .tensor(y), .tensor(dy), .int(C), .local(ls * 4)])
+            }
+            return [dx]
+        }
+        return y
+    }
+}
+
+/// y = softmax(x) for one row of C values (max subtracted for stability).
+@inline(__always)
+func softmaxRowCPU(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ C: Int) {
+    var m = -Float.infinity
+    for c in 0..<C { m = max(m, x[c]) }
+    var s: Float = 0
+    for c in 0..<C { let e = expf(x[c] - m); y[c] = e; s += e }
+    let inv = 1 / s
+    for c in 0..<C { y[c] *= inv }
+}

@@ -1,0 +1,53 @@
+import XCTest
+@testable import ITuneTensor
+
+final class ElementwiseTests: XCTestCase {
+    func testAddBroadcastMatchesHandComputedValues() throws {
+        let a = try Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3])
+        let b = try Tensor([10, 20, 30], shape: [3])
+        XCTAssertEqual(try (a + b).toArray(), [11, 22, 33, 14, 25, 36])
+        XCTAssertEqual(try (a * b).toArray(), [10, 40, 90, 40, 100, 180])
+        XCTAssertThrowsError(try a + Tensor([1, 2], shape: [2]))
+    }
+
+    func testElementwiseBackwardMatchesFiniteDifferences() throws {
+        try checkGradients([[3, 5], [5]]) { try $0[0] + $0[1] }
+        try checkGradients([[3, 5], [5]]) { try $0[0] * $0[1] }
+        try checkGradients([[4, 6], [4, 6]]) { try $0[0] * $0[1] }
+        try checkGradients([[2, 7]]) { try $0[0].scaled(by: -2.5) }
+        try checkGradients([[3, 7]]) { try $0[0].silu() }
+        try checkGradients([[3, 7]]) { try $0[0].gelu() }
+        try checkGradients([[3, 7], [3, 7]]) { try Tensor.swiglu(gate: $0[0], up: $0[1]) }
+        try checkGradients([[3, 7]]) { try $0[0].sum() }
+        try checkGradients([[3, 7]]) { try $0[0].mean() }
+        try checkGradients([[2, 6]]) { try $0[0].reshaped([3, 4]).silu() }
+    }
+
+    func testGeluMatchesTanhFormula() throws {
+        let x: [Float] = [-3, -1, -0.5, 0, 0.5, 1, 3]
+        let y = try Tensor(x, shape: [7]).gelu().toArray()
+        for (xi, yi) in zip(x, y) {
+            let d = Double(xi)
+            let ref = 0.5 * d * (1 + tanh((2 / Double.pi).squareRoot() * (d + 0.044715 * d * d * d)))
+            XCTAssertEqual(Double(yi), ref, accuracy: 1e-6)
+        }
+    }
+
+    func testElementwiseOpenCLMatchesCPU() throws {
+        for n in oddSizes {
+            try compareBackends([[3, n], [n]], rtol: 1e-5) { try $0[0] + $0[1] }
+            try compareBackends([[3, n], [n]], rtol: 1e-5) { try $0[0] * $0[1] }
+            try compareBackends([[2, n]], rtol: 1e-5) { try $0[0].scaled(by: 0.37) }
+            try compareBackends([[2, n]], rtol: 1e-5) { try $0[0].silu() }
+            try compareBackends([[2, n]], rtol: 1e-5) { try $0[0].gelu() }
+            try compareBackends([[2, n], [2, n]], rtol: 1e-5) { try Tensor.swiglu(gate: $0[0], up: $0[1]) }
+        }
+    }
+
+    func testReductionsOpenCLMatchCPU() throws {
+        for n in oddSizes + [4096, 10_000] {
+            try compareBackends([[n]], rtol: 1e-4) { try $0[0].sum() }
+            try compareBackends([[n, 3]], rtol: 1e-4) { try $0[0].mean() }
+        }
+    }
+}
