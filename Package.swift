@@ -27,12 +27,14 @@ let package = Package(
                 resources: [.copy("gemm.cl"), .copy("softmax.cl"), .copy("attention.cl"), .copy("norm.cl"), .copy("rope.cl"), .copy("elementwise.cl"), .copy("loss.cl"), .copy("optim.cl"), .copy("embedding.cl")],
                 swiftSettings: v5),
         .target(name: "ITuneTensor", dependencies: ["COpenCL", "ITuneKernels"], swiftSettings: v5),
-        .target(name: "ITune", dependencies: ["ITuneTensor"], swiftSettings: v5),
+        .target(name: "ITuneTokenizers", swiftSettings: v5),
+        .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneTokenizers"], swiftSettings: v5),
         .executableTarget(name: "itune-gpu",
                           dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: v5),
         .executableTarget(name: "itune-bench", dependencies: ["ITune"], path: "benchmarks/itune-bench",
                           swiftSettings: v5),
         .testTarget(name: "ITuneTensorTests", dependencies: ["ITuneTensor"], swiftSettings: v5),
+        .testTarget(name: "ITuneTokenizersTests", dependencies: ["ITuneTokenizers"], swiftSettings: v5),
     ]
 )

@@ -1,2 +1,3 @@
 // The umbrella library: `import ITune` brings in every layer of itune-gpu.
 @_exported import ITuneTensor
+@_exported import ITuneTokenizers

@@ -1,0 +1,1 @@
+// tokenizer.json support: byte-level BPE, SentencePiece-style BPE, WordPiece.

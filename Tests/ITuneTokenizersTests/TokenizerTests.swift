@@ -1,0 +1,6 @@
+import XCTest
+@testable import ITuneTokenizers
+
+final class TokenizerPlaceholderTests: XCTestCase {
+    func testModuleLoads() {}
+}
