@@ -28,13 +28,15 @@ let package = Package(
                 swiftSettings: v5),
         .target(name: "ITuneTensor", dependencies: ["COpenCL", "ITuneKernels"], swiftSettings: v5),
         .target(name: "ITuneTokenizers", swiftSettings: v5),
-        .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneTokenizers"], swiftSettings: v5),
+        .target(name: "ITuneModels", dependencies: ["ITuneTensor"], swiftSettings: v5),
+        .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels"], swiftSettings: v5),
         .executableTarget(name: "itune-gpu",
                           dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: v5),
         .executableTarget(name: "itune-bench", dependencies: ["ITune"], path: "benchmarks/itune-bench",
                           swiftSettings: v5),
         .testTarget(name: "ITuneTensorTests", dependencies: ["ITuneTensor"], swiftSettings: v5),
+        .testTarget(name: "ITuneModelsTests", dependencies: ["ITuneModels"], swiftSettings: v5),
         .testTarget(name: "ITuneTokenizersTests", dependencies: ["ITuneTokenizers"], swiftSettings: v5),
     ]
 )

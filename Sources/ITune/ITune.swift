@@ -1,3 +1,4 @@
 // The umbrella library: `import ITune` brings in every layer of itune-gpu.
 @_exported import ITuneTensor
 @_exported import ITuneTokenizers
+@_exported import ITuneModels
