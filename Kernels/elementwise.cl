@@ -111,3 +111,15 @@ __kernel void fill(__global float* out, __global const float* value, float s, in
   int i = get_global_id(0);
   if (i < n) out[i] = value[0] * s;
 }
+
+// Column slices: x is (N, C); part is (N, W) = x[:, offset:offset+W]. The backward writes a
+// part's gradient into the same columns of a zero-filled (N, C) buffer.
+__kernel void copy_columns(__global float* part, __global const float* x, int N, int C, int offset, int W) {
+  int j = get_global_id(0), n = get_global_id(1);
+  if (j < W && n < N) part[(size_t)n * W + j] = x[(size_t)n * C + offset + j];
+}
+
+__kernel void scatter_columns(__global float* dx, __global const float* dpart, int N, int C, int offset, int W) {
+  int j = get_global_id(0), n = get_global_id(1);
+  if (j < W && n < N) dx[(size_t)n * C + offset + j] = dpart[(size_t)n * W + j];
+}

@@ -51,3 +51,27 @@ final class ElementwiseTests: XCTestCase {
         }
     }
 }
+
+final class SliceTests: XCTestCase {
+    func testColumnsPicksTheRightValues() throws {
+        let x = try Tensor([1, 2, 3, 4, 5, 6, 7, 8], shape: [2, 4])
+        let parts = try x.split(lastDim: [1, 3])
+        XCTAssertEqual(try parts[0].toArray(), [1, 5])
+        XCTAssertEqual(try parts[1].toArray(), [2, 3, 4, 6, 7, 8])
+        XCTAssertThrowsError(try x.split(lastDim: [1, 2]))
+    }
+
+    func testColumnsBackwardMatchesFiniteDifferences() throws {
+        try checkGradients([[3, 7]]) { try $0[0].columns(2, 4) }
+        try checkGradients([[2, 9]]) { x in
+            let p = try x[0].split(lastDim: [3, 3, 3])
+            return try p[0] * p[1] + p[2]
+        }
+    }
+
+    func testColumnsOpenCLMatchesCPU() throws {
+        for n in oddSizes {
+            try compareBackends([[3, n + 2]], rtol: 1e-6) { try $0[0].columns(1, n) }
+        }
+    }
+}
