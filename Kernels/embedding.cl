@@ -1,1 +1,25 @@
-// embedding kernels
+// Embedding lookup and its scatter-add backward. weight and dweight are (V,C); ids (n) are
+// validated on the host; out and dy are (n,C).
+
+// out[i, c] = weight[ids[i], c]. Global (C, n).
+__kernel void embedding_forward(__global float* out, __global const float* weight, __global const int* ids,
+                                int n, int C) {
+  int c = get_global_id(0), i = get_global_id(1);
+  if (c >= C || i >= n) return;
+  out[(size_t)i * C + c] = weight[(size_t)ids[i] * C + c];
+}
+
+// The weight gradient without float atomics: the host groups the positions of each distinct
+// id (CSR: unique_ids (U), offsets (U+1), positions (n), positions ascending within an id),
+// and one work-item per (distinct id, channel) sums its gradient rows in that order, so the
+// result is the same on every run. dweight is zero-filled; rows of ids that do not occur stay 0.
+// Global (C, U).
+__kernel void embedding_backward(__global float* dweight, __global const float* dy,
+                                 __global const int* unique_ids, __global const int* offsets,
+                                 __global const int* positions, int U, int C) {
+  int c = get_global_id(0), u = get_global_id(1);
+  if (c >= C || u >= U) return;
+  float acc = 0.0f;
+  for (int k = offsets[u]; k < offsets[u + 1]; k++) acc += dy[(size_t)positions[k] * C + c];
+  dweight[(size_t)unique_ids[u] * C + c] = acc;
+}
