@@ -19,6 +19,9 @@ public final class Tensor {
     var ownsGrad = false
     /// For error messages and debugging, e.g. "model.layers.0.self_attn.q_proj.weight".
     public var name: String?
+    /// The host copy of an index tensor made from host values: ops that validate ids
+    /// (embedding, RoPE) read it instead of stalling the device queue with a read-back.
+    var hostIndexCopy: [Int32]?
 
     public var count: Int { shape.reduce(1, *) }
     public var rank: Int { shape.count }
@@ -74,6 +77,7 @@ public final class Tensor {
         let storage = try backend.allocate(byteCount: indices.count * 4)
         try indices.withUnsafeBytes { try backend.write(storage, from: $0.baseAddress!, byteCount: indices.count * 4) }
         self.init(storage: storage, shape: shape, dtype: .i32)
+        hostIndexCopy = indices
     }
 
     /// A tensor from half or bfloat16 bits, converted to f32 (how checkpoints are loaded).
@@ -115,6 +119,7 @@ public final class Tensor {
 
     public func toIndices() throws -> [Int32] {
         guard dtype == .i32 else { throw TensorError.dtypeMismatch(op: "toIndices", expected: .i32, got: dtype) }
+        if let hostIndexCopy { return hostIndexCopy }
         var out = [Int32](repeating: 0, count: count)
         try out.withUnsafeMutableBytes { try backend.read(storage, into: $0.baseAddress!, byteCount: count * 4) }
         return out
@@ -136,6 +141,7 @@ public final class Tensor {
         try host.withUnsafeMutableBytes { try backend.read(storage, into: $0.baseAddress!, byteCount: bytes) }
         try host.withUnsafeBytes { try out.backend.write(out.storage, from: $0.baseAddress!, byteCount: bytes) }
         out.requiresGrad = requiresGrad
+        out.hostIndexCopy = hostIndexCopy
         return out
     }
 

@@ -205,6 +205,7 @@ extension Tensor {
         }
         guard s.reduce(1, *) == count else { throw TensorError.shapeMismatch(op: "reshape", "\(shape) to \(newShape)") }
         let out = Tensor(storage: storage, shape: s, dtype: dtype)
+        out.hostIndexCopy = hostIndexCopy
         let original = shape
         GradientTape.record("reshape", inputs: [self], output: out) { g in [try g.reshaped(original)] }
         return out
