@@ -2,3 +2,4 @@
 @_exported import ITuneTensor
 @_exported import ITuneTokenizers
 @_exported import ITuneModels
+@_exported import ITuneData

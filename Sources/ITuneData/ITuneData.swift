@@ -1,0 +1,1 @@
+// Instruction datasets: formats, templates, masking, packing.

@@ -1,0 +1,6 @@
+import XCTest
+@testable import ITuneData
+
+final class DataModuleTests: XCTestCase {
+    func testModuleLoads() {}
+}
