@@ -1,103 +1,351 @@
 import Foundation
 
+// Pure-Swift SGEMM, blocked the GotoBLAS/BLIS way for row-major operands:
+//
+//   for jc in N by NC:                 B block (KC,NC) packed once, shared by all workers (L3)
+//     for pc in K by KC:
+//       pack the B block               parallel over its NR-wide panels
+//       parallel over tasks            a task = one MC-row block of A × a range of B panels
+//         pack the A block (MC,KC)     into the worker's own buffer (L2)
+//         for each B micro-panel (KC,NR)         stays in L1 while ...
+//           for each A micro-panel (MR,KC)       ... these stream from L2
+//             micro-kernel: C tile (MR,NR) += A panel · B panel, accumulators in registers
+//
+// Tasks split M first and N as well when M alone cannot feed every core, so that shapes with
+// few rows still use them all. A few rows (generation, small batches) take the paths in
+// GemmFewRows.swift, which read B once and pack nothing. Packing buffers live in a reusable
+// workspace (GemmWorkspace.swift), so calls in the steady state allocate nothing.
+//
+// Swift cannot test CPU features in `#if`, so the build says what the target has (the
+// Makefile derives these from the host; Package.swift stays free of unsafe flags):
+//   -DITUNE_AVX512  32 registers of 16 floats (with -target-cpu of an AVX-512 CPU)
+//   -DITUNE_FMA     fused multiply-add and 16 registers of 8 floats (AVX2 + FMA)
+// arm64 always has FMA and 32 NEON registers. Without either flag an x86-64 build targets
+// plain SSE2: 4-wide vectors (16 registers) and separate multiply and add, because
+// `addingProduct` without hardware FMA becomes a libm call per element.
+#if ITUNE_AVX512
+typealias GemmVector = SIMD16<Float>
+#elseif ITUNE_FMA || arch(arm64)
+typealias GemmVector = SIMD8<Float>
+#else
+typealias GemmVector = SIMD4<Float>
+#endif
+
+/// acc + a · b, fused where the target has FMA.
+@inline(__always)
+func gemmMultiplyAdd(_ acc: GemmVector, _ a: GemmVector, _ b: GemmVector) -> GemmVector {
+#if ITUNE_AVX512 || ITUNE_FMA || arch(arm64)
+    return acc.addingProduct(a, b)
+#else
+    return acc + a * b
+#endif
+}
+
+/// Micro-tile and block sizes. MR × NR accumulators = 6 × 2 vectors: enough independent FMA
+/// chains to cover the FMA latency on two pipes, few enough to stay in registers (12 of 16
+/// on AVX2 and SSE, 12 of 32 zmm on AVX-512, 24 of 32 q registers on NEON).
+enum GemmBlocking {
+    static let mr = 6
+    static let nr = 2 * GemmVector.scalarCount
+    /// Depth of one packed block: a B micro-panel (KC,NR) is 8-32 KiB, inside L1 next to
+    /// the A micro-panel being read.
+    static let kc = 256
+    /// Upper bound on rows of one packed A block: (MC,KC) = 240 KiB, well inside L2.
+    static let mcMax = 240
+    /// Columns of one packed B block: (KC,NC) = 4 MiB, shared by the workers through L3.
+    static let nc = 4096
+    /// Up to this many rows, C is computed without packing (GemmFewRows.swift): each element
+    /// of B would be used too few times to pay for copying it.
+    static let fewRows = 32
+    /// Below this many multiply-adds a call runs on the calling thread: dispatch would cost
+    /// more than it saves.
+    static let parallelThreshold = 1 << 21
+}
+
+/// What this build's CPU GEMM compiled to, e.g. "6x32 micro-kernel, 16-wide SIMD, FMA" (it
+/// depends on the build flags above), for benchmark reports.
+public let cpuSgemmKernelDescription: String = {
+#if ITUNE_AVX512 || ITUNE_FMA || arch(arm64)
+    let fma = "FMA"
+#else
+    let fma = "no FMA"
+#endif
+    return "\(GemmBlocking.mr)x\(GemmBlocking.nr) micro-kernel, \(GemmVector.scalarCount)-wide SIMD, \(fma)"
+}()
+
 /// Row-major SGEMM on the CPU: C (M,N) = alpha · op(A) (M,K) · op(B) (K,N) + beta · C.
 ///
-/// B is packed into column panels of `nr` floats so the micro-kernel streams it
-/// contiguously; rows of C are split over all cores. A is read in place (packed only when
-/// transposed).
+/// op(A) is A (M,K) with row stride lda, or Aᵀ for A stored (K,M) when `transA`; likewise B.
+/// beta = 0 means C is not read (NaNs there do not leak). Blocked and packed for the caches,
+/// a register-tiled SIMD micro-kernel, and split over all cores on both M and N.
 public func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
                      A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
                      beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int) {
-    if M == 0 || N == 0 { return }
-    if K == 0 {
-        for i in 0..<M { for j in 0..<N { C[i * ldc + j] = beta == 0 ? 0 : beta * C[i * ldc + j] } }
+    if M <= 0 || N <= 0 { return }
+    if K <= 0 || alpha == 0 {
+        scaleC(M: M, N: N, beta: beta, C: C, ldc: ldc)
         return
     }
-    let nr = 16
-    let panels = (N + nr - 1) / nr
-    // Packed B: panel p holds K rows of nr floats (zero-padded past N).
-    let packedB = UnsafeMutablePointer<Float>.allocate(capacity: panels * K * nr)
-    defer { packedB.deallocate() }
-    CPUParallel.forEach(panels) { range in
-        for p in range {
-            let dst = packedB + p * K * nr
-            let j0 = p * nr, width = min(nr, N - j0)
-            for k in 0..<K {
-                let row = dst + k * nr
-                if transB {
-                    for j in 0..<width { row[j] = B[(j0 + j) * ldb + k] }
-                } else {
-                    for j in 0..<width { row[j] = B[k * ldb + j0 + j] }
-                }
-                for j in width..<nr { row[j] = 0 }
-            }
+    let workers = M * N * K < GemmBlocking.parallelThreshold ? 1 : CPUParallel.threadCount
+    if M <= GemmBlocking.fewRows {
+        if transB {
+            sgemmFewRowsDotB(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, B: B, ldb: ldb,
+                             beta: beta, C: C, ldc: ldc, workers: workers)
+        } else {
+            sgemmFewRowsAxpyB(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, B: B, ldb: ldb,
+                              beta: beta, C: C, ldc: ldc, workers: workers)
         }
+        return
     }
-    // A as row-major (M,K): transposed A is packed once.
-    var packedA: UnsafeMutablePointer<Float>? = nil
-    var aPtr = A, aStride = lda
-    if transA {
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: M * K)
-        CPUParallel.forEach(M) { r in for i in r { for k in 0..<K { p[i * K + k] = A[k * lda + i] } } }
-        packedA = p
-        aPtr = UnsafePointer(p)
-        aStride = K
-    }
-    defer { packedA?.deallocate() }
+    let mr = GemmBlocking.mr, nr = GemmBlocking.nr
 
-    let mr = 4
-    let rowBlocks = (M + mr - 1) / mr
-    let a = aPtr, sa = aStride
-    CPUParallel.forEach(rowBlocks) { blocks in
-        var tile = [Float](repeating: 0, count: mr * nr)
-        tile.withUnsafeMutableBufferPointer { tileBuf in
-            let t = tileBuf.baseAddress!
-            for blk in blocks {
-                let i0 = blk * mr, rows = min(mr, M - i0)
-                for p in 0..<panels {
-                    let bp = UnsafePointer(packedB + p * K * nr)
-                    microKernel4x16(a + i0 * sa, sa, rows, bp, K, t)
-                    let j0 = p * nr, width = min(nr, N - j0)
-                    for r in 0..<rows {
-                        let c = C + (i0 + r) * ldc + j0
-                        if beta == 0 {
-                            for j in 0..<width { c[j] = alpha * t[r * nr + j] }
-                        } else {
-                            for j in 0..<width { c[j] = alpha * t[r * nr + j] + beta * c[j] }
-                        }
+    // The M split. Blocks of A are made a multiple of the worker count when M is large
+    // enough, so that no core idles at the end of a B block.
+    var mBlocks = (M + GemmBlocking.mcMax - 1) / GemmBlocking.mcMax
+    if workers > 1, mBlocks % workers != 0, M >= workers * mr * 4 {
+        mBlocks = (mBlocks + workers - 1) / workers * workers
+    }
+    let mc = min(gemmRoundUp((M + mBlocks - 1) / mBlocks, mr), gemmRoundUp(M, mr))
+    mBlocks = (M + mc - 1) / mc
+    // With fewer A blocks than workers, each A block is shared by several workers, each
+    // taking a slice of the B panels (they all pack that A block; it is cheap next to the
+    // product).
+    let nSplit = mBlocks >= workers ? 1 : (workers + mBlocks - 1) / mBlocks
+    let tasks = mBlocks * nSplit
+
+    // Blocks of K and N of equal size rather than full ones and a thin remainder: a thin K
+    // block reads and writes all of C for little work.
+    let kBlocks = (K + GemmBlocking.kc - 1) / GemmBlocking.kc
+    let kcBlock = (K + kBlocks - 1) / kBlocks
+    let nBlocks = (N + GemmBlocking.nc - 1) / GemmBlocking.nc
+    let ncBlock = gemmRoundUp((N + nBlocks - 1) / nBlocks, nr)
+    let ws = GemmWorkspace.take(sharedFloats: kcBlock * ncBlock, perWorkerFloats: mc * kcBlock, workers: workers)
+    defer { GemmWorkspace.give(ws) }
+    let packedB = ws.shared
+
+    var jc = 0
+    while jc < N {
+        let nc = min(ncBlock, N - jc)
+        let panels = (nc + nr - 1) / nr
+        var pc = 0
+        while pc < K {
+            let kc = min(kcBlock, K - pc)
+            // C is scaled by beta once, with the first K block; later blocks accumulate.
+            let betaBlock: Float = pc == 0 ? beta : 1
+            parallelRanges(panels, workers: workers) { _, range in
+                packBPanels(transB: transB, B: B, ldb: ldb, k0: pc, kc: kc, j0: jc, cols: nc, panels: range,
+                            dst: packedB)
+            }
+            parallelRanges(tasks, workers: workers) { worker, taskRange in
+                // Each range of tasks belongs to one worker: its buffers are its own.
+                let scratch = ws.scratch(worker)
+                var packedBlock = -1
+                for task in taskRange {
+                    let ib = task / nSplit, slice = task % nSplit
+                    let ic = ib * mc, rows = min(mc, M - ic)
+                    if ib != packedBlock {
+                        packABlock(transA: transA, A: A, lda: lda, i0: ic, rows: rows, k0: pc, kc: kc,
+                                   dst: scratch.buffer)
+                        packedBlock = ib
                     }
+                    let p0 = slice * panels / nSplit, p1 = (slice + 1) * panels / nSplit
+                    macroKernel(kc: kc, packedA: scratch.buffer, rows: rows, packedB: packedB, panels: p0..<p1,
+                                cols: nc, C: C + ic * ldc + jc, ldc: ldc, alpha: alpha, beta: betaBlock,
+                                tile: scratch.tile)
                 }
             }
+            pc += kc
+        }
+        jc += nc
+    }
+}
+
+@inline(__always) func gemmRoundUp(_ x: Int, _ m: Int) -> Int { (x + m - 1) / m * m }
+
+/// Calls `body(worker, range)` once per worker on contiguous ranges covering 0..<count
+/// (inline with one worker). The split depends only on count and workers, so results are
+/// reproducible.
+@inline(__always)
+func parallelRanges(_ count: Int, workers: Int, _ body: (Int, Range<Int>) -> Void) {
+    let chunks = min(workers, count)
+    if chunks <= 1 { body(0, 0..<count); return }
+    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        body(c, c * count / chunks ..< (c + 1) * count / chunks)
+    }
+}
+
+/// C = beta · C for K = 0 or alpha = 0 (beta = 0 writes zeros without reading C).
+private func scaleC(M: Int, N: Int, beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int) {
+    for i in 0..<M {
+        let row = C + i * ldc
+        if beta == 0 {
+            row.update(repeating: 0, count: N)
+        } else if beta != 1 {
+            for j in 0..<N { row[j] *= beta }
         }
     }
 }
 
-/// tile (rows ≤ 4, 16) = A rows (rows, K, stride sa) · packed B panel (K, 16).
-@inline(__always)
-private func microKernel4x16(_ a: UnsafePointer<Float>, _ sa: Int, _ rows: Int,
-                             _ b: UnsafePointer<Float>, _ K: Int, _ tile: UnsafeMutablePointer<Float>) {
-    var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>(), c3 = SIMD16<Float>()
-    let braw = UnsafeRawPointer(b)
-    if rows == 4 {
-        let a0 = a, a1 = a + sa, a2 = a + 2 * sa, a3 = a + 3 * sa
-        for k in 0..<K {
-            let bv = braw.loadUnaligned(fromByteOffset: k * 64, as: SIMD16<Float>.self)
-            c0 += a0[k] * bv
-            c1 += a1[k] * bv
-            c2 += a2[k] * bv
-            c3 += a3[k] * bv
-        }
-    } else {
-        for k in 0..<K {
-            let bv = braw.loadUnaligned(fromByteOffset: k * 64, as: SIMD16<Float>.self)
-            c0 += a[k] * bv
-            if rows > 1 { c1 += a[sa + k] * bv }
-            if rows > 2 { c2 += a[2 * sa + k] * bv }
+// MARK: packing
+
+/// B panels `panels` of the block op(B)[k0..<k0+kc, j0..<j0+cols] into dst, panel p (kc,NR)
+/// at p·kc·NR, zero past `cols`. Untransposed B is copied a group of panels at a time along
+/// its rows, so that reads are runs of 1 KiB rather than NR floats from each of kc rows.
+private func packBPanels(transB: Bool, B: UnsafePointer<Float>, ldb: Int, k0: Int, kc: Int, j0: Int, cols: Int,
+                         panels: Range<Int>, dst: UnsafeMutablePointer<Float>) {
+    let nr = GemmBlocking.nr, group = 8
+    let fullPanels = cols / nr
+    var p = panels.lowerBound
+    if !transB {
+        let vb = MemoryLayout<GemmVector>.size, rowBytes = ldb * 4, panelBytes = kc * nr * 4
+        while p < panels.upperBound && p < fullPanels {
+            let count = min(group, panels.upperBound - p, fullPanels - p)
+            let src = UnsafeRawPointer(B + k0 * ldb + j0 + p * nr), out = UnsafeMutableRawPointer(dst + p * kc * nr)
+            for k in 0..<kc {
+                for g in 0..<count {
+                    let from = k * rowBytes + g * 2 * vb, to = g * panelBytes + 2 * k * vb
+                    let v0 = src.loadUnaligned(fromByteOffset: from, as: GemmVector.self)
+                    let v1 = src.loadUnaligned(fromByteOffset: from + vb, as: GemmVector.self)
+                    out.storeBytes(of: v0, toByteOffset: to, as: GemmVector.self)
+                    out.storeBytes(of: v1, toByteOffset: to + vb, as: GemmVector.self)
+                }
+            }
+            p += count
         }
     }
-    let traw = UnsafeMutableRawPointer(tile)
-    traw.storeBytes(of: c0, toByteOffset: 0, as: SIMD16<Float>.self)
-    traw.storeBytes(of: c1, toByteOffset: 64, as: SIMD16<Float>.self)
-    traw.storeBytes(of: c2, toByteOffset: 128, as: SIMD16<Float>.self)
-    traw.storeBytes(of: c3, toByteOffset: 192, as: SIMD16<Float>.self)
+    while p < panels.upperBound {
+        let jp = j0 + p * nr, width = min(nr, cols - p * nr), out = dst + p * kc * nr
+        if transB {
+            // op(B)[k, j] = B[j, k]: each row of B is read contiguously and scattered down one
+            // column of the panel (the panel stays in L1 meanwhile).
+            for j in 0..<width {
+                let src = B + (jp + j) * ldb + k0
+                for k in 0..<kc { out[k * nr + j] = src[k] }
+            }
+        } else {
+            for k in 0..<kc {
+                let src = B + (k0 + k) * ldb + jp
+                for j in 0..<width { out[k * nr + j] = src[j] }
+            }
+        }
+        if width < nr {
+            for k in 0..<kc { for j in width..<nr { out[k * nr + j] = 0 } }
+        }
+        p += 1
+    }
+}
+
+/// One A block: dst holds ceil(rows/MR) micro-panels, each (kc, MR) with the MR rows of a
+/// column side by side; rows past `rows` are zero.
+private func packABlock(transA: Bool, A: UnsafePointer<Float>, lda: Int, i0: Int, rows: Int, k0: Int, kc: Int,
+                        dst: UnsafeMutablePointer<Float>) {
+    let mr = GemmBlocking.mr
+    var q = 0
+    while q * mr < rows {
+        let out = dst + q * kc * mr
+        let r0 = i0 + q * mr, height = min(mr, rows - q * mr)
+        if transA {
+            // op(A)[i, k] = A[k, i]: the MR values of one k are contiguous.
+            for k in 0..<kc {
+                let src = A + (k0 + k) * lda + r0, col = out + k * mr
+                for r in 0..<height { col[r] = src[r] }
+                for r in height..<mr { col[r] = 0 }
+            }
+        } else if height == mr {
+            let s0 = A + r0 * lda + k0, s1 = s0 + lda, s2 = s1 + lda, s3 = s2 + lda, s4 = s3 + lda, s5 = s4 + lda
+            for k in 0..<kc {
+                let col = out + k * mr
+                col[0] = s0[k]; col[1] = s1[k]; col[2] = s2[k]
+                col[3] = s3[k]; col[4] = s4[k]; col[5] = s5[k]
+            }
+        } else {
+            for r in 0..<height {
+                let src = A + (r0 + r) * lda + k0
+                for k in 0..<kc { out[k * mr + r] = src[k] }
+            }
+            for k in 0..<kc { for r in height..<mr { out[k * mr + r] = 0 } }
+        }
+        q += 1
+    }
+}
+
+// MARK: compute
+
+/// C block (rows, cols) = alpha · packed A block · B panels `panels` + beta · C.
+/// The B micro-panel is the outer loop so that it stays in L1 across the A micro-panels.
+@inline(__always)
+private func macroKernel(kc: Int, packedA: UnsafeMutablePointer<Float>, rows: Int,
+                         packedB: UnsafeMutablePointer<Float>, panels: Range<Int>, cols: Int,
+                         C: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float,
+                         tile: UnsafeMutablePointer<Float>) {
+    let mr = GemmBlocking.mr, nr = GemmBlocking.nr
+    for p in panels {
+        let bp = UnsafePointer(packedB + p * kc * nr)
+        let j0 = p * nr, width = min(nr, cols - j0)
+        var i0 = 0
+        while i0 < rows {
+            let ap = UnsafePointer(packedA + i0 * kc)
+            let height = min(mr, rows - i0)
+            let c = C + i0 * ldc + j0
+            if height == mr && width == nr {
+                microKernel(kc: kc, a: ap, b: bp, c: c, ldc: ldc, alpha: alpha, beta: beta)
+            } else {
+                // Edge tile: compute the whole tile into scratch, then write the part that exists.
+                microKernel(kc: kc, a: ap, b: bp, c: tile, ldc: nr, alpha: 1, beta: 0)
+                for r in 0..<height {
+                    let src = tile + r * nr, dst = c + r * ldc
+                    if beta == 0 {
+                        for j in 0..<width { dst[j] = alpha * src[j] }
+                    } else {
+                        for j in 0..<width { dst[j] = alpha * src[j] + beta * dst[j] }
+                    }
+                }
+            }
+            i0 += mr
+        }
+    }
+}
+
+/// c (MR,NR) = alpha · a (MR,kc) · b (kc,NR) + beta · c, from a packed A micro-panel (kc,MR)
+/// and a packed B micro-panel (kc,NR). The 12 accumulators stay in registers through the
+/// loop.
+@inline(__always)
+private func microKernel(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                         c: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float) {
+    typealias V = GemmVector
+    var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
+    var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+    let braw = UnsafeRawPointer(b)
+    let vb = MemoryLayout<V>.size
+    var ap = a
+    for k in 0..<kc {
+        let b0 = braw.load(fromByteOffset: 2 * k * vb, as: V.self)
+        let b1 = braw.load(fromByteOffset: 2 * k * vb + vb, as: V.self)
+        let a0 = V(repeating: ap[0]), a1 = V(repeating: ap[1]), a2 = V(repeating: ap[2])
+        c00 = gemmMultiplyAdd(c00, a0, b0); c01 = gemmMultiplyAdd(c01, a0, b1)
+        c10 = gemmMultiplyAdd(c10, a1, b0); c11 = gemmMultiplyAdd(c11, a1, b1)
+        c20 = gemmMultiplyAdd(c20, a2, b0); c21 = gemmMultiplyAdd(c21, a2, b1)
+        let a3 = V(repeating: ap[3]), a4 = V(repeating: ap[4]), a5 = V(repeating: ap[5])
+        c30 = gemmMultiplyAdd(c30, a3, b0); c31 = gemmMultiplyAdd(c31, a3, b1)
+        c40 = gemmMultiplyAdd(c40, a4, b0); c41 = gemmMultiplyAdd(c41, a4, b1)
+        c50 = gemmMultiplyAdd(c50, a5, b0); c51 = gemmMultiplyAdd(c51, a5, b1)
+        ap += 6
+    }
+    let craw = UnsafeMutableRawPointer(c)
+    let rowBytes = ldc * 4
+    let va = V(repeating: alpha), vbeta = V(repeating: beta)
+    @inline(__always) func store(_ x: V, _ offset: Int) {
+        if beta == 0 {
+            craw.storeBytes(of: va * x, toByteOffset: offset, as: V.self)
+        } else {
+            let old = UnsafeRawPointer(craw).loadUnaligned(fromByteOffset: offset, as: V.self)
+            craw.storeBytes(of: gemmMultiplyAdd(vbeta * old, va, x), toByteOffset: offset, as: V.self)
+        }
+    }
+    store(c00, 0); store(c01, vb)
+    store(c10, rowBytes); store(c11, rowBytes + vb)
+    store(c20, 2 * rowBytes); store(c21, 2 * rowBytes + vb)
+    store(c30, 3 * rowBytes); store(c31, 3 * rowBytes + vb)
+    store(c40, 4 * rowBytes); store(c41, 4 * rowBytes + vb)
+    store(c50, 5 * rowBytes); store(c51, 5 * rowBytes + vb)
 }
