@@ -1,6 +1,0 @@
-import XCTest
-@testable import ITuneTokenizers
-
-final class TokenizerPlaceholderTests: XCTestCase {
-    func testModuleLoads() {}
-}
