@@ -10,9 +10,20 @@ DEB_PACKAGES := ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers libclblast-
 # CPU-specific code generation for release builds lives here, not in Package.swift (unsafe
 # flags there would stop other packages from depending on ITune). `make CPU_FLAGS=` builds a
 # binary for any machine of the architecture.
+# On x86-64: -target-cpu native (Swift's -target-cpu takes LLVM CPU names such as haswell,
+# znver4 or native; it rejects x86-64-v3), plus a define that tells the pure-Swift GEMM which
+# SIMD width and FMA it may count on (Swift cannot test CPU features in #if):
+# ITUNE_AVX512 for 16-wide vectors in 32 registers, ITUNE_FMA for 8-wide FMA (AVX2). Without
+# them an x86-64 build uses 4-wide SSE code that runs anywhere. arm64 needs no flags.
 ARCH := $(shell uname -m)
 ifeq ($(ARCH),x86_64)
-CPU_FLAGS ?= -Xswiftc -target-cpu -Xswiftc x86-64-v3 -Xcc -march=x86-64-v3
+HOST_CPU_FEATURES := $(shell (grep -m1 '^flags' /proc/cpuinfo 2>/dev/null; sysctl -n machdep.cpu.features machdep.cpu.leaf7_features 2>/dev/null) | tr 'A-Z' 'a-z')
+ifneq ($(filter avx512f,$(HOST_CPU_FEATURES)),)
+SIMD_DEFINES := -Xswiftc -DITUNE_AVX512
+else ifneq ($(filter fma,$(HOST_CPU_FEATURES)),)
+SIMD_DEFINES := -Xswiftc -DITUNE_FMA
+endif
+CPU_FLAGS ?= -Xswiftc -target-cpu -Xswiftc native $(SIMD_DEFINES)
 else
 CPU_FLAGS ?=
 endif
@@ -54,6 +65,7 @@ bench: build
 	@mkdir -p bench-results
 	$(BIN)/itune-bench all --device all --json | tee bench-results/itune-bench.jsonl
 	python3 scripts/bench_numpy_matmul.py | tee bench-results/numpy.jsonl
+	@python3 scripts/bench_numpy_matmul.py --compare bench-results/itune-bench.jsonl bench-results/numpy.jsonl
 
 clean:
 	rm -rf .build

@@ -1,0 +1,237 @@
+import Foundation
+import ITune
+
+// What every itune-bench subcommand shares: options, the device list, timing, results.
+// A subcommand is a `Benchmark` (one file each, e.g. MatmulBench.swift) registered in
+// main.swift; it reports `BenchResult`s to a `ResultPrinter`.
+
+/// One subcommand of itune-bench.
+protocol Benchmark {
+    /// The subcommand name, e.g. "matmul".
+    var name: String { get }
+    /// One line for the usage text.
+    var summary: String { get }
+    /// Runs every case on every device in `options`, reporting each result as it comes.
+    func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws
+}
+
+/// Options every subcommand accepts.
+struct BenchOptions {
+    var devices: [Device] = [.cpu]
+    var json = false
+    /// Square sizes (n for n×n×n); nil = the benchmark's defaults.
+    var sizes: [Int]? = nil
+    /// Tiny sizes, one repetition: checks that everything runs, not how fast.
+    var smoke = false
+    /// Time spent per case after warm-up, in seconds (at least `minReps` runs).
+    var secondsPerCase = 1.5
+    var minReps = 3
+
+    static let usage = """
+        options:
+          --device D     cpu, auto, opencl:P:D, or all (cpu and every OpenCL device); default cpu
+          --json         one JSON object per result instead of a table
+          --sizes a,b,…  square sizes to run instead of the defaults
+          --smoke        tiny sizes, one repetition (checks that it runs)
+          --seconds S    time per case after warm-up (default 1.5)
+        """
+
+    /// Parses the options after the subcommand.
+    static func parse(_ args: [String]) throws -> BenchOptions {
+        var o = BenchOptions()
+        var i = 0
+        func value(_ flag: String) throws -> String {
+            i += 1
+            guard i < args.count else { throw BenchError.usage("\(flag) needs a value") }
+            return args[i]
+        }
+        while i < args.count {
+            let arg = args[i]
+            switch arg {
+            case "--device": o.devices = try parseDevices(try value(arg))
+            case "--json": o.json = true
+            case "--smoke": o.smoke = true
+            case "--sizes":
+                let text = try value(arg)
+                let sizes = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                guard !sizes.isEmpty, sizes.allSatisfy({ $0 != nil && $0! > 0 }) else {
+                    throw BenchError.usage("--sizes takes positive integers separated by commas, not '\(text)'")
+                }
+                o.sizes = sizes.map { $0! }
+            case "--seconds":
+                let text = try value(arg)
+                guard let s = Double(text), s > 0 else { throw BenchError.usage("--seconds takes a positive number, not '\(text)'") }
+                o.secondsPerCase = s
+            default: throw BenchError.usage("unknown option '\(arg)'")
+            }
+            i += 1
+        }
+        if o.smoke { o.minReps = 1; o.secondsPerCase = 0 }
+        return o
+    }
+
+    /// `all` is the CPU path plus every OpenCL device; anything else is one device.
+    static func parseDevices(_ text: String) throws -> [Device] {
+        if text.lowercased() != "all" { return [try Device(parsing: text).resolved] }
+        var devices: [Device] = [.cpu]
+        for p in OpenCLRuntime.listDevices().platforms {
+            for d in p.devices { devices.append(.opencl(platform: p.index, device: d.index)) }
+        }
+        return devices
+    }
+}
+
+enum BenchError: Error, CustomStringConvertible {
+    case usage(String)
+    var description: String {
+        switch self { case let .usage(s): return s }
+    }
+}
+
+/// A device's names for results: what it is and which driver ran it.
+struct DeviceLabel {
+    let id: String
+    let name: String
+    let driver: String
+
+    init(_ device: Device) throws {
+        let backend = try device.backend()
+        id = device.description
+        switch device {
+        case let .opencl(p, d):
+            let listing = OpenCLRuntime.listDevices()
+            let platform = listing.platforms.first { $0.index == p }
+            let info = platform?.devices.first { $0.index == d }
+            name = info?.name ?? backend.name
+            driver = "\(platform?.name ?? "OpenCL") \(info?.driverVersion ?? "")"
+                .trimmingCharacters(in: .whitespaces)
+        default:
+            name = cpuModelName()
+            driver = "pure Swift (\(CPUParallel.threadCount) threads, \(cpuSgemmKernelDescription))"
+        }
+    }
+}
+
+/// The CPU model, e.g. "AMD EPYC" (from /proc/cpuinfo where there is one).
+func cpuModelName() -> String {
+    if let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
+        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
+            if let colon = line.firstIndex(of: ":") {
+                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+    }
+    #if arch(arm64)
+    return "arm64 CPU"
+    #else
+    return "x86-64 CPU"
+    #endif
+}
+
+/// One measured case.
+struct BenchResult {
+    /// The subcommand, e.g. "matmul".
+    var bench: String
+    /// What ran, e.g. "matmul" or "opencl-own-gemm".
+    var name: String
+    /// The case, e.g. "square 1024" or "smollm2-135m q_proj".
+    var label: String
+    var device: DeviceLabel
+    /// Shape in the benchmark's own terms (matmul: [M, N, K]).
+    var shape: [Int]
+    /// Floating-point operations of one run.
+    var flops: Double
+    var timing: Timing
+
+    var gflopsMedian: Double { flops / timing.median / 1e9 }
+    var gflopsMin: Double { flops / timing.max / 1e9 }
+    var gflopsMax: Double { flops / timing.min / 1e9 }
+
+    var json: [String: Any] {
+        [
+            "bench": bench, "name": name, "label": label,
+            "device": device.id, "device_name": device.name, "driver": device.driver,
+            "shape": shape, "flops": flops, "reps": timing.seconds.count,
+            "median_ms": timing.median * 1e3, "min_ms": timing.min * 1e3, "max_ms": timing.max * 1e3,
+            "gflops": gflopsMedian, "gflops_min": gflopsMin, "gflops_max": gflopsMax,
+        ]
+    }
+}
+
+/// Wall-clock times of the timed runs, in seconds.
+struct Timing {
+    var seconds: [Double]
+    var median: Double {
+        let s = seconds.sorted(), n = s.count
+        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
+    }
+    var min: Double { seconds.min()! }
+    var max: Double { seconds.max()! }
+}
+
+/// Runs `body` `warmup` times untimed, then times it until `seconds` have passed and at
+/// least `minReps` runs are done. `body` must wait for its device (synchronize) itself.
+/// A run longer than `longRun` seconds in warm-up makes that one warm-up run plus one timed
+/// run the whole measurement: the numbers are then stable enough, and the suite finishes.
+func measure(warmup: Int = 1, seconds: Double, minReps: Int, longRun: Double = 10,
+             _ body: () throws -> Void) throws -> Timing {
+    var warmupTime = 0.0
+    for _ in 0..<warmup {
+        let t0 = now()
+        try body()
+        warmupTime = now() - t0
+    }
+    var times: [Double] = []
+    let reps = warmupTime > longRun ? 1 : minReps
+    let start = now()
+    while times.count < reps || (now() - start < seconds && times.count < 1000) {
+        let t0 = now()
+        try body()
+        times.append(now() - t0)
+    }
+    return Timing(seconds: times)
+}
+
+/// Monotonic seconds.
+func now() -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds) * 1e-9
+}
+
+/// Prints results as a table (columns fixed by the first header) or as JSON lines.
+final class ResultPrinter {
+    let json: Bool
+    private var headerPrinted = false
+
+    init(json: Bool) { self.json = json }
+
+    func print(_ r: BenchResult) {
+        if json {
+            let data = try! JSONSerialization.data(withJSONObject: r.json, options: [.sortedKeys])
+            Swift.print(String(decoding: data, as: UTF8.self))
+        } else {
+            if !headerPrinted {
+                Swift.print(row("bench", "what", "case", "shape", "device", "GFLOP/s", "min–max", "median ms", "reps"))
+                headerPrinted = true
+            }
+            let shape = r.shape.map(String.init).joined(separator: "×")
+            Swift.print(row(r.bench, r.name, r.label, shape, "\(r.device.id) \(r.device.name)",
+                            fmt(r.gflopsMedian), "\(fmt(r.gflopsMin))–\(fmt(r.gflopsMax))",
+                            String(format: "%.3f", r.timing.median * 1e3), "\(r.timing.seconds.count)"))
+        }
+        fflush(stdout)
+    }
+
+    /// Drivers are printed once per device below a table (they are long).
+    func printDrivers(_ devices: [DeviceLabel]) {
+        guard !json else { return }
+        for d in devices { Swift.print("  \(d.id): \(d.name) — \(d.driver)") }
+    }
+
+    private func fmt(_ x: Double) -> String { String(format: x >= 100 ? "%.0f" : "%.1f", x) }
+
+    private func row(_ c: String...) -> String {
+        let widths = [7, 16, 26, 18, 40, 8, 12, 10, 5]
+        return zip(c, widths).map { $0.padding(toLength: max($1, $0.count), withPad: " ", startingAt: 0) }
+            .joined(separator: " ")
+    }
+}

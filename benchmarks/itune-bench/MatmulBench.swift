@@ -1,0 +1,68 @@
+import Foundation
+import ITune
+
+/// `itune-bench matmul`: C = A·B at square sizes and at the projection shapes of a
+/// reference model, on each device; on OpenCL devices both CLBlast and our own kernel.
+struct MatmulBench: Benchmark {
+    let name = "matmul"
+    let summary = "C = A·B: square sizes and smollm2-135m projections (GFLOP/s = 2·M·N·K / time)"
+
+    static let defaultSizes = [256, 512, 1024, 2048, 4096]
+    static let smokeSizes = [64, 128]
+
+    /// One product: A (M,K) times B (K,N), or times Wᵀ for a weight W stored (N,K) as
+    /// linear layers keep it.
+    struct Case {
+        let label: String
+        let M: Int, N: Int, K: Int
+        let transposeB: Bool
+    }
+
+    /// smollm2-135m: hidden 576, intermediate 1536, vocab 49152, a batch of 4×256 tokens.
+    static let modelCases: [Case] = {
+        let tokens = 1024, hidden = 576, intermediate = 1536, vocab = 49152
+        return [
+            Case(label: "smollm2-135m q_proj", M: tokens, N: hidden, K: hidden, transposeB: true),
+            Case(label: "smollm2-135m gate_proj", M: tokens, N: intermediate, K: hidden, transposeB: true),
+            Case(label: "smollm2-135m down_proj", M: tokens, N: hidden, K: intermediate, transposeB: true),
+            Case(label: "smollm2-135m lm_head", M: tokens, N: vocab, K: hidden, transposeB: true),
+        ]
+    }()
+
+    func cases(_ options: BenchOptions) -> [Case] {
+        let sizes = options.sizes ?? (options.smoke ? Self.smokeSizes : Self.defaultSizes)
+        let square = sizes.map { Case(label: "square \($0)", M: $0, N: $0, K: $0, transposeB: false) }
+        return options.smoke ? square : square + Self.modelCases
+    }
+
+    /// The implementations to time on a device: the CPU path; on OpenCL, CLBlast (when it
+    /// loads) and our own kernel.
+    func variants(_ device: Device) -> [(name: String, ownKernel: Bool)] {
+        guard case .opencl = device else { return [("swift-sgemm", false)] }
+        return CLBlast.isAvailable ? [("clblast", false), ("opencl-own-gemm", true)] : [("opencl-own-gemm", true)]
+    }
+
+    func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
+        for device in options.devices {
+            let label = try DeviceLabel(device)
+            for c in cases(options) {
+                // Inputs in [-1, 1); the weight is stored (N,K) when the case multiplies by Wᵀ.
+                let a = try Tensor.uniform([c.M, c.K], -1, 1, seed: 1, on: device)
+                let b = try Tensor.uniform(c.transposeB ? [c.N, c.K] : [c.K, c.N], -1, 1, seed: 2, on: device)
+                for variant in variants(device) {
+                    let saved = OpenCLGemm.forceOwnKernel
+                    OpenCLGemm.forceOwnKernel = variant.ownKernel
+                    defer { OpenCLGemm.forceOwnKernel = saved }
+                    let timing = try measure(seconds: options.secondsPerCase, minReps: options.minReps) {
+                        let out = try noGrad { try a.matmul(b, transposeB: c.transposeB) }
+                        try out.backend.synchronize()
+                    }
+                    report(BenchResult(bench: name, name: variant.name, label: c.label, device: label,
+                                       shape: [c.M, c.N, c.K], flops: 2 * Double(c.M) * Double(c.N) * Double(c.K),
+                                       timing: timing))
+                }
+                try device.backend().releaseCachedBuffers()
+            }
+        }
+    }
+}
