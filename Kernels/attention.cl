@@ -1,7 +1,13 @@
 // Fused causal scaled-dot-product attention with grouped-query heads (flash-attention style).
 //
-// q, o, dout, dq are (B,T,NH,D); k, v, dk, dv are (B,T,NKV,D); logsumexp and delta are
-// (B,NH,T). Query head h reads kv head h / (NH/NKV). No T×T matrix is ever written to global
+// q, o, dout, dq are (B,Tq,NH,D); k, v, dk, dv are (B,Tk,NKV,D); logsumexp and delta are
+// (B,NH,Tq). Tq ≤ Tk: the queries are the last Tq positions of the Tk keys (offset = Tk − Tq),
+// so that decoding with a KV cache runs the same kernel; training has Tq = Tk.
+// Masks, all as key ranges (nothing is read per (query, key) pair):
+//   causal     query t sees keys ≤ t + offset;
+//   segments   packed rows: seg_start[b, p] is the first position of the example that holds
+//              position p and seg_end[b, p] one past its last, so a query sees only keys of its
+//              own example (Tq = Tk). Starts are nondecreasing in p, which bounds each block. Query head h reads kv head h / (NH/NKV). No T×T matrix is ever written to global
 // memory: the forward keeps a running max and sum per query row (online softmax) over blocks
 // of keys, and the backward recomputes the probabilities from q, k and the saved logsumexp.
 //
@@ -35,36 +41,44 @@ void stage_rows(__local float* dst, __global const float* x, int b, int T, int H
 // recomputed as exp(score − logsumexp) in one pass, without the max and sum again.
 __kernel void attention_forward(__global float* o, __global float* logsumexp,
                                 __global const float* q, __global const float* k, __global const float* v,
-                                int T, int NH, int NKV, float scale, int causal) {
+                                __global const int* seg_start,
+                                int Tq, int Tk, int NH, int NKV, float scale, int causal, int segments) {
   __local float ks[BLOCK_K * HEAD_DIM];
   __local float vs[BLOCK_K * HEAD_DIM];
   int lid = get_local_id(0), qblock = get_group_id(0), h = get_group_id(1), b = get_group_id(2);
   int kvh = h / (NH / NKV);
+  int offset = Tk - Tq;
   int t = qblock * BLOCK_Q + lid;
-  bool active = t < T;
-  size_t row = (((size_t)b * T + t) * NH + h) * HEAD_DIM;
+  bool active = t < Tq;
+  size_t row = (((size_t)b * Tq + t) * NH + h) * HEAD_DIM;
 
   float qr[HEAD_DIM], acc[HEAD_DIM];
   for (int d = 0; d < HEAD_DIM; d++) {
     qr[d] = active ? q[row + d] : 0.0f;
     acc[d] = 0.0f;
   }
+  // This row's visible keys are lo ..< hi.
+  int lo = (segments && active) ? seg_start[(size_t)b * Tk + t + offset] : 0;
+  int hi = causal ? t + offset + 1 : Tk;
+  // The group's first query bounds where any row's keys start, its last where they end.
+  int tFirst = qblock * BLOCK_Q, tLast = min(Tq, tFirst + BLOCK_Q) - 1;
+  int keyBegin = segments ? seg_start[(size_t)b * Tk + tFirst + offset] : 0;
+  int keyEnd = causal ? min(Tk, tLast + offset + 1) : Tk;
   float m = -INFINITY, l = 0.0f;
-  // The group's last query bounds the keys any of its rows can see.
-  int keyEnd = causal ? min(T, (qblock + 1) * BLOCK_Q) : T;
-  for (int k0 = 0; k0 < keyEnd; k0 += BLOCK_K) {
+  for (int k0 = keyBegin; k0 < keyEnd; k0 += BLOCK_K) {
     int nk = min(BLOCK_K, keyEnd - k0);
     barrier(CLK_LOCAL_MEM_FENCE);  // everyone is done with the previous block
-    stage_rows(ks, k, b, T, NKV, kvh, k0, nk);
-    stage_rows(vs, v, b, T, NKV, kvh, k0, nk);
+    stage_rows(ks, k, b, Tk, NKV, kvh, k0, nk);
+    stage_rows(vs, v, b, Tk, NKV, kvh, k0, nk);
     barrier(CLK_LOCAL_MEM_FENCE);
-    int jEnd = active ? (causal ? min(nk, t - k0 + 1) : nk) : 0;
-    if (jEnd <= 0) continue;
+    int jBegin = max(0, lo - k0);
+    int jEnd = active ? min(nk, hi - k0) : 0;
+    if (jEnd <= jBegin) continue;
     // Scores of the block first, so that the accumulator is rescaled once per block rather
     // than once per key.
     float s[BLOCK_K];
     float mNew = m;
-    for (int j = 0; j < jEnd; j++) {
+    for (int j = jBegin; j < jEnd; j++) {
       float dot = 0.0f;
       for (int d = 0; d < HEAD_DIM; d++) dot += qr[d] * ks[j * HEAD_DIM + d];
       s[j] = dot * scale;
@@ -73,7 +87,7 @@ __kernel void attention_forward(__global float* o, __global float* logsumexp,
     float correction = exp(m - mNew);  // 0 for the first block (m = −inf), where l and acc are 0
     l *= correction;
     for (int d = 0; d < HEAD_DIM; d++) acc[d] *= correction;
-    for (int j = 0; j < jEnd; j++) {
+    for (int j = jBegin; j < jEnd; j++) {
       float p = exp(s[j] - mNew);
       l += p;
       for (int d = 0; d < HEAD_DIM; d++) acc[d] += p * vs[j * HEAD_DIM + d];
@@ -83,35 +97,38 @@ __kernel void attention_forward(__global float* o, __global float* logsumexp,
   if (!active) return;
   float inv = 1.0f / l;
   for (int d = 0; d < HEAD_DIM; d++) o[row + d] = acc[d] * inv;
-  logsumexp[((size_t)b * NH + h) * T + t] = m + log(l);
+  logsumexp[((size_t)b * NH + h) * Tq + t] = m + log(l);
 }
 
 // delta[b,h,t] = Σ_d dout[b,t,h,d]·o[b,t,h,d] (= Σ_j p_j·dp_j, the softmax backward's row term).
 // One work-item per (b,t,h) row.
 __kernel void attention_backward_delta(__global float* delta, __global const float* dout, __global const float* o,
-                                       int T, int NH, int rows) {
+                                       int Tq, int NH, int rows) {
   int r = get_global_id(0);
   if (r >= rows) return;
-  int h = r % NH, bt = r / NH, t = bt % T, b = bt / T;
+  int h = r % NH, bt = r / NH, t = bt % Tq, b = bt / Tq;
   size_t row = (size_t)r * HEAD_DIM;
   float s = 0.0f;
   for (int d = 0; d < HEAD_DIM; d++) s += dout[row + d] * o[row + d];
-  delta[((size_t)b * NH + h) * T + t] = s;
+  delta[((size_t)b * NH + h) * Tq + t] = s;
 }
 
 // dq_t = scale · Σ_j p_tj·(dout_t·v_j − delta_t)·k_j with p_tj = exp(q_t·k_j·scale − logsumexp_t).
-// Same grid as the forward: work-group per (query block, h, b), one query row per work-item.
+// Same grid and masks as the forward: work-group per (query block, h, b), one query row per
+// work-item.
 __kernel void attention_backward_dq(__global float* dq, __global const float* q, __global const float* k,
                                     __global const float* v, __global const float* dout,
                                     __global const float* logsumexp, __global const float* delta,
-                                    int T, int NH, int NKV, float scale, int causal) {
+                                    __global const int* seg_start,
+                                    int Tq, int Tk, int NH, int NKV, float scale, int causal, int segments) {
   __local float ks[BLOCK_K * HEAD_DIM];
   __local float vs[BLOCK_K * HEAD_DIM];
   int lid = get_local_id(0), qblock = get_group_id(0), h = get_group_id(1), b = get_group_id(2);
   int kvh = h / (NH / NKV);
+  int offset = Tk - Tq;
   int t = qblock * BLOCK_Q + lid;
-  bool active = t < T;
-  size_t row = (((size_t)b * T + t) * NH + h) * HEAD_DIM;
+  bool active = t < Tq;
+  size_t row = (((size_t)b * Tq + t) * NH + h) * HEAD_DIM;
 
   float qr[HEAD_DIM], dor[HEAD_DIM], acc[HEAD_DIM];
   for (int d = 0; d < HEAD_DIM; d++) {
@@ -119,18 +136,23 @@ __kernel void attention_backward_dq(__global float* dq, __global const float* q,
     dor[d] = active ? dout[row + d] : 0.0f;
     acc[d] = 0.0f;
   }
-  size_t stat = ((size_t)b * NH + h) * T + t;
+  size_t stat = ((size_t)b * NH + h) * Tq + t;
   float lse = active ? logsumexp[stat] : 0.0f;
   float dlt = active ? delta[stat] : 0.0f;
-  int keyEnd = causal ? min(T, (qblock + 1) * BLOCK_Q) : T;
-  for (int k0 = 0; k0 < keyEnd; k0 += BLOCK_K) {
+  int lo = (segments && active) ? seg_start[(size_t)b * Tk + t + offset] : 0;
+  int hi = causal ? t + offset + 1 : Tk;
+  int tFirst = qblock * BLOCK_Q, tLast = min(Tq, tFirst + BLOCK_Q) - 1;
+  int keyBegin = segments ? seg_start[(size_t)b * Tk + tFirst + offset] : 0;
+  int keyEnd = causal ? min(Tk, tLast + offset + 1) : Tk;
+  for (int k0 = keyBegin; k0 < keyEnd; k0 += BLOCK_K) {
     int nk = min(BLOCK_K, keyEnd - k0);
     barrier(CLK_LOCAL_MEM_FENCE);
-    stage_rows(ks, k, b, T, NKV, kvh, k0, nk);
-    stage_rows(vs, v, b, T, NKV, kvh, k0, nk);
+    stage_rows(ks, k, b, Tk, NKV, kvh, k0, nk);
+    stage_rows(vs, v, b, Tk, NKV, kvh, k0, nk);
     barrier(CLK_LOCAL_MEM_FENCE);
-    int jEnd = active ? (causal ? min(nk, t - k0 + 1) : nk) : 0;
-    for (int j = 0; j < jEnd; j++) {
+    int jBegin = max(0, lo - k0);
+    int jEnd = active ? min(nk, hi - k0) : 0;
+    for (int j = jBegin; j < jEnd; j++) {
       float sdot = 0.0f, pdot = 0.0f;
       for (int d = 0; d < HEAD_DIM; d++) {
         sdot += qr[d] * ks[j * HEAD_DIM + d];
@@ -146,22 +168,25 @@ __kernel void attention_backward_dq(__global float* dq, __global const float* q,
 }
 
 // dv_s = Σ_{h in group} Σ_t p_ts·dout_t and dk_s = scale · Σ_{h in group} Σ_t p_ts·(dout_t·v_s − delta_t)·q_t,
-// over t ≥ s when causal. Work-group per (block of BLOCK_Q keys, kv head, b), one key row per
-// work-item; blocks of queries and their dout rows are staged in local memory. Each key row is
-// summed by one work-item in a fixed order (group heads, then queries): deterministic, no atomics.
+// over the queries t that see key s. Work-group per (block of BLOCK_Q keys, kv head, b), one key
+// row per work-item; blocks of queries and their dout rows are staged in local memory. Each key
+// row is summed by one work-item in a fixed order (group heads, then queries): deterministic,
+// no atomics.
 __kernel void attention_backward_dkv(__global float* dk, __global float* dv, __global const float* q,
                                      __global const float* k, __global const float* v, __global const float* dout,
                                      __global const float* logsumexp, __global const float* delta,
-                                     int T, int NH, int NKV, float scale, int causal) {
+                                     __global const int* seg_end,
+                                     int Tq, int Tk, int NH, int NKV, float scale, int causal, int segments) {
   __local float qs[BLOCK_K * HEAD_DIM];
   __local float dos[BLOCK_K * HEAD_DIM];
   __local float lses[BLOCK_K];
   __local float deltas[BLOCK_K];
   int lid = get_local_id(0), kblock = get_group_id(0), kvh = get_group_id(1), b = get_group_id(2);
   int group = NH / NKV;
+  int offset = Tk - Tq;
   int s = kblock * BLOCK_Q + lid;
-  bool active = s < T;
-  size_t row = (((size_t)b * T + s) * NKV + kvh) * HEAD_DIM;
+  bool active = s < Tk;
+  size_t row = (((size_t)b * Tk + s) * NKV + kvh) * HEAD_DIM;
 
   float kr[HEAD_DIM], vr[HEAD_DIM], dkacc[HEAD_DIM], dvacc[HEAD_DIM];
   for (int d = 0; d < HEAD_DIM; d++) {
@@ -170,24 +195,30 @@ __kernel void attention_backward_dkv(__global float* dk, __global float* dv, __g
     dkacc[d] = 0.0f;
     dvacc[d] = 0.0f;
   }
-  // The group's first key bounds the queries that see any of its rows.
-  int queryStart = causal ? kblock * BLOCK_Q : 0;
+  // Queries tBegin ..< tEnd see this key; the group's first key bounds where they begin, its
+  // last key's example where they end.
+  int tBegin = causal ? max(0, s - offset) : 0;
+  int tEnd = (segments && active) ? seg_end[(size_t)b * Tk + s] - offset : Tq;
+  int sFirst = kblock * BLOCK_Q, sLast = min(Tk, sFirst + BLOCK_Q) - 1;
+  int queryStart = causal ? max(0, sFirst - offset) : 0;
+  int queryEnd = segments ? seg_end[(size_t)b * Tk + sLast] - offset : Tq;
   for (int g = 0; g < group; g++) {
     int h = kvh * group + g;
-    __global const float* lseh = logsumexp + ((size_t)b * NH + h) * T;
-    __global const float* deltah = delta + ((size_t)b * NH + h) * T;
-    for (int t0 = queryStart; t0 < T; t0 += BLOCK_K) {
-      int nq = min(BLOCK_K, T - t0);
+    __global const float* lseh = logsumexp + ((size_t)b * NH + h) * Tq;
+    __global const float* deltah = delta + ((size_t)b * NH + h) * Tq;
+    for (int t0 = queryStart; t0 < queryEnd; t0 += BLOCK_K) {
+      int nq = min(BLOCK_K, queryEnd - t0);
       barrier(CLK_LOCAL_MEM_FENCE);
-      stage_rows(qs, q, b, T, NH, h, t0, nq);
-      stage_rows(dos, dout, b, T, NH, h, t0, nq);
+      stage_rows(qs, q, b, Tq, NH, h, t0, nq);
+      stage_rows(dos, dout, b, Tq, NH, h, t0, nq);
       for (int i = lid; i < nq; i += BLOCK_Q) {
         lses[i] = lseh[t0 + i];
         deltas[i] = deltah[t0 + i];
       }
       barrier(CLK_LOCAL_MEM_FENCE);
       if (!active) continue;
-      for (int i = causal ? max(0, s - t0) : 0; i < nq; i++) {
+      int iEnd = min(nq, tEnd - t0);
+      for (int i = max(0, tBegin - t0); i < iEnd; i++) {
         float sdot = 0.0f, pdot = 0.0f;
         for (int d = 0; d < HEAD_DIM; d++) {
           sdot += qs[i * HEAD_DIM + d] * kr[d];

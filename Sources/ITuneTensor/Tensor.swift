@@ -192,6 +192,10 @@ enum Execution {
 
 /// The common device of an op's inputs; throws naming the op when they differ.
 func execution(_ op: String, _ tensors: Tensor...) throws -> Execution {
+    try execution(op, tensors)
+}
+
+func execution(_ op: String, _ tensors: [Tensor]) throws -> Execution {
     let first = tensors[0]
     for t in tensors.dropFirst() where t.device != first.device {
         throw TensorError.deviceMismatch(op: op, first.device, t.device)

@@ -1,0 +1,124 @@
+import XCTest
+@testable import ITuneTensor
+
+final class AttentionTests: XCTestCase {
+    /// Textbook attention in Double with an explicit mask: q (B,Tq,NH,D), k/v (B,Tk,NKV,D).
+    /// `visible(b, t, j)` says whether query t sees key j.
+    static func reference(q: [Float], k: [Float], v: [Float], B: Int, Tq: Int, Tk: Int, NH: Int, NKV: Int, D: Int,
+                          visible: (Int, Int, Int) -> Bool) -> [Float] {
+        var out = [Float](repeating: 0, count: B * Tq * NH * D)
+        let scale = 1 / Double(D).squareRoot()
+        for b in 0..<B { for h in 0..<NH { for t in 0..<Tq {
+            let kvh = h / (NH / NKV)
+            var scores = [Double](repeating: -.infinity, count: Tk)
+            for j in 0..<Tk where visible(b, t, j) {
+                var s = 0.0
+                for d in 0..<D { s += Double(q[((b * Tq + t) * NH + h) * D + d]) * Double(k[((b * Tk + j) * NKV + kvh) * D + d]) }
+                scores[j] = s * scale
+            }
+            let m = scores.max()!
+            let e = scores.map { exp($0 - m) }
+            let z = e.reduce(0, +)
+            for d in 0..<D {
+                var acc = 0.0
+                for j in 0..<Tk { acc += e[j] / z * Double(v[((b * Tk + j) * NKV + kvh) * D + d]) }
+                out[((b * Tq + t) * NH + h) * D + d] = Float(acc)
+            }
+        } } }
+        return out
+    }
+
+    func testCausalGQAForwardMatchesTextbookAttention() throws {
+        let (B, T, NH, NKV, D) = (2, 7, 4, 2, 5)
+        let q = randomValues(B * T * NH * D, seed: 1, scale: 2), k = randomValues(B * T * NKV * D, seed: 2, scale: 2)
+        let v = randomValues(B * T * NKV * D, seed: 3)
+        for causal in [true, false] {
+            let got = try Tensor.scaledDotProductAttention(
+                q: Tensor(q, shape: [B, T, NH, D]), k: Tensor(k, shape: [B, T, NKV, D]), v: Tensor(v, shape: [B, T, NKV, D]),
+                causal: causal).toArray()
+            let want = Self.reference(q: q, k: k, v: v, B: B, Tq: T, Tk: T, NH: NH, NKV: NKV, D: D) { _, t, j in !causal || j <= t }
+            assertClose(got, want, rtol: 1e-5, atol: 1e-6, "causal \(causal)")
+        }
+    }
+
+    func testFewerQueriesThanKeysAreTheLastPositions() throws {
+        // What decoding with a KV cache runs: 3 new queries against 9 cached + new keys.
+        let (B, Tq, Tk, NH, NKV, D) = (1, 3, 9, 3, 1, 4)
+        let q = randomValues(B * Tq * NH * D, seed: 4), k = randomValues(B * Tk * NKV * D, seed: 5)
+        let v = randomValues(B * Tk * NKV * D, seed: 6)
+        let got = try Tensor.scaledDotProductAttention(
+            q: Tensor(q, shape: [B, Tq, NH, D]), k: Tensor(k, shape: [B, Tk, NKV, D]), v: Tensor(v, shape: [B, Tk, NKV, D])).toArray()
+        let want = Self.reference(q: q, k: k, v: v, B: B, Tq: Tq, Tk: Tk, NH: NH, NKV: NKV, D: D) { _, t, j in j <= t + Tk - Tq }
+        assertClose(got, want, rtol: 1e-5, atol: 1e-6)
+    }
+
+    func testPackedSegmentsEqualAttendingEachExampleAlone() throws {
+        let (T, NH, D) = (10, 2, 4)
+        let lengths = [[3, 4], [10]]  // row 0 also holds 3 padding positions: a segment of their own
+        let q = randomValues(2 * T * NH * D, seed: 7), k = randomValues(2 * T * NH * D, seed: 8), v = randomValues(2 * T * NH * D, seed: 9)
+        let segments = try AttentionSegments(lengths: lengths, rowLength: T)
+        let got = try Tensor.scaledDotProductAttention(
+            q: Tensor(q, shape: [2, T, NH, D]), k: Tensor(k, shape: [2, T, NH, D]), v: Tensor(v, shape: [2, T, NH, D]),
+            segments: segments).toArray()
+        let starts = try segments.starts.toIndices()
+        XCTAssertEqual(Array(starts[0..<T]), [0, 0, 0, 3, 3, 3, 3, 7, 7, 7])
+        let want = Self.reference(q: q, k: k, v: v, B: 2, Tq: T, Tk: T, NH: NH, NKV: NH, D: D) { b, t, j in
+            j <= t && Int(starts[b * T + j]) == Int(starts[b * T + t])
+        }
+        assertClose(got, want, rtol: 1e-5, atol: 1e-6)
+    }
+
+    func testAttentionBackwardMatchesFiniteDifferences() throws {
+        for causal in [true, false] {
+            try checkGradients([[2, 5, 4, 3], [2, 5, 2, 3], [2, 5, 2, 3]]) {
+                try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2], causal: causal)
+            }
+        }
+        // Fewer queries than keys, and packed segments.
+        try checkGradients([[1, 2, 2, 3], [1, 6, 1, 3], [1, 6, 1, 3]]) {
+            try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2])
+        }
+        let segments = try AttentionSegments(lengths: [[2, 3], [6]], rowLength: 6)
+        try checkGradients([[2, 6, 2, 3], [2, 6, 1, 3], [2, 6, 1, 3]]) {
+            try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2], segments: segments)
+        }
+    }
+
+    func testAttentionOpenCLMatchesCPU() throws {
+        for T in oddSizes + [64] {
+            for (NH, NKV, D) in [(4, 2, 8), (2, 1, 64)] {
+                try compareBackends([[1, T, NH, D], [1, T, NKV, D], [1, T, NKV, D]], rtol: 1e-4, atol: 1e-5) {
+                    try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2])
+                }
+            }
+        }
+        // Non-causal, batch > 1, odd head size, big head size.
+        try compareBackends([[3, 33, 6, 20], [3, 33, 2, 20], [3, 33, 2, 20]], rtol: 1e-4, atol: 1e-5) {
+            try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2], causal: false)
+        }
+        try compareBackends([[1, 40, 2, 128], [1, 40, 1, 128], [1, 40, 1, 128]], rtol: 1e-4, atol: 1e-5) {
+            try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2])
+        }
+    }
+
+    func testAttentionWithKVCacheAndSegmentsOpenCLMatchesCPU() throws {
+        let cl = try TestDevices.requireOpenCL()
+        try compareBackends([[2, 5, 4, 16], [2, 70, 2, 16], [2, 70, 2, 16]], rtol: 1e-4, atol: 1e-5) {
+            try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2])
+        }
+        let lengths = [[1, 40, 30, 2], [75], [37, 37]]
+        let cpuSegments = try AttentionSegments(lengths: lengths, rowLength: 75)
+        let clSegments = try AttentionSegments(lengths: lengths, rowLength: 75, on: cl)
+        try compareBackends([[3, 75, 4, 8], [3, 75, 2, 8], [3, 75, 2, 8]], rtol: 1e-4, atol: 1e-5) {
+            try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2],
+                                                 segments: $0[0].device == .cpu ? cpuSegments : clSegments)
+        }
+    }
+
+    func testMismatchedHeadsAreAClearError() throws {
+        let q = try Tensor.zeros([1, 4, 3, 8]), kv = try Tensor.zeros([1, 4, 2, 8])
+        XCTAssertThrowsError(try Tensor.scaledDotProductAttention(q: q, k: kv, v: kv)) { error in
+            XCTAssertTrue("\(error)".contains("not a multiple"), "\(error)")
+        }
+    }
+}
