@@ -45,7 +45,9 @@ public protocol Backend: AnyObject {
     func write(_ storage: Storage, from source: UnsafeRawPointer, byteCount: Int) throws
     func read(_ storage: Storage, into destination: UnsafeMutableRawPointer, byteCount: Int) throws
     func fillZero(_ storage: Storage, byteCount: Int) throws
-    func copy(from source: Storage, to destination: Storage, byteCount: Int) throws
+    /// Copies byteCount bytes from source at sourceOffset to destination at destinationOffset.
+    func copy(from source: Storage, at sourceOffset: Int, to destination: Storage, at destinationOffset: Int,
+              byteCount: Int) throws
     /// Waits for all queued work.
     func synchronize() throws
     /// Frees pooled buffers that no tensor uses.
@@ -53,6 +55,12 @@ public protocol Backend: AnyObject {
     /// Bytes in live tensors and in the pool.
     var bytesInUse: Int { get }
     var peakBytesInUse: Int { get }
+}
+
+extension Backend {
+    public func copy(from source: Storage, to destination: Storage, byteCount: Int) throws {
+        try copy(from: source, at: 0, to: destination, at: 0, byteCount: byteCount)
+    }
 }
 
 /// A size-keyed free list. Training steps repeat the same shapes, so after the first step

@@ -41,8 +41,9 @@ public final class CPUBackend: Backend {
         memset(storage.host, 0, byteCount)
     }
 
-    public func copy(from source: Storage, to destination: Storage, byteCount: Int) throws {
-        destination.host.copyMemory(from: source.host, byteCount: byteCount)
+    public func copy(from source: Storage, at sourceOffset: Int, to destination: Storage, at destinationOffset: Int,
+                     byteCount: Int) throws {
+        (destination.host + destinationOffset).copyMemory(from: source.host + sourceOffset, byteCount: byteCount)
     }
 
     public func synchronize() throws {}

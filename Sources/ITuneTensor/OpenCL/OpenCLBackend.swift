@@ -140,9 +140,11 @@ public final class OpenCLBackend: Backend {
                   "clEnqueueFillBuffer")
     }
 
-    public func copy(from source: Storage, to destination: Storage, byteCount: Int) throws {
+    public func copy(from source: Storage, at sourceOffset: Int, to destination: Storage, at destinationOffset: Int,
+                     byteCount: Int) throws {
         guard byteCount > 0 else { return }
-        try check(itune_clEnqueueCopyBuffer(queue, source.mem, destination.mem, 0, 0, byteCount, 0, nil, nil),
+        try check(itune_clEnqueueCopyBuffer(queue, source.mem, destination.mem, sourceOffset, destinationOffset,
+                                            byteCount, 0, nil, nil),
                   "clEnqueueCopyBuffer")
     }
 

@@ -47,3 +47,77 @@ extension Tensor {
         return try widths.map { w in defer { offset += w }; return try columns(offset, w) }
     }
 }
+
+// Slices and joins along any axis, as block copies (one per index of the leading dims): the
+// KV cache grows by concatenation along T, and generation reads the last position's logits.
+
+extension Tensor {
+    /// self[…, start ..< start + length, …] along `axis`.
+    public func narrow(axis: Int, start: Int, length: Int) throws -> Tensor {
+        guard axis >= 0, axis < rank, start >= 0, length >= 0, start + length <= shape[axis] else {
+            throw TensorError.invalidArgument(op: "narrow", "\(start)..<\(start + length) of axis \(axis) of shape \(shape)")
+        }
+        var outShape = shape
+        outShape[axis] = length
+        let out = try Tensor.empty(outShape, on: device)
+        let inner = shape[(axis + 1)...].reduce(1, *), outer = shape[..<axis].reduce(1, *)
+        try copyBlocks(outer: outer, from: self, stride: shape[axis] * inner, offset: start * inner,
+                       to: out, stride: length * inner, offset: 0, count: length * inner)
+        let inputShape = shape, sourceAxis = shape[axis]
+        GradientTape.record("narrow", inputs: [self], output: out) { g in
+            let dx = try Tensor.zeros(inputShape, on: g.device)
+            try copyBlocks(outer: outer, from: g, stride: length * inner, offset: 0,
+                           to: dx, stride: sourceAxis * inner, offset: start * inner, count: length * inner)
+            return [dx]
+        }
+        return out
+    }
+
+    /// Joins tensors that agree on every dim but `axis`.
+    public static func concatenated(_ parts: [Tensor], axis: Int) throws -> Tensor {
+        guard let first = parts.first, axis >= 0, axis < first.rank else {
+            throw TensorError.invalidArgument(op: "concatenated", "axis \(axis) of \(parts.map(\.shape))")
+        }
+        for p in parts where p.rank != first.rank
+            || zip(p.shape, first.shape).enumerated().contains(where: { $0.offset != axis && $0.element.0 != $0.element.1 }) {
+            throw TensorError.shapeMismatch(op: "concatenated", "\(p.shape) and \(first.shape) differ off axis \(axis)")
+        }
+        var outShape = first.shape
+        outShape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+        let out = try Tensor.empty(outShape, on: first.device)
+        let inner = first.shape[(axis + 1)...].reduce(1, *), outer = first.shape[..<axis].reduce(1, *)
+        var offset = 0
+        for p in parts {
+            _ = try execution("concatenated", first, p)
+            try copyBlocks(outer: outer, from: p, stride: p.shape[axis] * inner, offset: 0,
+                           to: out, stride: outShape[axis] * inner, offset: offset * inner, count: p.shape[axis] * inner)
+            offset += p.shape[axis]
+        }
+        let widths = parts.map { $0.shape[axis] }
+        GradientTape.record("concatenated", inputs: parts, output: out) { g in
+            var start = 0
+            return try widths.map { w in
+                defer { start += w }
+                return try noGrad { try g.narrow(axis: axis, start: start, length: w) }
+            }
+        }
+        return out
+    }
+}
+
+/// For o in 0..<outer: copies `count` floats from src[o·srcStride + srcOffset] to
+/// dst[o·dstStride + dstOffset] with the backend's buffer copy (no kernel).
+private func copyBlocks(outer: Int, from src: Tensor, stride srcStride: Int, offset srcOffset: Int,
+                        to dst: Tensor, stride dstStride: Int, offset dstOffset: Int, count: Int) throws {
+    guard count > 0 else { return }
+    if srcStride == count && dstStride == count {
+        // Contiguous on both sides: one copy.
+        try src.backend.copy(from: src.storage, at: srcOffset * 4, to: dst.storage, at: dstOffset * 4,
+                             byteCount: outer * count * 4)
+        return
+    }
+    for o in 0..<outer {
+        try src.backend.copy(from: src.storage, at: (o * srcStride + srcOffset) * 4, to: dst.storage,
+                             at: (o * dstStride + dstOffset) * 4, byteCount: count * 4)
+    }
+}
