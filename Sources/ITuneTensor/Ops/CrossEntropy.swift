@@ -1,0 +1,86 @@
+import Foundation
+
+// Cross-entropy over vocab logits with an ignore index. Kernels: Kernels/loss.cl.
+//
+// Fused: the forward keeps only the logsumexp of each row (N floats); the backward rebuilds
+// softmax − onehot from the logits and it, so no (N, V) probability tensor lives between the
+// two passes. At a 49k vocab that is the largest activation of a step.
+
+extension Tensor {
+    /// Mean over the rows whose target is not `ignoreIndex` of −log softmax(logits)[target],
+    /// as `F.cross_entropy(logits, targets, ignore_index=-100)` computes it.
+    ///
+    /// self is logits (N, V) (leading dims flattened); targets is i32 (N). Returns shape [].
+    /// When every row is ignored the loss and its gradient are 0 (PyTorch gives nan).
+    public func crossEntropy(targets: Tensor, ignoreIndex: Int32 = -100) throws -> Tensor {
+        guard let V = shape.last, V > 0 else {
+            throw TensorError.shapeMismatch(op: "crossEntropy", "logits need a non-empty last dim, got \(shape)")
+        }
+        let N = count / V
+        guard targets.dtype == .i32, targets.count == N else {
+            throw TensorError.shapeMismatch(op: "crossEntropy", "targets must be \(N) i32 values for logits \(shape), got \(targets.dtype) \(targets.shape)")
+        }
+        // Validated on the host copy the ids were built from (no device read-back).
+        let ids = try targets.toIndices()
+        var valid = 0
+        for (row, t) in ids.enumerated() where t != ignoreIndex {
+            guard t >= 0, Int(t) < V else {
+                throw TensorError.invalidArgument(op: "crossEntropy", "target \(t) of row \(row) is outside the vocabulary 0..<\(V) (and is not the ignore index \(ignoreIndex))")
+            }
+            valid += 1
+        }
+        let logits = self
+        // lse (N): log Σ exp of each row, kept on purpose for the backward.
+        let lse = try Tensor.empty([N], on: device)
+        let lossRows = try Tensor.empty([N], on: device)
+        switch try execution("crossEntropy", logits, targets) {
+        case .cpu:
+            let x = logits.floats, t = targets.ints, lp = lse.floats, lr = lossRows.floats
+            CPUParallel.forEach(N, grain: max(1, 4096 / V)) { rows in
+                for n in rows {
+                    let row = x + n * V
+                    var m = -Float.infinity
+                    for c in 0..<V { m = max(m, row[c]) }
+                    var s: Float = 0
+                    for c in 0..<V { s += expf(row[c] - m) }
+                    let z = m + logf(s)
+                    lp[n] = z
+                    lr[n] = t[n] == ignoreIndex ? 0 : z - row[Int(t[n])]
+                }
+            }
+        case let .opencl(cl):
+            let ls = cl.reductionGroupSize(cap: V >= 1024 ? 256 : 64)
+            try cl.launch("loss", "cross_entropy_forward", global: [N * ls], local: [ls],
+                          [.tensor(lossRows), .tensor(lse), .tensor(logits), .tensor(targets), .int(V),
+                           .int(Int(ignoreIndex)), .local(ls * 4)])
+        }
+        let invCount: Float = valid > 0 ? 1 / Float(valid) : 0
+        let out = try noGrad { try lossRows.sum().scaled(by: invCount) }
+        GradientTape.record("crossEntropy", inputs: [logits], output: out) { dy in
+            let dx = try Tensor.empty(logits.shape, on: logits.device)
+            switch try execution("crossEntropy", logits, dy) {
+            case .cpu:
+                let x = logits.floats, t = targets.ints, lp = lse.floats, d = dx.floats
+                let scale = dy.floats[0] * invCount
+                CPUParallel.forEach(N, grain: max(1, 4096 / V)) { rows in
+                    for n in rows {
+                        let row = x + n * V, drow = d + n * V
+                        guard t[n] != ignoreIndex else {
+                            drow.update(repeating: 0, count: V)
+                            continue
+                        }
+                        let z = lp[n]
+                        for c in 0..<V { drow[c] = expf(row[c] - z) * scale }
+                        drow[Int(t[n])] -= scale
+                    }
+                }
+            case let .opencl(cl):
+                try cl.launch("loss", "cross_entropy_backward", global: [V, N], local: [min(64, cl.reductionGroupSize(cap: 64)), 1],
+                              [.tensor(dx), .tensor(logits), .tensor(lse), .tensor(targets), .tensor(dy), .int(N), .int(V),
+                               .int(Int(ignoreIndex)), .float(invCount)])
+            }
+            return [dx]
+        }
+        return out
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+
+// Optimizer arithmetic that runs where the parameters live. Kernels: Kernels/optim.cl.
+// Nothing here is recorded on the tape.
+
+/// AdamW's hyper-parameters, with PyTorch's defaults except the learning rate's.
+public struct AdamWConfig: Sendable, Equatable, Codable {
+    public var learningRate: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var eps: Float
+    public var weightDecay: Float
+
+    public init(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8,
+                weightDecay: Float = 0.01) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.weightDecay = weightDecay
+    }
+}
+
+extension Tensor {
+    /// One AdamW step on self in place, in torch.optim.AdamW's order: decoupled weight decay
+    /// p ← p·(1 − lr·wd), then m ← lerp(m, g, 1 − β1), v ← β2·v + (1 − β2)·g², then
+    /// p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps). `step` is t, counted from 1;
+    /// `learningRate` overrides the config's (for schedules). grad, m, v have self's shape.
+    public func adamWUpdate(grad: Tensor, m: Tensor, v: Tensor, step: Int, config c: AdamWConfig,
+                            learningRate: Float? = nil) throws {
+        guard grad.shape == shape, m.shape == shape, v.shape == shape else {
+            throw TensorError.shapeMismatch(op: "adamWUpdate", "param \(shape), grad \(grad.shape), m \(m.shape), v \(v.shape)")
+        }
+        guard step >= 1 else { throw TensorError.invalidArgument(op: "adamWUpdate", "step counts from 1, got \(step)") }
+        let lr = learningRate ?? c.learningRate
+        // Bias corrections in Double: β2ᵗ is within a few ulps of 1 for thousands of steps.
+        let bc1 = Float(1 - pow(Double(c.beta1), Double(step)))
+        let bc2Sqrt = Float((1 - pow(Double(c.beta2), Double(step))).squareRoot())
+        let n = count
+        switch try execution("adamWUpdate", self, grad, m, v) {
+        case .cpu:
+            let p = floats, g = grad.floats, mp = m.floats, vp = v.floats
+            let decay = 1 - lr * c.weightDecay, stepSize = lr / bc1
+            let (b1, b2, eps) = (c.beta1, c.beta2, c.eps)
+            CPUParallel.forEach(n, grain: 16384) { range in
+                for i in range {
+                    let gi = g[i]
+                    let mi = mp[i] + (gi - mp[i]) * (1 - b1)
+                    let vi = vp[i] * b2 + (1 - b2) * gi * gi
+                    let denom = vi.squareRoot() / bc2Sqrt + eps
+                    p[i] = p[i] * decay - stepSize * (mi / denom)
+                    mp[i] = mi
+                    vp[i] = vi
+                }
+            }
+        case let .opencl(cl):
+            try cl.launch("optim", "adamw_update", global: [n], local: [64],
+                          [.tensor(self), .tensor(grad), .tensor(m), .tensor(v), .int(n), .float(lr), .float(c.beta1),
+                           .float(c.beta2), .float(c.eps), .float(c.weightDecay), .float(bc1), .float(bc2Sqrt)])
+        }
+    }
+
+    /// Σ x² over every element, reduced in fixed chunks in a fixed order.
+    public func sumOfSquares() throws -> Float {
+        let out = try Tensor.empty([1], on: device)
+        try sumOfSquares(into: out, at: 0)
+        return try out.toArray()[0]
+    }
+
+    /// Writes Σ x² into out[index] on the device, so that many tensors are reduced before one read.
+    func sumOfSquares(into out: Tensor, at index: Int) throws {
+        let n = count, chunk = Tensor.reductionChunk
+        let groups = max(1, (n + chunk - 1) / chunk)
+        switch try execution("sumOfSquares", self, out) {
+        case .cpu:
+            let x = floats
+            var partial = [Float](repeating: 0, count: groups)
+            partial.withUnsafeMutableBufferPointer { p in
+                let base = p.baseAddress!
+                CPUParallel.forEach(groups) { r in
+                    for g in r {
+                        var acc: Float = 0
+                        for i in (g * chunk)..<min(n, (g + 1) * chunk) { acc += x[i] * x[i] }
+                        base[g] = acc
+                    }
+                }
+            }
+            out.floats[index] = partial.reduce(0, +)
+        case let .opencl(cl):
+            let ls = cl.reductionGroupSize()
+            let partial = try Tensor.empty([groups], on: device)
+            try cl.launch("optim", "sum_squares_partial", global: [groups * ls], local: [ls],
+                          [.tensor(partial), .int(0), .tensor(self), .int(n), .int(chunk), .int(1), .local(ls * 4)])
+            try cl.launch("optim", "sum_squares_partial", global: [ls], local: [ls],
+                          [.tensor(out), .int(index), .tensor(partial), .int(groups), .int(groups), .int(0), .local(ls * 4)])
+        }
+    }
+
+    /// self *= factor, in place, not recorded.
+    public func scaleInPlace(_ factor: Float) throws {
+        let n = count
+        switch try execution("scaleInPlace", self) {
+        case .cpu:
+            let x = floats
+            CPUParallel.forEach(n, grain: 16384) { r in for i in r { x[i] *= factor } }
+        case let .opencl(cl):
+            try cl.launch("optim", "scale_in_place", global: [n], local: [64], [.tensor(self), .int(n), .float(factor)])
+        }
+    }
+}
+
+/// Clips gradients by their global norm as `torch.nn.utils.clip_grad_norm_` does: with
+/// total = √(Σ over parameters of Σ g²), every gradient is scaled by maxNorm / (total + 1e-6)
+/// when total > maxNorm. Parameters without a gradient are skipped. Returns total (before
+/// clipping). Each device reduces its tensors into one buffer that is read once.
+@discardableResult
+public func clipGradients(_ parameters: [Tensor], maxNorm: Float) throws -> Float {
+    let grads = parameters.compactMap(\.grad)
+    var byDevice: [Device: [Tensor]] = [:]
+    var order: [Device] = []
+    for g in grads {
+        if byDevice[g.device] == nil { order.append(g.device) }
+        byDevice[g.device, default: []].append(g)
+    }
+    var total = 0.0
+    for device in order {
+        let gs = byDevice[device]!
+        let sums = try Tensor.empty([gs.count], on: device)
+        for (i, g) in gs.enumerated() { try g.sumOfSquares(into: sums, at: i) }
+        for s in try sums.toArray() { total += Double(s) }
+    }
+    let norm = Float(total.squareRoot())
+    if norm > maxNorm {
+        let factor = maxNorm / (norm + 1e-6)
+        for g in grads { try g.scaleInPlace(factor) }
+    }
+    return norm
+}
