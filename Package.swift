@@ -30,7 +30,10 @@ let package = Package(
         .target(name: "ITuneTokenizers", swiftSettings: v5),
         .target(name: "ITuneModels", dependencies: ["ITuneTensor"], swiftSettings: v5),
         .target(name: "ITuneData", dependencies: ["ITuneTokenizers"], swiftSettings: v5),
-        .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels", "ITuneData"], swiftSettings: v5),
+        .target(name: "ITuneTrain", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels", "ITuneData"],
+                swiftSettings: v5),
+        .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels", "ITuneData", "ITuneTrain"],
+                swiftSettings: v5),
         .executableTarget(name: "itune-gpu",
                           dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: v5),
@@ -40,5 +43,6 @@ let package = Package(
         .testTarget(name: "ITuneDataTests", dependencies: ["ITuneData"], swiftSettings: v5),
         .testTarget(name: "ITuneModelsTests", dependencies: ["ITuneModels"], swiftSettings: v5),
         .testTarget(name: "ITuneTokenizersTests", dependencies: ["ITuneTokenizers"], swiftSettings: v5),
+        .testTarget(name: "ITuneTrainTests", dependencies: ["ITuneTrain"], swiftSettings: v5),
     ]
 )

@@ -3,3 +3,4 @@
 @_exported import ITuneTokenizers
 @_exported import ITuneModels
 @_exported import ITuneData
+@_exported import ITuneTrain

@@ -1,0 +1,136 @@
+import ITuneTensor
+
+/// A layer with named parameters. Names follow Hugging Face's checkpoint keys
+/// (`model.layers.0.self_attn.q_proj.weight`), so saving and loading are a walk over them.
+public protocol Module: AnyObject {
+    /// Every parameter with its full checkpoint name, in a stable order.
+    func namedParameters() -> [(String, Tensor)]
+}
+
+extension Module {
+    public var parameters: [Tensor] { namedParameters().map(\.1) }
+    public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+
+    /// Marks every parameter trainable or frozen. Frozen tensors record nothing on the tape.
+    public func setTrainable(_ trainable: Bool) {
+        for p in parameters { p.requiresGrad = trainable }
+    }
+}
+
+/// What a parameter is, so that a random initialiser can treat it as Hugging Face does.
+public enum ParameterRole: Sendable {
+    case weight      // a projection or embedding: normal(0, std)
+    case bias        // zeros
+    case normWeight  // ones
+    case normBias    // zeros
+}
+
+/// Where a model's parameters come from: a checkpoint, or a seeded random initialiser. It is
+/// given the checkpoint name and the expected shape.
+public typealias WeightSource = (_ name: String, _ shape: [Int], _ role: ParameterRole) throws -> Tensor
+
+/// Hugging Face's initialisation (normal(0, `std`) weights, zero biases, unit norms), seeded
+/// per parameter name so that it does not depend on construction order.
+public func randomWeights(seed: UInt64, std: Float = 0.02, on device: Device) -> WeightSource {
+    return { name, shape, role in
+        switch role {
+        case .weight: return try Tensor.randn(shape, std: std, seed: seed ^ fnv1a64(name), on: device)
+        case .bias, .normBias: return try Tensor.zeros(shape, on: device)
+        case .normWeight: return try Tensor.full(shape, 1, on: device)
+        }
+    }
+}
+
+/// y = x · Wᵀ + b. weight is (out, in) as `nn.Linear` stores it, bias (out).
+public final class Linear: Module {
+    public let name: String
+    public var weight: Tensor
+    public var bias: Tensor?
+
+    public init(weight: Tensor, bias: Tensor? = nil, name: String = "") {
+        self.weight = weight
+        self.bias = bias
+        self.name = name
+    }
+
+    /// Loads or initialises `name.weight` (out, in) and, with `bias`, `name.bias` (out).
+    public init(_ name: String, inFeatures: Int, outFeatures: Int, bias: Bool, from source: WeightSource) throws {
+        self.name = name
+        weight = try source(name + ".weight", [outFeatures, inFeatures], .weight)
+        self.bias = bias ? try source(name + ".bias", [outFeatures], .bias) : nil
+    }
+
+    /// x is (…, in); returns (…, out).
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.linear(weight, bias: bias) }
+
+    public func namedParameters() -> [(String, Tensor)] {
+        [(name + ".weight", weight)] + (bias.map { [(name + ".bias", $0)] } ?? [])
+    }
+}
+
+/// GPT-2's Conv1D: y = x · W + b with W stored (in, out).
+public final class Conv1D: Module {
+    public let name: String
+    public var weight: Tensor
+    public var bias: Tensor
+
+    public init(_ name: String, inFeatures: Int, outFeatures: Int, from source: WeightSource) throws {
+        self.name = name
+        weight = try source(name + ".weight", [inFeatures, outFeatures], .weight)
+        bias = try source(name + ".bias", [outFeatures], .bias)
+    }
+
+    /// x is (…, in); returns (…, out).
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.matmul(weight) + bias }
+
+    public func namedParameters() -> [(String, Tensor)] { [(name + ".weight", weight), (name + ".bias", bias)] }
+}
+
+/// RMSNorm with a learned scale (C).
+public final class RMSNorm: Module {
+    public let name: String
+    public var weight: Tensor
+    public let eps: Float
+
+    public init(_ name: String, dim: Int, eps: Float, from source: WeightSource) throws {
+        self.name = name
+        weight = try source(name + ".weight", [dim], .normWeight)
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.rmsNorm(weight: weight, eps: eps) }
+    public func namedParameters() -> [(String, Tensor)] { [(name + ".weight", weight)] }
+}
+
+/// LayerNorm with scale and shift (C).
+public final class LayerNorm: Module {
+    public let name: String
+    public var weight: Tensor
+    public var bias: Tensor
+    public let eps: Float
+
+    public init(_ name: String, dim: Int, eps: Float, from source: WeightSource) throws {
+        self.name = name
+        weight = try source(name + ".weight", [dim], .normWeight)
+        bias = try source(name + ".bias", [dim], .normBias)
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.layerNorm(weight: weight, bias: bias, eps: eps) }
+    public func namedParameters() -> [(String, Tensor)] { [(name + ".weight", weight), (name + ".bias", bias)] }
+}
+
+/// A lookup table (V, C): token embeddings, or GPT-2's learned positions.
+public final class Embedding: Module {
+    public let name: String
+    public var weight: Tensor
+
+    public init(_ name: String, count: Int, dim: Int, from source: WeightSource) throws {
+        self.name = name
+        weight = try source(name + ".weight", [count, dim], .weight)
+    }
+
+    /// ids is i32 (…); returns (…, C).
+    public func callAsFunction(_ ids: Tensor) throws -> Tensor { try weight.embedding(ids) }
+    public func namedParameters() -> [(String, Tensor)] { [(name + ".weight", weight)] }
+}
