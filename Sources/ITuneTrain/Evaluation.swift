@@ -1,0 +1,41 @@
+import Foundation
+import ITuneModels
+import ITuneTensor
+
+/// Mean loss and perplexity of a model over tokenized sequences.
+public struct EvaluationResult: Sendable, Codable {
+    /// Mean negative log-likelihood per predicted token (nats).
+    public var meanLoss: Double
+    public var perplexity: Double
+    /// Tokens whose prediction was scored, and sequences read.
+    public var tokens: Int
+    public var sequences: Int
+    public var seconds: Double
+}
+
+/// Scores every sequence with the Hugging Face convention (labels aligned with ids, −100 not
+/// scored, shifted inside) and averages over tokens, not sequences, as perplexity is defined.
+/// Sequences are grouped into batches of equal length so nothing is padded.
+public func evaluate(_ model: any CausalLM, sequences: [(ids: [Int32], labels: [Int32])], batchSize: Int = 8) throws -> EvaluationResult {
+    let start = Date()
+    var byLength: [Int: [Int]] = [:]
+    for (i, s) in sequences.enumerated() where s.ids.count >= 2 { byLength[s.ids.count, default: []].append(i) }
+    var total = 0.0, tokens = 0
+    try noGrad {
+        for T in byLength.keys.sorted() {
+            let members = byLength[T]!
+            for chunk in stride(from: 0, to: members.count, by: batchSize) {
+                let rows = members[chunk..<min(members.count, chunk + batchSize)]
+                let ids = rows.flatMap { sequences[$0].ids }, labels = rows.flatMap { sequences[$0].labels }
+                let scored = rows.reduce(0) { n, i in n + sequences[i].labels.dropFirst().filter { $0 != -100 }.count }
+                guard scored > 0 else { continue }
+                let loss = try model.loss(Tensor(indices: ids, shape: [rows.count, T], on: model.device), labels: labels).item()
+                total += Double(loss) * Double(scored)
+                tokens += scored
+            }
+        }
+    }
+    let mean = tokens > 0 ? total / Double(tokens) : .nan
+    return EvaluationResult(meanLoss: mean, perplexity: exp(mean), tokens: tokens, sequences: sequences.count,
+                            seconds: Date().timeIntervalSince(start))
+}

@@ -1,0 +1,63 @@
+import Foundation
+import ITuneModels
+import ITuneTensor
+import ITuneTokenizers
+
+/// A Hugging Face model directory loaded for use: the model on a device and its tokenizer.
+public struct ModelBundle {
+    public let directory: URL
+    public let model: any CausalLM
+    public let tokenizer: Tokenizer
+    /// Seconds spent reading and converting the weights.
+    public let loadSeconds: Double
+
+    public init(directory: URL, on device: Device) throws {
+        self.directory = directory
+        let start = Date()
+        model = try loadPretrained(directory, on: device)
+        try model.device.backend().synchronize()
+        loadSeconds = Date().timeIntervalSince(start)
+        tokenizer = try Tokenizer(directory: directory)
+    }
+
+    /// Token ids that end generation: the model's eos ids and the tokenizer's eos token.
+    public var stopTokens: Set<Int32> {
+        var s = Set(model.config.eosTokenIDs.map(Int32.init))
+        if let e = tokenizer.eosTokenID { s.insert(Int32(e)) }
+        return s
+    }
+
+    /// Generates a continuation of `prompt`, calling `onText` with each new piece of decoded
+    /// text as it becomes complete (a token that ends inside a UTF-8 character waits for the
+    /// next). Stops at eos, at any of `stopStrings` (which is cut from the text), or at the
+    /// token limit. Returns the whole generated text and the generation result.
+    public func generate(prompt: String, options: GenerationOptions, stopStrings: [String] = [],
+                         onText: (String) -> Void = { _ in }) throws -> (text: String, result: GenerationResult) {
+        let ids = tokenizer.encode(prompt).map(Int32.init)
+        var opts = options
+        opts.stopTokens.formUnion(stopTokens)
+        var generated: [Int] = []
+        var emitted = ""
+        var stopped = false
+        var result = try model.generate(prompt: ids, options: opts) { token in
+            generated.append(Int(token))
+            var text = tokenizer.decode(generated, skipSpecialTokens: true)
+            if text.hasSuffix("\u{FFFD}") { return true }  // an incomplete character: wait
+            if let cut = stopStrings.compactMap({ text.range(of: $0)?.lowerBound }).min() {
+                text = String(text[..<cut])
+                stopped = true
+            }
+            if text.utf8.starts(with: emitted.utf8) {
+                onText(String(decoding: text.utf8.dropFirst(emitted.utf8.count), as: UTF8.self))
+            }
+            emitted = text
+            return !stopped
+        }
+        if stopped { result.stopReason = .caller }
+        let final = stopped ? emitted : tokenizer.decode(generated, skipSpecialTokens: true)
+        if !stopped, final.utf8.count > emitted.utf8.count, final.utf8.starts(with: emitted.utf8) {
+            onText(String(decoding: final.utf8.dropFirst(emitted.utf8.count), as: UTF8.self))
+        }
+        return (final, result)
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import ITune
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Continue a prompt with a Hugging Face model directory, streaming the tokens.")
+
+    @Option(help: "Model directory (config.json, *.safetensors, tokenizer.json).")
+    var model: String
+
+    @Option(help: "The prompt text.")
+    var prompt: String
+
+    @Option(help: "Most tokens to generate.")
+    var maxNewTokens = 128
+
+    @Option(help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0
+
+    @Option(help: "Sample among the k most likely tokens (0: all).")
+    var topK = 0
+
+    @Option(help: "Sample among the smallest set of tokens whose probability reaches p.")
+    var topP: Float = 1
+
+    @Option(help: "Seed of the sampler.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Stop when the text contains this string (repeatable).")
+    var stop: [String] = []
+
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    func run() throws {
+        let device = try deviceOptions.resolve(verbose: false)
+        let bundle = try ModelBundle(directory: URL(fileURLWithPath: model), on: device)
+        let sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
+        FileHandle.standardOutput.write(Data(prompt.utf8))
+        let (_, result) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: maxNewTokens, sampling: sampling),
+                                              stopStrings: stop) { piece in
+            FileHandle.standardOutput.write(Data(piece.utf8))
+        }
+        print()
+        let rate = result.decodeSeconds > 0 ? Double(max(result.tokens.count - 1, 0)) / result.decodeSeconds : 0
+        FileHandle.standardError.write(Data(String(
+            format: "[%d tokens, stop: %@, prefill %.0f ms, %.1f tokens/s, device %@]\n",
+            result.tokens.count, result.stopReason.rawValue, result.prefillSeconds * 1000, rate, "\(device)").utf8))
+    }
+}
