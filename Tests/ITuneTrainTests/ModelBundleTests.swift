@@ -1,0 +1,75 @@
+import Foundation
+import XCTest
+import ITuneModels
+import ITuneTensor
+import ITuneTokenizers
+@testable import ITuneTrain
+
+/// A model saved with `savePretrained` beside a tokenizer loads back as the same model, and
+/// generates and scores text end to end.
+final class ModelBundleTests: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    func makeModelDirectory() throws -> (URL, LlamaModel) {
+        let tokenizerDir = Self.fixtures.appendingPathComponent("tokenizers/llama3_style")
+        let tokenizer = try Tokenizer(directory: tokenizerDir)
+        var config = ModelConfig(vocabSize: tokenizer.vocabularySize, hiddenSize: 32, intermediateSize: 64, numLayers: 2,
+                                 numHeads: 4, numKVHeads: 2, maxPositions: 128)
+        config.eosTokenIDs = tokenizer.eosTokenID.map { [$0] } ?? []
+        let model = try LlamaModel(config, seed: 3, on: .cpu)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("itune-bundle-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        try model.savePretrained(to: dir, tokenizerDirectory: tokenizerDir)
+        return (dir, model)
+    }
+
+    func testSavedModelLoadsBackWithTheSameLogits() throws {
+        let (dir, model) = try makeModelDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bundle = try ModelBundle(directory: dir, on: .cpu)
+        XCTAssertEqual(bundle.model.config, model.config)
+        let ids = try Tensor(indices: [5, 17, 99, 3, 250], shape: [1, 5])
+        let want = try noGrad { try model(ids).toArray() }
+        let got = try noGrad { try bundle.model(ids).toArray() }
+        XCTAssertEqual(got, want)
+    }
+
+    func testGenerateStreamsTheSameTextItReturnsAndHonoursStopStrings() throws {
+        let (dir, _) = try makeModelDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let openCL = OpenCLRuntime.listDevices().platforms.filter { !$0.devices.isEmpty }
+            .map { Device.opencl(platform: $0.index, device: 0) }
+        for device in [Device.cpu] + openCL {
+            let bundle = try ModelBundle(directory: dir, on: device)
+            var streamed = ""
+            let (text, result) = try bundle.generate(prompt: "Hello 日本語", options: GenerationOptions(maxNewTokens: 12)) {
+                streamed += $0
+            }
+            XCTAssertEqual(streamed, text, "\(device)")
+            XCTAssertLessThanOrEqual(result.tokens.count, 12)
+            // A stop string taken from the unconstrained output cuts the text just before it.
+            let chars = Array(text)
+            if chars.count >= 4 {
+                let stop = String(chars[2..<4])
+                let (cut, r2) = try bundle.generate(prompt: "Hello 日本語", options: GenerationOptions(maxNewTokens: 12),
+                                                    stopStrings: [stop])
+                XCTAssertEqual(cut, String(text[..<text.range(of: stop)!.lowerBound]), "\(device)")
+                XCTAssertEqual(r2.stopReason, .caller)
+            }
+        }
+    }
+
+    func testEvaluateAveragesOverTokensNotSequences() throws {
+        let (dir, _) = try makeModelDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bundle = try ModelBundle(directory: dir, on: .cpu)
+        let a: [Int32] = [5, 6, 7, 8, 9, 10], b: [Int32] = [11, 12, 13]
+        let r = try evaluate(bundle.model, sequences: [(a, a), (b, b)])
+        let la = try noGrad { try bundle.model.loss(Tensor(indices: a, shape: [1, 6]), labels: a).item() }
+        let lb = try noGrad { try bundle.model.loss(Tensor(indices: b, shape: [1, 3]), labels: b).item() }
+        XCTAssertEqual(r.tokens, 7)
+        XCTAssertEqual(r.meanLoss, (Double(la) * 5 + Double(lb) * 2) / 7, accuracy: 1e-5)
+        XCTAssertEqual(r.perplexity, exp(r.meanLoss), accuracy: 1e-9)
+    }
+}
