@@ -143,9 +143,14 @@ struct BenchResult {
     var flops: Double
     var timing: Timing
 
-    var gflopsMedian: Double { flops / timing.median / 1e9 }
-    var gflopsMin: Double { flops / timing.max / 1e9 }
-    var gflopsMax: Double { flops / timing.min / 1e9 }
+    /// The unit of the rate columns; `flops` then holds the work in that unit's base (bytes
+    /// for MB/s, parameters for Mparam/s) and `unitScale` its factor.
+    var unit = "GFLOP/s"
+    var unitScale = 1e9
+
+    var gflopsMedian: Double { flops / timing.median / unitScale }
+    var gflopsMin: Double { flops / timing.max / unitScale }
+    var gflopsMax: Double { flops / timing.min / unitScale }
 
     var json: [String: Any] {
         [
@@ -153,8 +158,8 @@ struct BenchResult {
             "device": device.id, "device_name": device.name, "driver": device.driver,
             "shape": shape, "flops": flops, "reps": timing.seconds.count,
             "median_ms": timing.median * 1e3, "min_ms": timing.min * 1e3, "max_ms": timing.max * 1e3,
-            "gflops": gflopsMedian, "gflops_min": gflopsMin, "gflops_max": gflopsMax,
-        ]
+            "rate": gflopsMedian, "rate_min": gflopsMin, "rate_max": gflopsMax, "unit": unit,
+        ].merging(unit == "GFLOP/s" ? ["gflops": gflopsMedian, "gflops_min": gflopsMin, "gflops_max": gflopsMax] : [:]) { a, _ in a }
     }
 }
 
@@ -210,12 +215,12 @@ final class ResultPrinter {
             Swift.print(String(decoding: data, as: UTF8.self))
         } else {
             if !headerPrinted {
-                Swift.print(row("bench", "what", "case", "shape", "device", "GFLOP/s", "min–max", "median ms", "reps"))
+                Swift.print(row("bench", "what", "case", "shape", "device", "rate", "min–max", "median ms", "reps"))
                 headerPrinted = true
             }
             let shape = r.shape.map(String.init).joined(separator: "×")
             Swift.print(row(r.bench, r.name, r.label, shape, "\(r.device.id) \(r.device.name)",
-                            fmt(r.gflopsMedian), "\(fmt(r.gflopsMin))–\(fmt(r.gflopsMax))",
+                            "\(fmt(r.gflopsMedian)) \(r.unit)", "\(fmt(r.gflopsMin))–\(fmt(r.gflopsMax))",
                             String(format: "%.3f", r.timing.median * 1e3), "\(r.timing.seconds.count)"))
         }
         fflush(stdout)
@@ -230,7 +235,7 @@ final class ResultPrinter {
     private func fmt(_ x: Double) -> String { String(format: x >= 100 ? "%.0f" : "%.1f", x) }
 
     private func row(_ c: String...) -> String {
-        let widths = [7, 16, 26, 18, 40, 8, 12, 10, 5]
+        let widths = [8, 16, 26, 18, 40, 14, 12, 10, 5]
         return zip(c, widths).map { $0.padding(toLength: max($1, $0.count), withPad: " ", startingAt: 0) }
             .joined(separator: " ")
     }

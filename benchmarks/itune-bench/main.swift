@@ -7,6 +7,8 @@ import ITune
 
 let benchmarks: [any Benchmark] = [
     MatmulBench(),
+    TokenizeBench(),
+    LoadBench(),
 ]
 
 func usage() -> String {
