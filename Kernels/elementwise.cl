@@ -123,3 +123,23 @@ __kernel void scatter_columns(__global float* dx, __global const float* dpart, i
   int j = get_global_id(0), n = get_global_id(1);
   if (j < W && n < N) dx[(size_t)n * C + offset + j] = dpart[(size_t)n * W + j];
 }
+
+// Dropout with a counter-based mask: element i is kept when hash(seed, i) ≥ p·2³², so the
+// CPU path and every device draw the same mask from the same seed, with no RNG state.
+uint dropout_hash(uint seed_lo, uint seed_hi, uint i) {
+  uint h = i * 0x9E3779B9u ^ seed_lo;
+  h ^= h >> 16; h *= 0x85EBCA6Bu;
+  h ^= h >> 13; h *= 0xC2B2AE35u;
+  h ^= h >> 16;
+  h ^= seed_hi; h *= 0x27D4EB2Fu;
+  h ^= h >> 15;
+  return h;
+}
+
+// out = x · mask / (1 − p); also the backward (dx = dy · mask / (1 − p)) with dy as x.
+__kernel void dropout_apply(__global float* out, __global const float* x, int n, uint seed_lo, uint seed_hi,
+                            uint threshold, float inv_keep) {
+  int i = get_global_id(0);
+  if (i >= n) return;
+  out[i] = dropout_hash(seed_lo, seed_hi, (uint)i) >= threshold ? x[i] * inv_keep : 0.0f;
+}
