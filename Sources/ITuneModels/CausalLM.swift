@@ -9,6 +9,8 @@ public protocol CausalLM: Module {
     /// `cache` holds (0..<T without one). Returns logits (B,T,V). A cache gets this call's keys
     /// and values appended; `segments` keeps packed examples apart.
     func logits(_ ids: Tensor, positions: Tensor?, cache: KVCache?, segments: AttentionSegments?) throws -> Tensor
+    /// Every projection (Linear or Conv1D) in module order: what LoRA can adapt.
+    func projections() -> [any LoRATarget]
 }
 
 /// Keys and values of the positions seen so far, per layer: decoding then runs one new token

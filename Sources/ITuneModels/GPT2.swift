@@ -70,6 +70,10 @@ public final class GPT2Model: CausalLM {
         return try h.linear(tokenEmbedding.weight).reshaped([B, T, config.vocabSize])
     }
 
+    public func projections() -> [any LoRATarget] {
+        layers.flatMap { l -> [any LoRATarget] in [l.attention, l.attentionOut, l.fc, l.proj] }
+    }
+
     public func namedParameters() -> [(String, Tensor)] {
         var out = tokenEmbedding.namedParameters() + positionEmbedding.namedParameters()
         for l in layers { out += l.namedParameters() }

@@ -129,6 +129,12 @@ public final class LlamaModel: CausalLM {
         return try h.linear(lmHead?.weight ?? embed.weight).reshaped([B, T, config.vocabSize])
     }
 
+    public func projections() -> [any LoRATarget] {
+        layers.flatMap { l -> [any LoRATarget] in
+            [l.attention.q, l.attention.k, l.attention.v, l.attention.o, l.mlp.gate, l.mlp.up, l.mlp.down]
+        }
+    }
+
     public func namedParameters() -> [(String, Tensor)] {
         var out = embed.namedParameters()
         for l in layers { out += l.namedParameters() }

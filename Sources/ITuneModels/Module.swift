@@ -46,6 +46,8 @@ public final class Linear: Module {
     public let name: String
     public var weight: Tensor
     public var bias: Tensor?
+    /// A LoRA update added to the output, when adapted.
+    public var lora: LoRAAdapter?
 
     public init(weight: Tensor, bias: Tensor? = nil, name: String = "") {
         self.weight = weight
@@ -61,7 +63,11 @@ public final class Linear: Module {
     }
 
     /// x is (…, in); returns (…, out).
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.linear(weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let y = try x.linear(weight, bias: bias)
+        guard let lora else { return y }
+        return try y + lora.delta(x)
+    }
 
     public func namedParameters() -> [(String, Tensor)] {
         [(name + ".weight", weight)] + (bias.map { [(name + ".bias", $0)] } ?? [])
@@ -73,6 +79,7 @@ public final class Conv1D: Module {
     public let name: String
     public var weight: Tensor
     public var bias: Tensor
+    public var lora: LoRAAdapter?
 
     public init(_ name: String, inFeatures: Int, outFeatures: Int, from source: WeightSource) throws {
         self.name = name
@@ -81,7 +88,11 @@ public final class Conv1D: Module {
     }
 
     /// x is (…, in); returns (…, out).
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.matmul(weight) + bias }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let y = try x.matmul(weight) + bias
+        guard let lora else { return y }
+        return try y + lora.delta(x)
+    }
 
     public func namedParameters() -> [(String, Tensor)] { [(name + ".weight", weight), (name + ".bias", bias)] }
 }
