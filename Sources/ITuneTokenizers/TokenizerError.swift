@@ -9,6 +9,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case invalidField(file: String, path: String, reason: String)
     /// A component type (model, normalizer, pre-tokenizer, …) this library does not implement.
     case unsupported(file: String, path: String, value: String, supported: [String])
+    /// An unknown or unusable prompt template.
+    case invalidTemplate(String)
 
     public var description: String {
         switch self {
@@ -20,6 +22,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
             return "\(file): \(path.isEmpty ? "top level" : path): \(reason)"
         case .unsupported(let file, let path, let value, let supported):
             return "\(file): \(path): unsupported '\(value)' (supported: \(supported.joined(separator: ", ")))"
+        case .invalidTemplate(let why):
+            return why
         }
     }
 }

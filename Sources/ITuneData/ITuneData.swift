@@ -1,1 +1,0 @@
-// Instruction datasets: formats, templates, masking, packing.

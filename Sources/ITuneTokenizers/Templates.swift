@@ -1,0 +1,195 @@
+import Foundation
+
+// Prompt templates: how an instruction and its answer become one training text, with which
+// parts carry the loss. Rendering keeps the parts apart (segments) so that the masks are exact
+// at token boundaries.
+
+/// One instruction/answer exchange; `input` is the optional context of Alpaca-style data.
+public struct Turn: Sendable, Equatable, Codable {
+    public var instruction: String
+    public var input: String?
+    public var response: String
+
+    public init(instruction: String, input: String? = nil, response: String) {
+        self.instruction = instruction
+        self.input = input.flatMap { $0.isEmpty ? nil : $0 }
+        self.response = response
+    }
+}
+
+/// An example to train on: a conversation (one or more turns, an optional system prompt), or
+/// plain text that is trained on whole.
+public struct Conversation: Sendable, Equatable, Codable {
+    public var system: String?
+    public var turns: [Turn]
+    /// Set for `text` records: the whole text, no template.
+    public var text: String?
+
+    public init(system: String? = nil, turns: [Turn]) {
+        self.system = system
+        self.turns = turns
+        text = nil
+    }
+
+    public init(text: String) {
+        system = nil
+        turns = []
+        self.text = text
+    }
+}
+
+/// A piece of a rendered example.
+public enum TemplateSegment: Sendable, Equatable {
+    /// Text, trained on (the answer) or not (the prompt).
+    case text(String, trainable: Bool)
+    /// The tokenizer's end-of-sequence token, trained on (the model learns to stop).
+    case eos
+}
+
+/// A prompt format. `PromptTemplate.named(_:)` lists them.
+public struct PromptTemplate: Sendable, Equatable {
+    public enum Style: String, Sendable, CaseIterable {
+        case alpaca, alpacaJA = "alpaca-ja", llmJP = "llm-jp", chatml, llama3, plain
+    }
+
+    public let style: Style
+    public var name: String { style.rawValue }
+
+    public init(_ style: Style) { self.style = style }
+
+    public static let all: [PromptTemplate] = Style.allCases.map(PromptTemplate.init)
+
+    /// What each name renders, for `--help` and errors.
+    public static let descriptions: [(String, String)] = [
+        ("alpaca", "Stanford Alpaca, English (### Instruction: / ### Input: / ### Response:)"),
+        ("alpaca-ja", "ichikara-instruction style: ### 指示: / ### 入力: / ### 回答:"),
+        ("llm-jp", "llm-jp / rinna style: 以下は、タスクを説明する指示です… ### 指示: / ### 入力: / ### 応答:"),
+        ("chatml", "ChatML as Qwen2 uses it: <|im_start|>role … <|im_end|>"),
+        ("llama3", "Llama 3 chat: <|start_header_id|>role<|end_header_id|> … <|eot_id|>"),
+        ("plain", "instruction, a newline, the answer; no markers"),
+    ]
+
+    public static func named(_ name: String) throws -> PromptTemplate {
+        guard let s = Style(rawValue: name.lowercased()) else {
+            throw TokenizerError.invalidTemplate("unknown template '\(name)'; known: \(Style.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return PromptTemplate(s)
+    }
+
+    /// The template a model's own `chat_template` is, when it is recognisably one of ours.
+    public static func detect(chatTemplate: String?) -> PromptTemplate? {
+        guard let t = chatTemplate else { return nil }
+        if t.contains("<|im_start|>") { return PromptTemplate(.chatml) }
+        if t.contains("<|start_header_id|>") && t.contains("<|eot_id|>") { return PromptTemplate(.llama3) }
+        return nil
+    }
+
+    /// Whether the template writes its own begin-of-text marker (then no bos is prepended).
+    public var beginsWithOwnMarker: Bool { style == .llama3 }
+
+    /// The segments of a conversation. Every assistant turn is trainable; with
+    /// `forGeneration` the last turn's response is left out and the prompt ends where the
+    /// model should start writing.
+    public func render(_ c: Conversation, forGeneration: Bool = false) -> [TemplateSegment] {
+        if let text = c.text { return forGeneration ? [.text(text, trainable: false)] : [.text(text, trainable: true), .eos] }
+        var out: [TemplateSegment] = []
+        func prompt(_ s: String) { out.append(.text(s, trainable: false)) }
+        for (i, turn) in c.turns.enumerated() {
+            let last = i == c.turns.count - 1
+            let skipAnswer = forGeneration && last
+            switch style {
+            case .alpaca, .alpacaJA, .llmJP:
+                if i == 0, let system = c.system { prompt(system + "\n\n") }
+                prompt(instructionBlock(turn, first: i == 0 && c.system == nil))
+                if !skipAnswer {
+                    out.append(.text(turn.response, trainable: true))
+                    out.append(.eos)
+                    if !last { prompt("\n\n") }
+                }
+            case .chatml:
+                if i == 0, let system = c.system { prompt("<|im_start|>system\n\(system)<|im_end|>\n") }
+                prompt("<|im_start|>user\n\(userText(turn))<|im_end|>\n<|im_start|>assistant\n")
+                if !skipAnswer {
+                    out.append(.text(turn.response + "<|im_end|>", trainable: true))
+                    prompt("\n")
+                }
+            case .llama3:
+                if i == 0 {
+                    prompt("<|begin_of_text|>")
+                    if let system = c.system { prompt("<|start_header_id|>system<|end_header_id|>\n\n\(system)<|eot_id|>") }
+                }
+                prompt("<|start_header_id|>user<|end_header_id|>\n\n\(userText(turn))<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+                if !skipAnswer { out.append(.text(turn.response + "<|eot_id|>", trainable: true)) }
+            case .plain:
+                if i == 0, let system = c.system { prompt(system + "\n") }
+                prompt(userText(turn) + "\n")
+                if !skipAnswer {
+                    out.append(.text(turn.response, trainable: true))
+                    out.append(.eos)
+                    if !last { prompt("\n") }
+                }
+            }
+        }
+        return merged(out)
+    }
+
+    /// The prompt text a model continues at inference for one instruction.
+    public func prompt(instruction: String, input: String? = nil, system: String? = nil) -> String {
+        render(Conversation(system: system, turns: [Turn(instruction: instruction, input: input, response: "")]), forGeneration: true)
+            .map { if case let .text(s, _) = $0 { return s } else { return "" } }.joined()
+    }
+
+    /// Text the model writes after its answer in this template, which generation stops at.
+    public var stopStrings: [String] {
+        switch style {
+        case .chatml: return ["<|im_end|>"]
+        case .llama3: return ["<|eot_id|>"]
+        case .alpaca: return ["### Instruction:"]
+        case .alpacaJA, .llmJP: return ["### 指示:"]
+        case .plain: return []
+        }
+    }
+
+    private func userText(_ t: Turn) -> String { t.input.map { "\(t.instruction)\n\n\($0)" } ?? t.instruction }
+
+    private func instructionBlock(_ t: Turn, first: Bool) -> String {
+        switch style {
+        case .alpaca:
+            // Stanford Alpaca's prompts (tatsu-lab/stanford_alpaca, train.py PROMPT_DICT).
+            if let input = t.input {
+                return (first ? "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n" : "")
+                    + "### Instruction:\n\(t.instruction)\n\n### Input:\n\(input)\n\n### Response:\n"
+            }
+            return (first ? "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n" : "")
+                + "### Instruction:\n\(t.instruction)\n\n### Response:\n"
+        case .alpacaJA:
+            // ichikara-instruction as the Japanese instruction-tuning work formats it.
+            if let input = t.input { return "### 指示:\n\(t.instruction)\n\n### 入力:\n\(input)\n\n### 回答:\n" }
+            return "### 指示:\n\(t.instruction)\n\n### 回答:\n"
+        case .llmJP:
+            // The Japanese Alpaca preamble with ### 応答:, as llm-jp's SFT data and rinna use it.
+            if let input = t.input {
+                return (first ? "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。要求を適切に満たす応答を書きなさい。\n\n" : "")
+                    + "### 指示:\n\(t.instruction)\n\n### 入力:\n\(input)\n\n### 応答:\n"
+            }
+            return (first ? "以下は、タスクを説明する指示です。要求を適切に満たす応答を書きなさい。\n\n" : "")
+                + "### 指示:\n\(t.instruction)\n\n### 応答:\n"
+        default:
+            return userText(t)
+        }
+    }
+
+    /// Adjacent prompt texts joined (fewer tokenizer calls, same tokens at the same boundaries
+    /// as the rendered string would give between prompt and answer).
+    private func merged(_ segments: [TemplateSegment]) -> [TemplateSegment] {
+        var out: [TemplateSegment] = []
+        for s in segments {
+            if case let .text(t, false) = s, case let .text(prev, false)? = out.last {
+                out[out.count - 1] = .text(prev + t, trainable: false)
+            } else {
+                out.append(s)
+            }
+        }
+        return out
+    }
+}

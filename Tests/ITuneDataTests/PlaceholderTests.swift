@@ -1,6 +1,0 @@
-import XCTest
-@testable import ITuneData
-
-final class DataModuleTests: XCTestCase {
-    func testModuleLoads() {}
-}
