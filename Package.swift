@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         // OpenCL and CLBlast headers plus a loader that dlopen()s libOpenCL.so.1 and
@@ -35,7 +36,8 @@ let package = Package(
         .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels", "ITuneData", "ITuneTrain"],
                 swiftSettings: v5),
         .executableTarget(name: "itune-gpu",
-                          dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Yams", package: "Yams")],
                           swiftSettings: v5),
         .executableTarget(name: "itune-bench", dependencies: ["ITune"], path: "benchmarks/itune-bench",
                           swiftSettings: v5),
@@ -43,6 +45,6 @@ let package = Package(
         .testTarget(name: "ITuneDataTests", dependencies: ["ITuneData"], swiftSettings: v5),
         .testTarget(name: "ITuneModelsTests", dependencies: ["ITuneModels"], swiftSettings: v5),
         .testTarget(name: "ITuneTokenizersTests", dependencies: ["ITuneTokenizers"], swiftSettings: v5),
-        .testTarget(name: "ITuneTrainTests", dependencies: ["ITuneTrain"], swiftSettings: v5),
+        .testTarget(name: "ITuneTrainTests", dependencies: ["ITuneTrain", "ITune"], swiftSettings: v5),
     ]
 )

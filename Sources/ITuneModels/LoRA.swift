@@ -130,6 +130,11 @@ extension CausalLM {
     /// The adapters present, in module order.
     public var loraAdapters: [LoRAAdapter] { projections().compactMap(\.lora) }
 
+    /// The adapters' tensors under PEFT's names: what a LoRA run trains and checkpoints.
+    public var loraParameters: [(String, Tensor)] {
+        loraAdapters.flatMap { [($0.peftNames.a, $0.a), ($0.peftNames.b, $0.b)] }
+    }
+
     /// Folds every adapter into its base weight (W += scaling·B·A) and removes it: the model is
     /// then a plain model that `savePretrained` writes for transformers.
     public func mergeLoRA() throws {

@@ -31,15 +31,29 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Stop when the text contains this string (repeatable).")
     var stop: [String] = []
 
+    @Option(help: "A PEFT LoRA adapter directory to apply.")
+    var adapter: String?
+
+    @Option(help: "Wrap the prompt as an instruction in this template (alpaca, alpaca-ja, llm-jp, chatml, llama3, plain).")
+    var template: String?
+
     @OptionGroup var deviceOptions: DeviceOptions
 
     func run() throws {
         let device = try deviceOptions.resolve(verbose: false)
         let bundle = try ModelBundle(directory: URL(fileURLWithPath: model), on: device)
+        if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
+        var stops = stop
+        var prompt = self.prompt
+        if let name = template {
+            let t = try PromptTemplate.named(name)
+            prompt = t.prompt(instruction: prompt)
+            stops += t.stopStrings
+        }
         let sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
         FileHandle.standardOutput.write(Data(prompt.utf8))
         let (_, result) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: maxNewTokens, sampling: sampling),
-                                              stopStrings: stop) { piece in
+                                              stopStrings: stops) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }
         print()

@@ -37,6 +37,92 @@ final class OptimTests: XCTestCase {
         }
     }
 
+    /// AdamW in PyTorch's order, written out in Double with the textbook bias corrections
+    /// (m̂ = m/(1 − β1ᵗ), v̂ = v/(1 − β2ᵗ)); the kernels use the algebraically equal form
+    /// PyTorch uses, so the two agree to float rounding.
+    static func referenceAdamW(_ p0: [Float], grads: [[Float]], config c: AdamWConfig, lrs: [Float]) -> [Double] {
+        var p = p0.map(Double.init)
+        var m = [Double](repeating: 0, count: p.count), v = m
+        let (b1, b2, eps, wd) = (Double(c.beta1), Double(c.beta2), Double(c.eps), Double(c.weightDecay))
+        for (k, g) in grads.enumerated() {
+            let t = Double(k + 1), lr = Double(lrs[k])
+            for i in p.indices {
+                let gi = Double(g[i])
+                p[i] -= lr * wd * p[i]
+                m[i] = b1 * m[i] + (1 - b1) * gi
+                v[i] = b2 * v[i] + (1 - b2) * gi * gi
+                let mhat = m[i] / (1 - pow(b1, t)), vhat = v[i] / (1 - pow(b2, t))
+                p[i] -= lr * mhat / (vhat.squareRoot() + eps)
+            }
+        }
+        return p
+    }
+
+    func testAdamWMatchesADoubleReferenceOverSeveralStepsWithAScheduledLearningRate() throws {
+        let n = 257, steps = 6
+        let start = randomValues(n, seed: 11)
+        let grads = (0..<steps).map { randomValues(n, seed: 20 + UInt64($0), scale: 0.5) }
+        let lrs: [Float] = [1e-3, 2e-3, 3e-3, 2.5e-3, 1e-3, 5e-4]  // a warm-up then decay, passed per step
+        let config = AdamWConfig(learningRate: 99, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.05)
+        let want = Self.referenceAdamW(start, grads: grads, config: config, lrs: lrs).map(Float.init)
+        for device in [Device.cpu] + [try? TestDevices.requireOpenCL()].compactMap({ $0 }) {
+            let p = try Tensor(start, shape: [n], on: device)
+            let m = try Tensor.zeros([n], on: device), v = try Tensor.zeros([n], on: device)
+            for k in 0..<steps {
+                try p.adamWUpdate(grad: Tensor(grads[k], shape: [n], on: device), m: m, v: v, step: k + 1,
+                                  config: config, learningRate: lrs[k])
+            }
+            assertClose(try p.toArray(), want, rtol: 1e-6, atol: 1e-7, "AdamW vs Double reference on \(device)")
+        }
+    }
+
+    func testAdamWRejectsMismatchedShapesAndStepZero() throws {
+        let p = try Tensor.zeros([4]), m = try Tensor.zeros([4]), v = try Tensor.zeros([4])
+        XCTAssertThrowsError(try p.adamWUpdate(grad: Tensor.zeros([5]), m: m, v: v, step: 1, config: AdamWConfig()))
+        XCTAssertThrowsError(try p.adamWUpdate(grad: Tensor.zeros([4]), m: m, v: v, step: 0, config: AdamWConfig()))
+    }
+
+    func testClipGradientsNormMatchesADoubleReferenceAndScalesOnlyAboveMaxNorm() throws {
+        let shapes = [[7], [33, 5], [127], [1], [257, 3]]
+        let values = shapes.enumerated().map { randomValues($0.element.reduce(1, *), seed: 40 + UInt64($0.offset), scale: 2) }
+        let want = values.joined().reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        for device in [Device.cpu] + [try? TestDevices.requireOpenCL()].compactMap({ $0 }) {
+            for maxNorm in [Float(want) * 0.25, Float(want) * 4] {
+                let params = try shapes.map { try Tensor.zeros($0, on: device, requiresGrad: true) }
+                // grad(p) = values, through Σ p·values.
+                for (p, vs) in zip(params, values) { try (p * Tensor(vs, shape: p.shape, on: device)).sum().backward() }
+                let noGradParam = try Tensor.zeros([9], on: device, requiresGrad: true)
+                let total = try clipGradients(params + [noGradParam], maxNorm: maxNorm)
+                XCTAssertEqual(Double(total), want, accuracy: 1e-5 * want, "\(device)")
+                XCTAssertNil(noGradParam.grad)
+                let factor = Double(maxNorm) < want ? Double(maxNorm) / (Double(total) + 1e-6) : 1
+                for (p, vs) in zip(params, values) {
+                    assertClose(try p.grad!.toArray(), vs.map { Float(Double($0) * factor) }, rtol: 1e-5, atol: 1e-7,
+                                "\(device) maxNorm \(maxNorm)")
+                }
+                if Double(maxNorm) < want {
+                    let after = try params.reduce(0.0) { try $0 + Double($1.grad!.sumOfSquares()) }.squareRoot()
+                    XCTAssertEqual(after, Double(maxNorm), accuracy: 1e-4 * Double(maxNorm), "\(device): clipped norm")
+                }
+            }
+        }
+    }
+
+    func testClipGradientsScalesAGradientSharedByTwoParametersOnce() throws {
+        // The backward of a + b hands the same gradient tensor to both inputs; clipping must
+        // count it once per parameter in the norm but scale the shared buffer only once.
+        for device in [Device.cpu] + [try? TestDevices.requireOpenCL()].compactMap({ $0 }) {
+            let a = try Tensor.zeros([2], on: device, requiresGrad: true)
+            let b = try Tensor.zeros([2], on: device, requiresGrad: true)
+            try ((a + b) * Tensor([3, 4], shape: [2], on: device)).sum().backward()
+            let total = try clipGradients([a, b], maxNorm: 1)
+            XCTAssertEqual(total, Float(50.0.squareRoot()), accuracy: 1e-5)
+            let f = 1 / (Float(50.0.squareRoot()) + 1e-6)
+            assertClose(try a.grad!.toArray(), [3 * f, 4 * f], rtol: 1e-6, "\(device) a")
+            assertClose(try b.grad!.toArray(), [3 * f, 4 * f], rtol: 1e-6, "\(device) b")
+        }
+    }
+
     func testClipGradientsMatchesPyTorch() throws {
         for device in [Device.cpu] + [try? TestDevices.requireOpenCL()].compactMap({ $0 }) {
             let a = try Tensor.zeros([3], on: device, requiresGrad: true)

@@ -1,0 +1,164 @@
+import Foundation
+import ITuneData
+import ITuneModels
+import ITuneTensor
+import ITuneTokenizers
+
+/// Everything a fine-tuning run needs, with the defaults `itune-gpu train` uses. Codable so that
+/// it is written beside the outputs (and read from `--config`).
+public struct FineTuneConfig: Codable, Sendable, Equatable {
+    public enum Mode: String, Codable, Sendable, CaseIterable { case lora, full }
+
+    public var model: String
+    public var data: [String]
+    public var format: RecordFormat? = nil
+    /// A validation file, or else this fraction of the data held out.
+    public var validationData: [String] = []
+    public var validationSplit: Double = 0.05
+    /// Template name; nil: the model's chat_template when recognised, else alpaca.
+    public var template: String? = nil
+    public var output = "itune-output"
+    public var mode = Mode.lora
+    public var lora = LoRAConfig()
+    public var trainer = TrainerOptions()
+    public var maxLength = 1024
+    public var packing = false
+    public var trainOnInputs = false
+    public var skipBadRecords = false
+    public var initAdapter: String? = nil
+    public var resume = false
+    /// Generations written at the end, from held-out instructions.
+    public var samples = 3
+
+    public init(model: String, data: [String]) {
+        self.model = model
+        self.data = data
+    }
+}
+
+/// What a run produced.
+public struct FineTuneResult: Sendable {
+    public var summary: TrainingSummary
+    /// The PEFT adapter directory (LoRA) or the model directory (full).
+    public var outputDirectory: URL
+    public var stats: TokenizeStats
+    public var samples: [(instruction: String, expected: String, got: String)]
+}
+
+/// Loads a Hugging Face model directory and instruction data, and fine-tunes: LoRA adapters
+/// written in PEFT's format, or all weights written as a model directory.
+public struct FineTuneJob {
+    public let config: FineTuneConfig
+    public let device: Device
+
+    public init(config: FineTuneConfig, device: Device) {
+        self.config = config
+        self.device = device
+    }
+
+    public func run(log: (String) -> Void = { print($0) }, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> FineTuneResult {
+        let c = config
+        let modelDir = URL(fileURLWithPath: c.model)
+        let out = URL(fileURLWithPath: c.output)
+        let bundle = try ModelBundle(directory: modelDir, on: device)
+        let model = bundle.model, tokenizer = bundle.tokenizer
+        log(String(format: "model: %@ (%@, %.1fM parameters) loaded in %.2f s on %@", modelDir.path, model.config.architecture.rawValue,
+                   Double(model.parameterCount) / 1e6, bundle.loadSeconds, "\(device)"))
+        let template: PromptTemplate
+        if let name = c.template {
+            template = try PromptTemplate.named(name)
+        } else {
+            template = PromptTemplate.detect(chatTemplate: tokenizer.chatTemplate) ?? PromptTemplate(.alpaca)
+            log("template: \(template.name) (\(tokenizer.chatTemplate == nil ? "the model has no chat_template" : PromptTemplate.detect(chatTemplate: tokenizer.chatTemplate) != nil ? "the model's chat_template" : "the model's chat_template is not one we know"); --template overrides)")
+        }
+
+        // Data.
+        let loaded = try DatasetReader.read(c.data, format: c.format, skipBadRecords: c.skipBadRecords)
+        for f in loaded.files { log("data: \(f.path): \(f.records) examples (\(f.format.rawValue))") }
+        if loaded.skipped > 0 {
+            log("warning: skipped \(loaded.skipped) bad record(s); first: \(loaded.skipMessages.joined(separator: " | "))")
+        }
+        var trainExamples = loaded.examples, validationExamples: [Example] = []
+        if !c.validationData.isEmpty {
+            validationExamples = try DatasetReader.read(c.validationData, format: c.format, skipBadRecords: c.skipBadRecords).examples
+        } else if c.validationSplit > 0, loaded.examples.count >= 20 {
+            (trainExamples, validationExamples) = DatasetTokenizer.split(loaded.examples, fraction: c.validationSplit, seed: c.trainer.seed)
+        }
+        let options = TokenizeOptions(template: template, maxLength: c.maxLength, trainOnInputs: c.trainOnInputs)
+        let (train, stats) = try DatasetTokenizer.tokenize(trainExamples, tokenizer, options)
+        let (validation, _) = try DatasetTokenizer.tokenize(validationExamples, tokenizer, options)
+        log("tokens: \(stats.tokens) in \(train.count) training examples; \(stats.truncated) truncated to \(c.maxLength) (\(stats.truncatedTokens) tokens cut), \(stats.droppedNoAnswer) dropped with no answer left; \(validation.count) validation examples")
+        let rows: [TrainingRow]
+        if c.packing {
+            rows = DatasetTokenizer.pack(permutation(count: train.count, seed: c.trainer.seed).map { train[$0] }, rowLength: c.maxLength)
+                .map { TrainingRow(ids: $0.ids, labels: $0.labels, lengths: $0.lengths) }
+            log("packing: \(train.count) examples into \(rows.count) rows of up to \(c.maxLength) tokens")
+        } else {
+            rows = train.map { TrainingRow(ids: $0.ids, labels: $0.labels) }
+        }
+
+        // What trains.
+        let trainable: [(String, Tensor)]
+        var loraConfig = c.lora
+        switch c.mode {
+        case .lora:
+            if model.config.architecture == .gpt2, loraConfig.targetModules == LoRAConfig.llamaTargets {
+                loraConfig.targetModules = LoRAConfig.gpt2Targets
+            }
+            if let initDir = c.initAdapter {
+                loraConfig = try model.loadAdapter(from: URL(fileURLWithPath: initDir), trainable: true)
+                log("LoRA: starting from the adapter in \(initDir) (r \(loraConfig.rank), alpha \(loraConfig.alpha))")
+            } else {
+                try model.addLoRA(loraConfig, seed: c.trainer.seed)
+            }
+            trainable = model.loraParameters
+            let count = trainable.reduce(0) { $0 + $1.1.count }
+            log(String(format: "LoRA: r %d, alpha %g%@, dropout %g on %@: %d trainable parameters (%.2f%% of %.1fM)",
+                       loraConfig.rank, loraConfig.alpha, loraConfig.useRSLoRA ? " (rsLoRA)" : "", loraConfig.dropout,
+                       loraConfig.targetModules.joined(separator: ","), count,
+                       100 * Double(count) / Double(model.parameterCount), Double(model.parameterCount) / 1e6))
+        case .full:
+            model.setTrainable(true)
+            trainable = model.namedParameters()
+            log("full fine-tuning: \(model.parameterCount) parameters")
+        }
+
+        var trainerOptions = c.trainer
+        trainerOptions.padID = Int32(tokenizer.padTokenID ?? tokenizer.eosTokenID ?? 0)
+        let trainer = try Trainer(model: model, trainable: trainable, options: trainerOptions, train: rows,
+                                  validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out)
+        log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation, lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try JSONEncoder.pretty.encode(c).write(to: out.appendingPathComponent("itune_config.json"))
+        let summary = try trainer.run(resume: c.resume, onEvent: onEvent)
+
+        // Outputs.
+        let final: URL
+        switch c.mode {
+        case .lora:
+            final = out.appendingPathComponent("adapter")
+            try model.saveAdapter(to: final, config: loraConfig, baseModel: modelDir.path)
+        case .full:
+            final = out.appendingPathComponent("model")
+            try model.savePretrained(to: final, tokenizerDirectory: modelDir)
+        }
+        // Sample generations on held-out (or training) instructions.
+        var samples: [(String, String, String)] = []
+        for e in (validationExamples.isEmpty ? trainExamples : validationExamples).prefix(c.samples) {
+            guard let turn = e.conversation.turns.first, e.conversation.text == nil else { continue }
+            let prompt = e.rawPrompt ? turn.instruction : template.prompt(instruction: turn.instruction, input: turn.input,
+                                                                           system: e.conversation.system)
+            let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: 64), stopStrings: template.stopStrings)
+            samples.append((turn.instruction, turn.response, text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+        return FineTuneResult(summary: summary, outputDirectory: final, stats: stats, samples: samples)
+    }
+}
+
+extension JSONEncoder {
+    static var pretty: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return e
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import ITune
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Mean loss and perplexity of a model over a dataset (text records, or instruction records scored on their answers).")
+
+    @Option(help: "Model directory.") var model: String
+    @Option(help: "Data: .json/.jsonl files or directories (repeatable).") var data: [String]
+    @Option(help: "A PEFT LoRA adapter directory to apply.") var adapter: String?
+    @Option(help: "Prompt template for instruction records (default: the model's chat_template when known, else alpaca).")
+    var template: String?
+    @Option(help: "Longest sequence in tokens (default: the model's context, at most 2048).") var maxLength: Int?
+    @Option(help: "Sequences per forward pass.") var batchSize = 8
+    @Flag(help: "Score every token of instruction records, not only the answers.") var trainOnInputs = false
+    @Flag(help: "Print one JSON object.") var json = false
+    @OptionGroup var deviceOptions: DeviceOptions
+
+    func run() throws {
+        let device = try deviceOptions.resolve(verbose: !json)
+        let bundle = try ModelBundle(directory: URL(fileURLWithPath: model), on: device)
+        if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
+        let tpl = try template.map(PromptTemplate.named) ?? PromptTemplate.detect(chatTemplate: bundle.tokenizer.chatTemplate)
+            ?? PromptTemplate(.alpaca)
+        let loaded = try DatasetReader.read(data)
+        let length = maxLength ?? min(bundle.model.config.maxPositions, 2048)
+        let (examples, stats) = try DatasetTokenizer.tokenize(loaded.examples, bundle.tokenizer,
+                                                             TokenizeOptions(template: tpl, maxLength: length, trainOnInputs: trainOnInputs))
+        let r = try evaluate(bundle.model, sequences: examples.map { ($0.ids, $0.labels) }, batchSize: batchSize)
+        if json {
+            var obj: [String: Any] = ["model": model, "data": data, "mean_loss": r.meanLoss, "perplexity": r.perplexity,
+                                      "tokens": r.tokens, "sequences": r.sequences, "truncated": stats.truncated,
+                                      "seconds": r.seconds, "device": "\(device)", "template": tpl.name]
+            if let adapter { obj["adapter"] = adapter }
+            let out = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+            print(String(decoding: out, as: UTF8.self))
+        } else {
+            print(String(format: "mean loss %.4f, perplexity %.3f over %d tokens of %d sequences (%d truncated to %d) in %.2f s",
+                         r.meanLoss, r.perplexity, r.tokens, r.sequences, stats.truncated, length, r.seconds))
+        }
+    }
+}
+
+struct MergeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "merge",
+        abstract: "Fold a LoRA adapter into its base model and write a full model directory that transformers loads.")
+
+    @Option(help: "Base model directory.") var model: String
+    @Option(help: "PEFT LoRA adapter directory.") var adapter: String
+    @Option(help: "Output model directory.") var output: String
+    @Option(help: "Stored dtype: F32, F16 or BF16.") var dtype = "F32"
+
+    func run() throws {
+        let base = URL(fileURLWithPath: model)
+        let m = try loadPretrained(base, on: .cpu)
+        let cfg = try m.loadAdapter(from: URL(fileURLWithPath: adapter))
+        try m.mergeLoRA()
+        try m.savePretrained(to: URL(fileURLWithPath: output), dtype: dtype.uppercased(), tokenizerDirectory: base)
+        print("merged \(m.projections().filter { cfg.targets($0.name) }.count) adapted projections (r \(cfg.rank), alpha \(cfg.alpha)) into \(output)")
+    }
+}
