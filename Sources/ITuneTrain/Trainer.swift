@@ -162,7 +162,9 @@ public final class Trainer {
                     lossSum += Double(try loss.item()) * Double(n)
                     tokens += rows.reduce(0) { $0 + $1.ids.count }
                 }
-                let norm = try clipGradients(optimizer.parameters, maxNorm: options.maxGradNorm)
+                // maxGradNorm ≤ 0 turns clipping off, as in transformers; the norm is still reported.
+                let norm = options.maxGradNorm > 0 ? try clipGradients(optimizer.parameters, maxNorm: options.maxGradNorm)
+                    : try clipGradients(optimizer.parameters, maxNorm: .infinity)
                 let lr = schedule.rate(at: step)
                 try optimizer.update(learningRate: lr)
                 optimizer.zeroGrad()

@@ -43,13 +43,33 @@ final class CrossEntropyTests: XCTestCase {
     func testTargetOutsideTheVocabularyIsAnErrorNamingTheRow() throws {
         let x = try Tensor.zeros([3, 5])
         XCTAssertThrowsError(try x.crossEntropy(targets: Tensor(indices: [1, 5, 0], shape: [3]))) { error in
-            XCTAssertTrue("\(error)".contains("row 1"), "\(error)")
+            guard case .invalidArgument = error as? TensorError else { return XCTFail("not a TensorError: \(error)") }
+            XCTAssertTrue("\(error)".contains("row 1") && "\(error)".contains("target 5"), "\(error)")
+        }
+        // Negative ids other than the ignore index are errors too, and a custom ignore index is honoured.
+        XCTAssertThrowsError(try x.crossEntropy(targets: Tensor(indices: [0, 0, -1], shape: [3]))) { error in
+            XCTAssertTrue("\(error)".contains("row 2") && "\(error)".contains("target -1"), "\(error)")
+        }
+        XCTAssertEqual(try x.crossEntropy(targets: Tensor(indices: [0, -1, -1], shape: [3]), ignoreIndex: -1).item(),
+                       Float(log(5.0)), accuracy: 1e-6)
+        XCTAssertThrowsError(try x.crossEntropy(targets: Tensor(indices: [0, 1], shape: [2])))
+    }
+
+    func testLossIsStableForLargeLogits() throws {
+        // exp(±400) overflows f32; the max subtraction must keep the loss finite and exact.
+        let V = 33
+        let logits = randomValues(3 * V, seed: 9, scale: 400)
+        let targets: [Int32] = [0, 32, 17]
+        for device in [Device.cpu] + [try? TestDevices.requireOpenCL()].compactMap({ $0 }) {
+            let loss = try Tensor(logits, shape: [3, V], on: device).crossEntropy(targets: Tensor(indices: targets, shape: [3], on: device))
+            XCTAssertEqual(Double(try loss.item()), Self.reference(logits, targets, V: V), accuracy: 1e-4, "\(device)")
         }
     }
 
     func testCrossEntropyOpenCLMatchesCPU() throws {
         let cl = try TestDevices.requireOpenCL()
-        for (N, V) in [(1, 1), (7, 33), (33, 127), (5, 257), (3, 32003), (64, 1000)] {
+        let cases = [1, 7, 33].flatMap { N in (oddSizes + [1000, 32000, 32003]).map { (N, $0) } } + [(64, 1000), (0, 7)]
+        for (N, V) in cases {
             var g = SplitMix64(seed: UInt64(N * V))
             let ids = (0..<N).map { n in n % 3 == 1 ? Int32(-100) : Int32(g.next() % UInt64(V)) }
             let values = randomValues(N * V, seed: 5, scale: 3)
@@ -61,6 +81,8 @@ final class CrossEntropyTests: XCTestCase {
             }
             let (cpuLoss, cpuGrad) = try run(.cpu)
             let (clLoss, clGrad) = try run(cl)
+            let want = Self.reference(values, ids, V: V)
+            XCTAssertEqual(Double(cpuLoss), want, accuracy: 1e-5 * max(1, abs(want)), "CPU vs Double, N \(N) V \(V)")
             XCTAssertEqual(clLoss, cpuLoss, accuracy: 1e-4 * max(1, abs(cpuLoss)), "N \(N) V \(V)")
             assertClose(clGrad, cpuGrad, rtol: 1e-4, atol: 1e-7, "gradient N \(N) V \(V)")
         }

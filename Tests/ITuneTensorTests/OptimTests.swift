@@ -33,7 +33,7 @@ final class OptimTests: XCTestCase {
                                   config: AdamWConfig(learningRate: 3e-3), learningRate: 1e-3)
                 return try p.toArray() + m.toArray() + v.toArray()
             }
-            assertClose(try run(cl), try run(.cpu), rtol: 1e-5, atol: 1e-7, "n \(n)")
+            assertClose(try run(cl), try run(.cpu), rtol: 1e-6, atol: 1e-7, "n \(n)")
         }
     }
 

@@ -110,9 +110,13 @@ extension Tensor {
 }
 
 /// Clips gradients by their global norm as `torch.nn.utils.clip_grad_norm_` does: with
-/// total = √(Σ over parameters of Σ g²), every gradient is scaled by maxNorm / (total + 1e-6)
-/// when total > maxNorm. Parameters without a gradient are skipped. Returns total (before
-/// clipping). Each device reduces its tensors into one buffer that is read once.
+/// total = √(Σ over parameters of Σ g²), every gradient is scaled by
+/// min(1, maxNorm / (total + 1e-6)), i.e. only when total is above maxNorm. Parameters without
+/// a gradient are skipped. Returns total (before clipping). Each device reduces its tensors
+/// into one buffer that is read once, so no gradient comes back to the host.
+///
+/// Unlike PyTorch, a NaN total leaves the gradients as they are (PyTorch multiplies them all
+/// by NaN); the returned NaN is what a trainer checks.
 @discardableResult
 public func clipGradients(_ parameters: [Tensor], maxNorm: Float) throws -> Float {
     let grads = parameters.compactMap(\.grad)
@@ -130,9 +134,14 @@ public func clipGradients(_ parameters: [Tensor], maxNorm: Float) throws -> Floa
         for s in try sums.toArray() { total += Double(s) }
     }
     let norm = Float(total.squareRoot())
-    if norm > maxNorm {
-        let factor = maxNorm / (norm + 1e-6)
-        for g in grads { try g.scaleInPlace(factor) }
+    // PyTorch's clamp(coef, max: 1): a coefficient of 1 would be a no-op, so it is skipped.
+    let factor = maxNorm / (norm + 1e-6)
+    if factor < 1 {
+        // Autograd may hand one gradient buffer to several parameters (the backward of a + b
+        // gives both the same tensor): it counts once per parameter in the norm above, but is
+        // scaled once.
+        var scaled = Set<ObjectIdentifier>()
+        for g in grads where scaled.insert(ObjectIdentifier(g.storage)).inserted { try g.scaleInPlace(factor) }
     }
     return norm
 }
