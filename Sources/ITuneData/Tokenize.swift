@@ -1,100 +1,89 @@
 import Foundation
 import ITuneTokenizers
 
-// From examples to training rows: template, tokens, loss masks, truncation, packing, splits.
+// From examples to token ids and loss labels: template, tokenizer, masks, truncation.
 
-/// Token ids and Hugging Face labels (aligned with ids; −100 = no loss) of one example.
+/// Token ids and Hugging Face labels of one example: `labels` is aligned with `ids` (the model
+/// shifts), −100 where no loss is taken.
 public struct TokenizedExample: Sendable, Equatable {
     public var ids: [Int32]
     public var labels: [Int32]
+    /// The example's task (`Example.Source.task`), for mixing and per-task evaluation.
     public var task: String
-}
 
-/// A row of packed examples; `lengths` are the examples' token counts in order.
-public struct PackedRow: Sendable, Equatable {
-    public var ids: [Int32]
-    public var labels: [Int32]
-    public var lengths: [Int]
+    public init(ids: [Int32], labels: [Int32], task: String) {
+        precondition(ids.count == labels.count, "ids and labels must be aligned")
+        self.ids = ids
+        self.labels = labels
+        self.task = task
+    }
 }
 
 public struct TokenizeOptions: Sendable {
     public var template: PromptTemplate
+    /// Examples are cut to this many tokens (at the end).
     public var maxLength: Int
     /// Loss on every token, not only on the answers.
     public var trainOnInputs = false
 
     public init(template: PromptTemplate, maxLength: Int, trainOnInputs: Bool = false) {
+        precondition(maxLength > 0, "maxLength must be positive")
         self.template = template
         self.maxLength = maxLength
         self.trainOnInputs = trainOnInputs
     }
 }
 
-/// What tokenizing a dataset cut and dropped.
+/// What tokenizing a dataset kept, cut and dropped.
 public struct TokenizeStats: Sendable, Equatable {
+    /// Examples read, and tokens in the examples kept (after truncation).
     public var examples = 0
     public var tokens = 0
-    /// Examples longer than maxLength, cut at the end, and the tokens cut.
+    /// Tokens that carry a loss in the examples kept (labels ≠ −100, the first excepted).
+    public var scoredTokens = 0
+    /// Examples longer than maxLength, cut at the end, and the tokens cut from them.
     public var truncated = 0
     public var truncatedTokens = 0
     /// Examples dropped because truncation left no answer token to learn from.
     public var droppedNoAnswer = 0
+
+    public init() {}
 }
 
 public enum DatasetTokenizer {
-    /// One example's ids and labels. Segments are tokenized one by one so that the boundary
-    /// between prompt and answer is exact; whatever the tokenizer puts before a text (its bos)
-    /// comes first unless the template writes its own marker, and eos follows each answer.
+    /// One example's ids and labels, cut to `maxLength`. Segments are tokenized one by one so
+    /// that the boundary between prompt and answer is exact. The tokenizer's begin-of-text
+    /// tokens come first (see `beginTokens`) unless the rendered text already starts with them
+    /// (Llama 3's template writes `<|begin_of_text|>` itself); each answer ends with the
+    /// tokenizer's eos, or with the template's own end marker (`<|im_end|>`, `<|eot_id|>`),
+    /// which is trained on so that the model learns to stop.
     public static func tokenize(_ e: Example, _ tokenizer: Tokenizer, _ o: TokenizeOptions) throws -> TokenizedExample {
-        var ids: [Int32] = [], labels: [Int32] = []
-        if !o.template.beginsWithOwnMarker || e.rawPrompt || e.conversation.text != nil {
-            // What the tokenizer itself puts before a text (Llama's <s> or <|begin_of_text|>).
-            let prefix = tokenizer.encode("", addSpecialTokens: true).map(Int32.init)
-            ids += prefix
-            labels += [Int32](repeating: -100, count: prefix.count)
+        var t = try tokenizeWhole(e, tokenizer, o, begin: beginTokens(tokenizer))
+        if t.ids.count > o.maxLength {
+            t.ids.removeLast(t.ids.count - o.maxLength)
+            t.labels.removeLast(t.labels.count - o.maxLength)
         }
-        let segments: [TemplateSegment]
-        if e.rawPrompt, let t = e.conversation.turns.first {
-            segments = [.text(t.instruction, trainable: false), .text(t.response, trainable: true), .eos]
-        } else {
-            segments = o.template.render(e.conversation)
-        }
-        for s in segments {
-            switch s {
-            case let .text(text, trainable):
-                let piece = tokenizer.encode(text, addSpecialTokens: false).map(Int32.init)
-                ids += piece
-                labels += (trainable || o.trainOnInputs) ? piece : [Int32](repeating: -100, count: piece.count)
-            case .eos:
-                guard let eos = tokenizer.eosTokenID else {
-                    throw DataError(source: e.source.description, field: nil,
-                                    reason: "the tokenizer has no eos token (tokenizer_config.json eos_token) to end the answer with")
-                }
-                ids.append(Int32(eos))
-                labels.append(Int32(eos))
-            }
-        }
-        return TokenizedExample(ids: ids, labels: labels, task: e.source.task)
+        return t
     }
 
-    /// Every example, truncated to maxLength; examples whose answer is cut away entirely are
-    /// dropped and counted.
+    /// Every example, in order, truncated to maxLength; examples whose answer is cut away
+    /// entirely are dropped and counted. Tokenized in parallel over all cores.
     public static func tokenize(_ examples: [Example], _ tokenizer: Tokenizer, _ o: TokenizeOptions) throws -> ([TokenizedExample], TokenizeStats) {
-        var stats = TokenizeStats()
-        var out: [TokenizedExample] = []
-        out.reserveCapacity(examples.count)
-        // Tokenized in parallel chunks; the order of the result is the input order.
+        let begin = beginTokens(tokenizer)
         var results = [Result<TokenizedExample, Error>?](repeating: nil, count: examples.count)
         results.withUnsafeMutableBufferPointer { buf in
-            let base = buf.baseAddress!
+            let base = buf.baseAddress
             let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, examples.count))
             let chunk = (examples.count + workers - 1) / workers
             DispatchQueue.concurrentPerform(iterations: workers) { w in
-                for i in (w * chunk)..<min(examples.count, (w + 1) * chunk) {
-                    base[i] = Result { try tokenize(examples[i], tokenizer, o) }
-                }
+                let lo = w * chunk, hi = min(examples.count, lo + chunk)
+                guard lo < hi else { return }
+                for i in lo..<hi { base![i] = Result { try tokenizeWhole(examples[i], tokenizer, o, begin: begin) } }
             }
         }
+        var stats = TokenizeStats()
+        var out: [TokenizedExample] = []
+        out.reserveCapacity(examples.count)
         for r in results {
             var t = try r!.get()
             stats.examples += 1
@@ -104,53 +93,83 @@ public enum DatasetTokenizer {
                 t.ids.removeLast(t.ids.count - o.maxLength)
                 t.labels.removeLast(t.labels.count - o.maxLength)
             }
-            guard t.labels.dropFirst().contains(where: { $0 != -100 }) else {
+            // The first label is never scored (the model predicts token t+1 from token t).
+            let scored = t.labels.dropFirst().reduce(0) { $0 + ($1 == -100 ? 0 : 1) }
+            guard scored > 0 else {
                 stats.droppedNoAnswer += 1
                 continue
             }
             stats.tokens += t.ids.count
+            stats.scoredTokens += scored
             out.append(t)
         }
         return (out, stats)
     }
 
-    /// Greedy first-fit packing in the given order: each example goes into the first row with
-    /// room, rows hold at most `rowLength` tokens, no example is split.
-    public static func pack(_ examples: [TokenizedExample], rowLength: Int) -> [PackedRow] {
-        var rows: [PackedRow] = []
-        var open: [Int] = []  // indices of rows that still have room
-        for e in examples where e.ids.count <= rowLength {
-            if let k = open.firstIndex(where: { rows[$0].ids.count + e.ids.count <= rowLength }) {
-                let r = open[k]
-                rows[r].ids += e.ids
-                rows[r].labels += e.labels
-                rows[r].lengths.append(e.ids.count)
-                if rows[r].ids.count == rowLength { open.remove(at: k) }
-            } else {
-                rows.append(PackedRow(ids: e.ids, labels: e.labels, lengths: [e.ids.count]))
-                if e.ids.count < rowLength { open.append(rows.count - 1) }
-                // Keep the search short: rows that are nearly full leave the open list.
-                if open.count > 64 { open.removeFirst() }
-            }
+    /// The ids the tokenizer puts before a text: its post-processor's (Llama's `<s>`, Llama 3's
+    /// `<|begin_of_text|>`), overridden by `add_bos_token` in tokenizer_config.json where that
+    /// is set, as transformers does for Llama-family tokenizers. Whatever the post-processor
+    /// puts after a text is left out: answers get their end token from the template.
+    public static func beginTokens(_ tokenizer: Tokenizer) -> [Int32] {
+        let probe = "a"
+        let with = tokenizer.encode(probe, addSpecialTokens: true), without = tokenizer.encode(probe, addSpecialTokens: false)
+        var prefix: [Int] = []
+        if !without.isEmpty, let start = (0...max(0, with.count - without.count)).first(where: { with[$0..<min(with.count, $0 + without.count)].elementsEqual(without) }) {
+            prefix = Array(with[..<start])
         }
-        return rows
+        if let bos = tokenizer.bosTokenID, let add = tokenizer.config.addBosToken {
+            if add && !prefix.contains(bos) { prefix.insert(bos, at: 0) }
+            if !add { prefix.removeAll { $0 == bos } }
+        }
+        return prefix.map(Int32.init)
     }
 
-    /// A deterministic split: `count` examples (or a `fraction`) drawn by `seed` for validation.
-    public static func split<T>(_ items: [T], fraction: Double? = nil, count: Int? = nil, seed: UInt64) -> (train: [T], validation: [T]) {
-        let n = min(items.count, count ?? Int((Double(items.count) * (fraction ?? 0)).rounded()))
-        guard n > 0 else { return (items, []) }
-        var state = seed
-        var order = Array(items.indices)
-        for i in stride(from: order.count - 1, to: 0, by: -1) {
-            state = state &+ 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            order.swapAt(i, Int(z % UInt64(i + 1)))
+    /// The segments an example renders to: the template's, or for a prompt used as written, the
+    /// prompt (no loss), the response and eos.
+    static func segments(_ e: Example, _ template: PromptTemplate) -> [TemplateSegment] {
+        if e.rawPrompt, e.conversation.text == nil, let t = e.conversation.turns.first {
+            return [.text(t.instruction, trainable: false), .text(t.response, trainable: true), .eos]
         }
-        let held = Set(order.prefix(n))
-        return (items.indices.filter { !held.contains($0) }.map { items[$0] }, order.prefix(n).sorted().map { items[$0] })
+        return template.render(e.conversation)
+    }
+
+    /// One example, not truncated.
+    static func tokenizeWhole(_ e: Example, _ tokenizer: Tokenizer, _ o: TokenizeOptions, begin: [Int32]) throws -> TokenizedExample {
+        var ids: [Int32] = [], labels: [Int32] = []
+        ids.reserveCapacity(256)
+        labels.reserveCapacity(256)
+        ids += begin
+        labels += [Int32](repeating: -100, count: begin.count)
+        var first = true
+        for s in segments(e, o.template) {
+            let start = ids.count
+            let trainable: Bool
+            switch s {
+            case let .text(text, t):
+                trainable = t
+                for id in tokenizer.encode(text, addSpecialTokens: false) { ids.append(Int32(id)) }
+            case .eos:
+                guard let eos = tokenizer.eosTokenID else {
+                    throw DataError(source: e.source.description, field: nil,
+                                    reason: "the tokenizer has no eos token (tokenizer_config.json eos_token) to end the answer with")
+                }
+                trainable = true
+                ids.append(Int32(eos))
+            }
+            // Not doubled: a template that writes the begin marker itself replaces the tokenizer's.
+            if first, !begin.isEmpty, ids[start...].starts(with: begin) {
+                ids.removeFirst(begin.count)
+                labels.removeFirst(begin.count)
+            }
+            first = false
+            let added = ids.count - labels.count
+            if trainable {
+                labels += ids[(ids.count - added)...]
+            } else {
+                labels += repeatElement(-100, count: added)
+            }
+        }
+        if o.trainOnInputs { labels = ids }
+        return TokenizedExample(ids: ids, labels: labels, task: e.source.task)
     }
 }

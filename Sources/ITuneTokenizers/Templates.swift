@@ -46,18 +46,27 @@ public enum TemplateSegment: Sendable, Equatable {
     case eos
 }
 
-/// A prompt format. `PromptTemplate.named(_:)` lists them.
+/// A prompt format: how a `Conversation` becomes the text a model is trained on and prompted
+/// with. `PromptTemplate.named(_:)` takes the names `itune-gpu --template` accepts
+/// (`descriptions` lists them); `detect(chatTemplate:)` recognises a model's own template.
 public struct PromptTemplate: Sendable, Equatable {
     public enum Style: String, Sendable, CaseIterable {
         case alpaca, alpacaJA = "alpaca-ja", llmJP = "llm-jp", chatml, llama3, plain
     }
 
     public let style: Style
+    /// A system prompt used when a conversation has none, as the model's own chat_template
+    /// does (Qwen2's "You are a helpful assistant."). Why: a model tuned on its template's
+    /// default system prompt sees it at inference too; training without it shifts the prompt.
+    public var defaultSystem: String?
     public var name: String { style.rawValue }
 
-    public init(_ style: Style) { self.style = style }
+    public init(_ style: Style, defaultSystem: String? = nil) {
+        self.style = style
+        self.defaultSystem = defaultSystem
+    }
 
-    public static let all: [PromptTemplate] = Style.allCases.map(PromptTemplate.init)
+    public static let all: [PromptTemplate] = Style.allCases.map { PromptTemplate($0) }
 
     /// What each name renders, for `--help` and errors.
     public static let descriptions: [(String, String)] = [
@@ -69,19 +78,68 @@ public struct PromptTemplate: Sendable, Equatable {
         ("plain", "instruction, a newline, the answer; no markers"),
     ]
 
+    /// Other spellings people reach for, mapped to the names above.
+    public static let aliases: [String: Style] = [
+        "ichikara": .alpacaJA, "alpaca-ja-kaitou": .alpacaJA,
+        "alpaca-ja-outou": .llmJP, "rinna": .llmJP, "llmjp": .llmJP,
+        "qwen": .chatml, "qwen2": .chatml, "im_start": .chatml,
+        "llama-3": .llama3, "llama3-chat": .llama3,
+        "none": .plain,
+    ]
+
+    /// The template called `name` (case-insensitive; `aliases` accepted). An unknown name is an
+    /// error that lists the known ones.
     public static func named(_ name: String) throws -> PromptTemplate {
-        guard let s = Style(rawValue: name.lowercased()) else {
-            throw TokenizerError.invalidTemplate("unknown template '\(name)'; known: \(Style.allCases.map(\.rawValue).joined(separator: ", "))")
+        let key = name.lowercased().trimmingCharacters(in: .whitespaces)
+        guard let s = Style(rawValue: key) ?? aliases[key] else {
+            throw TokenizerError.invalidTemplate("unknown template '\(name)'; known: \(Style.allCases.map(\.rawValue).joined(separator: ", "))"
+                + " (also accepted: \(aliases.keys.sorted().joined(separator: ", ")))")
         }
         return PromptTemplate(s)
     }
 
-    /// The template a model's own `chat_template` is, when it is recognisably one of ours.
+    /// The template a model's own `chat_template` is, when it is recognisably one of ours: its
+    /// marker strings are matched (`<|im_start|>` for ChatML; `<|start_header_id|>` with
+    /// `<|eot_id|>` for Llama 3). A default system prompt the template writes when the
+    /// conversation has none (Qwen2, Qwen2.5) is kept in `defaultSystem`. nil: not one we know.
     public static func detect(chatTemplate: String?) -> PromptTemplate? {
         guard let t = chatTemplate else { return nil }
-        if t.contains("<|im_start|>") { return PromptTemplate(.chatml) }
+        if t.contains("<|im_start|>") { return PromptTemplate(.chatml, defaultSystem: defaultChatMLSystem(t)) }
         if t.contains("<|start_header_id|>") && t.contains("<|eot_id|>") { return PromptTemplate(.llama3) }
         return nil
+    }
+
+    /// The literal system text of `'<|im_start|>system\nYou are …<|im_end|>'` in a Jinja template;
+    /// nil when the system turn is built from a variable (quotes or braces in between).
+    static func defaultChatMLSystem(_ template: String) -> String? {
+        for marker in ["<|im_start|>system\\n", "<|im_start|>system\n"] {
+            var rest = template[...]
+            while let r = rest.range(of: marker) {
+                rest = rest[r.upperBound...]
+                guard let end = rest.range(of: "<|im_end|>") else { break }
+                let body = rest[..<end.lowerBound]
+                if !body.isEmpty, !body.contains(where: { "'\"{}+".contains($0) }) {
+                    return body.replacingOccurrences(of: "\\n", with: "\n")
+                }
+            }
+        }
+        return nil
+    }
+
+    /// Marker strings the template expects the tokenizer to hold as single (special) tokens.
+    public var markerTokens: [String] {
+        switch style {
+        case .chatml: return ["<|im_start|>", "<|im_end|>"]
+        case .llama3: return ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+        default: return []
+        }
+    }
+
+    /// The markers of this template that `tokenizer` does not know as tokens. Why: ChatML on a
+    /// tokenizer without `<|im_start|>` still trains, but on the marker spelled out in pieces,
+    /// which is rarely what was meant; callers warn with this list.
+    public func markersMissing(in tokenizer: Tokenizer) -> [String] {
+        markerTokens.filter { tokenizer.id(of: $0) == nil }
     }
 
     /// Whether the template writes its own begin-of-text marker (then no bos is prepended).
@@ -94,20 +152,21 @@ public struct PromptTemplate: Sendable, Equatable {
         if let text = c.text { return forGeneration ? [.text(text, trainable: false)] : [.text(text, trainable: true), .eos] }
         var out: [TemplateSegment] = []
         func prompt(_ s: String) { out.append(.text(s, trainable: false)) }
+        let system = c.system ?? defaultSystem
         for (i, turn) in c.turns.enumerated() {
             let last = i == c.turns.count - 1
             let skipAnswer = forGeneration && last
             switch style {
             case .alpaca, .alpacaJA, .llmJP:
-                if i == 0, let system = c.system { prompt(system + "\n\n") }
-                prompt(instructionBlock(turn, first: i == 0 && c.system == nil))
+                if i == 0, let system { prompt(system + "\n\n") }
+                prompt(instructionBlock(turn, first: i == 0 && system == nil))
                 if !skipAnswer {
                     out.append(.text(turn.response, trainable: true))
                     out.append(.eos)
                     if !last { prompt("\n\n") }
                 }
             case .chatml:
-                if i == 0, let system = c.system { prompt("<|im_start|>system\n\(system)<|im_end|>\n") }
+                if i == 0, let system { prompt("<|im_start|>system\n\(system)<|im_end|>\n") }
                 prompt("<|im_start|>user\n\(userText(turn))<|im_end|>\n<|im_start|>assistant\n")
                 if !skipAnswer {
                     out.append(.text(turn.response + "<|im_end|>", trainable: true))
@@ -116,12 +175,12 @@ public struct PromptTemplate: Sendable, Equatable {
             case .llama3:
                 if i == 0 {
                     prompt("<|begin_of_text|>")
-                    if let system = c.system { prompt("<|start_header_id|>system<|end_header_id|>\n\n\(system)<|eot_id|>") }
+                    if let system { prompt("<|start_header_id|>system<|end_header_id|>\n\n\(system)<|eot_id|>") }
                 }
                 prompt("<|start_header_id|>user<|end_header_id|>\n\n\(userText(turn))<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
                 if !skipAnswer { out.append(.text(turn.response + "<|eot_id|>", trainable: true)) }
             case .plain:
-                if i == 0, let system = c.system { prompt(system + "\n") }
+                if i == 0, let system { prompt(system + "\n") }
                 prompt(userText(turn) + "\n")
                 if !skipAnswer {
                     out.append(.text(turn.response, trainable: true))
@@ -163,11 +222,19 @@ public struct PromptTemplate: Sendable, Equatable {
             return (first ? "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n" : "")
                 + "### Instruction:\n\(t.instruction)\n\n### Response:\n"
         case .alpacaJA:
-            // ichikara-instruction as the Japanese instruction-tuning work formats it.
+            // ichikara-instruction records (`text`, `output`) as Japanese instruction-tuning recipes
+            // lay them out: no preamble, 回答 ("answer") where llm-jp's form has 応答.
             if let input = t.input { return "### 指示:\n\(t.instruction)\n\n### 入力:\n\(input)\n\n### 回答:\n" }
             return "### 指示:\n\(t.instruction)\n\n### 回答:\n"
         case .llmJP:
-            // The Japanese Alpaca preamble with ### 応答:, as llm-jp's SFT data and rinna use it.
+            // The Japanese Alpaca preamble with ### 応答:. Without input, as llm-jp's instruction
+            // models are prompted (model card of llm-jp/llm-jp-13b-instruct-full-dolly_en-dolly_ja-
+            // ichikara_003_001-oasst_en-oasst_ja-v1.1: "以下は、タスクを説明する指示です。要求を適切に
+            // 満たす応答を書きなさい。\n\n### 指示:\n{instruction}\n\n### 応答:\n"); with input, as
+            // llm-jp-eval formats its tasks (llm-jp/llm-jp-eval PROMPTS.md, PR #91: "以下は、タスクを
+            // 説明する指示と、文脈のある入力の組み合わせです。…\n\n### 指示:\n…\n\n### 入力:\n…\n\n
+            // ### 応答:"). rinna's nekomata/youri instruction models "adopt the Alpaca input format"
+            // in this Japanese wording (rinna/nekomata-7b-instruction model card).
             if let input = t.input {
                 return (first ? "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。要求を適切に満たす応答を書きなさい。\n\n" : "")
                     + "### 指示:\n\(t.instruction)\n\n### 入力:\n\(input)\n\n### 応答:\n"
