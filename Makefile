@@ -61,11 +61,18 @@ test: setup
 demo: build
 	$(BIN)/itune-gpu train
 
+# Every benchmark on the CPU path and every OpenCL device, then the peers on the same shapes
+# (numpy, PyTorch eager + PEFT, HF tokenizers) and the side-by-side table: bench-results/bench.md,
+# also written into README.md. Each training-step case runs in its own process so that its
+# peak memory is its own.
+BENCH_OUT := bench-results
 bench: build
-	@mkdir -p bench-results
-	$(BIN)/itune-bench all --device all --json | tee bench-results/itune-bench.jsonl
-	python3 scripts/bench_numpy_matmul.py | tee bench-results/numpy.jsonl
-	@python3 scripts/bench_numpy_matmul.py --compare bench-results/itune-bench.jsonl bench-results/numpy.jsonl
+	@mkdir -p $(BENCH_OUT)
+	@set -e; out=$(BENCH_OUT)/itune-bench.jsonl; : > $$out; \
+	for b in matmul softmax attention tokenize load; do $(BIN)/itune-bench $$b --device all --json | tee -a $$out; done; \
+	for d in cpu opencl; do for c in tiny smollm2-135m; do for m in full lora; do \
+	  $(BIN)/itune-bench step --device $$d --configs $$c --modes $$m --json | tee -a $$out; done; done; done
+	python3 scripts/bench_peers.py --ours $(BENCH_OUT)/itune-bench.jsonl --out $(BENCH_OUT) --update-readme
 
 clean:
 	rm -rf .build

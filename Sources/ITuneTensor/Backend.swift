@@ -55,6 +55,8 @@ public protocol Backend: AnyObject {
     /// Bytes in live tensors and in the pool.
     var bytesInUse: Int { get }
     var peakBytesInUse: Int { get }
+    /// Starts a new peak measurement at the current use.
+    func resetPeak()
 }
 
 extension Backend {

@@ -26,14 +26,22 @@ struct BenchOptions {
     /// Time spent per case after warm-up, in seconds (at least `minReps` runs).
     var secondsPerCase = 1.5
     var minReps = 3
+    /// step: reference configurations and modes to run (nil = all).
+    var configs: [String]? = nil
+    var modes: [String]? = nil
+    /// softmax/attention: sequence lengths (nil = defaults).
+    var lengths: [Int]? = nil
 
     static let usage = """
         options:
-          --device D     cpu, auto, opencl:P:D, or all (cpu and every OpenCL device); default cpu
+          --device D     cpu, auto, opencl:P:D, opencl (every OpenCL device) or all (cpu and every OpenCL device); default cpu
           --json         one JSON object per result instead of a table
           --sizes a,b,…  square sizes to run instead of the defaults
           --smoke        tiny sizes, one repetition (checks that it runs)
           --seconds S    time per case after warm-up (default 1.5)
+          --configs a,b  step: reference configurations (tiny, smollm2-135m)
+          --modes a,b    step: full, lora
+          --lengths a,b  softmax/attention: sequence lengths (default 128,256,512,1024,2048)
         """
 
     /// Parses the options after the subcommand.
@@ -62,6 +70,13 @@ struct BenchOptions {
                 let text = try value(arg)
                 guard let s = Double(text), s > 0 else { throw BenchError.usage("--seconds takes a positive number, not '\(text)'") }
                 o.secondsPerCase = s
+            case "--configs": o.configs = try value(arg).split(separator: ",").map(String.init)
+            case "--modes": o.modes = try value(arg).split(separator: ",").map(String.init)
+            case "--lengths":
+                let text = try value(arg)
+                let ls = text.split(separator: ",").compactMap { Int($0) }
+                guard !ls.isEmpty, ls.allSatisfy({ $0 > 0 }) else { throw BenchError.usage("--lengths takes positive integers, not '\(text)'") }
+                o.lengths = ls
             default: throw BenchError.usage("unknown option '\(arg)'")
             }
             i += 1
@@ -72,8 +87,9 @@ struct BenchOptions {
 
     /// `all` is the CPU path plus every OpenCL device; anything else is one device.
     static func parseDevices(_ text: String) throws -> [Device] {
-        if text.lowercased() != "all" { return [try Device(parsing: text).resolved] }
-        var devices: [Device] = [.cpu]
+        let lower = text.lowercased()
+        if lower != "all" && lower != "opencl" { return [try Device(parsing: text).resolved] }
+        var devices: [Device] = lower == "all" ? [.cpu] : []
         for p in OpenCLRuntime.listDevices().platforms {
             for d in p.devices { devices.append(.opencl(platform: p.index, device: d.index)) }
         }
@@ -147,6 +163,8 @@ struct BenchResult {
     /// for MB/s, parameters for Mparam/s) and `unitScale` its factor.
     var unit = "GFLOP/s"
     var unitScale = 1e9
+    /// Further fields of the JSON line (memory, formula, mode).
+    var extra: [String: Any] = [:]
 
     var gflopsMedian: Double { flops / timing.median / unitScale }
     var gflopsMin: Double { flops / timing.max / unitScale }
@@ -160,6 +178,7 @@ struct BenchResult {
             "median_ms": timing.median * 1e3, "min_ms": timing.min * 1e3, "max_ms": timing.max * 1e3,
             "rate": gflopsMedian, "rate_min": gflopsMin, "rate_max": gflopsMax, "unit": unit,
         ].merging(unit == "GFLOP/s" ? ["gflops": gflopsMedian, "gflops_min": gflopsMin, "gflops_max": gflopsMax] : [:]) { a, _ in a }
+            .merging(extra) { a, _ in a }
     }
 }
 

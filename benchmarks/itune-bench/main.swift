@@ -7,6 +7,9 @@ import ITune
 
 let benchmarks: [any Benchmark] = [
     MatmulBench(),
+    SoftmaxBench(),
+    AttentionBench(),
+    StepBench(),
     TokenizeBench(),
     LoadBench(),
 ]

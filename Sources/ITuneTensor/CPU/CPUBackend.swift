@@ -57,4 +57,5 @@ public final class CPUBackend: Backend {
 
     public var bytesInUse: Int { lock.lock(); defer { lock.unlock() }; return liveBytes + pool.pooledBytes }
     public var peakBytesInUse: Int { lock.lock(); defer { lock.unlock() }; return peak }
+    public func resetPeak() { lock.lock(); peak = liveBytes + pool.pooledBytes; lock.unlock() }
 }

@@ -120,6 +120,7 @@ public final class OpenCLBackend: Backend {
 
     public var bytesInUse: Int { lock.lock(); defer { lock.unlock() }; return liveBytes + pool.pooledBytes }
     public var peakBytesInUse: Int { lock.lock(); defer { lock.unlock() }; return peak }
+    public func resetPeak() { lock.lock(); peak = liveBytes + pool.pooledBytes; lock.unlock() }
 
     public func write(_ storage: Storage, from source: UnsafeRawPointer, byteCount: Int) throws {
         guard byteCount > 0 else { return }

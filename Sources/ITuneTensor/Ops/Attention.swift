@@ -206,19 +206,11 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
             let qr = q + ((b * Tq + t) * NH + h) * D
             let orow = o + ((b * Tq + t) * NH + h) * D
             let (lo, hi) = d.keyRange(b: b, t: t, causal: causal, starts: starts)
-            var m = -Float.infinity
-            for j in lo..<hi {
-                let s = dot(qr, k + ((b * Tk + j) * NKV + kvh) * D, D) * scale
-                scores[j] = s
-                m = max(m, s)
-            }
+            for j in lo..<hi { scores[j] = dot(qr, k + ((b * Tk + j) * NKV + kvh) * D, D) * scale }
+            let m = maxOf(scores + lo, hi - lo)
+            let l = expShifted(scores + lo, scores + lo, hi - lo, shift: m)
             for i in 0..<D { orow[i] = 0 }
-            var l: Float = 0
-            for j in lo..<hi {
-                let p = expf(scores[j] - m)
-                l += p
-                axpy(p, v + ((b * Tk + j) * NKV + kvh) * D, orow, D)
-            }
+            for j in lo..<hi { axpy(scores[j], v + ((b * Tk + j) * NKV + kvh) * D, orow, D) }
             let inv = 1 / l
             for i in 0..<D { orow[i] *= inv }
             lse[(b * NH + h) * Tq + t] = m + logf(l)
@@ -246,6 +238,9 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
         }
     }
     CPUParallel.forEach(B * NH * Tq, grain: grain) { rows in
+        // p of the row's visible keys, exp'd in one vector pass.
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(Tk, 1))
+        defer { p.deallocate() }
         for r in rows {
             let t = r % Tq, h = (r / Tq) % NH, b = r / (Tq * NH)
             let kvh = h / group
@@ -255,15 +250,18 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
             let dqr = dq + off
             for i in 0..<D { dqr[i] = 0 }
             let (lo, hi) = d.keyRange(b: b, t: t, causal: causal, starts: starts)
+            for j in lo..<hi { p[j] = dot(q + off, k + ((b * Tk + j) * NKV + kvh) * D, D) * scale }
+            _ = expShifted(p + lo, p + lo, hi - lo, shift: lse_t)
             for j in lo..<hi {
                 let kr = k + ((b * Tk + j) * NKV + kvh) * D
-                let p = expf(dot(q + off, kr, D) * scale - lse_t)
-                let ds = p * (dot(dout + off, v + ((b * Tk + j) * NKV + kvh) * D, D) - delta_t)
+                let ds = p[j] * (dot(dout + off, v + ((b * Tk + j) * NKV + kvh) * D, D) - delta_t)
                 axpy(ds * scale, kr, dqr, D)
             }
         }
     }
     CPUParallel.forEach(B * NKV * Tk, grain: grain) { rows in
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(Tq, 1))
+        defer { p.deallocate() }
         for r in rows {
             let s = r % Tk, kvh = (r / Tk) % NKV, b = r / (Tk * NKV)
             let off = ((b * Tk + s) * NKV + kvh) * D
@@ -272,12 +270,13 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
             let (lo, hi) = d.queryRange(b: b, s: s, causal: causal, ends: ends)
             for g in 0..<group {
                 let h = kvh * group + g
-                for t in lo..<max(lo, hi) {
+                guard hi > lo else { continue }
+                for t in lo..<hi { p[t] = dot(q + ((b * Tq + t) * NH + h) * D, kr, D) * scale - lse[(b * NH + h) * Tq + t] }
+                _ = expShifted(p + lo, p + lo, hi - lo, shift: 0)
+                for t in lo..<hi {
                     let qoff = ((b * Tq + t) * NH + h) * D
-                    let stat = (b * NH + h) * Tq + t
-                    let p = expf(dot(q + qoff, kr, D) * scale - lse[stat])
-                    let ds = p * (dot(dout + qoff, vr, D) - delta[stat])
-                    axpy(p, dout + qoff, dvr, D)
+                    let ds = p[t] * (dot(dout + qoff, vr, D) - delta[(b * NH + h) * Tq + t])
+                    axpy(p[t], dout + qoff, dvr, D)
                     axpy(ds * scale, q + qoff, dkr, D)
                 }
             }

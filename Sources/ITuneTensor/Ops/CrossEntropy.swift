@@ -39,11 +39,8 @@ extension Tensor {
             CPUParallel.forEach(N, grain: max(1, 4096 / V)) { rows in
                 for n in rows {
                     let row = x + n * V
-                    var m = -Float.infinity
-                    for c in 0..<V { m = max(m, row[c]) }
-                    var s: Float = 0
-                    for c in 0..<V { s += expf(row[c] - m) }
-                    let z = m + logf(s)
+                    let m = maxOf(row, V)
+                    let z = m + logf(sumExpShifted(row, V, shift: m))
                     lp[n] = z
                     lr[n] = t[n] == ignoreIndex ? 0 : z - row[Int(t[n])]
                 }
@@ -69,8 +66,8 @@ extension Tensor {
                             drow.update(repeating: 0, count: V)
                             continue
                         }
-                        let z = lp[n]
-                        for c in 0..<V { drow[c] = expf(row[c] - z) * scale }
+                        _ = expShifted(row, drow, V, shift: lp[n])
+                        for c in 0..<V { drow[c] *= scale }
                         drow[Int(t[n])] -= scale
                     }
                 }

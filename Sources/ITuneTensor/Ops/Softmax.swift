@@ -47,10 +47,7 @@ extension Tensor {
 /// y = softmax(x) for one row of C values (max subtracted for stability).
 @inline(__always)
 func softmaxRowCPU(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ C: Int) {
-    var m = -Float.infinity
-    for c in 0..<C { m = max(m, x[c]) }
-    var s: Float = 0
-    for c in 0..<C { let e = expf(x[c] - m); y[c] = e; s += e }
-    let inv = 1 / s
+    let m = maxOf(x, C)
+    let inv = 1 / expShifted(x, y, C, shift: m)
     for c in 0..<C { y[c] *= inv }
 }

@@ -1,0 +1,105 @@
+import Foundation
+
+// Vectorised exp for the CPU path. Attention and cross-entropy spend much of their time in exp
+// (a training step of smollm2-135m takes ~2·10⁸ of them); libm's expf is one call per element,
+// ~11 ns here, this ~1.7 ns. The classic range reduction: exp(x) = 2ⁿ·exp(r), n = round(x·log₂e)
+// by the 1.5·2²³ trick (the integer lands in the low mantissa bits, so 2ⁿ is a shift away),
+// r = x − n·ln2 in two parts (Cody–Waite), exp(r) by a degree-6 polynomial on |r| ≤ ln2/2.
+// Every step is a plain vector instruction: no rounding calls, no lane-by-lane selects.
+// Relative error below 3·10⁻⁷ (2.4·10⁻⁷ measured) for x in [−87.3, 88.3]; 0 below (−inf
+// included); inputs above 88.37 saturate at 2.5·10³⁸ instead of +inf (the callers pass
+// x − max ≤ 0). NaN is handled by the callers (`expShifted` with a NaN shift gives NaN).
+
+@inline(__always)
+func simdExp(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let lo = SIMD8<Float>(repeating: -87.33654), hi = SIMD8<Float>(repeating: 88.37626)
+    let xc = pointwiseMin(pointwiseMax(x, lo), hi)
+    let magic = SIMD8<Float>(repeating: 12_582_912)
+    let t = xc * 1.442_695_04 + magic
+    let n = t - magic
+    var r = xc - n * 0.693_145_75  // ln2 high part
+    r = r - n * 1.428_606_8e-6     // ln2 low part
+    // exp(r) ≈ 1 + r + r²/2 + … + r⁶/720, Horner form.
+    var p = SIMD8<Float>(repeating: 1.0 / 720)
+    p = p * r + 1.0 / 120
+    p = p * r + 1.0 / 24
+    p = p * r + 1.0 / 6
+    p = p * r + 0.5
+    p = p * r + 1
+    p = p * r + 1
+    // 2ⁿ: (bits(t) − bits(magic) + 127) << 23, n ∈ [−126, 127] after the clamp.
+    let ni = unsafeBitCast(t, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
+    let scale = unsafeBitCast((ni &+ 127) &<< 23, to: SIMD8<Float>.self)
+    // 0 at or below lo, exactly: w = clamp((x − lo)·10³⁰, 0, 1).
+    let w = pointwiseMin(pointwiseMax((x - lo) * 1e30, SIMD8(repeating: 0)), SIMD8(repeating: 1))
+    return p * scale * w
+}
+
+/// y[i] = exp(x[i] − shift) for i < n; returns Σ y (summed in SIMD lanes, then the lanes).
+@inline(__always)
+func expShifted(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Float {
+    if shift.isNaN {
+        y.update(repeating: .nan, count: n)
+        return .nan
+    }
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    let s = SIMD8<Float>(repeating: shift)
+    while i + 8 <= n {
+        let e = simdExp(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self) - s)
+        UnsafeMutableRawPointer(y + i).storeBytes(of: e, as: SIMD8<Float>.self)
+        acc += e
+        i += 8
+    }
+    var total = acc.sum()
+    if i < n {
+        var tail = SIMD8<Float>(repeating: -.infinity)
+        for k in 0..<(n - i) { tail[k] = x[i + k] }
+        let e = simdExp(tail - s)
+        for k in 0..<(n - i) { y[i + k] = e[k]; total += e[k] }
+    }
+    return total
+}
+
+/// Σ exp(x[i] − shift), nothing written.
+@inline(__always)
+func sumExpShifted(_ x: UnsafePointer<Float>, _ n: Int, shift: Float) -> Float {
+    if shift.isNaN { return .nan }
+    var acc = SIMD8<Float>(repeating: 0)
+    var i = 0
+    let s = SIMD8<Float>(repeating: shift)
+    while i + 8 <= n {
+        acc += simdExp(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self) - s)
+        i += 8
+    }
+    var total = acc.sum()
+    if i < n {
+        var tail = SIMD8<Float>(repeating: -.infinity)
+        for k in 0..<(n - i) { tail[k] = x[i + k] }
+        total += simdExp(tail - s).sum()
+    }
+    return total
+}
+
+/// max of x[0..<n] (−inf for n = 0), NaN when any element is NaN: a NaN logit must make the
+/// loss NaN, not vanish in a vector max. A running sum detects it for one add per element.
+@inline(__always)
+func maxOf(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    var m = SIMD8<Float>(repeating: -.infinity)
+    var s = SIMD8<Float>(repeating: 0)
+    var i = 0
+    while i + 8 <= n {
+        let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+        m = pointwiseMax(m, v)
+        s += v
+        i += 8
+    }
+    var r = m.max()
+    var nan = s.sum().isNaN
+    while i < n { r = max(r, x[i]); nan = nan || x[i].isNaN; i += 1 }
+    if nan {
+        // The sum is also NaN for +inf and −inf together; look.
+        for k in 0..<n where x[k].isNaN { return .nan }
+    }
+    return r
+}

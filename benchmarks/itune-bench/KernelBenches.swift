@@ -1,0 +1,156 @@
+import Foundation
+import ITune
+
+/// `itune-bench softmax`: softmax over the last dim of attention-score-shaped rows
+/// (B·H·T rows of T), forward and forward+backward, in GB/s = bytes moved / time
+/// (forward reads x and writes y: 8·N bytes; backward reads y, dy and writes dx: 12·N bytes).
+struct SoftmaxBench: Benchmark {
+    let name = "softmax"
+    let summary = "softmax rows of T (B=4, H=9), fwd and fwd+bwd, GB/s = bytes read+written / time"
+
+    func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
+        let lengths = options.lengths ?? (options.smoke ? [64] : [128, 256, 512, 1024, 2048])
+        for device in options.devices {
+            let label = try DeviceLabel(device)
+            for T in lengths {
+                let rows = 4 * 9 * T
+                let x = try Tensor.uniform([rows, T], -4, 4, seed: 1, on: device, requiresGrad: true)
+                let n = Double(rows * T) * 4
+                let fwd = try measure(seconds: options.secondsPerCase, minReps: options.minReps) {
+                    let y = try noGrad { try x.softmax() }
+                    try y.backend.synchronize()
+                }
+                report(BenchResult(bench: name, name: "forward", label: "T \(T)", device: label, shape: [rows, T],
+                                   flops: 2 * n, timing: fwd, unit: "GB/s", unitScale: 1e9, extra: ["formula": "8·rows·T bytes"]))
+                let w = try Tensor.uniform([rows, T], -1, 1, seed: 2, on: device)
+                let both = try measure(seconds: options.secondsPerCase, minReps: options.minReps) {
+                    x.zeroGrad()
+                    try (x.softmax() * w).sum().backward()
+                    try x.backend.synchronize()
+                }
+                report(BenchResult(bench: name, name: "forward+backward", label: "T \(T)", device: label, shape: [rows, T],
+                                   flops: 5 * n, timing: both, unit: "GB/s", unitScale: 1e9,
+                                   extra: ["formula": "20·rows·T bytes (softmax only; the mul/sum around it is timed too)"]))
+                try device.backend().releaseCachedBuffers()
+            }
+        }
+    }
+}
+
+/// `itune-bench attention`: fused causal attention with grouped-query heads, smollm2-135m
+/// heads (9 query heads, 3 kv heads, head_dim 64), batch 4, forward and forward+backward.
+/// GFLOP/s counts the causal matmuls only: forward 2·B·H·T²·D (QKᵀ and PV over the T²/2 visible
+/// pairs, 2 FLOPs each); backward 2.5× the forward (recomputed QKᵀ, dV, dP, dQ, dK).
+struct AttentionBench: Benchmark {
+    let name = "attention"
+    let summary = "causal GQA attention (B=4, 9 heads / 3 kv, D=64), fwd and fwd+bwd, GFLOP/s of the causal matmuls"
+
+    func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
+        let lengths = options.lengths ?? (options.smoke ? [32] : [128, 256, 512, 1024, 2048])
+        let (B, H, KV, D) = (options.smoke ? 1 : 4, 9, 3, 64)
+        for device in options.devices {
+            let label = try DeviceLabel(device)
+            for T in lengths {
+                let q = try Tensor.randn([B, T, H, D], seed: 1, on: device, requiresGrad: true)
+                let k = try Tensor.randn([B, T, KV, D], seed: 2, on: device, requiresGrad: true)
+                let v = try Tensor.randn([B, T, KV, D], seed: 3, on: device, requiresGrad: true)
+                let forwardFlops = 2.0 * Double(B * H) * Double(T) * Double(T) * Double(D)
+                let fwd = try measure(seconds: options.secondsPerCase, minReps: options.minReps) {
+                    let o = try noGrad { try Tensor.scaledDotProductAttention(q: q, k: k, v: v) }
+                    try o.backend.synchronize()
+                }
+                report(BenchResult(bench: name, name: "forward", label: "T \(T)", device: label, shape: [B, T, H, KV, D],
+                                   flops: forwardFlops, timing: fwd, extra: ["formula": "2·B·H·T²·D"]))
+                let w = try Tensor.randn([B, T, H, D], seed: 4, on: device)
+                let both = try measure(seconds: options.secondsPerCase, minReps: options.minReps) {
+                    for t in [q, k, v] { t.zeroGrad() }
+                    try (Tensor.scaledDotProductAttention(q: q, k: k, v: v) * w).sum().backward()
+                    try q.backend.synchronize()
+                }
+                report(BenchResult(bench: name, name: "forward+backward", label: "T \(T)", device: label, shape: [B, T, H, KV, D],
+                                   flops: 3.5 * forwardFlops, timing: both, extra: ["formula": "3.5 × 2·B·H·T²·D"]))
+                try device.backend().releaseCachedBuffers()
+            }
+        }
+    }
+}
+
+/// `itune-bench step`: one training step (forward, backward, AdamW) of a reference
+/// configuration with random weights, batch 4 × 256 tokens (smoke: 2 × 32 of a tiny model), in
+/// full and LoRA modes (r 8, alpha 16, q,k,v,o,gate,up,down). Tokens/s, the peak of tensor
+/// memory on the device, and the process's peak resident memory.
+struct StepBench: Benchmark {
+    let name = "step"
+    let summary = "training step tokens/s, batch 4×256: tiny and smollm2-135m, full and lora; peak memory"
+
+    static func config(_ name: String) -> ModelConfig? {
+        switch name {
+        case "tiny":
+            return ModelConfig(vocabSize: 8192, hiddenSize: 256, intermediateSize: 688, numLayers: 4, numHeads: 8, numKVHeads: 4,
+                               maxPositions: 1024)
+        case "smollm2-135m":
+            return ModelConfig(vocabSize: 49152, hiddenSize: 576, intermediateSize: 1536, numLayers: 30, numHeads: 9, numKVHeads: 3,
+                               normEps: 1e-5, ropeTheta: 100000, maxPositions: 2048, tieWordEmbeddings: true)
+        case "smoke":
+            return ModelConfig(vocabSize: 512, hiddenSize: 64, intermediateSize: 128, numLayers: 2, numHeads: 4, numKVHeads: 2,
+                               maxPositions: 128)
+        default: return nil
+        }
+    }
+
+    func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
+        let configs = options.configs ?? (options.smoke ? ["smoke"] : ["tiny", "smollm2-135m"])
+        let modes = options.modes ?? ["full", "lora"]
+        let (B, T) = options.smoke ? (2, 32) : (4, 256)
+        for device in options.devices {
+            let label = try DeviceLabel(device)
+            for cname in configs {
+                guard let config = Self.config(cname) else { throw BenchError.usage("unknown config '\(cname)' (tiny, smollm2-135m)") }
+                for mode in modes {
+                    guard mode == "full" || mode == "lora" else { throw BenchError.usage("unknown mode '\(mode)' (full, lora)") }
+                    let backend = try device.backend()
+                    backend.releaseCachedBuffers()
+                    backend.resetPeak()
+                    let model = try LlamaModel(config, seed: 1, on: device)
+                    let trainable: [Tensor]
+                    if mode == "lora" {
+                        trainable = try model.addLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0), seed: 1)
+                    } else {
+                        model.setTrainable(true)
+                        trainable = model.parameters
+                    }
+                    let optimizer = try AdamW(parameters: trainable, config: AdamWConfig(learningRate: 1e-4))
+                    var g = SplitMix64(seed: 3)
+                    let tokens = (0..<(B * T)).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
+                    let ids = try Tensor(indices: tokens, shape: [B, T], on: device)
+                    let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
+                        let loss = try model.loss(ids, labels: tokens)
+                        try loss.backward()
+                        try optimizer.update()
+                        optimizer.zeroGrad()
+                        try backend.synchronize()
+                    }
+                    report(BenchResult(bench: name, name: mode, label: cname, device: label, shape: [B, T],
+                                       flops: Double(B * T), timing: timing, unit: "tokens/s", unitScale: 1,
+                                       extra: ["mode": mode, "config": cname, "parameters": model.parameterCount,
+                                               "trainable": trainable.reduce(0) { $0 + $1.count },
+                                               "peak_tensor_mb": Double(backend.peakBytesInUse) / 1e6,
+                                               "max_rss_mb": maxResidentMB()]))
+                    backend.releaseCachedBuffers()
+                }
+            }
+        }
+    }
+}
+
+/// Peak resident set size of this process so far, in MB.
+func maxResidentMB() -> Double {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1e3  // kilobytes
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    return Double(usage.ru_maxrss) / 1e6  // bytes
+    #endif
+}

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""The peers of `itune-bench`, on the same shapes, and the side-by-side table.
+
+    python3 scripts/bench_peers.py --ours bench-results/itune-bench.jsonl --out bench-results
+
+runs, for every row of itune-bench's JSON lines that has a peer:
+  matmul     numpy (its BLAS, OpenBLAS in the wheels) at the same [M, N, K];
+  softmax    torch.softmax forward / forward+backward on the same rows;
+  attention  torch.nn.functional.scaled_dot_product_attention (causal, GQA by repeat_interleave);
+  step       transformers' LlamaForCausalLM in eager fp32 with torch.optim.AdamW, and PEFT's LoRA
+             (r 8, alpha 16, q,k,v,o,gate,up,down) for `lora`, batch 4 x 256, random weights,
+             each configuration in a fresh process so that its peak RSS is its own;
+  tokenize   Hugging Face `tokenizers` (scripts/bench_tokenizer.py);
+on the CPU with all cores (torch.set_num_threads), and on a CUDA GPU when torch sees one.
+Writes <out>/peers.jsonl, <out>/bench.json (every row: ours, peer, ratio) and <out>/bench.md.
+--update-readme rewrites the table between the bench markers of README.md.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def timed(fn, seconds=1.5, min_reps=3, warmup=1, sync=lambda: None):
+    for _ in range(warmup):
+        fn()
+        sync()
+    times, start = [], time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# --- one configuration of the training step, run in its own process -------------------------
+
+STEP_CONFIGS = {
+    "tiny": dict(vocab_size=8192, hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8,
+                 num_key_value_heads=4, max_position_embeddings=1024),
+    "smollm2-135m": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, rms_norm_eps=1e-5, rope_theta=100000.0,
+                         max_position_embeddings=2048, tie_word_embeddings=True),
+    "smoke": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=128),
+}
+
+
+def step_child(config, mode, device, batch, seq, seconds, min_reps):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count())
+    model = LlamaForCausalLM(LlamaConfig(attn_implementation="eager", **STEP_CONFIGS[config])).to(device).float()
+    model.config._attn_implementation = "eager"
+    if mode == "lora":
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
+                                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                                 "up_proj", "down_proj"]))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    ids = torch.randint(0, STEP_CONFIGS[config]["vocab_size"], (batch, seq), device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def step():
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    times = timed(step, seconds, min_reps, warmup=1, sync=sync)
+    med = statistics.median(times)
+    peak = torch.cuda.max_memory_allocated() / 1e6 if device == "cuda" else None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    print(json.dumps({"bench": "step", "name": mode, "label": config, "device": device, "rate": batch * seq / med,
+                      "unit": "tokens/s", "median_ms": med * 1e3, "reps": len(times), "max_rss_mb": rss,
+                      "peak_tensor_mb": peak, "trainable": sum(p.numel() for p in params),
+                      "driver": f"torch {torch.__version__} eager fp32, {torch.get_num_threads()} threads"}))
+
+
+# --- in-process peers ---------------------------------------------------------------------------
+
+def peer_matmul(shape, transpose_b, seconds):
+    import numpy as np
+    M, N, K = shape
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-1, 1, (M, K)).astype(np.float32)
+    b = rng.uniform(-1, 1, (N, K) if transpose_b else (K, N)).astype(np.float32)
+    fn = (lambda: a @ b.T) if transpose_b else (lambda: a @ b)
+    t = statistics.median(timed(fn, seconds))
+    return 2 * M * N * K / t / 1e9, t, f"numpy {np.__version__}"
+
+
+def peer_softmax(rows, T, backward, device, seconds):
+    import torch
+    x = torch.empty(rows, T, device=device).uniform_(-4, 4).requires_grad_(backward)
+    w = torch.empty(rows, T, device=device).uniform_(-1, 1)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def f():
+        if backward:
+            x.grad = None
+            (torch.softmax(x, -1) * w).sum().backward()
+        else:
+            with torch.no_grad():
+                torch.softmax(x, -1)
+    t = statistics.median(timed(f, seconds, sync=sync))
+    return t
+
+
+def peer_attention(shape, backward, device, seconds):
+    import torch
+    import torch.nn.functional as F
+    B, T, H, KV, D = shape
+    q = torch.randn(B, H, T, D, device=device, requires_grad=backward)
+    k = torch.randn(B, KV, T, D, device=device, requires_grad=backward)
+    v = torch.randn(B, KV, T, D, device=device, requires_grad=backward)
+    w = torch.randn(B, H, T, D, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def f():
+        kk, vv = k.repeat_interleave(H // KV, 1), v.repeat_interleave(H // KV, 1)
+        if backward:
+            for t_ in (q, k, v):
+                t_.grad = None
+            (F.scaled_dot_product_attention(q, kk, vv, is_causal=True) * w).sum().backward()
+        else:
+            with torch.no_grad():
+                F.scaled_dot_product_attention(q, kk, vv, is_causal=True)
+    return statistics.median(timed(f, seconds, sync=sync))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ours", required=True, help="itune-bench --json output")
+    ap.add_argument("--out", default="bench-results")
+    ap.add_argument("--seconds", type=float, default=1.5)
+    ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument("--step-child", nargs=6, metavar=("CONFIG", "MODE", "DEVICE", "BATCH", "SEQ", "SECONDS"))
+    a = ap.parse_args()
+    if a.step_child:
+        c, m, d, b, s, sec = a.step_child
+        step_child(c, m, d, int(b), int(s), float(sec), 3)
+        return
+
+    ours = []
+    for line in open(a.ours):
+        line = line.strip()
+        if line.startswith("{"):
+            ours.append(json.loads(line))
+    import torch
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    os.makedirs(a.out, exist_ok=True)
+    peers, rows = [], []
+
+    def add(r, peer_rate, peer_ms, peer_name, peer_device="cpu", extra=None):
+        row = {"bench": r["bench"], "what": r["name"], "case": r["label"], "shape": r.get("shape"), "device": r["device"],
+               "device_name": r.get("device_name"), "unit": r.get("unit", "GFLOP/s"), "ours": r["rate"],
+               "ours_ms": r["median_ms"], "peer": peer_name, "peer_device": peer_device, "theirs": peer_rate,
+               "theirs_ms": peer_ms, "ratio": (r["rate"] / peer_rate) if peer_rate else None}
+        if extra:
+            row.update(extra)
+        rows.append(row)
+
+    step_cache = {}
+    tok_cache = None
+    for r in ours:
+        b = r["bench"]
+        # The peer runs on the CPU for CPU-path and PoCL rows, on CUDA for rows of a GPU device.
+        name = (r.get("device_name") or "")
+        peer_dev = "cuda" if ("cuda" in devices and r["device"] != "cpu" and any(k in name for k in ("NVIDIA", "GeForce", "Tesla", "H100", "H200", "A100"))) else "cpu"
+        if b == "matmul":
+            g, t, name = peer_matmul(r["shape"], "lm_head" in r["label"] or "proj" in r["label"], a.seconds)
+            add(r, g, t * 1e3, name)
+        elif b == "softmax":
+            rows_, T = r["shape"]
+            t = peer_softmax(rows_, T, r["name"] != "forward", peer_dev, a.seconds)
+            add(r, r["flops"] / t / 1e9, t * 1e3, f"torch {torch.__version__} softmax", peer_dev)
+        elif b == "attention":
+            t = peer_attention(r["shape"], r["name"] != "forward", peer_dev, a.seconds)
+            add(r, r["flops"] / t / 1e9, t * 1e3, f"torch {torch.__version__} sdpa", peer_dev)
+        elif b == "step":
+            key = (r["label"], r["name"], peer_dev)
+            if key not in step_cache:
+                B, T = r["shape"]
+                out = subprocess.run([sys.executable, __file__, "--ours", a.ours, "--step-child", r["label"], r["name"], peer_dev,
+                                      str(B), str(T), str(a.seconds)], capture_output=True, text=True)
+                lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+                if not lines:
+                    print(f"peer step {key} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+                    step_cache[key] = None
+                else:
+                    step_cache[key] = json.loads(lines[-1])
+                    peers.append(step_cache[key])
+            p = step_cache[key]
+            if p:
+                add(r, p["rate"], p["median_ms"], p["driver"] + (" + PEFT" if r["name"] == "lora" else ""), peer_dev,
+                    {"ours_max_rss_mb": r.get("max_rss_mb"), "ours_peak_tensor_mb": r.get("peak_tensor_mb"),
+                     "theirs_max_rss_mb": p["max_rss_mb"], "theirs_peak_tensor_mb": p["peak_tensor_mb"]})
+        elif b == "tokenize":
+            if tok_cache is None:
+                out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts/bench_tokenizer.py"), "--seconds", str(a.seconds)]
+                                     + (["--smoke"] if r["shape"][0] <= 200 else []), capture_output=True, text=True)
+                tok_cache = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+                peers += tok_cache
+            match = [p for p in tok_cache if p["label"] == r["label"] and p["name"].endswith(r["name"])]
+            if match:
+                add(r, match[0]["rate"], match[0]["median_ms"], "HF tokenizers")
+        else:
+            add(r, None, None, "—")
+
+    machine = f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}"
+    with open(os.path.join(a.out, "peers.jsonl"), "w") as f:
+        for p in peers:
+            f.write(json.dumps(p) + "\n")
+    json.dump({"machine": machine, "rows": rows}, open(os.path.join(a.out, "bench.json"), "w"), indent=1)
+    md = markdown(rows, machine)
+    open(os.path.join(a.out, "bench.md"), "w").write(md)
+    print(md)
+    if a.update_readme:
+        path = os.path.join(ROOT, "README.md")
+        text = open(path).read()
+        begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+        if begin in text and end in text:
+            text = text[: text.index(begin) + len(begin)] + "\n" + md + text[text.index(end):]
+            open(path, "w").write(text)
+
+
+def fmt(x):
+    if x is None:
+        return "—"
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
+def markdown(rows, machine):
+    out = [f"Machine: {machine}. Ours and the peer in the same `make bench` run; ratio = ours / peer (higher is better for us).", "",
+           "| bench | what | case | device | unit | ours | peer | theirs | ratio | peak memory ours / theirs (MB) |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        mem = ""
+        if r.get("theirs_max_rss_mb"):
+            theirs = r["theirs_peak_tensor_mb"] or r["theirs_max_rss_mb"]
+            mem = f"{fmt(r.get('ours_max_rss_mb'))} / {fmt(r['theirs_max_rss_mb'])} (RSS)"
+        dev = r["device"] + (f" ({r['device_name']})" if r.get("device_name") and r["device"] != "cpu" else "")
+        out.append(f"| {r['bench']} | {r['what']} | {r['case']} | {dev} | {r['unit']} | {fmt(r['ours'])} | {r['peer']} | "
+                   f"{fmt(r['theirs'])} | {fmt(r['ratio']) + '×' if r['ratio'] else '—'} | {mem} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    main()
