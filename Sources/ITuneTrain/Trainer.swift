@@ -251,7 +251,11 @@ public final class Trainer {
         try SafetensorsFile.write(moments, to: tmp.appendingPathComponent("optimizer.safetensors"))
         let state: [String: Any] = [
             "step": step, "optimizer_step": optimizer.step, "total_steps": totalSteps,
+            // Losses as bit patterns (hex) too: JSON's decimal round trip may change the last bit,
+            // and a resumed run must report the same curve exactly.
             "history": history.map { [$0.0, $0.1] }, "validation": validation.map { [$0.0, $0.1] },
+            "history_bits": history.map { [String($0.0), String($0.1.bitPattern, radix: 16)] },
+            "validation_bits": validation.map { [String($0.0), String($0.1.bitPattern, radix: 16)] },
             "options": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)),
         ]
         try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
@@ -290,7 +294,13 @@ public final class Trainer {
         }
         try optimizer.restore(step: optStep, moments: moments)
         func pairs(_ key: String) -> [(Int, Double)] {
-            ((state[key] as? [[NSNumber]]) ?? []).map { ($0[0].intValue, $0[1].doubleValue) }
+            if let bits = state[key + "_bits"] as? [[String]] {
+                return bits.compactMap { p in
+                    guard let s = Int(p[0]), let b = UInt64(p[1], radix: 16) else { return nil }
+                    return (s, Double(bitPattern: b))
+                }
+            }
+            return ((state[key] as? [[NSNumber]]) ?? []).map { ($0[0].intValue, $0[1].doubleValue) }
         }
         return (step, pairs("history"), pairs("validation"))
     }

@@ -78,15 +78,17 @@ public let cpuSgemmKernelDescription: String = {
 /// op(A) is A (M,K) with row stride lda, or Aᵀ for A stored (K,M) when `transA`; likewise B.
 /// beta = 0 means C is not read (NaNs there do not leak). Blocked and packed for the caches,
 /// a register-tiled SIMD micro-kernel, and split over all cores on both M and N.
+/// `workers` caps the threads (1 inside a loop that is already parallel); default all cores
+/// for products big enough to split.
 public func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
                      A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
-                     beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int) {
+                     beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int, workers maxWorkers: Int? = nil) {
     if M <= 0 || N <= 0 { return }
     if K <= 0 || alpha == 0 {
         scaleC(M: M, N: N, beta: beta, C: C, ldc: ldc)
         return
     }
-    let workers = M * N * K < GemmBlocking.parallelThreshold ? 1 : CPUParallel.threadCount
+    let workers = M * N * K < GemmBlocking.parallelThreshold ? 1 : min(maxWorkers ?? CPUParallel.threadCount, CPUParallel.threadCount)
     if M <= GemmBlocking.fewRows {
         if transB {
             sgemmFewRowsDotB(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, B: B, ldb: ldb,

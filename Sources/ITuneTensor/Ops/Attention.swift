@@ -190,36 +190,60 @@ extension AttentionDims {
     }
 }
 
-/// One query row per unit of work, (b, h, t) order; scores of the row go to a scratch row.
+/// Blocks of BLOCK queries of one (b, h): S = Q·Kᵀ over the keys the block can see (one GEMM),
+/// the masked softmax of each row in place (lse saved), then O = P·V (one GEMM). The scores
+/// live in a per-worker scratch of BLOCK × Tk floats, never the whole T × T.
+private let attentionBlock = 64
+
 private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>,
                                  _ v: UnsafeMutablePointer<Float>, _ o: UnsafeMutablePointer<Float>,
                                  _ lse: UnsafeMutablePointer<Float>, _ scale: Float, _ causal: Bool,
                                  _ starts: UnsafeMutablePointer<Int32>?) {
-    let (Tq, Tk, NH, NKV, D) = (d.Tq, d.Tk, d.NH, d.NKV, d.D)
+    let (B, Tq, Tk, NH, NKV, D) = (d.B, d.Tq, d.Tk, d.NH, d.NKV, d.D)
     let group = NH / NKV
-    CPUParallel.forEach(d.B * NH * Tq, grain: max(1, 16384 / max(1, Tk * D))) { rows in
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(Tk, 1))
+    let blocks = (Tq + attentionBlock - 1) / attentionBlock
+    let units = B * NH * blocks
+    // Few units (one sequence, one head): let each GEMM use the cores instead.
+    let inner = units >= CPUParallel.threadCount ? 1 : CPUParallel.threadCount
+    CPUParallel.forEach(units, grain: 1) { range in
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: attentionBlock * max(Tk, 1))
         defer { scores.deallocate() }
-        for r in rows {
-            let t = r % Tq, h = (r / Tq) % NH, b = r / (Tq * NH)
+        for unit in range {
+            let blk = unit % blocks, h = (unit / blocks) % NH, b = unit / (blocks * NH)
             let kvh = h / group
-            let qr = q + ((b * Tq + t) * NH + h) * D
-            let orow = o + ((b * Tq + t) * NH + h) * D
-            let (lo, hi) = d.keyRange(b: b, t: t, causal: causal, starts: starts)
-            for j in lo..<hi { scores[j] = dot(qr, k + ((b * Tk + j) * NKV + kvh) * D, D) * scale }
-            let m = maxOf(scores + lo, hi - lo)
-            let l = expShifted(scores + lo, scores + lo, hi - lo, shift: m)
-            for i in 0..<D { orow[i] = 0 }
-            for j in lo..<hi { axpy(scores[j], v + ((b * Tk + j) * NKV + kvh) * D, orow, D) }
-            let inv = 1 / l
-            for i in 0..<D { orow[i] *= inv }
-            lse[(b * NH + h) * Tq + t] = m + logf(l)
+            let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
+            // Keys any row of the block sees: from the first row's start to the last row's end.
+            let kStart = d.keyRange(b: b, t: t0, causal: causal, starts: starts).0
+            let kEnd = d.keyRange(b: b, t: t0 + rows - 1, causal: causal, starts: starts).1
+            let width = kEnd - kStart
+            let qBlock = q + ((b * Tq + t0) * NH + h) * D
+            let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
+            cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: scale, A: qBlock, lda: NH * D,
+                     B: kBase, ldb: NKV * D, beta: 0, C: scores, ldc: width, workers: inner)
+            for r in 0..<rows {
+                let t = t0 + r
+                let (lo, hi) = d.keyRange(b: b, t: t, causal: causal, starts: starts)
+                let row = scores + r * width
+                // Keys outside lo..<hi get probability 0.
+                let a = lo - kStart, e = hi - kStart
+                if a > 0 { row.update(repeating: 0, count: a) }
+                if e < width { (row + e).update(repeating: 0, count: width - e) }
+                let m = maxOf(row + a, e - a)
+                let l = expShifted(row + a, row + a, e - a, shift: m)
+                let inv = 1 / l
+                for j in a..<e { row[j] *= inv }
+                lse[(b * NH + h) * Tq + t] = m + logf(l)
+            }
+            cpuSgemm(transA: false, transB: false, M: rows, N: D, K: width, alpha: 1, A: scores, lda: width,
+                     B: vBase, ldb: NKV * D, beta: 0, C: o + ((b * Tq + t0) * NH + h) * D, ldc: NH * D, workers: inner)
         }
     }
 }
 
-/// dq by query rows, then dk and dv by key rows (each summed by one worker over its group's
-/// heads and queries in a fixed order), as the OpenCL kernels do.
+/// Per (b, kv head), so that the rows of dK and dV it owns are summed by one worker in a fixed
+/// order (heads of the group, then query blocks): for each block of queries, P is rebuilt from
+/// S = Q·Kᵀ and the saved lse, then dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP − delta),
+/// dQ = dS·K·scale, dK += dSᵀ·Q·scale: five GEMMs and one elementwise pass.
 private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>,
                                   _ v: UnsafeMutablePointer<Float>, _ o: UnsafeMutablePointer<Float>,
                                   _ lse: UnsafeMutablePointer<Float>, _ dout: UnsafeMutablePointer<Float>,
@@ -229,55 +253,65 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                                   _ starts: UnsafeMutablePointer<Int32>?, _ ends: UnsafeMutablePointer<Int32>?) {
     let (B, Tq, Tk, NH, NKV, D) = (d.B, d.Tq, d.Tk, d.NH, d.NKV, d.D)
     let group = NH / NKV
-    let grain = max(1, 16384 / max(1, Tk * D))
-    CPUParallel.forEach(B * NH * Tq, grain: grain) { rows in
+    CPUParallel.forEach(B * NH * Tq, grain: max(1, 16384 / max(1, D))) { rows in
         for r in rows {
             let t = r % Tq, h = (r / Tq) % NH, b = r / (Tq * NH)
             let off = ((b * Tq + t) * NH + h) * D
             delta[(b * NH + h) * Tq + t] = dot(dout + off, o + off, D)
         }
     }
-    CPUParallel.forEach(B * NH * Tq, grain: grain) { rows in
-        // p of the row's visible keys, exp'd in one vector pass.
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(Tk, 1))
-        defer { p.deallocate() }
-        for r in rows {
-            let t = r % Tq, h = (r / Tq) % NH, b = r / (Tq * NH)
-            let kvh = h / group
-            let off = ((b * Tq + t) * NH + h) * D
-            let stat = (b * NH + h) * Tq + t
-            let (lse_t, delta_t) = (lse[stat], delta[stat])
-            let dqr = dq + off
-            for i in 0..<D { dqr[i] = 0 }
-            let (lo, hi) = d.keyRange(b: b, t: t, causal: causal, starts: starts)
-            for j in lo..<hi { p[j] = dot(q + off, k + ((b * Tk + j) * NKV + kvh) * D, D) * scale }
-            _ = expShifted(p + lo, p + lo, hi - lo, shift: lse_t)
-            for j in lo..<hi {
-                let kr = k + ((b * Tk + j) * NKV + kvh) * D
-                let ds = p[j] * (dot(dout + off, v + ((b * Tk + j) * NKV + kvh) * D, D) - delta_t)
-                axpy(ds * scale, kr, dqr, D)
+    let blocks = (Tq + attentionBlock - 1) / attentionBlock
+    let units = B * NKV
+    let inner = units >= CPUParallel.threadCount ? 1 : CPUParallel.threadCount
+    CPUParallel.forEach(units, grain: 1) { range in
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: attentionBlock * max(Tk, 1))
+        let dp = UnsafeMutablePointer<Float>.allocate(capacity: attentionBlock * max(Tk, 1))
+        defer { p.deallocate(); dp.deallocate() }
+        for unit in range {
+            let kvh = unit % NKV, b = unit / NKV
+            for s in 0..<Tk {
+                let off = ((b * Tk + s) * NKV + kvh) * D
+                (dk + off).update(repeating: 0, count: D)
+                (dv + off).update(repeating: 0, count: D)
             }
-        }
-    }
-    CPUParallel.forEach(B * NKV * Tk, grain: grain) { rows in
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(Tq, 1))
-        defer { p.deallocate() }
-        for r in rows {
-            let s = r % Tk, kvh = (r / Tk) % NKV, b = r / (Tk * NKV)
-            let off = ((b * Tk + s) * NKV + kvh) * D
-            let (kr, vr, dkr, dvr) = (k + off, v + off, dk + off, dv + off)
-            for i in 0..<D { dkr[i] = 0; dvr[i] = 0 }
-            let (lo, hi) = d.queryRange(b: b, s: s, causal: causal, ends: ends)
             for g in 0..<group {
                 let h = kvh * group + g
-                guard hi > lo else { continue }
-                for t in lo..<hi { p[t] = dot(q + ((b * Tq + t) * NH + h) * D, kr, D) * scale - lse[(b * NH + h) * Tq + t] }
-                _ = expShifted(p + lo, p + lo, hi - lo, shift: 0)
-                for t in lo..<hi {
-                    let qoff = ((b * Tq + t) * NH + h) * D
-                    let ds = p[t] * (dot(dout + qoff, vr, D) - delta[(b * NH + h) * Tq + t])
-                    axpy(p[t], dout + qoff, dvr, D)
-                    axpy(ds * scale, q + qoff, dkr, D)
+                for blk in 0..<blocks {
+                    let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
+                    let kStart = d.keyRange(b: b, t: t0, causal: causal, starts: starts).0
+                    let kEnd = d.keyRange(b: b, t: t0 + rows - 1, causal: causal, starts: starts).1
+                    let width = kEnd - kStart
+                    let qBlock = q + ((b * Tq + t0) * NH + h) * D, doBlock = dout + ((b * Tq + t0) * NH + h) * D
+                    let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
+                    let dkBase = dk + ((b * Tk + kStart) * NKV + kvh) * D, dvBase = dv + ((b * Tk + kStart) * NKV + kvh) * D
+                    // P = exp(Q·Kᵀ·scale − lse), 0 outside each row's keys.
+                    cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: scale, A: qBlock, lda: NH * D,
+                             B: kBase, ldb: NKV * D, beta: 0, C: p, ldc: width, workers: inner)
+                    for r in 0..<rows {
+                        let t = t0 + r
+                        let (lo, hi) = d.keyRange(b: b, t: t, causal: causal, starts: starts)
+                        let row = p + r * width
+                        let a = lo - kStart, e = hi - kStart
+                        if a > 0 { row.update(repeating: 0, count: a) }
+                        if e < width { (row + e).update(repeating: 0, count: width - e) }
+                        _ = expShifted(row + a, row + a, e - a, shift: lse[(b * NH + h) * Tq + t])
+                    }
+                    // dV += Pᵀ·dO
+                    cpuSgemm(transA: true, transB: false, M: width, N: D, K: rows, alpha: 1, A: p, lda: width,
+                             B: doBlock, ldb: NH * D, beta: 1, C: dvBase, ldc: NKV * D, workers: inner)
+                    // dP = dO·Vᵀ, then dS = P∘(dP − delta) in place of dP.
+                    cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: 1, A: doBlock, lda: NH * D,
+                             B: vBase, ldb: NKV * D, beta: 0, C: dp, ldc: width, workers: inner)
+                    for r in 0..<rows {
+                        let dl = delta[(b * NH + h) * Tq + t0 + r]
+                        let pr = p + r * width, dr = dp + r * width
+                        for j in 0..<width { dr[j] = pr[j] * (dr[j] - dl) }
+                    }
+                    // dQ = dS·K·scale; dK += dSᵀ·Q·scale.
+                    cpuSgemm(transA: false, transB: false, M: rows, N: D, K: width, alpha: scale, A: dp, lda: width,
+                             B: kBase, ldb: NKV * D, beta: 0, C: dq + ((b * Tq + t0) * NH + h) * D, ldc: NH * D, workers: inner)
+                    cpuSgemm(transA: true, transB: false, M: width, N: D, K: rows, alpha: scale, A: dp, lda: width,
+                             B: qBlock, ldb: NH * D, beta: 1, C: dkBase, ldc: NKV * D, workers: inner)
                 }
             }
         }
