@@ -143,3 +143,22 @@ __kernel void dropout_apply(__global float* out, __global const float* x, int n,
   if (i >= n) return;
   out[i] = dropout_hash(seed_lo, seed_hi, (uint)i) >= threshold ? x[i] * inv_keep : 0.0f;
 }
+
+// GELU, exact form x·Φ(x) = 0.5·x·(1 + erf(x/√2)) (BERT's "gelu"); d/dx = Φ(x) + x·φ(x).
+__kernel void gelu_erf_forward(__global float* out, __global const float* x, int n) {
+  int i = get_global_id(0);
+  if (i < n) {
+    float v = x[i];
+    out[i] = 0.5f * v * erfc(-v * 0.7071067811865476f);  // erfc keeps the left tail accurate
+  }
+}
+
+__kernel void gelu_erf_backward(__global float* dx, __global const float* x, __global const float* dy, int n) {
+  int i = get_global_id(0);
+  if (i < n) {
+    float v = x[i];
+    float cdf = 0.5f * erfc(-v * 0.7071067811865476f);
+    float pdf = 0.3989422804014327f * exp(-0.5f * v * v);
+    dx[i] = dy[i] * (cdf + v * pdf);
+  }
+}

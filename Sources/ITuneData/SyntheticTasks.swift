@@ -139,4 +139,32 @@ public enum SyntheticTasks {
                            source: .init(file: "(built-in mixture)", line: nil, index: i, task: family.name + (ja ? "/ja" : "/en")))
         }
     }
+
+    /// Writes the mixture as a task pool: one Alpaca JSONL file per family × phrasing template
+    /// (`<family>_en0.jsonl` … `<family>_ja2.jsonl`), `perFile` examples each, the shape of
+    /// FLAN/T0 pools (`itune-gpu select --pool`, `eval --tasks`). Returns the files written.
+    @discardableResult
+    public static func writePool(to directory: URL, perFile: Int, seed: UInt64, families names: [String]? = nil) throws -> [URL] {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var g = Generator(seed: seed)
+        var written: [URL] = []
+        for family in families where names?.contains(family.name) ?? true {
+            for lang in ["en", "ja"] {
+                for template in 0..<3 {
+                    var lines: [String] = []
+                    for _ in 0..<perFile {
+                        let made = family.make(&g)
+                        let instruction = (lang == "ja" ? made.ja : made.en)[template]
+                        let record = ["instruction": instruction, "input": "", "output": lang == "ja" ? made.answerJA : made.answer]
+                        let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys, .withoutEscapingSlashes])
+                        lines.append(String(decoding: data, as: UTF8.self))
+                    }
+                    let url = directory.appendingPathComponent("\(family.name)_\(lang)\(template).jsonl")
+                    try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: url)
+                    written.append(url)
+                }
+            }
+        }
+        return written
+    }
 }

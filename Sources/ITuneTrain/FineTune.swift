@@ -11,6 +11,8 @@ public struct FineTuneConfig: Codable, Sendable, Equatable {
 
     public var model: String
     public var data: [String]
+    /// A mixture file (itune-gpu select writes one): tasks sampled FLAN-style instead of `data`.
+    public var mixture: String? = nil
     public var format: RecordFormat? = nil
     /// A validation file, or else this fraction of the data held out.
     public var validationData: [String] = []
@@ -72,17 +74,36 @@ public struct FineTuneJob {
             log("template: \(template.name) (\(tokenizer.chatTemplate == nil ? "the model has no chat_template" : PromptTemplate.detect(chatTemplate: tokenizer.chatTemplate) != nil ? "the model's chat_template" : "the model's chat_template is not one we know"); --template overrides)")
         }
 
-        // Data.
-        let loaded = try DatasetReader.read(c.data, format: c.format, skipBadRecords: c.skipBadRecords)
-        for f in loaded.files { log("data: \(f.path): \(f.records) examples (\(f.format.rawValue))") }
-        if loaded.skipped > 0 {
-            log("warning: skipped \(loaded.skipped) bad record(s); first: \(loaded.skipMessages.joined(separator: " | "))")
+        // Data: files, or a task mixture sampled from its files.
+        var allExamples: [Example] = []
+        if !c.data.isEmpty {
+            let loaded = try DatasetReader.read(c.data, format: c.format, skipBadRecords: c.skipBadRecords)
+            for f in loaded.files { log("data: \(f.path): \(f.records) examples (\(f.format.rawValue))") }
+            if loaded.skipped > 0 {
+                log("warning: skipped \(loaded.skipped) bad record(s); first: \(loaded.skipMessages.joined(separator: " | "))")
+            }
+            allExamples = loaded.examples
         }
-        var trainExamples = loaded.examples, validationExamples: [Example] = []
+        if let path = c.mixture {
+            let mixture = try Mixture.read(path)
+            let tasks = try mixture.tasks.map { t in
+                try DatasetReader.read(t.files, format: c.format, skipBadRecords: c.skipBadRecords).examples
+            }
+            let (examples, counts) = MixtureSampler.sample(tasks, weights: mixture.tasks.map { $0.weight ?? 1 }, mixture: mixture,
+                                                           seed: c.trainer.seed)
+            let total = max(counts.reduce(0, +), 1)
+            for (t, n) in zip(mixture.tasks, counts) {
+                log(String(format: "mixture: %@: %d of %d examples (%.1f%%)", t.name, n, tasks[mixture.tasks.firstIndex(of: t)!].count,
+                           100 * Double(n) / Double(total)))
+            }
+            allExamples += examples
+        }
+        guard !allExamples.isEmpty else { throw TrainError.invalid("no training data: give --data FILE or --mixture FILE") }
+        var trainExamples = allExamples, validationExamples: [Example] = []
         if !c.validationData.isEmpty {
             validationExamples = try DatasetReader.read(c.validationData, format: c.format, skipBadRecords: c.skipBadRecords).examples
-        } else if c.validationSplit > 0, loaded.examples.count >= 20 {
-            (trainExamples, validationExamples) = DatasetTokenizer.split(loaded.examples, fraction: c.validationSplit, seed: c.trainer.seed)
+        } else if c.validationSplit > 0, allExamples.count >= 20 {
+            (trainExamples, validationExamples) = DatasetTokenizer.split(allExamples, fraction: c.validationSplit, seed: c.trainer.seed)
         }
         let options = TokenizeOptions(template: template, maxLength: c.maxLength, trainOnInputs: c.trainOnInputs)
         let (train, stats) = try DatasetTokenizer.tokenize(trainExamples, tokenizer, options)

@@ -8,7 +8,10 @@ struct EvalCommand: ParsableCommand {
         abstract: "Mean loss and perplexity of a model over a dataset (text records, or instruction records scored on their answers).")
 
     @Option(help: "Model directory.") var model: String
-    @Option(help: "Data: .json/.jsonl files or directories (repeatable).") var data: [String]
+    @Option(help: "Data: .json/.jsonl files or directories (repeatable).") var data: [String] = []
+    @Option(help: "Held-out tasks: a directory of task files, scored per task by exact match, answer log-likelihood and rank classification.")
+    var tasks: String?
+    @Option(help: "With --tasks: examples per task.") var examplesPerTask = 50
     @Option(help: "A PEFT LoRA adapter directory to apply.") var adapter: String?
     @Option(help: "Prompt template for instruction records (default: the model's chat_template when known, else alpaca).")
     var template: String?
@@ -24,6 +27,32 @@ struct EvalCommand: ParsableCommand {
         if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
         let tpl = try template.map(PromptTemplate.named) ?? PromptTemplate.detect(chatTemplate: bundle.tokenizer.chatTemplate)
             ?? PromptTemplate(.alpaca)
+        if let tasks {
+            let results = try TaskEvaluator.evaluate(tasks: TaskPool.examples(tasks), bundle: bundle, template: tpl,
+                                                     maxExamples: examplesPerTask, progress: json ? { _ in } : { print($0) })
+            let n = Double(max(results.count, 1))
+            let overall: [String: Any] = [
+                "exact_match": results.reduce(0) { $0 + $1.exactMatch } / n,
+                "answer_log_likelihood": results.reduce(0) { $0 + $1.answerLogLikelihood } / n,
+            ]
+            if json {
+                let rows = try results.map { try JSONSerialization.jsonObject(with: JSONEncoder().encode($0)) }
+                let data = try JSONSerialization.data(withJSONObject: ["model": model, "adapter": adapter ?? NSNull(), "tasks": rows,
+                                                                       "overall": overall], options: [.sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                print("task                          examples  exact match  answer LL/token  rank accuracy")
+                for r in results {
+                    print(String(format: "%@ %8d  %10.1f%%  %15.3f  %@", r.task.padding(toLength: 28, withPad: " ", startingAt: 0),
+                                 r.examples, r.exactMatch * 100, r.answerLogLikelihood,
+                                 r.rankAccuracy.map { String(format: "%.1f%% (%d options)", $0 * 100, r.options!) } ?? "—"))
+                }
+                print(String(format: "overall (mean over %d tasks): exact match %.1f%%, answer log-likelihood %.3f/token", results.count,
+                             (overall["exact_match"] as! Double) * 100, overall["answer_log_likelihood"] as! Double))
+            }
+            return
+        }
+        guard !data.isEmpty else { throw ValidationError("give --data FILE (loss and perplexity) or --tasks DIR (per-task scores)") }
         let loaded = try DatasetReader.read(data)
         let length = maxLength ?? min(bundle.model.config.maxPositions, 2048)
         let (examples, stats) = try DatasetTokenizer.tokenize(loaded.examples, bundle.tokenizer,

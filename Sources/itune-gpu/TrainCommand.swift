@@ -18,6 +18,8 @@ struct TrainCommand: ParsableCommand {
     var model: String?
     @Option(help: "Training data: .json/.jsonl files or directories (repeatable).")
     var data: [String] = []
+    @Option(help: "A task mixture file (from itune-gpu select), sampled FLAN-style; with or instead of --data.")
+    var mixture: String?
     @Option(help: "Record format, instead of detecting it: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", ")).")
     var format: String?
     @Option(help: "Validation data file (repeatable); otherwise --validation-split of the data.")
@@ -86,8 +88,12 @@ struct TrainCommand: ParsableCommand {
             return
         }
         let dataPaths = data.isEmpty ? try value(nil, "data", strings) ?? [] : data
-        guard !dataPaths.isEmpty else { throw ValidationError("--model needs --data FILE (instruction records; see --help for the formats)") }
+        let mixturePath = try value(mixture, "mixture", string)
+        guard !dataPaths.isEmpty || mixturePath != nil else {
+            throw ValidationError("--model needs --data FILE (instruction records; see --help for the formats) or --mixture FILE")
+        }
         var c = FineTuneConfig(model: modelDir, data: dataPaths)
+        c.mixture = mixturePath
         if let f = try value(format, "format", string) {
             guard let rf = RecordFormat(rawValue: f) else {
                 throw ValidationError("unknown --format \(f); known: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))")

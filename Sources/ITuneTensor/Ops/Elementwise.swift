@@ -136,6 +136,15 @@ extension Tensor {
         })
     }
 
+    /// GELU in its exact form x·Φ(x) (BERT's `gelu`, PyTorch's default).
+    public func geluExact() throws -> Tensor {
+        // Φ(x) = erfc(−x/√2)/2: erfc keeps the left tail accurate where 1 + erf(x) cancels.
+        try unaryActivation("gelu_erf", cpuForward: { v in 0.5 * v * erfcf(-v * 0.7071067811865476) },
+                            cpuBackward: { v, d in
+            d * (0.5 * erfcf(-v * 0.7071067811865476) + v * 0.3989422804014327 * expf(-0.5 * v * v))
+        })
+    }
+
     private func unaryActivation(_ op: String, cpuForward: @escaping (Float) -> Float,
                                  cpuBackward: @escaping (Float, Float) -> Float) throws -> Tensor {
         let out = try Tensor.empty(shape, on: device)

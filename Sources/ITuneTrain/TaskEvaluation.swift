@@ -1,0 +1,79 @@
+import Foundation
+import ITuneData
+import ITuneModels
+import ITuneTensor
+import ITuneTokenizers
+
+/// Scores of one held-out task: FLAN's zero-shot protocol.
+public struct TaskEvalResult: Sendable, Codable {
+    public var task: String
+    public var examples: Int
+    /// Greedy answer equal to the reference (whitespace and case folded).
+    public var exactMatch: Double
+    /// Mean log-likelihood per token of the reference answer (its eos included).
+    public var answerLogLikelihood: Double
+    /// When the task's answers come from a small set (≤ 10 distinct): how often the reference
+    /// has the highest total log-likelihood among them (rank classification), and the set size.
+    public var rankAccuracy: Double?
+    public var options: Int?
+}
+
+public enum TaskEvaluator {
+    static func normalise(_ s: String) -> String {
+        s.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    }
+
+    /// Total log-likelihood of `response` after the prompt of `example` (and its token count).
+    static func answerLogLikelihood(_ example: Example, response: String, bundle: ModelBundle, template: PromptTemplate,
+                                    maxLength: Int) throws -> (Double, Int) {
+        var e = example
+        e.conversation.turns[e.conversation.turns.count - 1].response = response
+        let t = try DatasetTokenizer.tokenize(e, bundle.tokenizer, TokenizeOptions(template: template, maxLength: maxLength))
+        let scored = t.labels.dropFirst().filter { $0 != -100 }.count
+        guard scored > 0 else { return (-.infinity, 0) }
+        let loss = try noGrad {
+            try bundle.model.loss(Tensor(indices: t.ids, shape: [1, t.ids.count], on: bundle.model.device), labels: t.labels).item()
+        }
+        return (-Double(loss) * Double(scored), scored)
+    }
+
+    /// Exact match, answer log-likelihood and (where the answers form a small set) rank
+    /// classification for each task, on up to `maxExamples` examples per task (the first ones
+    /// after a seeded shuffle).
+    public static func evaluate(tasks: [(String, [Example])], bundle: ModelBundle, template: PromptTemplate,
+                                maxExamples: Int = 50, maxLength: Int = 512, seed: UInt64 = 0,
+                                progress: (String) -> Void = { _ in }) throws -> [TaskEvalResult] {
+        var out: [TaskEvalResult] = []
+        for (name, all) in tasks {
+            let usable = all.filter { !$0.conversation.turns.isEmpty && $0.conversation.text == nil }
+            let examples = Array(DatasetTokenizer.shuffled(usable, seed: seed).prefix(maxExamples))
+            guard !examples.isEmpty else { continue }
+            let answers = Array(Set(usable.map { $0.conversation.turns.last!.response })).sorted()
+            let options = answers.count <= 10 && answers.count >= 2 ? answers : nil
+            var right = 0, rankRight = 0
+            var ll = 0.0, llTokens = 0
+            for e in examples {
+                let turn = e.conversation.turns.last!
+                let prompt = e.rawPrompt ? turn.instruction
+                    : template.prompt(instruction: turn.instruction, input: turn.input, system: e.conversation.system)
+                let answerTokens = bundle.tokenizer.encode(turn.response, addSpecialTokens: false).count
+                let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: answerTokens + 8),
+                                                    stopStrings: template.stopStrings)
+                if normalise(text) == normalise(turn.response) { right += 1 }
+                let (l, n) = try answerLogLikelihood(e, response: turn.response, bundle: bundle, template: template, maxLength: maxLength)
+                if n > 0 { ll += l; llTokens += n }
+                if let options {
+                    let scores = try options.map { try answerLogLikelihood(e, response: $0, bundle: bundle, template: template, maxLength: maxLength).0 }
+                    if options[scores.indices.max { scores[$0] < scores[$1] }!] == turn.response { rankRight += 1 }
+                }
+            }
+            let r = TaskEvalResult(task: name, examples: examples.count, exactMatch: Double(right) / Double(examples.count),
+                                   answerLogLikelihood: llTokens > 0 ? ll / Double(llTokens) : .nan,
+                                   rankAccuracy: options.map { _ in Double(rankRight) / Double(examples.count) }, options: options?.count)
+            progress(String(format: "%@: exact match %.1f%%, answer log-likelihood %.3f/token%@", name, r.exactMatch * 100,
+                            r.answerLogLikelihood, r.rankAccuracy.map { String(format: ", rank accuracy %.1f%% of %d options", $0 * 100, options!.count) } ?? ""))
+            out.append(r)
+        }
+        return out
+    }
+}
