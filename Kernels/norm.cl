@@ -148,3 +148,50 @@ __kernel void sum_parts(__global float* out, __global const float* part, int par
   for (int p = 0; p < parts; p++) acc += part[(size_t)p * C + c];
   out[c] = acc;
 }
+
+// Cosine similarity of rows: u, v are (N, C); out (N) = u·v / (|u|·|v|). One work-group per row.
+__kernel void cosine_rows_forward(__global float* out, __global const float* u, __global const float* v, int C,
+                                  __local float* s) {
+  size_t row = get_group_id(0);
+  int l = get_local_id(0), ls = get_local_size(0);
+  __global const float* ur = u + row * C;
+  __global const float* vr = v + row * C;
+  float uv = 0.0f, uu = 0.0f, vv = 0.0f;
+  for (int c = l; c < C; c += ls) { uv += ur[c] * vr[c]; uu += ur[c] * ur[c]; vv += vr[c] * vr[c]; }
+  __local float* s1 = s;
+  __local float* s2 = s + ls;
+  __local float* s3 = s + 2 * ls;
+  s1[l] = uv; s2[l] = uu; s3[l] = vv;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int k = ls / 2; k > 0; k >>= 1) {
+    if (l < k) { s1[l] += s1[l + k]; s2[l] += s2[l + k]; s3[l] += s3[l + k]; }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (l == 0) out[row] = s1[0] / fmax(sqrt(s2[0] * s3[0]), 1e-12f);
+}
+
+// du = dy·(v/(|u||v|) − cos·u/|u|²), dv likewise; one work-group per row.
+__kernel void cosine_rows_backward(__global float* du, __global float* dv, __global const float* u,
+                                   __global const float* v, __global const float* dy, int C, __local float* s) {
+  size_t row = get_group_id(0);
+  int l = get_local_id(0), ls = get_local_size(0);
+  __global const float* ur = u + row * C;
+  __global const float* vr = v + row * C;
+  float uv = 0.0f, uu = 0.0f, vv = 0.0f;
+  for (int c = l; c < C; c += ls) { uv += ur[c] * vr[c]; uu += ur[c] * ur[c]; vv += vr[c] * vr[c]; }
+  __local float* s1 = s;
+  __local float* s2 = s + ls;
+  __local float* s3 = s + 2 * ls;
+  s1[l] = uv; s2[l] = uu; s3[l] = vv;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (int k = ls / 2; k > 0; k >>= 1) {
+    if (l < k) { s1[l] += s1[l + k]; s2[l] += s2[l + k]; s3[l] += s3[l + k]; }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  float nu = fmax(sqrt(s2[0]), 1e-12f), nv = fmax(sqrt(s3[0]), 1e-12f);
+  float cosv = s1[0] / (nu * nv), g = dy[row];
+  for (int c = l; c < C; c += ls) {
+    du[row * C + c] = g * (vr[c] / (nu * nv) - cosv * ur[c] / (nu * nu));
+    dv[row * C + c] = g * (ur[c] / (nu * nv) - cosv * vr[c] / (nv * nv));
+  }
+}

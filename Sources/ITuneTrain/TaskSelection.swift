@@ -18,6 +18,8 @@ public final class SentenceEncoder {
     }
 
     let backbone: Backbone
+    /// The sentence-transformers directory this encoder was read from (nil for the fallback).
+    public let sourceDirectory: URL?
     public let tokenizer: Tokenizer
     public let normalize: Bool
     public let maxLength: Int
@@ -47,6 +49,7 @@ public final class SentenceEncoder {
         }
         let model = try BertModel.load(directory, on: device)
         backbone = .bert(model)
+        sourceDirectory = directory
         tokenizer = try Tokenizer(directory: directory)
         self.normalize = normalize
         self.maxLength = min(maxLength, model.config.maxPositions)
@@ -56,6 +59,7 @@ public final class SentenceEncoder {
     /// The fallback: a causal LM's last hidden states, mean-pooled and normalised.
     public init(causalLM bundle: ModelBundle) {
         backbone = .causal(bundle.model)
+        sourceDirectory = nil
         tokenizer = bundle.tokenizer
         normalize = true
         maxLength = min(bundle.model.config.maxPositions, 512)

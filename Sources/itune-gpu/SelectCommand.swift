@@ -22,12 +22,17 @@ struct SelectCommand: ParsableCommand {
     @Option(help: "Examples-proportional cap per task in the mixture written.") var cap = 3000
     @Option(help: "Mixture file to write.") var output = "mixture.json"
     @Option(help: "Instructions (prompts) sampled per template file.") var promptsPerFile = 4
+    @Flag(help: "First align the encoder to the pool's instruction style (INSTA): templates of one task are pulled together, tasks it already finds dissimilar pushed apart.")
+    var align = false
+    @Option(help: "With --align: optimizer steps.") var alignSteps = 100
+    @Option(help: "With --align: where the aligned encoder is saved, and reused from when it exists (default ENCODER-aligned).")
+    var alignedEncoder: String?
     @Flag(help: "Print the ranking as JSON.") var json = false
     @OptionGroup var deviceOptions: DeviceOptions
 
     func run() throws {
         let device = try deviceOptions.resolve(verbose: !json)
-        let embedder: SentenceEncoder
+        var embedder: SentenceEncoder
         if let encoder {
             embedder = try SentenceEncoder(directory: URL(fileURLWithPath: encoder), on: device)
         } else if let model {
@@ -35,8 +40,24 @@ struct SelectCommand: ParsableCommand {
         } else {
             throw ValidationError("give --encoder DIR (a sentence-transformers model) or --model DIR (its hidden states are used)")
         }
-        if !json { print("embeddings: \(embedder.description)") }
         var tasks = try TaskPool.load(pool, promptsPerFile: promptsPerFile)
+        if align {
+            guard let encoder else { throw ValidationError("--align needs --encoder DIR") }
+            let out = alignedEncoder ?? (encoder.hasSuffix("/") ? String(encoder.dropLast()) : encoder) + "-aligned"
+            if FileManager.default.fileExists(atPath: out + "/model.safetensors") {
+                if !json { print("reusing the aligned encoder in \(out)") }
+            } else {
+                let report = try EncoderAlignment.align(embedder, tasks: tasks.map { ($0.name, $0.instructions) }, steps: alignSteps,
+                                                        log: json ? { _ in } : { print($0) })
+                try EncoderAlignment.save(embedder, to: URL(fileURLWithPath: out))
+                if !json {
+                    print(String(format: "aligned on %d tasks with templates, %d dissimilar task pairs: cosine loss %.4f → %.4f; saved to %@",
+                                 report.positivePairs, report.negativePairs, report.firstLoss, report.lastLoss, out))
+                }
+            }
+            embedder = try SentenceEncoder(directory: URL(fileURLWithPath: out), on: device)
+        }
+        if !json { print("embeddings: \(embedder.description)") }
         let targetTexts: [String]
         let targetName: String
         if let i = tasks.firstIndex(where: { $0.name == target }) {

@@ -14,6 +14,9 @@ final class ElementwiseTests: XCTestCase {
         try checkGradients([[3, 5], [5]]) { try $0[0] + $0[1] }
         try checkGradients([[3, 5], [5]]) { try $0[0] * $0[1] }
         try checkGradients([[4, 6], [4, 6]]) { try $0[0] * $0[1] }
+        // b with the same count but fewer dims than a: its gradient keeps b's shape.
+        try checkGradients([[1, 3, 4], [3, 4]]) { try $0[0] + $0[1] }
+        try checkGradients([[1, 3, 4], [3, 4]]) { try $0[0] * $0[1] }
         try checkGradients([[2, 7]]) { try $0[0].scaled(by: -2.5) }
         try checkGradients([[3, 7]]) { try $0[0].silu() }
         try checkGradients([[3, 7]]) { try $0[0].gelu() }

@@ -69,3 +69,26 @@ final class SentenceEncoderTests: XCTestCase {
         XCTAssertEqual(datasets.count, 18, "\(datasets.sorted())")
     }
 }
+
+final class EncoderAlignmentTests: XCTestCase {
+    func testAlignmentPullsTemplatesOfATaskTogetherAndSavesAReloadableEncoder() throws {
+        let dir = SentenceEncoderTests.fixtures.appendingPathComponent("encoders/tiny_minilm")
+        let encoder = try SentenceEncoder(directory: dir, on: .cpu)
+        let tasks = [("sentiment", ["Classify the sentiment of this movie review.", "Is this product review positive or negative?"]),
+                     ("capital", ["What is the capital of Japan?", "Name the capital city of France."])]
+        func within() throws -> Float {
+            let a = try encoder.encode(tasks[0].1), b = try encoder.encode(tasks[1].1)
+            return (TaskSelector.cosine(a[0], a[1]) + TaskSelector.cosine(b[0], b[1])) / 2
+        }
+        let before = try within()
+        let report = try EncoderAlignment.align(encoder, tasks: tasks, steps: 30, pairsPerStep: 4, learningRate: 1e-3, seed: 1)
+        XCTAssertLessThan(report.lastLoss, report.firstLoss)
+        XCTAssertGreaterThan(try within(), before)
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("itune-aligned-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: out) }
+        try EncoderAlignment.save(encoder, to: out)
+        let reloaded = try SentenceEncoder(directory: out, on: .cpu)
+        let x = try encoder.encode(["Translate the sentence into French."])[0], y = try reloaded.encode(["Translate the sentence into French."])[0]
+        for k in x.indices { XCTAssertEqual(x[k], y[k], accuracy: 1e-6) }
+    }
+}

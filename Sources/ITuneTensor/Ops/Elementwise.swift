@@ -97,8 +97,10 @@ extension Tensor {
     /// of a broadcast. With `times`, sums self * times instead.
     func sumToShape(_ target: [Int], times: Tensor? = nil) throws -> Tensor {
         let cols = target.reduce(1, *)
-        if cols == count, times == nil { return self }
-        if cols == count, let times { return try noGrad { try self * times } }
+        // Same count, maybe fewer leading 1s ((1,T,C) against (T,C)): the values as they are,
+        // in the target's shape.
+        if cols == count, times == nil { return shape == target ? self : try noGrad { try reshaped(target) } }
+        if cols == count, let times { return try noGrad { try (self * times).reshaped(target) } }
         let rows = count / cols
         let out = try Tensor.empty(target, on: device)
         switch try execution("sumToShape", self) {
