@@ -42,9 +42,10 @@ let package = Package(
         .executableTarget(name: "itune-bench", dependencies: ["ITune"], path: "benchmarks/itune-bench",
                           swiftSettings: v5),
         .testTarget(name: "ITuneTensorTests", dependencies: ["ITuneTensor"], swiftSettings: v5),
-        .testTarget(name: "ITuneDataTests", dependencies: ["ITuneData"], swiftSettings: v5),
-        .testTarget(name: "ITuneModelsTests", dependencies: ["ITuneModels"], swiftSettings: v5),
+        .testTarget(name: "ITuneDataTests", dependencies: ["ITuneData", "ITuneTokenizers"], swiftSettings: v5),
+        .testTarget(name: "ITuneModelsTests", dependencies: ["ITuneModels", "ITuneTensor"], swiftSettings: v5),
         .testTarget(name: "ITuneTokenizersTests", dependencies: ["ITuneTokenizers"], swiftSettings: v5),
-        .testTarget(name: "ITuneTrainTests", dependencies: ["ITuneTrain", "ITune"], swiftSettings: v5),
+        .testTarget(name: "ITuneTrainTests", dependencies: ["ITuneTrain", "ITune", "ITuneData", "ITuneModels", "ITuneTensor", "ITuneTokenizers"],
+                    swiftSettings: v5),
     ]
 )

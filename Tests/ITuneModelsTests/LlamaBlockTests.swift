@@ -2,7 +2,6 @@ import Foundation
 import XCTest
 @testable import ITuneModels
 @testable import ITuneTensor
-@testable import ITuneTrain
 
 /// The first OpenCL device (PoCL in CI); see ITuneTensorTests/TestSupport.swift.
 private func openCLDevice() throws -> Device {
