@@ -25,7 +25,7 @@ let package = Package(
         // The OpenCL C sources, one file per kernel family, shipped as resources.
         .target(name: "ITuneKernels", path: "Kernels",
                 sources: ["KernelSources.swift"],
-                resources: [.copy("gemm.cl"), .copy("softmax.cl"), .copy("attention.cl"), .copy("norm.cl"), .copy("rope.cl"), .copy("elementwise.cl"), .copy("loss.cl"), .copy("optim.cl"), .copy("embedding.cl")],
+                resources: [.copy("reduce.cl"), .copy("gemm.cl"), .copy("softmax.cl"), .copy("attention.cl"), .copy("norm.cl"), .copy("rope.cl"), .copy("elementwise.cl"), .copy("loss.cl"), .copy("optim.cl"), .copy("embedding.cl")],
                 swiftSettings: v5),
         .target(name: "ITuneTensor", dependencies: ["COpenCL", "ITuneKernels"], swiftSettings: v5),
         .target(name: "ITuneTokenizers", swiftSettings: v5),

@@ -6,8 +6,15 @@ import Foundation
 /// executables. A binary that travels alone (see shared/GPU.md) can point
 /// `ITUNE_KERNELS_DIR` at a copy of `Kernels/`.
 public enum KernelSources {
-    /// The source text of one family, e.g. `source(of: "softmax")` reads `softmax.cl`.
+    /// The source text of one family as it is compiled: `reduce.cl` (the work-group reductions
+    /// every family may use) followed by the family's file, e.g. `softmax.cl`.
     public static func source(of family: String) throws -> String {
+        let body = try file(family)
+        return family == "reduce" ? body : try file("reduce") + "\n" + body
+    }
+
+    /// The text of one .cl file.
+    static func file(_ family: String) throws -> String {
         for dir in searchDirectories() {
             let url = dir.appendingPathComponent(family + ".cl")
             if let text = try? String(contentsOf: url, encoding: .utf8) { return text }

@@ -2,32 +2,6 @@
 // targets (N) i32; lse and loss_rows (N). One work-group per row for the forward (the group
 // reduces max and sum in local memory); the backward is elementwise over (V, N).
 
-float ce_reduce_max(__local float* s, float v) {
-  int l = get_local_id(0), ls = get_local_size(0);
-  s[l] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int k = ls / 2; k > 0; k >>= 1) {
-    if (l < k) s[l] = fmax(s[l], s[l + k]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float r = s[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  return r;
-}
-
-float ce_reduce_sum(__local float* s, float v) {
-  int l = get_local_id(0), ls = get_local_size(0);
-  s[l] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int k = ls / 2; k > 0; k >>= 1) {
-    if (l < k) s[l] += s[l + k];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float r = s[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  return r;
-}
-
 // lse[n] = log Σ_c exp(logits[n,c]); loss_rows[n] = lse[n] − logits[n, target] (0 when ignored).
 __kernel void cross_entropy_forward(__global float* loss_rows, __global float* lse, __global const float* logits,
                                     __global const int* targets, int V, int ignore_index, __local float* scratch) {
@@ -36,10 +10,10 @@ __kernel void cross_entropy_forward(__global float* loss_rows, __global float* l
   __global const float* x = logits + row * V;
   float m = -INFINITY;
   for (int c = l; c < V; c += ls) m = fmax(m, x[c]);
-  m = ce_reduce_max(scratch, m);
+  m = group_reduce_max(scratch, m);
   float s = 0.0f;
   for (int c = l; c < V; c += ls) s += exp(x[c] - m);
-  s = ce_reduce_sum(scratch, s);
+  s = group_reduce_sum(scratch, s);
   if (l == 0) {
     float z = m + log(s);
     int t = targets[row];

@@ -9,19 +9,6 @@
 // Contraction into fma would make results depend on the compiler; the CPU path does not fuse.
 #pragma OPENCL FP_CONTRACT OFF
 
-float group_sum(__local float* s, float v) {
-  int l = get_local_id(0), ls = get_local_size(0);
-  s[l] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int k = ls / 2; k > 0; k >>= 1) {
-    if (l < k) s[l] += s[l + k];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float r = s[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  return r;
-}
-
 // Two row sums in one tree (LayerNorm's backward needs Σg and Σg·x̂).
 float2 group_sum2(__local float2* s, float2 v) {
   int l = get_local_id(0), ls = get_local_size(0);
@@ -44,7 +31,7 @@ __kernel void rmsnorm_forward(__global float* y, __global float* rstd, __global 
   __global const float* xr = x + row * C;
   float ss = 0.0f;
   for (int c = l; c < C; c += ls) ss += xr[c] * xr[c];
-  ss = group_sum(scratch, ss);
+  ss = group_reduce_sum(scratch, ss);
   float r = 1.0f / sqrt(ss / (float)C + eps);
   for (int c = l; c < C; c += ls) y[row * C + c] = xr[c] * r * weight[c];
   if (l == 0) rstd[row] = r;
@@ -61,7 +48,7 @@ __kernel void rmsnorm_backward_dx(__global float* dx, __global const float* x, _
   float r = rstd[row];
   float dot = 0.0f;
   for (int c = l; c < C; c += ls) dot += dyr[c] * weight[c] * xr[c];
-  dot = group_sum(scratch, dot);
+  dot = group_reduce_sum(scratch, dot);
   float k = r * r * r * dot / (float)C;
   for (int c = l; c < C; c += ls) dx[row * C + c] = r * weight[c] * dyr[c] - xr[c] * k;
 }
@@ -91,10 +78,10 @@ __kernel void layernorm_forward(__global float* y, __global float* mean, __globa
   __global const float* xr = x + row * C;
   float s = 0.0f;
   for (int c = l; c < C; c += ls) s += xr[c];
-  float m = group_sum(scratch, s) / (float)C;
+  float m = group_reduce_sum(scratch, s) / (float)C;
   float v = 0.0f;
   for (int c = l; c < C; c += ls) { float d = xr[c] - m; v += d * d; }
-  v = group_sum(scratch, v) / (float)C;
+  v = group_reduce_sum(scratch, v) / (float)C;
   float r = 1.0f / sqrt(v + eps);
   for (int c = l; c < C; c += ls) y[row * C + c] = (xr[c] - m) * r * weight[c] + bias[c];
   if (l == 0) { mean[row] = m; rstd[row] = r; }
@@ -150,24 +137,20 @@ __kernel void sum_parts(__global float* out, __global const float* part, int par
 }
 
 // Cosine similarity of rows: u, v are (N, C); out (N) = u·v / (|u|·|v|). One work-group per row.
+
+// (u·v, |u|², |v|²) of one row, reduced by the group.
+float3 cosine_sums(__global const float* ur, __global const float* vr, int C, __local float* s) {
+  int l = get_local_id(0), ls = get_local_size(0);
+  float uv = 0.0f, uu = 0.0f, vv = 0.0f;
+  for (int c = l; c < C; c += ls) { uv += ur[c] * vr[c]; uu += ur[c] * ur[c]; vv += vr[c] * vr[c]; }
+  return (float3)(group_reduce_sum(s, uv), group_reduce_sum(s, uu), group_reduce_sum(s, vv));
+}
+
 __kernel void cosine_rows_forward(__global float* out, __global const float* u, __global const float* v, int C,
                                   __local float* s) {
   size_t row = get_group_id(0);
-  int l = get_local_id(0), ls = get_local_size(0);
-  __global const float* ur = u + row * C;
-  __global const float* vr = v + row * C;
-  float uv = 0.0f, uu = 0.0f, vv = 0.0f;
-  for (int c = l; c < C; c += ls) { uv += ur[c] * vr[c]; uu += ur[c] * ur[c]; vv += vr[c] * vr[c]; }
-  __local float* s1 = s;
-  __local float* s2 = s + ls;
-  __local float* s3 = s + 2 * ls;
-  s1[l] = uv; s2[l] = uu; s3[l] = vv;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int k = ls / 2; k > 0; k >>= 1) {
-    if (l < k) { s1[l] += s1[l + k]; s2[l] += s2[l + k]; s3[l] += s3[l + k]; }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  if (l == 0) out[row] = s1[0] / fmax(sqrt(s2[0] * s3[0]), 1e-12f);
+  float3 t = cosine_sums(u + row * C, v + row * C, C, s);
+  if (get_local_id(0) == 0) out[row] = t.x / fmax(sqrt(t.y * t.z), 1e-12f);
 }
 
 // du = dy·(v/(|u||v|) − cos·u/|u|²), dv likewise; one work-group per row.
@@ -177,19 +160,9 @@ __kernel void cosine_rows_backward(__global float* du, __global float* dv, __glo
   int l = get_local_id(0), ls = get_local_size(0);
   __global const float* ur = u + row * C;
   __global const float* vr = v + row * C;
-  float uv = 0.0f, uu = 0.0f, vv = 0.0f;
-  for (int c = l; c < C; c += ls) { uv += ur[c] * vr[c]; uu += ur[c] * ur[c]; vv += vr[c] * vr[c]; }
-  __local float* s1 = s;
-  __local float* s2 = s + ls;
-  __local float* s3 = s + 2 * ls;
-  s1[l] = uv; s2[l] = uu; s3[l] = vv;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int k = ls / 2; k > 0; k >>= 1) {
-    if (l < k) { s1[l] += s1[l + k]; s2[l] += s2[l + k]; s3[l] += s3[l + k]; }
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float nu = fmax(sqrt(s2[0]), 1e-12f), nv = fmax(sqrt(s3[0]), 1e-12f);
-  float cosv = s1[0] / (nu * nv), g = dy[row];
+  float3 t = cosine_sums(ur, vr, C, s);
+  float nu = fmax(sqrt(t.y), 1e-12f), nv = fmax(sqrt(t.z), 1e-12f);
+  float cosv = t.x / (nu * nv), g = dy[row];
   for (int c = l; c < C; c += ls) {
     du[row * C + c] = g * (vr[c] / (nu * nv) - cosv * ur[c] / (nu * nu));
     dv[row * C + c] = g * (ur[c] / (nu * nv) - cosv * vr[c] / (nv * nv));

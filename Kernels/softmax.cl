@@ -1,32 +1,6 @@
 // Softmax over the last dim. x, y, dy, dx are (N, C). One work-group per row; the group
 // reduces max and sum in local memory (the max is subtracted for numerical stability).
 
-float group_reduce_max(__local float* s, float v) {
-  int l = get_local_id(0), ls = get_local_size(0);
-  s[l] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int k = ls / 2; k > 0; k >>= 1) {
-    if (l < k) s[l] = fmax(s[l], s[l + k]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float r = s[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  return r;
-}
-
-float group_reduce_sum(__local float* s, float v) {
-  int l = get_local_id(0), ls = get_local_size(0);
-  s[l] = v;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (int k = ls / 2; k > 0; k >>= 1) {
-    if (l < k) s[l] += s[l + k];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float r = s[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  return r;
-}
-
 __kernel void softmax_forward(__global float* y, __global const float* x, int C, __local float* scratch) {
   size_t row = get_group_id(0);
   int l = get_local_id(0), ls = get_local_size(0);

@@ -13,17 +13,11 @@ public enum SyntheticTasks {
         let make: (inout Generator) -> (en: [String], ja: [String], answer: String, answerJA: String)
     }
 
-    /// SplitMix64, local so that ITuneData stays below the tensor layer.
+    /// Draws for the task generators, over ITuneData's SplitMix64.
     public struct Generator {
-        var state: UInt64
-        public init(seed: UInt64) { state = seed }
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var rng: SplitMix64
+        public init(seed: UInt64) { rng = SplitMix64(seed: seed) }
+        mutating func next() -> UInt64 { rng.next() }
         mutating func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(next() % UInt64(range.count)) }
         mutating func pick<T>(_ xs: [T]) -> T { xs[Int(next() % UInt64(xs.count))] }
         mutating func word() -> String {

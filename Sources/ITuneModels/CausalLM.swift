@@ -49,18 +49,20 @@ extension CausalLM {
 
     /// Mean cross-entropy of logits at t against `targets` at t (already shifted: the caller
     /// puts the next token, or -100 where no loss is taken). ids and targets are i32 (B,T).
-    public func loss(_ ids: Tensor, targets: Tensor, positions: Tensor? = nil) throws -> Tensor {
-        let out = try logits(ids, positions: positions, cache: nil, segments: nil)
+    public func loss(_ ids: Tensor, targets: Tensor, positions: Tensor? = nil, segments: AttentionSegments? = nil) throws -> Tensor {
+        let out = try logits(ids, positions: positions, cache: nil, segments: segments)
         return try out.reshaped([-1, config.vocabSize]).crossEntropy(targets: targets.reshaped([-1]))
     }
 
     /// Hugging Face's loss convention: `labels` aligned with ids (-100 = ignored), shifted
     /// inside so that logits at t predict labels at t+1.
-    public func loss(_ ids: Tensor, labels: [Int32]) throws -> Tensor {
+    /// With `segments` and `positions`, packed rows keep attention and positions inside each example.
+    public func loss(_ ids: Tensor, labels: [Int32], segments: AttentionSegments? = nil,
+                     positions: Tensor? = nil) throws -> Tensor {
         let (B, T) = (ids.shape[0], ids.shape[1])
         var shifted = [Int32](repeating: -100, count: B * T)
         for b in 0..<B { for t in 0..<(T - 1) { shifted[b * T + t] = labels[b * T + t + 1] } }
-        return try loss(ids, targets: Tensor(indices: shifted, shape: [B, T], on: device))
+        return try loss(ids, targets: Tensor(indices: shifted, shape: [B, T], on: device), positions: positions, segments: segments)
     }
 }
 

@@ -60,12 +60,12 @@ public enum TaskEvaluator {
                 let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: answerTokens + 8),
                                                     stopStrings: template.stopStrings)
                 if normalise(text) == normalise(turn.response) { right += 1 }
-                let (l, n) = try answerLogLikelihood(e, response: turn.response, bundle: bundle, template: template, maxLength: maxLength)
+                // Every option is scored once; the reference is one of them.
+                let candidates = options ?? [turn.response]
+                let scores = try candidates.map { try answerLogLikelihood(e, response: $0, bundle: bundle, template: template, maxLength: maxLength) }
+                let (l, n) = scores[candidates.firstIndex(of: turn.response)!]
                 if n > 0 { ll += l; llTokens += n }
-                if let options {
-                    let scores = try options.map { try answerLogLikelihood(e, response: $0, bundle: bundle, template: template, maxLength: maxLength).0 }
-                    if options[scores.indices.max { scores[$0] < scores[$1] }!] == turn.response { rankRight += 1 }
-                }
+                if let options, options[scores.indices.max { scores[$0].0 < scores[$1].0 }!] == turn.response { rankRight += 1 }
             }
             let r = TaskEvalResult(task: name, examples: examples.count, exactMatch: Double(right) / Double(examples.count),
                                    answerLogLikelihood: llTokens > 0 ? ll / Double(llTokens) : .nan,

@@ -119,30 +119,21 @@ public enum TaskPool {
     /// splits; a file alone is its own task. Instruction texts: a task file's Definition, the
     /// records' `instruction`, or for prompt/completion files a few prompts per template.
     public static func load(_ directory: String, promptsPerFile: Int = 4) throws -> [PoolTask] {
-        let data = try DatasetReader.read([directory])
-        var byFile: [String: [Example]] = [:]
-        for e in data.examples { byFile[e.source.file, default: []].append(e) }
-        let files = byFile.keys.sorted()
-        let names = files.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
-        let groups = groupByDataset(names)
-        var tasks: [String: PoolTask] = [:]
-        for (file, name) in zip(files, names) {
-            let task = groups[name] ?? name
-            let examples = byFile[file]!
-            var texts: [String] = []
+        try examples(directory).map { name, examples in
+            var files: [String] = []
+            var taken: [String: Int] = [:]
             var seen = Set<String>()
+            var texts: [String] = []
             for e in examples {
-                guard let t = e.conversation.turns.first else { continue }
-                // Instruction-style records repeat their instruction: keep distinct ones.
-                let text = e.rawPrompt ? t.instruction : t.instruction
-                if seen.insert(text).inserted { texts.append(text) }
-                if texts.count >= promptsPerFile { break }
+                if taken[e.source.file] == nil { files.append(e.source.file); taken[e.source.file] = 0 }
+                // Up to `promptsPerFile` distinct instructions of each file (its template).
+                guard let t = e.conversation.turns.first, taken[e.source.file]! < promptsPerFile,
+                      seen.insert(t.instruction).inserted else { continue }
+                texts.append(t.instruction)
+                taken[e.source.file]! += 1
             }
-            tasks[task, default: PoolTask(name: task, files: [], instructions: [], examples: 0)].files.append(file)
-            tasks[task]!.instructions += texts
-            tasks[task]!.examples += examples.count
+            return PoolTask(name: name, files: files, instructions: texts, examples: examples.count)
         }
-        return tasks.values.sorted { $0.name < $1.name }
     }
 
     /// The examples of each task of a directory (files grouped into datasets as in `load`).

@@ -1,4 +1,5 @@
 import Foundation
+import ITuneData
 import ITuneModels
 import ITuneTensor
 
@@ -214,7 +215,7 @@ public final class Trainer {
         }
         let idT = try Tensor(indices: ids, shape: [rows.count, T], on: model.device)
         guard rows.contains(where: { $0.lengths.count > 1 }) else {
-            return try model.loss(idT, labels: labels, segments: nil, positions: nil)
+            return try model.loss(idT, labels: labels)
         }
         // Packed: attention inside each example, and positions restarting at each example as
         // if it were alone in its row.
@@ -345,26 +346,7 @@ public enum TrainError: Error, CustomStringConvertible {
     }
 }
 
-extension CausalLM {
-    /// `loss(ids, labels:)` for packed rows: attention kept inside each example.
-    public func loss(_ ids: Tensor, labels: [Int32], segments: AttentionSegments?, positions: Tensor?) throws -> Tensor {
-        let (B, T) = (ids.shape[0], ids.shape[1])
-        var shifted = [Int32](repeating: -100, count: B * T)
-        for b in 0..<B { for t in 0..<(T - 1) { shifted[b * T + t] = labels[b * T + t + 1] } }
-        let out = try logits(ids, positions: positions, cache: nil, segments: segments)
-        return try out.reshaped([-1, config.vocabSize])
-            .crossEntropy(targets: Tensor(indices: shifted, shape: [B * T], on: device))
-    }
-}
-
-/// A permutation of 0..<count from a seed (Fisher–Yates over SplitMix64).
+/// A permutation of 0..<count from a seed (ITuneData's seeded Fisher–Yates).
 public func permutation(count: Int, seed: UInt64) -> [Int] {
-    var order = Array(0..<count)
-    var rng = SplitMix64(seed: seed)
-    if count > 1 {
-        for i in stride(from: count - 1, to: 0, by: -1) {
-            order.swapAt(i, Int(rng.next() % UInt64(i + 1)))
-        }
-    }
-    return order
+    DatasetTokenizer.shuffled(Array(0..<count), seed: seed)
 }

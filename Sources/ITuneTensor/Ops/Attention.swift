@@ -181,6 +181,13 @@ extension AttentionDims {
         return (lo, causal ? t + offset + 1 : Tk)
     }
 
+    /// Keys kStart ..< kEnd that some query of the block t0 ..< t0 + rows sees (starts are
+    /// nondecreasing, so the first row bounds the start and the last the end).
+    @inline(__always)
+    func blockKeyRange(b: Int, t0: Int, rows: Int, causal: Bool, starts: UnsafeMutablePointer<Int32>?) -> (Int, Int) {
+        (keyRange(b: b, t: t0, causal: causal, starts: starts).0, keyRange(b: b, t: t0 + rows - 1, causal: causal, starts: starts).1)
+    }
+
     /// Queries lo ..< hi that see key s in batch row b.
     @inline(__always)
     func queryRange(b: Int, s: Int, causal: Bool, ends: UnsafeMutablePointer<Int32>?) -> (Int, Int) {
@@ -188,6 +195,15 @@ extension AttentionDims {
         let hi = ends.map { Int($0[b * Tk + s]) - offset } ?? Tq
         return (causal ? max(0, s - offset) : 0, hi)
     }
+}
+
+/// row[j] = exp(row[j] − shift) for the visible keys a ..< e of a score row of `width`, 0 outside;
+/// returns the sum.
+@inline(__always)
+private func maskedExp(_ row: UnsafeMutablePointer<Float>, _ width: Int, _ a: Int, _ e: Int, shift: Float) -> Float {
+    if a > 0 { row.update(repeating: 0, count: a) }
+    if e < width { (row + e).update(repeating: 0, count: width - e) }
+    return expShifted(row + a, row + a, e - a, shift: shift)
 }
 
 /// Blocks of BLOCK queries of one (b, h): S = Q·Kᵀ over the keys the block can see (one GEMM),
@@ -212,9 +228,7 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
             let blk = unit % blocks, h = (unit / blocks) % NH, b = unit / (blocks * NH)
             let kvh = h / group
             let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
-            // Keys any row of the block sees: from the first row's start to the last row's end.
-            let kStart = d.keyRange(b: b, t: t0, causal: causal, starts: starts).0
-            let kEnd = d.keyRange(b: b, t: t0 + rows - 1, causal: causal, starts: starts).1
+            let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, causal: causal, starts: starts)
             let width = kEnd - kStart
             let qBlock = q + ((b * Tq + t0) * NH + h) * D
             let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
@@ -224,12 +238,9 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
                 let t = t0 + r
                 let (lo, hi) = d.keyRange(b: b, t: t, causal: causal, starts: starts)
                 let row = scores + r * width
-                // Keys outside lo..<hi get probability 0.
-                let a = lo - kStart, e = hi - kStart
-                if a > 0 { row.update(repeating: 0, count: a) }
-                if e < width { (row + e).update(repeating: 0, count: width - e) }
+                let (a, e) = (lo - kStart, hi - kStart)
                 let m = maxOf(row + a, e - a)
-                let l = expShifted(row + a, row + a, e - a, shift: m)
+                let l = maskedExp(row, width, a, e, shift: m)
                 let inv = 1 / l
                 for j in a..<e { row[j] *= inv }
                 lse[(b * NH + h) * Tq + t] = m + logf(l)
@@ -278,8 +289,7 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                 let h = kvh * group + g
                 for blk in 0..<blocks {
                     let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
-                    let kStart = d.keyRange(b: b, t: t0, causal: causal, starts: starts).0
-                    let kEnd = d.keyRange(b: b, t: t0 + rows - 1, causal: causal, starts: starts).1
+                    let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, causal: causal, starts: starts)
                     let width = kEnd - kStart
                     let qBlock = q + ((b * Tq + t0) * NH + h) * D, doBlock = dout + ((b * Tq + t0) * NH + h) * D
                     let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
@@ -290,11 +300,7 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                     for r in 0..<rows {
                         let t = t0 + r
                         let (lo, hi) = d.keyRange(b: b, t: t, causal: causal, starts: starts)
-                        let row = p + r * width
-                        let a = lo - kStart, e = hi - kStart
-                        if a > 0 { row.update(repeating: 0, count: a) }
-                        if e < width { (row + e).update(repeating: 0, count: width - e) }
-                        _ = expShifted(row + a, row + a, e - a, shift: lse[(b * NH + h) * Tq + t])
+                        _ = maskedExp(p + r * width, width, lo - kStart, hi - kStart, shift: lse[(b * NH + h) * Tq + t])
                     }
                     // dV += Pᵀ·dO
                     cpuSgemm(transA: true, transB: false, M: width, N: D, K: rows, alpha: 1, A: p, lda: width,

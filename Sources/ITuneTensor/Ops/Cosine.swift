@@ -24,7 +24,7 @@ extension Tensor {
         case let .opencl(cl):
             let ls = cl.reductionGroupSize(cap: 64)
             try cl.launch("norm", "cosine_rows_forward", global: [N * ls], local: [ls],
-                          [.tensor(out), .tensor(u), .tensor(v), .int(C), .local(3 * ls * 4)])
+                          [.tensor(out), .tensor(u), .tensor(v), .int(C), .local(ls * 4)])
         }
         GradientTape.record("cosineSimilarity", inputs: [u, v], output: out) { dy in
             let du = try Tensor.empty(u.shape, on: u.device), dv = try Tensor.empty(v.shape, on: v.device)
@@ -46,7 +46,7 @@ extension Tensor {
             case let .opencl(cl):
                 let ls = cl.reductionGroupSize(cap: 64)
                 try cl.launch("norm", "cosine_rows_backward", global: [N * ls], local: [ls],
-                              [.tensor(du), .tensor(dv), .tensor(u), .tensor(v), .tensor(dy), .int(C), .local(3 * ls * 4)])
+                              [.tensor(du), .tensor(dv), .tensor(u), .tensor(v), .tensor(dy), .int(C), .local(ls * 4)])
             }
             return [u.requiresGrad ? du : nil, v.requiresGrad ? dv : nil]
         }

@@ -73,19 +73,7 @@ extension Tensor {
         let groups = max(1, (n + chunk - 1) / chunk)
         switch try execution("sumOfSquares", self, out) {
         case .cpu:
-            let x = floats
-            var partial = [Float](repeating: 0, count: groups)
-            partial.withUnsafeMutableBufferPointer { p in
-                let base = p.baseAddress!
-                CPUParallel.forEach(groups) { r in
-                    for g in r {
-                        var acc: Float = 0
-                        for i in (g * chunk)..<min(n, (g + 1) * chunk) { acc += x[i] * x[i] }
-                        base[g] = acc
-                    }
-                }
-            }
-            out.floats[index] = partial.reduce(0, +)
+            out.floats[index] = cpuChunkedSum(floats, n, squared: true)
         case let .opencl(cl):
             let ls = cl.reductionGroupSize()
             let partial = try Tensor.empty([groups], on: device)

@@ -32,19 +32,7 @@ extension Tensor {
         let groups = max(1, (n + chunk - 1) / chunk)
         switch try execution("sum", self) {
         case .cpu:
-            let x = floats
-            var partial = [Float](repeating: 0, count: groups)
-            partial.withUnsafeMutableBufferPointer { p in
-                let base = p.baseAddress!
-                CPUParallel.forEach(groups) { r in
-                    for g in r {
-                        var acc: Float = 0
-                        for i in (g * chunk)..<min(n, (g + 1) * chunk) { acc += x[i] }
-                        base[g] = acc
-                    }
-                }
-            }
-            out.floats[0] = partial.reduce(0, +)
+            out.floats[0] = cpuChunkedSum(floats, n, squared: false)
         case let .opencl(cl):
             let ls = cl.reductionGroupSize()
             let partial = try Tensor.empty([groups], on: device)
@@ -70,4 +58,28 @@ extension Tensor {
         }
         return out
     }
+}
+
+/// Σ x[i] (or Σ x[i]²) over n floats: fixed chunks of `Tensor.reductionChunk` summed in parallel,
+/// then the chunk sums in order, so the result does not depend on scheduling. The OpenCL
+/// kernels (elementwise.cl sum_partial, optim.cl sum_squares_partial) use the same chunks.
+func cpuChunkedSum(_ x: UnsafePointer<Float>, _ n: Int, squared: Bool) -> Float {
+    let chunk = Tensor.reductionChunk
+    let groups = max(1, (n + chunk - 1) / chunk)
+    var partial = [Float](repeating: 0, count: groups)
+    partial.withUnsafeMutableBufferPointer { p in
+        let base = p.baseAddress!
+        CPUParallel.forEach(groups) { r in
+            for g in r {
+                var acc: Float = 0
+                if squared {
+                    for i in (g * chunk)..<min(n, (g + 1) * chunk) { acc += x[i] * x[i] }
+                } else {
+                    for i in (g * chunk)..<min(n, (g + 1) * chunk) { acc += x[i] }
+                }
+                base[g] = acc
+            }
+        }
+    }
+    return partial.reduce(0, +)
 }
