@@ -123,9 +123,7 @@ public struct FineTuneJob {
         var loraConfig = c.lora
         switch c.mode {
         case .lora:
-            if model.config.architecture == .gpt2, loraConfig.targetModules == LoRAConfig.llamaTargets {
-                loraConfig.targetModules = LoRAConfig.gpt2Targets
-            }
+            if loraConfig.targetModules == LoRAConfig.llamaTargets { loraConfig.targetModules = model.defaultLoRATargets }
             if let initDir = c.initAdapter {
                 loraConfig = try model.loadAdapter(from: URL(fileURLWithPath: initDir), trainable: true)
                 log("LoRA: starting from the adapter in \(initDir) (r \(loraConfig.rank), alpha \(loraConfig.alpha))")
