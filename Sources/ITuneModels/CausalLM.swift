@@ -12,11 +12,20 @@ public protocol CausalLM: Module {
     /// The final-norm hidden states (B,T,C) that `logits` projects to the vocabulary: what
     /// sentence embeddings pool. Arguments as for `logits`.
     func hiddenStates(_ ids: Tensor, positions: Tensor?, cache: KVCache?, segments: AttentionSegments?) throws -> Tensor
+    /// (V,C): what projects hidden states to logits, the lm_head or the tied token embeddings.
+    var outputEmbedding: Tensor { get }
     /// Every projection (Linear or Conv1D) in module order: what LoRA can adapt.
     func projections() -> [any LoRATarget]
 }
 
 extension CausalLM {
+    /// The hidden states times `outputEmbedding`ᵀ: logits (B,T,V).
+    public func logits(_ ids: Tensor, positions: Tensor?, cache: KVCache?, segments: AttentionSegments?) throws -> Tensor {
+        let (B, T) = (ids.shape[0], ids.shape[1])
+        let h = try hiddenStates(ids, positions: positions, cache: cache, segments: segments)
+        return try h.linear(outputEmbedding).reshaped([B, T, config.vocabSize])
+    }
+
     public func callAsFunction(_ ids: Tensor) throws -> Tensor { try logits(ids, positions: nil, cache: nil, segments: nil) }
 
     /// hiddenStates with the defaults: positions 0..<T, no cache, one example per row.

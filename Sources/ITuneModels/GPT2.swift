@@ -68,13 +68,8 @@ public final class GPT2Model: CausalLM {
         return try finalNorm(h)
     }
 
-    /// ids is i32 (B,T); returns logits (B,T,V) through the tied `wte`.
-    public func logits(_ ids: Tensor, positions: Tensor? = nil, cache: KVCache? = nil,
-                       segments: AttentionSegments? = nil) throws -> Tensor {
-        let (B, T) = (ids.shape[0], ids.shape[1])
-        let h = try hiddenStates(ids, positions: positions, cache: cache, segments: segments)
-        return try h.linear(tokenEmbedding.weight).reshaped([B, T, config.vocabSize])
-    }
+    /// lm_head is tied to `wte`.
+    public var outputEmbedding: Tensor { tokenEmbedding.weight }
 
     public func projections() -> [any LoRATarget] {
         layers.flatMap { l -> [any LoRATarget] in [l.attention, l.attentionOut, l.fc, l.proj] }

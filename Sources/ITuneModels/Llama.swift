@@ -82,13 +82,8 @@ extension ModelFamily {
     /// MistralForCausalLM: Llama's layout without biases, and a sliding window.
     public static let mistral = ModelFamily(
         architecture: .mistral, classNames: ["MistralForCausalLM"], defaultLoRATargets: LoRAConfig.llamaTargets,
-        decode: { f in
-            try f.refuseTrue("attention_bias", "mlp_bias", family: "MistralForCausalLM")
-            var c = try f.rotaryDecoderConfig(.mistral)
-            c.slidingWindow = try f.slidingWindow()
-            return c
-        },
-        encode: { c in c.rotaryDecoderJSON().merging(["sliding_window": c.slidingWindow.map { $0 as Any } ?? NSNull()]) { $1 } },
+        decode: { f in try f.unbiasedWindowedConfig(.mistral, className: "MistralForCausalLM") },
+        encode: { c in c.windowedRotaryDecoderJSON() },
         make: { c, device, source in try LlamaModel(c, on: device, from: source) })
 
     /// Qwen2ForCausalLM: biases on q, k and v; a sliding window on the layers from

@@ -66,16 +66,10 @@ extension ModelFamily {
     public static let phi3 = ModelFamily(
         architecture: .phi3, classNames: ["Phi3ForCausalLM"],
         defaultLoRATargets: ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
-        decode: { f in
-            try f.refuseTrue("attention_bias", "mlp_bias", family: "Phi3ForCausalLM")
-            var c = try f.rotaryDecoderConfig(.phi3, normEps: 1e-5, maxPositions: 4096)
-            c.slidingWindow = try f.slidingWindow()
-            return c
-        },
+        decode: { f in try f.unbiasedWindowedConfig(.phi3, className: "Phi3ForCausalLM", normEps: 1e-5, maxPositions: 4096) },
         encode: { c in
             // transformers' default pad_token_id (32000) would not fit a smaller vocabulary.
-            c.rotaryDecoderJSON().merging(["sliding_window": c.slidingWindow.map { $0 as Any } ?? NSNull(),
-                                           "pad_token_id": NSNull()]) { $1 }
+            c.windowedRotaryDecoderJSON().merging(["pad_token_id": NSNull()]) { $1 }
         },
         make: { c, device, source in try Phi3Model(c, on: device, from: source) })
 }

@@ -74,6 +74,16 @@ extension ConfigFields {
     /// `sliding_window` as Mistral and Phi-3 read it: null means full attention.
     func slidingWindow() throws -> Int? { try optionalSize("sliding_window") }
 
+    /// Mistral's and Phi-3's reading: the shared fields, no biases (refused when asked for),
+    /// an optional sliding window.
+    func unbiasedWindowedConfig(_ architecture: Architecture, className: String, normEps: Float = 1e-6,
+                                maxPositions: Int = 2048) throws -> ModelConfig {
+        try refuseTrue("attention_bias", "mlp_bias", family: className)
+        var c = try rotaryDecoderConfig(architecture, normEps: normEps, maxPositions: maxPositions)
+        c.slidingWindow = try slidingWindow()
+        return c
+    }
+
     /// Refuses `key: true` for a family whose transformers class has no such option (its
     /// checkpoint would hold weights that transformers drops).
     func refuseTrue(_ keys: String..., family: String) throws {
@@ -100,5 +110,10 @@ extension ModelConfig {
                                  "high_freq_factor": high, "original_max_position_embeddings": orig]
         }
         return j
+    }
+
+    /// The shared keys and `sliding_window` (null for none), as Mistral and Phi-3 write them.
+    func windowedRotaryDecoderJSON() -> [String: Any] {
+        rotaryDecoderJSON().merging(["sliding_window": slidingWindow.map { $0 as Any } ?? NSNull()]) { $1 }
     }
 }

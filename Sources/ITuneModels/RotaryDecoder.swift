@@ -103,14 +103,7 @@ public final class RotaryDecoderModel<Attention: RotaryAttention, MLP: FeedForwa
         return try norm(h)
     }
 
-    /// ids is i32 (B,T); positions i32 (B,T) or (T), default the T positions after what the
-    /// cache holds. Returns logits (B,T,V).
-    public func logits(_ ids: Tensor, positions: Tensor? = nil, cache: KVCache? = nil,
-                       segments: AttentionSegments? = nil) throws -> Tensor {
-        let (B, T) = (ids.shape[0], ids.shape[1])
-        let h = try hiddenStates(ids, positions: positions, cache: cache, segments: segments)
-        return try h.linear(lmHead?.weight ?? embed.weight).reshaped([B, T, config.vocabSize])
-    }
+    public var outputEmbedding: Tensor { lmHead?.weight ?? embed.weight }
 
     public func projections() -> [any LoRATarget] {
         layers.flatMap { $0.attention.projections + $0.mlp.projections }
