@@ -18,10 +18,12 @@ public enum RoPEScaling: Sendable, Equatable {
     case llama3(factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalMaxPositions: Int)
 }
 
-/// The shape of a decoder-only model, read from config.json or built in code.
+/// The shape of a decoder-only model, read from config.json (through its family's
+/// `ModelFamily.decode`) or built in code.
 ///
 /// Llama 2/3, TinyLlama, SmolLM/SmolLM2 and Mistral share one layout; Qwen2 adds q/k/v
-/// biases; GPT-2 has learned positions, LayerNorm, a GELU MLP and Conv1D weights.
+/// biases; Phi-3 fuses q/k/v and gate/up; GPT-2 has learned positions, LayerNorm, a GELU MLP
+/// and Conv1D weights. Fields a family does not use keep their defaults.
 public struct ModelConfig: Sendable, Equatable {
     public var architecture: Architecture = .llama
     public var vocabSize: Int
