@@ -50,9 +50,11 @@ struct MatmulBench: Benchmark {
                 let a = try Tensor.uniform([c.M, c.K], -1, 1, seed: 1, on: device)
                 let b = try Tensor.uniform(c.transposeB ? [c.N, c.K] : [c.K, c.N], -1, 1, seed: 2, on: device)
                 for variant in variants(device) {
-                    let saved = OpenCLGemm.forceOwnKernel
-                    OpenCLGemm.forceOwnKernel = variant.ownKernel
-                    defer { OpenCLGemm.forceOwnKernel = saved }
+                    // The choice is the device's own: set it for this variant, then put it back.
+                    let cl = try device.backend() as? OpenCLBackend
+                    let saved = cl?.gemmImplementation
+                    cl?.gemmImplementation = variant.ownKernel ? .own : .clblast
+                    defer { if let saved { cl?.gemmImplementation = saved } }
                     let timing = try measure(seconds: options.secondsPerCase, minReps: options.minReps) {
                         let out = try noGrad { try a.matmul(b, transposeB: c.transposeB) }
                         try out.backend.synchronize()
