@@ -115,6 +115,19 @@ public struct KernelTuning: Sendable, Equatable {
         return tuning
     }
 
+    /// The tunables that `family`'s source declares (with the `reduce.cl` prelude's), at their
+    /// `.cl` defaults.
+    public static func defaults(family: String) throws -> [String: Int] {
+        KernelSources.tunableDefaults(in: try KernelSources.source(of: family))
+    }
+
+    /// The repository's table of known devices (`Kernels/tuning.json`); nil when the file is
+    /// not found beside the kernels.
+    public static func repositoryTable() throws -> Table? {
+        guard let data = KernelSources.resource("tuning.json") else { return nil }
+        return try JSONDecoder().decode(Table.self, from: data)
+    }
+
     /// Where values tuned on this machine are kept: `tuning.json` in the program cache folder.
     public static var cacheFile: URL { ProgramCache.directory.appendingPathComponent("tuning.json") }
 }

@@ -100,7 +100,7 @@ public final class OpenCLBackend: Backend {
         lock.unlock()
         let defaults: [String: Int]
         if let cached { defaults = cached } else {
-            defaults = KernelSources.tunableDefaults(in: try KernelSources.source(of: family))
+            defaults = try KernelTuning.defaults(family: family)
             lock.lock(); tunableDefaults[family] = defaults; lock.unlock()
         }
         return defaults.merging(values.filter { defaults[$0.key] != nil }) { _, tuned in tuned }
