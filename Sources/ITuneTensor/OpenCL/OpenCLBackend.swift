@@ -19,7 +19,8 @@ public final class OpenCLBackend: Backend {
     private var programs: [String: cl_program] = [:]
     private var kernels: [String: cl_kernel] = [:]
     private var tuningValue: KernelTuning
-    private var tunableDefaults: [String: [String: Int]] = [:]
+    /// Family → its `-D` values under the current tuning; emptied when `tuning` is set.
+    private var tunedDefinesCache: [String: [String: Int]] = [:]
     private var gemmChoice: GemmImplementation
 
     public var name: String { "\(info.name) (\(platformName))" }
@@ -77,6 +78,7 @@ public final class OpenCLBackend: Backend {
             let old = kernels.values
             tuningValue = newValue
             kernels = [:]
+            tunedDefinesCache = [:]
             lock.unlock()
             for k in old { _ = itune_clReleaseKernel(k) }
         }
@@ -95,15 +97,14 @@ public final class OpenCLBackend: Backend {
     /// source's default.
     func tunedDefines(_ family: String) throws -> [String: Int] {
         lock.lock()
-        let cached = tunableDefaults[family]
-        let values = tuningValue.values
+        if let d = tunedDefinesCache[family] { lock.unlock(); return d }
         lock.unlock()
-        let defaults: [String: Int]
-        if let cached { defaults = cached } else {
-            defaults = try KernelTuning.defaults(family: family)
-            lock.lock(); tunableDefaults[family] = defaults; lock.unlock()
-        }
-        return defaults.merging(values.filter { defaults[$0.key] != nil }) { _, tuned in tuned }
+        let defaults = try KernelTuning.defaults(family: family)
+        lock.lock()
+        defer { lock.unlock() }
+        let d = defaults.merging(tuningValue.values.filter { defaults[$0.key] != nil }) { _, tuned in tuned }
+        tunedDefinesCache[family] = d
+        return d
     }
 
     /// The value of one tunable constant of `family` on this device (what its kernels are
