@@ -133,14 +133,15 @@ public final class OpenCLBackend: Backend {
             releaseCachedBuffers()
             lock.lock(); let now = liveBytes; lock.unlock()
             if size > info.maxAllocation || now + size > info.globalMemory {
-                throw TensorError.outOfMemory(device: name, requested: size,
+                // The caller's byte count, not the pool's size class: what the op asked for.
+                throw TensorError.outOfMemory(device: name, requested: byteCount,
                                               available: min(info.maxAllocation, max(0, info.globalMemory - now)))
             }
         }
         var rc: cl_int = 0
         let mem = itune_clCreateBuffer(context, cl_mem_flags(CL_MEM_READ_WRITE), size, nil, &rc)
         if rc == CL_MEM_OBJECT_ALLOCATION_FAILURE || rc == CL_OUT_OF_RESOURCES || rc == CL_OUT_OF_HOST_MEMORY {
-            throw TensorError.outOfMemory(device: name, requested: size, available: max(0, info.globalMemory - inUse))
+            throw TensorError.outOfMemory(device: name, requested: byteCount, available: max(0, info.globalMemory - inUse))
         }
         try check(rc, "clCreateBuffer(\(size) bytes)")
         lock.lock()
