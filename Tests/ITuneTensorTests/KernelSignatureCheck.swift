@@ -157,7 +157,6 @@ enum RepositoryPaths {
         .deletingLastPathComponent()
     static let kernels = root.appendingPathComponent("Kernels")
     static let typedKernels = root.appendingPathComponent("Sources/ITuneTensor/OpenCL/Kernels")
-    static let ops = root.appendingPathComponent("Sources/ITuneTensor/Ops")
 
     /// name → text of the files of `dir` whose names end in `suffix`.
     static func files(in dir: URL, suffix: String) throws -> [String: String] {

@@ -70,7 +70,8 @@ public final class OpenCLBackend: Backend {
 
     /// The tunable kernel constants of this device (tile and block sizes, work-group sizes),
     /// resolved when the backend is made: the on-disk cache, then the repository's table,
-    /// then the defaults in the .cl files. Setting it rebuilds the kernels on next use.
+    /// then the defaults in the .cl files. Setting it rebuilds the kernels on next use; set it
+    /// between steps, not while another thread launches kernels on this device.
     public var tuning: KernelTuning {
         get { lock.lock(); defer { lock.unlock() }; return tuningValue }
         set {
