@@ -47,7 +47,8 @@ extension Tensor {
     /// q is (B,Tq,NH,D); k and v are (B,Tk,NKV,D) with NH a multiple of NKV (grouped-query
     /// attention: query head h reads kv head h / (NH/NKV)); the result is (B,Tq,NH,D). With
     /// Tq < Tk the queries are the last Tq positions (decoding with a KV cache). `causal` lets
-    /// query t see keys ≤ t + Tk − Tq; `segments` (Tq = Tk) keeps packed examples apart.
+    /// query t see keys ≤ t + Tk − Tq; `segments` (Tq = Tk) keeps packed examples apart: a
+    /// query sees only its own example's keys, earlier ones and, without `causal`, later ones.
     /// `scale` defaults to 1/√D.
     public static func scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, causal: Bool = true,
                                                  scale: Float? = nil, segments: AttentionSegments? = nil) throws -> Tensor {
