@@ -91,6 +91,11 @@ struct StepBench: Benchmark {
         case "smollm2-135m":
             return ModelConfig(vocabSize: 49152, hiddenSize: 576, intermediateSize: 1536, numLayers: 30, numHeads: 9, numKVHeads: 3,
                                normEps: 1e-5, ropeTheta: 100000, maxPositions: 2048, tieWordEmbeddings: true)
+        case "qwen2.5-0.5b":
+            // Qwen2.5-0.5B's shape: 494M parameters, a 151,936-token vocabulary, tied embeddings.
+            return ModelConfig(architecture: .qwen2, vocabSize: 151_936, hiddenSize: 896, intermediateSize: 4864, numLayers: 24,
+                               numHeads: 14, numKVHeads: 2, headDim: 64, normEps: 1e-6, ropeTheta: 1_000_000, maxPositions: 32768,
+                               tieWordEmbeddings: true, qkvBias: true)
         case "smoke":
             return ModelConfig(vocabSize: 512, hiddenSize: 64, intermediateSize: 128, numLayers: 2, numHeads: 4, numKVHeads: 2,
                                maxPositions: 128)
@@ -101,11 +106,12 @@ struct StepBench: Benchmark {
     func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
         let configs = options.configs ?? (options.smoke ? ["smoke"] : ["tiny", "smollm2-135m"])
         let modes = options.modes ?? ["full", "lora"]
-        let (B, T) = options.smoke ? (2, 32) : (4, 256)
         for device in options.devices {
             let label = try DeviceLabel(device)
             for cname in configs {
-                guard let config = Self.config(cname) else { throw BenchError.usage("unknown config '\(cname)' (tiny, smollm2-135m)") }
+                guard let config = Self.config(cname) else { throw BenchError.usage("unknown config '\(cname)' (tiny, smollm2-135m, qwen2.5-0.5b)") }
+                // Batch 4 × 256; the 0.5B model 2 × 256, as people tune it on small machines.
+                let (B, T) = options.smoke ? (2, 32) : cname == "qwen2.5-0.5b" ? (2, 256) : (4, 256)
                 for mode in modes {
                     guard mode == "full" || mode == "lora" else { throw BenchError.usage("unknown mode '\(mode)' (full, lora)") }
                     let backend = try device.backend()
