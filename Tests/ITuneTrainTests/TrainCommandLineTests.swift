@@ -1,0 +1,87 @@
+import Foundation
+import XCTest
+import ITune
+
+/// The command line over the library: `itune-gpu train` reads the same keys a run writes, its
+/// help lists every config key, and a bad option is refused by name before anything loads.
+final class TrainCommandLineTests: XCTestCase {
+    /// Runs the built itune-gpu (beside the test bundle) and returns its exit status and output.
+    func itune(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        var dir = Bundle(for: Self.self).bundleURL.deletingLastPathComponent()
+        if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("itune-gpu").path) {
+            dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        }
+        let exe = dir.appendingPathComponent("itune-gpu")
+        guard FileManager.default.isExecutableFile(atPath: exe.path) else {
+            throw XCTSkip("itune-gpu is not built next to the tests (\(exe.path))")
+        }
+        let p = Process()
+        p.executableURL = exe
+        p.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func testTrainHelpListsEveryConfigKey() throws {
+        let help = try itune(["train", "--help"]).out
+        for option in FineTuneConfig.options {
+            XCTAssertTrue(help.contains("--\(option.name) ") || help.contains("--\(option.name)/") || help.contains("--\(option.name)\n"),
+                          "--\(option.name) missing from train --help")
+        }
+    }
+
+    func testBadOptionsAreRefusedByNameBeforeLoading() throws {
+        let cases: [([String], String)] = [
+            (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--lora-rank", "0"], "--lora-rank must be at least 1, not 0"),
+            (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--lr=-1"], "--lr must be a finite number ≥ 0, not -1.0"),
+            (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--validation-split", "1.5"], "--validation-split must be in [0.0, 1.0), not 1.5"),
+            (["eval", "--model", "/nonexistent", "--batch-size", "0"], "--batch-size must be at least 1, not 0"),
+            (["eval", "--model", "/nonexistent", "--max-length", "0"], "--max-length must be at least 1, not 0"),
+            (["generate", "--model", "/nonexistent", "--prompt", "p", "--top-p", "0"], "--top-p must be in (0, 1], not 0.0"),
+        ]
+        for (args, message) in cases {
+            let r = try itune(args + ["--device", "cpu"])
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.err.contains(message), "\(args): \(r.err)")
+        }
+    }
+
+    func testConfigFileValuesAreNamedWithTheFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("itune-cli-config-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("run.yaml")
+        try "model: /nonexistent\ndata: x.jsonl\nlora_rank: 0\nlr: 2e-4\n".write(to: file, atomically: true, encoding: .utf8)
+        let r = try itune(["train", "--config", file.path, "--device", "cpu"])
+        XCTAssertTrue(r.err.contains("\(file.path): --lora-rank must be at least 1, not 0"), r.err)
+        try "model: /nonexistent\ndata: x.jsonl\nbatch_szie: 2\n".write(to: file, atomically: true, encoding: .utf8)
+        let unknown = try itune(["train", "--config", file.path, "--device", "cpu"])
+        XCTAssertTrue(unknown.err.contains("\(file.path): 'batch_szie': unknown option"), unknown.err)
+    }
+
+    func testTrainConfigOfARunReproducesItsLossCurve() throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("itune-cli-reproduce-\(getpid())")
+        try? FileManager.default.removeItem(at: work)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let config = try FineTuneConfigTests.tinyRun(in: work)
+        let first = try FineTuneJob(config: config, device: .cpu).run(log: { _ in })
+        let again = work.appendingPathComponent("again")
+        let r = try itune(["train", "--config", work.appendingPathComponent("out/itune_config.json").path,
+                           "--output", again.path, "--device", "cpu"])
+        XCTAssertEqual(r.status, 0, r.err)
+        // Both curves through the same metrics.jsonl writer (its decimals may round the last bit).
+        func losses(_ out: URL) throws -> [Double] {
+            try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+                .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                .filter { $0["type"] as? String == "train" }.compactMap { $0["loss"] as? Double }
+        }
+        XCTAssertEqual(first.summary.history.count, 4)
+        XCTAssertEqual(try losses(again), try losses(work.appendingPathComponent("out")))
+        XCTAssertEqual(try losses(again).count, 4)
+    }
+}
