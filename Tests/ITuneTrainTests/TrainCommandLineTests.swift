@@ -5,26 +5,8 @@ import ITune
 /// The command line over the library: `itune-gpu train` reads the same keys a run writes, its
 /// help lists every config key, and a bad option is refused by name before anything loads.
 final class TrainCommandLineTests: XCTestCase {
-    /// Runs the built itune-gpu (beside the test bundle) and returns its exit status and output.
     func itune(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        var dir = Bundle(for: Self.self).bundleURL.deletingLastPathComponent()
-        if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("itune-gpu").path) {
-            dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        }
-        let exe = dir.appendingPathComponent("itune-gpu")
-        guard FileManager.default.isExecutableFile(atPath: exe.path) else {
-            throw XCTSkip("itune-gpu is not built next to the tests (\(exe.path))")
-        }
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try runBuiltExecutable("itune-gpu", arguments, from: self)
     }
 
     func testTrainHelpListsEveryConfigKey() throws {

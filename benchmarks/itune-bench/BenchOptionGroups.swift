@@ -30,22 +30,32 @@ struct CommonBenchOptions: ParsableArguments {
     }
 }
 
+/// Options particular to some subcommands; each fills its part of a `BenchOptions`.
+protocol BenchOptionGroup: ParsableArguments {
+    func apply(to o: inout BenchOptions)
+}
+
+/// tokenize, load: nothing beyond the common options.
+struct NoOptions: BenchOptionGroup {
+    func apply(to o: inout BenchOptions) {}
+}
+
 /// matmul: square sizes.
-struct SizeOptions: ParsableArguments {
-    @Option(help: "matmul: square sizes n (n×n×n), comma-separated, instead of the defaults.")
+struct SizeOptions: BenchOptionGroup {
+    @Option(help: "matmul: square sizes n (n×n×n), positive and comma-separated, instead of the defaults.")
     var sizes: PositiveList?
     func apply(to o: inout BenchOptions) { if let sizes { o.sizes = sizes.values } }
 }
 
 /// softmax and attention: sequence lengths.
-struct LengthOptions: ParsableArguments {
-    @Option(help: "softmax/attention: sequence lengths, comma-separated (default 128,256,512,1024,2048).")
+struct LengthOptions: BenchOptionGroup {
+    @Option(help: "softmax/attention: sequence lengths, positive and comma-separated (default 128,256,512,1024,2048).")
     var lengths: PositiveList?
     func apply(to o: inout BenchOptions) { if let lengths { o.lengths = lengths.values } }
 }
 
 /// step: which reference configurations and modes.
-struct StepOptions: ParsableArguments {
+struct StepOptions: BenchOptionGroup {
     @Option(help: "step: reference configurations, comma-separated (tiny, smollm2-135m).")
     var configs: String?
     @Option(help: "step: modes, comma-separated (full, lora).")
