@@ -17,13 +17,14 @@ final class FineTuneConfigTests: XCTestCase {
     }
 
     /// A one-layer Llama-shaped model on the llama3_style tokenizer (no pad token: batches pad
-    /// with its eos, id 985), saved in `work`/model, and a short LoRA run over the records
-    /// fixture writing to `work`/out.
-    static func tinyRun(in work: URL) throws -> FineTuneConfig {
-        let tokenizerDir = fixtures.appendingPathComponent("tokenizers/llama3_style")
+    /// with its eos, id 985), or Qwen2-shaped on the qwen2_style one, saved in `work`/model, and
+    /// a short LoRA run over the records fixture writing to `work`/out.
+    static func tinyRun(in work: URL, qwen2: Bool = false) throws -> FineTuneConfig {
+        let tokenizerDir = fixtures.appendingPathComponent(qwen2 ? "tokenizers/qwen2_style" : "tokenizers/llama3_style")
         let vocab = try Tokenizer(directory: tokenizerDir).vocabularySize
-        let base = try LlamaModel(ModelConfig(vocabSize: vocab, hiddenSize: 32, intermediateSize: 64, numLayers: 1,
-                                              numHeads: 4, numKVHeads: 2, maxPositions: 256), seed: 1, on: .cpu)
+        let base = try LlamaModel(ModelConfig(architecture: qwen2 ? .qwen2 : .llama, vocabSize: vocab, hiddenSize: 32, intermediateSize: 64,
+                                              numLayers: 1, numHeads: 4, numKVHeads: 2, maxPositions: 256, qkvBias: qwen2),
+                                  seed: 1, on: .cpu)
         try base.savePretrained(to: work.appendingPathComponent("model"), tokenizerDirectory: tokenizerDir)
         var config = FineTuneConfig(model: work.appendingPathComponent("model").path,
                                     data: [fixtures.appendingPathComponent("data/records.jsonl").path])
