@@ -42,6 +42,13 @@ public struct ConfigFileError: Error, CustomStringConvertible {
     /// The offending keys as written.
     public var keys: [String]
     public var message: String
+
+    public init(source: String, keys: [String], message: String) {
+        self.source = source
+        self.keys = keys
+        self.message = message
+    }
+
     public var description: String {
         "\(source): \(keys.map { "'\($0)'" }.joined(separator: ", ")): \(message)"
     }
@@ -113,11 +120,10 @@ extension FineTuneConfig {
     /// type are errors naming `source` and the key. Values are not range-checked here: see
     /// `validate()`.
     public init(options mapping: [String: Any], source: String) throws {
-        let data: Data
-        do {
-            data = try JSONSerialization.data(withJSONObject: mapping.mapValues(Self.jsonSafe))
-        } catch {
-            throw ConfigFileError(source: source, keys: mapping.keys.sorted(), message: "values that are not numbers, strings, lists or booleans")
+        let safe = mapping.mapValues(Self.jsonSafe)
+        guard let data = try? JSONSerialization.data(withJSONObject: safe) else {
+            let bad = safe.filter { (try? JSONSerialization.data(withJSONObject: [$0.value])) == nil }.keys.sorted()
+            throw ConfigFileError(source: source, keys: bad, message: "values that are not numbers, strings, lists or booleans")
         }
         try self.init(json: data, source: source)
     }
@@ -153,8 +159,12 @@ extension FineTuneConfig {
 
     /// YAML may give dates or other non-JSON values; anything JSON cannot hold becomes a string,
     /// which the decoder then refuses with the key named.
+    /// Non-finite numbers (`--lr nan`, YAML's `.inf`) become their names, which parse back as
+    /// numbers for validation to refuse by name.
     static func jsonSafe(_ v: Any) -> Any {
         switch v {
+        case let f as Float where !f.isFinite: return "\(f)"
+        case let d as Double where !d.isFinite: return "\(d)"
         case is String, is Bool, is Int, is Double, is Float, is UInt64, is Int32, is NSNull: return v
         case let a as [Any]: return a.map(jsonSafe)
         case let d as [String: Any]: return d.mapValues(jsonSafe)
@@ -199,7 +209,7 @@ extension FineTuneConfig: Codable {
         case let DecodingError.typeMismatch(type, _): return "expected \(typeName(type))"
         case let DecodingError.valueNotFound(type, _): return "expected \(typeName(type)), not null"
         case let DecodingError.dataCorrupted(context): return context.debugDescription
-        default: return "\(error)"
+        default: return "not a value this option can hold (\(error))"
         }
     }
 

@@ -97,7 +97,7 @@ struct TrainCommand: ParsableCommand {
             return
         }
         do { try c.validate() } catch let e as OptionError where config != nil && fromCommandLine[e.option] == nil {
-            throw ValidationError("\(config ?? ""): \(e)")  // the value came from the file
+            throw ConfigFileError(source: config ?? "", keys: [e.option], message: e.message)  // the value came from the file
         }
         let progress = Progress()
         let result = try FineTuneJob(config: c, device: device).run(log: progress.line, onEvent: progress.event)

@@ -91,6 +91,13 @@ final class FineTuneConfigTests: XCTestCase {
         XCTAssertThrowsError(try FineTuneConfig(options: ["schedule": "cosin"], source: "run.yaml")) { e in
             XCTAssertEqual("\(e)", "run.yaml: 'schedule': 'cosin' is not one of cosine, linear, constant")
         }
+        // A non-finite number (YAML's .nan, `--lr inf`) reads, and validation then refuses it by name.
+        XCTAssertThrowsError(try FineTuneConfig(options: ["model": "m", "data": "d", "lr": Double.nan], source: "run.yaml").validate()) { e in
+            XCTAssertEqual("\(e)", "--lr must be a finite number ≥ 0, not nan")
+        }
+        XCTAssertThrowsError(try FineTuneConfig(options: ["model": "m", "data": "d", "beta1": Float.infinity], source: "run.yaml").validate()) { e in
+            XCTAssertEqual("\(e)", "--beta1 must be in [0.0, 1.0), not inf")
+        }
         XCTAssertThrowsError(try FineTuneConfig(options: ["lora-rank": 8, "lora_rank": 4], source: "run.yaml")) { e in
             XCTAssertTrue("\(e)".contains("the same option given twice"), "\(e)")
         }

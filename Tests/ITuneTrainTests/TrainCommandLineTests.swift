@@ -40,7 +40,7 @@ final class TrainCommandLineTests: XCTestCase {
         let file = dir.appendingPathComponent("run.yaml")
         try "model: /nonexistent\ndata: x.jsonl\nlora_rank: 0\nlr: 2e-4\n".write(to: file, atomically: true, encoding: .utf8)
         let r = try itune(["train", "--config", file.path, "--device", "cpu"])
-        XCTAssertTrue(r.err.contains("\(file.path): --lora-rank must be at least 1, not 0"), r.err)
+        XCTAssertTrue(r.err.contains("\(file.path): 'lora-rank': must be at least 1, not 0"), r.err)
         try "model: /nonexistent\ndata: x.jsonl\nbatch_szie: 2\n".write(to: file, atomically: true, encoding: .utf8)
         let unknown = try itune(["train", "--config", file.path, "--device", "cpu"])
         XCTAssertTrue(unknown.err.contains("\(file.path): 'batch_szie': unknown option"), unknown.err)
