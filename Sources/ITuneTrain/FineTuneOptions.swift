@@ -141,6 +141,9 @@ extension FineTuneConfig {
         }
     }
 
+    /// The JSON of `itune_config.json`: every option by its key, sorted, pretty-printed.
+    public func encodedJSON() throws -> Data { try JSONEncoder.pretty.encode(self) }
+
     /// Reads an `itune_config.json` written by a run.
     public static func read(contentsOf url: URL) throws -> FineTuneConfig {
         let data: Data

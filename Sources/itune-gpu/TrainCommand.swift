@@ -61,6 +61,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: optionHelp("samples")) var samples: Int?
     @Flag(help: optionHelp("resume")) var resume = false
     @Flag(help: optionHelp("resume-anyway")) var resumeAnyway = false
+    @Flag(help: "Print the options the run would use (file and command line merged, defaults filled in, checked), in itune_config.json's keys, and exit.")
+    var printConfig = false
     @Option(help: "Demo: optimizer steps of the embedded demonstration (default \(EmbeddedDemo().steps)).") var demoSteps: Int?
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -82,7 +84,6 @@ struct TrainCommand: ParsableCommand {
     }
 
     func run() throws {
-        let device = try deviceOptions.resolve()
         // The file's keys, with the command line's values over them (`_` and `-` are one key).
         let fromCommandLine = given.compactMapValues { $0 }
         _ = try FineTuneConfig(options: fromCommandLine, source: "command line")  // errors here are the command line's
@@ -92,13 +93,18 @@ struct TrainCommand: ParsableCommand {
             mapping[key] = value
         }
         let c = try FineTuneConfig(options: mapping, source: config ?? "command line")
-        guard !c.model.isEmpty else {
-            try runDemo(device: device, steps: demoSteps)
+        guard !c.model.isEmpty || printConfig else {
+            try runDemo(device: deviceOptions.resolve(), steps: demoSteps)
             return
         }
         do { try c.validate() } catch let e as OptionError where config != nil && fromCommandLine[e.option] == nil {
             throw ConfigFileError(source: config ?? "", keys: [e.option], message: e.message)  // the value came from the file
         }
+        if printConfig {
+            print(String(decoding: try c.encodedJSON(), as: UTF8.self))
+            return
+        }
+        let device = try deviceOptions.resolve()
         let progress = Progress()
         let result = try FineTuneJob(config: c, device: device).run(log: progress.line, onEvent: progress.event)
         progress.finish()

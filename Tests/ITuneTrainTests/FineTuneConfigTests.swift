@@ -106,6 +106,34 @@ final class FineTuneConfigTests: XCTestCase {
         }
     }
 
+    func testEveryFieldOfTheConfigHasAKey() {
+        // The Swift fields and the option each is read and written as. A field added to
+        // FineTuneConfig, TrainerOptions, LoRAConfig or AdamWConfig fails here until it has one.
+        let keys: [String: String] = [
+            "model": "model", "data": "data", "mixture": "mixture", "format": "format", "validationData": "validation-data",
+            "validationSplit": "validation-split", "template": "template", "output": "output", "mode": "full", "lora": "",
+            "trainer": "", "maxLength": "max-length", "packing": "packing", "trainOnInputs": "train-on-inputs",
+            "skipBadRecords": "skip-bad-records", "initAdapter": "init-adapter", "padID": "pad-id", "resume": "resume",
+            "resumeAnyway": "resume-anyway", "samples": "samples",
+            "rank": "lora-rank", "alpha": "lora-alpha", "dropout": "lora-dropout", "targetModules": "lora-targets",
+            "useRSLoRA": "rslora",
+            "batchSize": "batch-size", "gradientAccumulation": "grad-accum", "epochs": "epochs", "maxSteps": "max-steps",
+            "optimizer": "", "warmupRatio": "warmup-ratio", "warmupSteps": "warmup-steps", "decay": "schedule",
+            "maxGradNorm": "max-grad-norm", "seed": "seed", "evalEvery": "eval-every", "saveEvery": "save-every",
+            "keepCheckpoints": "keep-checkpoints",
+            "learningRate": "lr", "beta1": "beta1", "beta2": "beta2", "eps": "adam-eps", "weightDecay": "weight-decay",
+        ]
+        let d = FineTuneConfig()
+        for value in [d, d.lora, d.trainer, d.trainer.optimizer] as [Any] {
+            for label in Mirror(reflecting: value).children.compactMap(\.label) {
+                // TrainerOptions.padID is filled by the job from FineTuneConfig.padID.
+                if value is TrainerOptions && label == "padID" { continue }
+                guard let key = keys[label] else { XCTFail("\(type(of: value)).\(label) has no config key"); continue }
+                XCTAssertTrue(key.isEmpty || FineTuneConfig.option(key) != nil, "\(label) → \(key)")
+            }
+        }
+    }
+
     func testHelpStatesTheDefaultsOfTheStruct() {
         let d = FineTuneConfig()
         XCTAssertTrue(FineTuneConfig.help(for: "lora-rank").hasSuffix("(default \(d.lora.rank))."))

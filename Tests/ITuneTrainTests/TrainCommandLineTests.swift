@@ -17,6 +17,35 @@ final class TrainCommandLineTests: XCTestCase {
         }
     }
 
+    func testEveryOptionOnTheCommandLineReachesTheConfig() throws {
+        // One value per option, none of them the default; --print-config shows what the run would use.
+        let values: [String: Any] = [
+            "model": "m", "data": ["a.jsonl", "b.jsonl"], "mixture": "mix.json", "format": "alpaca",
+            "validation-data": ["v.jsonl"], "validation-split": 0.25, "template": "chatml", "output": "o", "full": true,
+            "lora-rank": 3, "lora-alpha": 5, "lora-dropout": 0.5, "lora-targets": ["q_proj", "v_proj"], "rslora": true,
+            "init-adapter": "adapter", "epochs": 2, "max-steps": 9, "batch-size": 5, "grad-accum": 6, "lr": 0.5,
+            "weight-decay": 0.25, "beta1": 0.5, "beta2": 0.75, "adam-eps": 0.125, "warmup-ratio": 0.5, "warmup-steps": 7,
+            "schedule": "linear", "max-grad-norm": 2, "seed": 11, "max-length": 77, "packing": true, "train-on-inputs": true,
+            "skip-bad-records": true, "pad-id": 4, "eval-every": 3, "save-every": 4, "keep-checkpoints": 5, "samples": 6,
+            "resume": true, "resume-anyway": true,
+        ]
+        XCTAssertEqual(Set(values.keys), Set(FineTuneConfig.options.map(\.name)))
+        var args = ["train", "--print-config"]
+        for (key, value) in values.sorted(by: { $0.key < $1.key }) {
+            switch value {
+            case let b as Bool: if b { args.append("--\(key)") }
+            case let list as [String] where key == "lora-targets": args += ["--\(key)", list.joined(separator: ",")]
+            case let list as [String]: for v in list { args += ["--\(key)", v] }
+            default: args += ["--\(key)", "\(value)"]
+            }
+        }
+        let r = try itune(args)
+        XCTAssertEqual(r.status, 0, r.err)
+        let printed = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any], r.out)
+        let expected = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONSerialization.data(withJSONObject: values)) as? [String: Any])
+        XCTAssertEqual(printed as NSDictionary, expected as NSDictionary)
+    }
+
     func testBadOptionsAreRefusedByNameBeforeLoading() throws {
         let cases: [([String], String)] = [
             (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--lora-rank", "0"], "--lora-rank must be at least 1, not 0"),
