@@ -12,6 +12,12 @@ struct MergeCommand: ParsableCommand {
     @Option(help: "Output model directory.") var output: String
     @Option(help: "Stored dtype: F32, F16 or BF16.") var dtype = "F32"
 
+    func validate() throws {
+        guard ["F32", "F16", "BF16"].contains(dtype.uppercased()) else {
+            throw OptionError(option: "dtype", message: "must be F32, F16 or BF16, not \(dtype)")
+        }
+    }
+
     func run() throws {
         let base = URL(fileURLWithPath: model)
         let m = try loadPretrained(base, on: .cpu)

@@ -30,6 +30,13 @@ struct SelectCommand: ParsableCommand {
     @Flag(help: "Print the ranking as JSON.") var json = false
     @OptionGroup var deviceOptions: DeviceOptions
 
+    func validate() throws {
+        try OptionCheck.atLeast(topK, 1, "top-k")
+        try OptionCheck.atLeast(cap, 1, "cap")
+        try OptionCheck.atLeast(promptsPerFile, 1, "prompts-per-file")
+        try OptionCheck.atLeast(alignSteps, 1, "align-steps")
+    }
+
     func run() throws {
         let device = try deviceOptions.resolve(verbose: !json)
         var embedder: SentenceEncoder

@@ -54,9 +54,11 @@ final class TrainCommandLineTests: XCTestCase {
             (["eval", "--model", "/nonexistent", "--batch-size", "0"], "--batch-size must be at least 1, not 0"),
             (["eval", "--model", "/nonexistent", "--max-length", "0"], "--max-length must be at least 1, not 0"),
             (["generate", "--model", "/nonexistent", "--prompt", "p", "--top-p", "0"], "--top-p must be in (0, 1], not 0.0"),
+            (["select", "--target", "t", "--pool", "/nonexistent", "--top-k", "0"], "--top-k must be at least 1, not 0"),
+            (["merge", "--model", "/nonexistent", "--adapter", "a", "--output", "o", "--dtype", "F8"], "--dtype must be F32, F16 or BF16, not F8"),
         ]
         for (args, message) in cases {
-            let r = try itune(args + ["--device", "cpu"])
+            let r = try itune(args + (args[0] == "merge" ? [] : ["--device", "cpu"]))  // merge runs on the CPU only
             XCTAssertNotEqual(r.status, 0, "\(args)")
             XCTAssertTrue(r.err.contains(message), "\(args): \(r.err)")
         }
