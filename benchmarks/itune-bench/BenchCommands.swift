@@ -13,7 +13,8 @@ struct ITuneBench: ParsableCommand {
         abstract: "Time the runtime's operations on the CPU path and on OpenCL devices (a table, or JSON lines with --json).",
         subcommands: [BenchCommand<MatmulBench, SizeOptions>.self, BenchCommand<SoftmaxBench, LengthOptions>.self,
                       BenchCommand<AttentionBench, LengthOptions>.self, BenchCommand<StepBench, StepOptions>.self,
-                      BenchCommand<TokenizeBench, NoOptions>.self, BenchCommand<LoadBench, NoOptions>.self, AllCommand.self])
+                      BenchCommand<TokenizeBench, NoOptions>.self, BenchCommand<LoadBench, NoOptions>.self, BenchCommand<PeakBench, NoOptions>.self,
+                      AllCommand.self])
 }
 
 /// A benchmark that has a subcommand: made with no arguments.
@@ -24,6 +25,7 @@ extension AttentionBench: Subcommanded {}
 extension StepBench: Subcommanded {}
 extension TokenizeBench: Subcommanded {}
 extension LoadBench: Subcommanded {}
+extension PeakBench: Subcommanded {}
 
 /// The subcommand of benchmark `B`, taking the common options and the group `Extra` of options
 /// particular to it.
@@ -44,7 +46,7 @@ struct AllCommand: ParsableCommand {
     @OptionGroup var step: StepOptions
 
     func run() throws {
-        try runBenchmarks([MatmulBench(), SoftmaxBench(), AttentionBench(), StepBench(), TokenizeBench(), LoadBench()],
+        try runBenchmarks([PeakBench(), MatmulBench(), SoftmaxBench(), AttentionBench(), StepBench(), TokenizeBench(), LoadBench()],
                           common: common, extra: sizes, lengths, step)
     }
 }

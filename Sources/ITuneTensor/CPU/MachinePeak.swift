@@ -21,7 +21,7 @@ public struct MachinePeak: Sendable, Codable {
     public static func measure(seconds: Double = 2) -> MachinePeak {
         let threads = CPUParallel.threadCount
         let flops = best(seconds: seconds * 0.4) { fmaBurst(threads: threads) }
-        let bytes = 256 << 20  // far beyond any last-level cache
+        let bytes = 128 << 20  // several times any last-level cache of today
         let floats = bytes / 4
         let a = UnsafeMutablePointer<Float>.allocate(capacity: floats)
         let b = UnsafeMutablePointer<Float>.allocate(capacity: floats)
