@@ -162,7 +162,9 @@ struct StepBench: Benchmark {
                                                      "max_rss_mb": rss])
                     if device == .cpu {
                         // Model FLOP utilisation: the step's FLOPs at this rate over the measured peak.
-                        result.extra["mfu"] = result.gflopsMedian * perToken / 1e9 / MachinePeak.ofThisMachine(smoke: options.smoke).gflops
+                        let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
+                        result.extra["mfu"] = result.gflopsMedian * perToken / 1e9 / peak
+                        result.extra["peak_gflops"] = peak
                     }
                     report(result)
                     backend.releaseCachedBuffers()

@@ -75,7 +75,9 @@ struct MatmulBench: Benchmark {
                                              timing: timing)
                     if device == .cpu {
                         // The fraction of this machine's measured FMA peak (itune-bench peak).
-                        result.extra["peak_fraction"] = result.gflopsMedian / MachinePeak.ofThisMachine(smoke: options.smoke).gflops
+                        let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
+                        result.extra["peak_fraction"] = result.gflopsMedian / peak
+                        result.extra["peak_gflops"] = peak
                     }
                     report(result)
                 }

@@ -45,14 +45,27 @@ public struct MachinePeak: Sendable, Codable {
 
     /// Every thread runs 12 independent multiply-add chains on registers (the GEMM
     /// micro-kernel's count, enough to hide the latency on two FMA pipes). GFLOP/s.
+    /// Threads of its own, not the Dispatch pool: a pool busy or parked after other work can
+    /// run the bursts one after another and halve the figure.
     static func fmaBurst(threads: Int) -> Double {
-        let iterations = 1 << 20
-        let sink = UnsafeMutablePointer<Float>.allocate(capacity: threads)
+        let iterations = 1 << 22  // ~10 ms per thread: start-up latency is noise
+        nonisolated(unsafe) let sink = UnsafeMutablePointer<Float>.allocate(capacity: threads)
         defer { sink.deallocate() }
-        let start = DispatchTime.now().uptimeNanoseconds
-        DispatchQueue.concurrentPerform(iterations: threads) { t in
-            sink[t] = fmaChains(iterations: iterations, seed: Float(t))
+        let ready = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0), done = DispatchGroup()
+        for t in 0..<threads {
+            done.enter()
+            let thread = Thread {
+                ready.signal()
+                go.wait()
+                sink[t] = fmaChains(iterations: iterations, seed: Float(t))
+                done.leave()
+            }
+            thread.start()
         }
+        for _ in 0..<threads { ready.wait() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<threads { go.signal() }
+        done.wait()
         let ns = Double(DispatchTime.now().uptimeNanoseconds - start)
         let flop = 2.0 * Double(GemmVector.scalarCount) * 12 * Double(iterations) * Double(threads)
         return sink[0].isNaN ? 0 : flop / ns
