@@ -34,11 +34,6 @@ public enum LossCurve {
     }
 
     public static func write(train: [(Int, Double)], validation: [(Int, Double)], to url: URL) throws {
-        let data = Data(svg(train: train, validation: validation).utf8)
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-        try data.write(to: tmp)
-        guard rename(tmp.path, url.path) == 0 else {
-            throw TrainError.invalid("\(url.path): rename failed: \(String(cString: strerror(errno)))")
-        }
+        try OutputFiles.writeAtomically(Data(svg(train: train, validation: validation).utf8), to: url)
     }
 }
