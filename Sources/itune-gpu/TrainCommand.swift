@@ -63,6 +63,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Validation every N steps (default: at the end).") var evalEvery: Int?
     @Option(help: "Checkpoint every N steps (default: none).") var saveEvery: Int?
     @Flag(help: "Continue from the latest checkpoint in --output.") var resume = false
+    @Option(help: "When a step's loss or gradient norm is NaN/inf: stop (default) or skip-step (no update, counted).") var nanPolicy: String?
     @Option(help: "Demo: optimizer steps of the embedded demonstration (default 1500).") var demoSteps: Int?
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -137,6 +138,10 @@ struct TrainCommand: ParsableCommand {
         c.trainOnInputs = try flag(trainOnInputs, "train-on-inputs")
         c.skipBadRecords = try flag(skipBadRecords, "skip-bad-records")
         c.resume = try flag(resume, "resume")
+        if let p = try value(nanPolicy, "nan-policy", string) {
+            guard let policy = NaNPolicy(rawValue: p) else { throw ValidationError("--nan-policy is stop or skip-step, not \(p)") }
+            c.trainer.nanPolicy = policy
+        }
 
         let progress = Progress()
         let result = try FineTuneJob(config: c, device: device).run(log: progress.line, onEvent: progress.event)
