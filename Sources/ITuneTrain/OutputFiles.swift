@@ -25,12 +25,7 @@ public struct OutputError: Error, CustomStringConvertible, Equatable {
     }
 
     public var description: String {
-        switch code {
-        case ENOSPC?: return "no space left on \(path) (\(cause))"
-        case EROFS?: return "\(path): read-only file system (\(cause))"
-        case EACCES?, EPERM?: return "\(path): not writable (\(cause))"
-        default: return "\(path): \(cause)"
-        }
+        code == ENOSPC ? "no space left on \(path) (\(cause))" : "cannot write \(path): \(cause)"
     }
 
     /// `error` as one line naming `path`: a Foundation error's POSIX cause where it carries one,
@@ -104,6 +99,7 @@ public enum OutputFiles {
     /// Creates `url` as a directory (and its parents) and checks that it can be written to: a
     /// path that is a file, a read-only directory or file system is one error naming the path.
     public static func prepareDirectory(_ url: URL) throws {
+        try checkFault(url)
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) {
             guard isDir.boolValue else {

@@ -84,7 +84,7 @@ final class CheckpointRecoveryTests: XCTestCase {
         // the rename (simulated: the rename fails), the file is the old one, whole.
         try FileManager.default.removeItem(at: dir.appendingPathComponent("checkpoints/step-8"))
         let killed = F.message { try F.failingWrites(EIO, { $0 == "metrics.jsonl" }) { try F.trainer(F.options(steps: 8, saveEvery: 2), dir).run(resume: true) } }
-        XCTAssertEqual(killed, "\(metrics.path): \(String(cString: strerror(EIO)))")
+        XCTAssertEqual(killed, "cannot write \(metrics.path): \(String(cString: strerror(EIO)))")
         XCTAssertEqual(try Data(contentsOf: metrics), before, "the metrics are untouched")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".tmp-") }, [])
         // What a killed save leaves: a half checkpoint directory and half files.

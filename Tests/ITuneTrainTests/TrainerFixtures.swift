@@ -6,6 +6,10 @@ import ITuneTensor
 
 /// A tiny model, learnable rows and a fresh output directory for the reliability tests.
 enum TrainerFixtures {
+    /// Tests/Fixtures.
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures")
+
     static func model(seed: UInt64 = 1) throws -> LlamaModel { try TrainerTests.model(seed: seed) }
 
     static func rows(_ n: Int = 24) -> [TrainingRow] { TrainerTests.rows(n) }
