@@ -35,12 +35,6 @@ public struct LoRAConfig: Sendable, Equatable, Codable {
     }
 }
 
-/// The dropout of LoRA adapters is on only while training: the trainer sets `step` (a new
-/// mask per micro-step), inference leaves it nil.
-public enum LoRADropout {
-    nonisolated(unsafe) public static var step: UInt64? = nil
-}
-
 /// The low-rank update of one projection.
 public final class LoRAAdapter {
     public let moduleName: String
@@ -49,7 +43,7 @@ public final class LoRAAdapter {
     public var b: Tensor
     public let scaling: Float
     public let dropout: Float
-    let dropoutSeed: UInt64
+    let dropoutSite: UInt64
 
     public init(moduleName: String, a: Tensor, b: Tensor, scaling: Float, dropout: Float) {
         self.moduleName = moduleName
@@ -57,14 +51,16 @@ public final class LoRAAdapter {
         self.b = b
         self.scaling = scaling
         self.dropout = dropout
-        dropoutSeed = fnv1a64(moduleName)
+        dropoutSite = fnv1a64(moduleName)
     }
 
     /// scaling · B·A·dropout(x): x is (…, in), the result (…, out).
     public func delta(_ x: Tensor) throws -> Tensor {
         var input = x
-        if dropout > 0, let step = LoRADropout.step {
-            input = try x.dropout(p: dropout, seed: dropoutSeed ^ (step &* 0x9E37_79B9_7F4A_7C15))
+        // On only inside a training micro-batch (TrainingContext.microBatch): a new mask per
+        // micro-batch, module and run seed; off in inference.
+        if dropout > 0, let seed = TrainingContext.dropoutSeed(site: dropoutSite) {
+            input = try x.dropout(p: dropout, seed: seed)
         }
         return try input.linear(a).linear(b).scaled(by: scaling)
     }

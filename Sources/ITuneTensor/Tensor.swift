@@ -17,6 +17,8 @@ public final class Tensor {
     public internal(set) var isLeaf = true
     /// Whether `grad` may be modified in place (it is not shared with another tensor).
     var ownsGrad = false
+    /// The tape this tensor's op was recorded on (nil for leaves): `backward()` walks it.
+    weak var tape: GradientTape?
     /// For error messages and debugging, e.g. "model.layers.0.self_attn.q_proj.weight".
     public var name: String?
     /// The host copy of an index tensor made from host values: ops that validate ids

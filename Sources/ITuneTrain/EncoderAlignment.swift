@@ -23,6 +23,10 @@ public enum EncoderAlignment {
         guard case let .bert(model) = encoder.backbone else {
             throw TrainError.invalid("--align needs a sentence-transformers encoder (--encoder DIR), not hidden states")
         }
+        // A task without instructions has no embedding to align (and nothing to draw pairs from).
+        if let empty = tasks.first(where: { $0.1.isEmpty }) {
+            throw TrainError.invalid("--align: task '\(empty.0)' has no instructions; give it at least one (two or more to form positive pairs) or leave it out of the pool")
+        }
         let usable = tasks.filter { $0.1.count >= 2 }
         guard !usable.isEmpty else { throw TrainError.invalid("--align needs tasks with at least two instructions (templates)") }
         // Negatives: task pairs the base encoder already finds dissimilar.
@@ -32,6 +36,7 @@ public enum EncoderAlignment {
         model.setTrainable(true)
         defer { model.setTrainable(false) }
         let optimizer = try AdamW(parameters: model.parameters, config: AdamWConfig(learningRate: learningRate, weightDecay: 0.01))
+        let context = TrainingContext(seed: seed)
         var rng = SplitMix64(seed: seed)
         func pick<T>(_ xs: [T]) -> T { xs[Int(rng.next() % UInt64(xs.count))] }
         var first: Float = .nan, last: Float = .nan
@@ -49,10 +54,12 @@ public enum EncoderAlignment {
                     left.append(t[a]); right.append(t[b]); labels.append(1)
                 }
             }
-            let u = try Tensor.concatenated(left.map { try pooled(model, encoder, $0) }, axis: 0)
-            let v = try Tensor.concatenated(right.map { try pooled(model, encoder, $0) }, axis: 0)
-            let diff = try u.cosineSimilarity(v) - Tensor(labels, shape: [labels.count], on: model.device)
-            let loss = try (diff * diff).mean()
+            let loss = try context.microBatch(step) {
+                let u = try Tensor.concatenated(left.map { try pooled(model, encoder, $0) }, axis: 0)
+                let v = try Tensor.concatenated(right.map { try pooled(model, encoder, $0) }, axis: 0)
+                let diff = try u.cosineSimilarity(v) - Tensor(labels, shape: [labels.count], on: model.device)
+                return try (diff * diff).mean()
+            }
             try loss.backward()
             try clipGradients(optimizer.parameters, maxNorm: 1)
             try optimizer.update()

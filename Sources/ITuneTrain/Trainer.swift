@@ -97,6 +97,11 @@ public final class Trainer {
     public let optimizer: AdamW
     /// Held from `init` until the trainer is freed: one run per output directory.
     let outputLock: OutputLock
+    /// This run's tape and dropout keys: forward and backward passes run inside it, so that
+    /// other models (another device, a reference model) can train beside this one.
+    public let context: TrainingContext
+    /// The epoch whose row order `epochOrder` holds (rebuilt once per epoch, not per micro-batch).
+    private var epochOrder: (epoch: Int, order: [Int])?
 
     public init(model: any CausalLM, trainable: [(String, Tensor)], options: TrainerOptions, train: [TrainingRow],
                 validation: [TrainingRow] = [], outputDirectory: URL) throws {
@@ -113,6 +118,7 @@ public final class Trainer {
         try OutputFiles.prepareDirectory(outputDirectory)
         outputLock = try OutputLock(directory: outputDirectory)
         for (_, t) in trainable { t.requiresGrad = true }
+        context = TrainingContext(seed: options.seed)
         optimizer = try AdamW(parameters: trainable.map(\.1), config: options.optimizer)
     }
 
@@ -129,7 +135,13 @@ public final class Trainer {
     /// of the rows drawn from seed and e, so a resumed run sees the same batches.
     func rows(ofMicroBatch index: Int) -> [TrainingRow] {
         let epoch = index / microBatchesPerEpoch, within = index % microBatchesPerEpoch
-        let order = permutation(count: train.count, seed: options.seed &+ UInt64(epoch) &* 0x9E37_79B9)
+        let order: [Int]
+        if let cached = epochOrder, cached.epoch == epoch {
+            order = cached.order
+        } else {
+            order = permutation(count: train.count, seed: options.seed &+ UInt64(epoch) &* 0x9E37_79B9)
+            epochOrder = (epoch, order)
+        }
         let lo = within * options.batchSize
         return order[lo..<min(train.count, lo + options.batchSize)].map { train[$0] }
     }
@@ -158,7 +170,6 @@ public final class Trainer {
         let began = Date()
         var tokens = 0
         var validationLoss: Double? = validationHistory.last?.1
-        defer { LoRADropout.step = nil }
         if start < totalSteps {
             for step in (start + 1)...totalSteps {
                 let micro = (0..<options.gradientAccumulation).map { (step - 1) * options.gradientAccumulation + $0 }
@@ -169,11 +180,12 @@ public final class Trainer {
                 for (index, rows) in batches {
                     let n = rows.reduce(0) { $0 + $1.scoredTokens }
                     guard n > 0 else { continue }
-                    LoRADropout.step = UInt64(index)
-                    let loss = try batchLoss(rows)
-                    LoRADropout.step = nil
-                    // Weighted by this micro-batch's share of the step's scored tokens.
-                    try loss.scaled(by: Float(n) / Float(max(scored, 1))).backward()
+                    let loss = try context.microBatch(index) {
+                        let loss = try batchLoss(rows)
+                        // Weighted by this micro-batch's share of the step's scored tokens.
+                        try loss.scaled(by: Float(n) / Float(max(scored, 1))).backward()
+                        return loss
+                    }
                     lossSum += Double(try loss.item()) * Double(n)
                     tokens += rows.reduce(0) { $0 + $1.ids.count }
                 }

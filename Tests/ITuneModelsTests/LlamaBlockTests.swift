@@ -84,16 +84,17 @@ final class LlamaBlockTests: XCTestCase {
         model.setTrainable(false)
         model.layers[1].mlp.down.weight.requiresGrad = true
         let (ids, targets) = try batch(on: .cpu)
-        GradientTape.shared.reset()
-        let loss = try model.loss(ids, targets: targets)
+        let context = TrainingContext(seed: 0)
+        let loss = try context.run { try model.loss(ids, targets: targets) }
         // Only ops downstream of the one trainable weight are on the tape.
-        XCTAssertLessThan(GradientTape.shared.count, 12)
+        XCTAssertGreaterThan(context.tape.count, 0)
+        XCTAssertLessThan(context.tape.count, 12)
         try loss.backward()
         for (name, p) in model.namedParameters() {
             if name == "model.layers.1.mlp.down_proj.weight" { XCTAssertNotNil(p.grad, name) } else { XCTAssertNil(p.grad, name) }
         }
-        XCTAssertEqual(GradientTape.shared.count, 0)
-        _ = try noGrad { try model.loss(ids, targets: targets) }
-        XCTAssertEqual(GradientTape.shared.count, 0, "noGrad records nothing")
+        XCTAssertEqual(context.tape.count, 0)
+        _ = try context.run { try noGrad { try model.loss(ids, targets: targets) } }
+        XCTAssertEqual(context.tape.count, 0, "noGrad records nothing")
     }
 }

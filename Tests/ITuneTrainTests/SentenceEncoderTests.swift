@@ -91,4 +91,14 @@ final class EncoderAlignmentTests: XCTestCase {
         let x = try encoder.encode(["Translate the sentence into French."])[0], y = try reloaded.encode(["Translate the sentence into French."])[0]
         for k in x.indices { XCTAssertEqual(x[k], y[k], accuracy: 1e-6) }
     }
+
+    func testAlignmentRefusesATaskWithoutInstructionsByName() throws {
+        let dir = SentenceEncoderTests.fixtures.appendingPathComponent("encoders/tiny_minilm")
+        let encoder = try SentenceEncoder(directory: dir, on: .cpu)
+        let tasks = [("sentiment", ["Classify the sentiment of this movie review.", "Is this review positive?"]),
+                     ("empty-task", [])]
+        XCTAssertThrowsError(try EncoderAlignment.align(encoder, tasks: tasks, steps: 2)) { error in
+            XCTAssertTrue("\(error)".contains("empty-task"), "\(error)")
+        }
+    }
 }

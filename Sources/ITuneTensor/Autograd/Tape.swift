@@ -4,9 +4,13 @@ import Foundation
 ///
 /// Each op that has an input requiring gradients appends one entry: its inputs, its output
 /// and a closure from the output's gradient to the inputs' gradients. `backward()` walks the
-/// tape from the end. Tensors that do not require gradients (frozen weights under LoRA)
-/// record nothing and get no gradient buffer. One tape serves the process; training is driven
-/// from one thread.
+/// tape the loss was recorded on from the end. Tensors that do not require gradients (frozen
+/// weights under LoRA) record nothing and get no gradient buffer.
+///
+/// No tape belongs to the process. Ops record on the tape of the `TrainingContext` bound to the
+/// current task (`context.run { … }`); outside any context, on the tape of the current thread
+/// (so that a test or a small program can call `loss.backward()` without ceremony). Two models
+/// training at once — on two devices, or a policy beside a reference — each use their own.
 public final class GradientTape {
     struct Entry {
         let op: String
@@ -15,32 +19,36 @@ public final class GradientTape {
         let backward: (Tensor) throws -> [Tensor?]
     }
 
-    nonisolated(unsafe) public static let shared = GradientTape()
     private var entries: [Entry] = []
-    private var disabledDepth = 0
 
-    public var isRecording: Bool { disabledDepth == 0 }
+    public init() {}
+
     public var count: Int { entries.count }
 
     /// Drops everything recorded (e.g. after an evaluation forward with grad mode on).
     public func reset() { entries.removeAll(keepingCapacity: true) }
+
+    /// The tape ops record on here: the bound training context's, else this thread's own.
+    public static var current: GradientTape {
+        if let context = TrainingContext.current { return context.tape }
+        return threadTape
+    }
+
+    /// Whether ops record now: false inside `noGrad { }` (task-local, so a `noGrad` on one
+    /// thread or task does not switch recording off for another).
+    public static var isRecording: Bool { GradMode.enabled }
 
     /// Records `op` if grad mode is on and an input requires gradients; marks the output as
     /// requiring gradients then. `backward` gets the output's gradient and returns one
     /// gradient per input (nil where the input needs none).
     static func record(_ op: String, inputs: [Tensor], output: Tensor,
                        backward: @escaping (Tensor) throws -> [Tensor?]) {
-        let tape = shared
-        guard tape.disabledDepth == 0, inputs.contains(where: { $0.requiresGrad }) else { return }
+        guard GradMode.enabled, inputs.contains(where: { $0.requiresGrad }) else { return }
+        let tape = current
         output.requiresGrad = true
         output.isLeaf = false
+        output.tape = tape
         tape.entries.append(Entry(op: op, inputs: inputs, output: output, backward: backward))
-    }
-
-    func withRecordingDisabled<T>(_ body: () throws -> T) rethrows -> T {
-        disabledDepth += 1
-        defer { disabledDepth -= 1 }
-        return try body()
     }
 
     /// Propagates from `root` (seeded with `seed`, default ones) to every tensor on the tape.
@@ -50,13 +58,15 @@ public final class GradientTape {
             throw TensorError.noGradient("backward: the tensor does not require gradients (no parameter with requiresGrad took part, or it ran under noGrad)")
         }
         defer { entries.removeAll(keepingCapacity: true) }
-        try withRecordingDisabled {
+        try noGrad {
             let g = try seed ?? Tensor.full(root.shape, 1, on: root.device)
             try accumulate(g, into: root)
             for e in entries.reversed() {
                 guard let g = e.output.grad else { continue }
                 let grads = try e.backward(g)
-                precondition(grads.count == e.inputs.count, "\(e.op): backward returned \(grads.count) gradients for \(e.inputs.count) inputs")
+                guard grads.count == e.inputs.count else {
+                    fatalError("\(e.op): backward returned \(grads.count) gradients for \(e.inputs.count) inputs")
+                }
                 for (input, gi) in zip(e.inputs, grads) where input.requiresGrad {
                     guard let gi else { continue }
                     guard gi.shape == input.shape else {
@@ -65,7 +75,7 @@ public final class GradientTape {
                     try accumulate(gi, into: input)
                 }
                 // Intermediate gradients are not needed once passed on.
-                if !e.output.isLeaf { e.output.grad = nil; e.output.ownsGrad = false }
+                if !e.output.isLeaf { e.output.grad = nil; e.output.ownsGrad = false; e.output.tape = nil }
             }
         }
     }
@@ -84,17 +94,45 @@ public final class GradientTape {
             t.ownsGrad = false
         }
     }
+
+    // MARK: the thread's own tape
+
+    private static let threadKey: pthread_key_t = {
+        var key = pthread_key_t()
+        let rc = pthread_key_create(&key) { raw in
+            guard let raw else { return }
+            Unmanaged<GradientTape>.fromOpaque(raw).release()
+        }
+        guard rc == 0 else { fatalError("pthread_key_create failed (\(rc))") }
+        return key
+    }()
+
+    private static var threadTape: GradientTape {
+        if let raw = pthread_getspecific(threadKey) {
+            return Unmanaged<GradientTape>.fromOpaque(raw).takeUnretainedValue()
+        }
+        let tape = GradientTape()
+        pthread_setspecific(threadKey, Unmanaged.passRetained(tape).toOpaque())
+        return tape
+    }
+}
+
+/// Whether ops record on a tape. Task-local: `noGrad` in one task or thread leaves the others
+/// recording.
+enum GradMode {
+    @TaskLocal static var enabled = true
 }
 
 extension Tensor {
     /// Computes gradients of this tensor (a scalar loss, or with `seed` of the same shape)
-    /// with respect to every tensor that requires them.
+    /// with respect to every tensor that requires them, on the tape this tensor was recorded on.
     public func backward(seed: Tensor? = nil) throws {
-        try GradientTape.shared.backward(from: self, seed: seed)
+        try (tape ?? GradientTape.current).backward(from: self, seed: seed)
     }
 }
 
-/// Runs `body` without recording anything (inference, optimizer updates).
+/// Runs `body` without recording anything (inference, optimizer updates). Scoped to the
+/// current task or thread.
 public func noGrad<T>(_ body: () throws -> T) rethrows -> T {
-    try GradientTape.shared.withRecordingDisabled(body)
+    try GradMode.$enabled.withValue(false, operation: body)
 }

@@ -12,19 +12,21 @@ public final class CPUBackend: Backend {
     private var peak = 0
 
     public func allocate(byteCount: Int) throws -> Storage {
+        let size = BufferPool<UnsafeMutableRawPointer>.sizeClass(byteCount)
         lock.lock()
         let reused = pool.take(byteCount)
-        liveBytes += byteCount
+        if reused == nil { pool.counted() }
+        liveBytes += size
         peak = max(peak, liveBytes + pool.pooledBytes)
         lock.unlock()
-        let p = reused ?? UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 4), alignment: 64)
+        let p = reused ?? UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
         return Storage(buffer: .host(p), byteCount: byteCount, backend: self)
     }
 
     public func recycle(_ buffer: RawBuffer, byteCount: Int) {
         guard case let .host(p) = buffer else { return }
         lock.lock()
-        liveBytes -= byteCount
+        liveBytes -= BufferPool<UnsafeMutableRawPointer>.sizeClass(byteCount)
         pool.put(p, byteCount)
         lock.unlock()
     }
@@ -58,4 +60,5 @@ public final class CPUBackend: Backend {
     public var bytesInUse: Int { lock.lock(); defer { lock.unlock() }; return liveBytes + pool.pooledBytes }
     public var peakBytesInUse: Int { lock.lock(); defer { lock.unlock() }; return peak }
     public func resetPeak() { lock.lock(); peak = liveBytes + pool.pooledBytes; lock.unlock() }
+    public var allocationCount: Int { lock.lock(); defer { lock.unlock() }; return pool.allocations }
 }

@@ -72,10 +72,10 @@ public final class OpenCLBackend: Backend {
     // MARK: memory
 
     public func allocate(byteCount: Int) throws -> Storage {
-        let size = max(byteCount, 4)
+        let size = BufferPool<cl_mem>.sizeClass(byteCount)
         lock.lock()
         if let m = pool.take(byteCount) {
-            liveBytes += byteCount
+            liveBytes += size
             lock.unlock()
             return Storage(buffer: .opencl(m), byteCount: byteCount, backend: self)
         }
@@ -97,7 +97,8 @@ public final class OpenCLBackend: Backend {
         }
         try check(rc, "clCreateBuffer(\(size) bytes)")
         lock.lock()
-        liveBytes += byteCount
+        liveBytes += size
+        pool.counted()
         peak = max(peak, liveBytes + pool.pooledBytes)
         lock.unlock()
         return Storage(buffer: .opencl(mem!), byteCount: byteCount, backend: self)
@@ -106,7 +107,7 @@ public final class OpenCLBackend: Backend {
     public func recycle(_ buffer: RawBuffer, byteCount: Int) {
         guard case let .opencl(m) = buffer else { return }
         lock.lock()
-        liveBytes -= byteCount
+        liveBytes -= BufferPool<cl_mem>.sizeClass(byteCount)
         pool.put(m, byteCount)
         lock.unlock()
     }
@@ -121,6 +122,7 @@ public final class OpenCLBackend: Backend {
     public var bytesInUse: Int { lock.lock(); defer { lock.unlock() }; return liveBytes + pool.pooledBytes }
     public var peakBytesInUse: Int { lock.lock(); defer { lock.unlock() }; return peak }
     public func resetPeak() { lock.lock(); peak = liveBytes + pool.pooledBytes; lock.unlock() }
+    public var allocationCount: Int { lock.lock(); defer { lock.unlock() }; return pool.allocations }
 
     public func write(_ storage: Storage, from source: UnsafeRawPointer, byteCount: Int) throws {
         guard byteCount > 0 else { return }
