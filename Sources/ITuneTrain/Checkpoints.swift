@@ -1,4 +1,5 @@
 import Foundation
+import ITuneData
 import ITuneModels
 import ITuneTensor
 

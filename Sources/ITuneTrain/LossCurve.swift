@@ -1,4 +1,5 @@
 import Foundation
+import ITuneData
 
 /// The loss curve of a run as a standalone SVG: training loss per step (a line) and validation
 /// loss (dots), with labelled axes. Written atomically beside metrics.jsonl.

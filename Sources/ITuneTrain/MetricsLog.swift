@@ -1,4 +1,5 @@
 import Foundation
+import ITuneData
 
 /// metrics.jsonl: one JSON object per line (`type`: train, validation or skipped; `step`; …).
 /// Appends go through the throwing POSIX calls; the trim on resume rewrites the file through a

@@ -1,4 +1,5 @@
 import Foundation
+import ITuneData
 
 /// An advisory lock on a run's output directory: `flock` on `<directory>/.lock`, with the
 /// owner's pid written in the file. Why: two runs on one output directory interleave their

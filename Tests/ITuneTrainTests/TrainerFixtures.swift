@@ -1,4 +1,5 @@
 import Foundation
+import ITuneData
 import XCTest
 import ITuneModels
 import ITuneTensor

@@ -1,6 +1,7 @@
 import Foundation
 
-// Everything a run writes goes through here: whole files are written to a temporary name and
+// Everything a run writes goes through here (checkpoints and metrics in ITuneTrain, mixture and
+// generated task files here): whole files are written to a temporary name and
 // renamed (a crash leaves the old file or the new one, never half of one), appends use the
 // throwing POSIX calls (Foundation's non-throwing `FileHandle.write` traps on a full disk), and
 // every failure is one line naming the path and the operating system's cause.
@@ -70,11 +71,13 @@ public enum OutputFiles {
     public static let temporaryPrefix = ".tmp-"
 
     /// The temporary name `url` is written under before the rename.
-    static func temporaryURL(for url: URL) -> URL {
+    public static func temporaryURL(for url: URL) -> URL {
         url.deletingLastPathComponent().appendingPathComponent("\(temporaryPrefix)\(url.lastPathComponent)-\(getpid())")
     }
 
-    static func checkFault(_ url: URL) throws {
+    /// Throws the injected fault when one matches `url` (see `injectedFault`); for writers
+    /// outside this file.
+    public static func checkFault(_ url: URL) throws {
         if let f = injectedFault, f.matches(url.lastPathComponent) { throw OutputError(path: url.path, errno: f.errno) }
     }
 
@@ -85,9 +88,9 @@ public enum OutputFiles {
             try write(data, to: tmp, flags: O_WRONLY | O_CREAT | O_TRUNC, sync: true)
             try checkFault(url)
             guard rename(tmp.path, url.path) == 0 else { throw OutputError(path: url.path, errno: errno) }
-        } catch {
+        } catch let e as OutputError {
             unlink(tmp.path)
-            throw error
+            throw OutputError(path: url.path, cause: e.cause, code: e.code)  // the file the caller named
         }
     }
 
