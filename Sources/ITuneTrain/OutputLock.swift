@@ -18,8 +18,12 @@ public final class OutputLock {
         fd = open(url.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw OutputError(path: url.path, errno: errno) }
         let previous = Self.readPID(fd)
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            let code = errno
+        let locked = flock(fd, LOCK_EX | LOCK_NB) == 0
+        let code = errno
+        if !locked, code == ENOLCK || code == EOPNOTSUPP {
+            // Some network file systems have no locks: the run goes on, and says so.
+            notice = "\(url.path): this file system has no file locks; a second run on this directory would not be stopped"
+        } else if !locked {
             close(fd)
             fd = -1
             guard code == EWOULDBLOCK else { throw OutputError(path: url.path, errno: code) }
@@ -27,8 +31,7 @@ public final class OutputLock {
             let who = owner.map { $0 == getpid() ? "this process (pid \($0))" : "another run (pid \($0))" } ?? "another run"
             throw OutputError(path: directory.path,
                               cause: "in use by \(who); wait for it to finish or choose another output directory")
-        }
-        if let pid = previous, pid != getpid() {
+        } else if let pid = previous, pid != getpid() {
             notice = kill(pid, 0) == 0 || errno == EPERM
                 ? "\(url.path): took over the lock of pid \(pid), which no longer holds it"
                 : "\(url.path): took over a stale lock from pid \(pid) (no longer running)"

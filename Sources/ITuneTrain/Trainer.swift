@@ -298,11 +298,10 @@ public final class Trainer {
         onEvent(.info("step \(step) skipped (\(what)); the parameters are unchanged"))
     }
 
-    /// Removes what a killed save left behind (temporary files and checkpoint directories).
+    /// Removes what a killed save left behind (temporary files and checkpoint directories), in
+    /// the directories a run writes and no others: an output directory may hold the user's files.
     func removeLeftovers(onEvent: (TrainerEvent) -> Void) {
-        var dirs = [outputDirectory, checkpointsDirectory]
-        let children = (try? FileManager.default.contentsOfDirectory(at: outputDirectory, includingPropertiesForKeys: [.isDirectoryKey])) ?? []
-        dirs += children.filter { (try? $0.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true && $0 != checkpointsDirectory }
+        let dirs = [outputDirectory, checkpointsDirectory] + ["adapter", "model"].map { outputDirectory.appendingPathComponent($0) }
         for dir in dirs {
             let removed = OutputFiles.removeLeftovers(in: dir)
             if !removed.isEmpty {
