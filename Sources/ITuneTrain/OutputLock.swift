@@ -33,7 +33,7 @@ public final class OutputLock {
                               cause: "in use by \(who); wait for it to finish or choose another output directory")
         } else if let pid = previous, pid != getpid() {
             notice = kill(pid, 0) == 0 || errno == EPERM
-                ? "\(url.path): took over the lock of pid \(pid), which no longer holds it"
+                ? "\(url.path): took over a stale lock from pid \(pid) (it no longer holds it)"
                 : "\(url.path): took over a stale lock from pid \(pid) (no longer running)"
         } else {
             notice = nil
