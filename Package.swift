@@ -22,10 +22,13 @@ let package = Package(
         // libclblast.so.1 at run time. Nothing links against them, so the binaries start
         // (and fall back to the CPU path) on machines without an ICD loader.
         .target(name: "COpenCL", path: "Sources/COpenCL", linkerSettings: [.linkedLibrary("dl")]),
-        // The OpenCL C sources, one file per kernel family, shipped as resources.
+        // The OpenCL C sources, one file per kernel family, and the tuning table, shipped as
+        // resources. KernelSignatureTests fails when a file in Kernels/ is missing here.
         .target(name: "ITuneKernels", path: "Kernels",
                 sources: ["KernelSources.swift"],
-                resources: [.copy("reduce.cl"), .copy("gemm.cl"), .copy("softmax.cl"), .copy("attention.cl"), .copy("norm.cl"), .copy("rope.cl"), .copy("elementwise.cl"), .copy("loss.cl"), .copy("optim.cl"), .copy("embedding.cl")],
+                resources: [.copy("attention.cl"), .copy("elementwise.cl"), .copy("embedding.cl"), .copy("gemm.cl"), .copy("loss.cl"),
+                            .copy("norm.cl"), .copy("optim.cl"), .copy("reduce.cl"), .copy("rope.cl"), .copy("softmax.cl"),
+                            .copy("tuning.json")],
                 swiftSettings: v5),
         .target(name: "ITuneTensor", dependencies: ["COpenCL", "ITuneKernels"], swiftSettings: v5),
         .target(name: "ITuneTokenizers", swiftSettings: v5),
@@ -39,7 +42,9 @@ let package = Package(
                           dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Yams", package: "Yams")],
                           swiftSettings: v5),
-        .executableTarget(name: "itune-bench", dependencies: ["ITune"], path: "benchmarks/itune-bench",
+        .executableTarget(name: "itune-bench",
+                          dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "benchmarks/itune-bench",
                           swiftSettings: v5),
         .testTarget(name: "ITuneTensorTests", dependencies: ["ITuneTensor"], swiftSettings: v5),
         .testTarget(name: "ITuneDataTests", dependencies: ["ITuneData", "ITuneTokenizers"], swiftSettings: v5),

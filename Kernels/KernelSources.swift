@@ -15,11 +15,33 @@ public enum KernelSources {
 
     /// The text of one .cl file.
     static func file(_ family: String) throws -> String {
-        for dir in searchDirectories() {
-            let url = dir.appendingPathComponent(family + ".cl")
-            if let text = try? String(contentsOf: url, encoding: .utf8) { return text }
+        guard let text = resource(family + ".cl").flatMap({ String(data: $0, encoding: .utf8) }) else {
+            throw KernelSourceError.notFound(family: family, searched: searchDirectories().map(\.path))
         }
-        throw KernelSourceError.notFound(family: family, searched: searchDirectories().map(\.path))
+        return text
+    }
+
+    /// The bytes of a file shipped beside the kernels (`softmax.cl`, `tuning.json`), or nil.
+    public static func resource(_ fileName: String) -> Data? {
+        for dir in searchDirectories() {
+            if let data = try? Data(contentsOf: dir.appendingPathComponent(fileName)) { return data }
+        }
+        return nil
+    }
+
+    /// The tunable constants a source declares, with their defaults: every
+    /// `#ifndef NAME` directly followed by `#define NAME <integer>`. The host passes `-DNAME=v`
+    /// to change one (see KernelTuning); a constant the host must always set (a shape) is
+    /// written without a default and is not listed.
+    public static func tunableDefaults(in source: String) -> [String: Int] {
+        let lines = source.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }) }
+        var out: [String: Int] = [:]
+        for (a, b) in zip(lines, lines.dropFirst()) where a.count == 2 && a[0] == "#ifndef" {
+            let commentOnly = b.count == 3 || (b.count > 3 && b[3].hasPrefix("//"))
+            if commentOnly, b[0] == "#define", b[1] == a[1], let v = Int(b[2]) { out[String(a[1])] = v }
+        }
+        return out
     }
 
     static func searchDirectories() -> [URL] {

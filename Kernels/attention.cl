@@ -1,23 +1,27 @@
-// Fused causal scaled-dot-product attention with grouped-query heads (flash-attention style).
+// Fused scaled-dot-product attention with grouped-query heads (flash-attention style).
 //
 // q, o, dout, dq are (B,Tq,NH,D); k, v, dk, dv are (B,Tk,NKV,D); logsumexp and delta are
 // (B,NH,Tq). Tq ≤ Tk: the queries are the last Tq positions of the Tk keys (offset = Tk − Tq),
 // so that decoding with a KV cache runs the same kernel; training has Tq = Tk.
 // Masks, all as key ranges (nothing is read per (query, key) pair):
 //   causal     query t sees keys ≤ t + offset;
-//   segments   packed rows: seg_start[b, p] is the first position of the example that holds
-//              position p and seg_end[b, p] one past its last, so a query sees only keys of its
-//              own example (Tq = Tk). Starts are nondecreasing in p, which bounds each block. Query head h reads kv head h / (NH/NKV). No T×T matrix is ever written to global
+//   segments   packed rows (Tq = Tk): seg_start[b, p] is the first position of the example that
+//              holds position p and seg_end[b, p] one past its last, so a query sees only keys
+//              of its own example, earlier and (without causal) later ones. Starts and ends are
+//              nondecreasing in p, which bounds each block.
+// Query head h reads kv head h / (NH/NKV). No T×T matrix is ever written to global
 // memory: the forward keeps a running max and sum per query row (online softmax) over blocks
 // of keys, and the backward recomputes the probabilities from q, k and the saved logsumexp.
 //
 // Compile-time constants (CLBlast-style specialisation, set by Ops/Attention.swift):
-//   HEAD_DIM  D, the size of one head vector; sizes the private accumulators.
+//   HEAD_DIM  D, the size of one head vector; sizes the private accumulators. A shape, always
+//             set by the host, so it has no default.
 //   BLOCK_Q   the work-group size: rows (queries, or keys in the dK/dV kernel) per group,
-//             one per work-item.
+//             one per work-item. Tunable.
 //   BLOCK_K   rows of the other side staged in local memory at a time, shared by the group.
+//             Tunable; the host lowers it for big heads so that two blocks fit local memory.
 #ifndef HEAD_DIM
-#define HEAD_DIM 64
+#error "HEAD_DIM (the head size) is set by the host"
 #endif
 #ifndef BLOCK_Q
 #define BLOCK_Q 32
@@ -25,6 +29,31 @@
 #ifndef BLOCK_K
 #define BLOCK_K 32
 #endif
+
+// The keys (x: lo, y: hi, visible lo ..< hi) that the query at key position p of batch row b sees.
+int2 key_range(int p, int b, int Tk, int causal, int segments, __global const int* seg_start,
+               __global const int* seg_end) {
+  int2 r = (int2)(0, causal ? p + 1 : Tk);
+  if (segments) {
+    size_t i = (size_t)b * Tk + p;
+    r.x = seg_start[i];
+    r.y = min(r.y, seg_end[i]);
+  }
+  return r;
+}
+
+// The queries (x: lo, y: hi) that see key s of batch row b.
+int2 query_range(int s, int b, int Tq, int Tk, int causal, int segments, __global const int* seg_start,
+                 __global const int* seg_end) {
+  int offset = Tk - Tq;
+  int2 r = (int2)(causal ? max(0, s - offset) : 0, Tq);
+  if (segments) {
+    size_t i = (size_t)b * Tk + s;
+    r.x = max(r.x, seg_start[i] - offset);
+    r.y = seg_end[i] - offset;
+  }
+  return r;
+}
 
 // Copies rows row0 ..< row0+n of head `head` of x (B,T,H,D) into dst (n, D), all work-items
 // of the group together (consecutive items read consecutive floats).
@@ -41,7 +70,7 @@ void stage_rows(__local float* dst, __global const float* x, int b, int T, int H
 // recomputed as exp(score − logsumexp) in one pass, without the max and sum again.
 __kernel void attention_forward(__global float* o, __global float* logsumexp,
                                 __global const float* q, __global const float* k, __global const float* v,
-                                __global const int* seg_start,
+                                __global const int* seg_start, __global const int* seg_end,
                                 int Tq, int Tk, int NH, int NKV, float scale, int causal, int segments) {
   __local float ks[BLOCK_K * HEAD_DIM];
   __local float vs[BLOCK_K * HEAD_DIM];
@@ -57,13 +86,13 @@ __kernel void attention_forward(__global float* o, __global float* logsumexp,
     qr[d] = active ? q[row + d] : 0.0f;
     acc[d] = 0.0f;
   }
-  // This row's visible keys are lo ..< hi.
-  int lo = (segments && active) ? seg_start[(size_t)b * Tk + t + offset] : 0;
-  int hi = causal ? t + offset + 1 : Tk;
-  // The group's first query bounds where any row's keys start, its last where they end.
+  // This row's visible keys are lo ..< hi; the group's first query bounds where any row's keys
+  // start, its last where they end.
   int tFirst = qblock * BLOCK_Q, tLast = min(Tq, tFirst + BLOCK_Q) - 1;
-  int keyBegin = segments ? seg_start[(size_t)b * Tk + tFirst + offset] : 0;
-  int keyEnd = causal ? min(Tk, tLast + offset + 1) : Tk;
+  int2 mine = key_range((active ? t : tLast) + offset, b, Tk, causal, segments, seg_start, seg_end);
+  int lo = mine.x, hi = mine.y;
+  int keyBegin = key_range(tFirst + offset, b, Tk, causal, segments, seg_start, seg_end).x;
+  int keyEnd = key_range(tLast + offset, b, Tk, causal, segments, seg_start, seg_end).y;
   float m = -INFINITY, l = 0.0f;
   for (int k0 = keyBegin; k0 < keyEnd; k0 += BLOCK_K) {
     int nk = min(BLOCK_K, keyEnd - k0);
@@ -119,7 +148,7 @@ __kernel void attention_backward_delta(__global float* delta, __global const flo
 __kernel void attention_backward_dq(__global float* dq, __global const float* q, __global const float* k,
                                     __global const float* v, __global const float* dout,
                                     __global const float* logsumexp, __global const float* delta,
-                                    __global const int* seg_start,
+                                    __global const int* seg_start, __global const int* seg_end,
                                     int Tq, int Tk, int NH, int NKV, float scale, int causal, int segments) {
   __local float ks[BLOCK_K * HEAD_DIM];
   __local float vs[BLOCK_K * HEAD_DIM];
@@ -139,11 +168,11 @@ __kernel void attention_backward_dq(__global float* dq, __global const float* q,
   size_t stat = ((size_t)b * NH + h) * Tq + t;
   float lse = active ? logsumexp[stat] : 0.0f;
   float dlt = active ? delta[stat] : 0.0f;
-  int lo = (segments && active) ? seg_start[(size_t)b * Tk + t + offset] : 0;
-  int hi = causal ? t + offset + 1 : Tk;
   int tFirst = qblock * BLOCK_Q, tLast = min(Tq, tFirst + BLOCK_Q) - 1;
-  int keyBegin = segments ? seg_start[(size_t)b * Tk + tFirst + offset] : 0;
-  int keyEnd = causal ? min(Tk, tLast + offset + 1) : Tk;
+  int2 mine = key_range((active ? t : tLast) + offset, b, Tk, causal, segments, seg_start, seg_end);
+  int lo = mine.x, hi = mine.y;
+  int keyBegin = key_range(tFirst + offset, b, Tk, causal, segments, seg_start, seg_end).x;
+  int keyEnd = key_range(tLast + offset, b, Tk, causal, segments, seg_start, seg_end).y;
   for (int k0 = keyBegin; k0 < keyEnd; k0 += BLOCK_K) {
     int nk = min(BLOCK_K, keyEnd - k0);
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -175,7 +204,7 @@ __kernel void attention_backward_dq(__global float* dq, __global const float* q,
 __kernel void attention_backward_dkv(__global float* dk, __global float* dv, __global const float* q,
                                      __global const float* k, __global const float* v, __global const float* dout,
                                      __global const float* logsumexp, __global const float* delta,
-                                     __global const int* seg_end,
+                                     __global const int* seg_start, __global const int* seg_end,
                                      int Tq, int Tk, int NH, int NKV, float scale, int causal, int segments) {
   __local float qs[BLOCK_K * HEAD_DIM];
   __local float dos[BLOCK_K * HEAD_DIM];
@@ -196,12 +225,12 @@ __kernel void attention_backward_dkv(__global float* dk, __global float* dv, __g
     dvacc[d] = 0.0f;
   }
   // Queries tBegin ..< tEnd see this key; the group's first key bounds where they begin, its
-  // last key's example where they end.
-  int tBegin = causal ? max(0, s - offset) : 0;
-  int tEnd = (segments && active) ? seg_end[(size_t)b * Tk + s] - offset : Tq;
+  // last key where they end.
   int sFirst = kblock * BLOCK_Q, sLast = min(Tk, sFirst + BLOCK_Q) - 1;
-  int queryStart = causal ? max(0, sFirst - offset) : 0;
-  int queryEnd = segments ? seg_end[(size_t)b * Tk + sLast] - offset : Tq;
+  int2 mine = query_range(active ? s : sLast, b, Tq, Tk, causal, segments, seg_start, seg_end);
+  int tBegin = mine.x, tEnd = mine.y;
+  int queryStart = query_range(sFirst, b, Tq, Tk, causal, segments, seg_start, seg_end).x;
+  int queryEnd = query_range(sLast, b, Tq, Tk, causal, segments, seg_start, seg_end).y;
   for (int g = 0; g < group; g++) {
     int h = kvh * group + g;
     __global const float* lseh = logsumexp + ((size_t)b * NH + h) * Tq;

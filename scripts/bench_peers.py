@@ -59,6 +59,10 @@ STEP_CONFIGS = {
     "smollm2-135m": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                          num_attention_heads=9, num_key_value_heads=3, rms_norm_eps=1e-5, rope_theta=100000.0,
                          max_position_embeddings=2048, tie_word_embeddings=True),
+    # Qwen2.5-0.5B's shape (Qwen2ForCausalLM: q/k/v biases), batch 2 x 256.
+    "qwen2.5-0.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864,
+                         num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, rms_norm_eps=1e-6,
+                         rope_theta=1000000.0, max_position_embeddings=32768, tie_word_embeddings=True),
     "smoke": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=128),
 }
@@ -66,11 +70,14 @@ STEP_CONFIGS = {
 
 def step_child(config, mode, device, batch, seq, seconds, min_reps):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
     torch.manual_seed(0)
     if device == "cpu":
         torch.set_num_threads(os.cpu_count())
-    model = LlamaForCausalLM(LlamaConfig(attn_implementation="eager", **STEP_CONFIGS[config])).to(device).float()
+    fields = dict(STEP_CONFIGS[config])
+    qwen = fields.pop("model_type", "llama") == "qwen2"
+    config_class, model_class = (Qwen2Config, Qwen2ForCausalLM) if qwen else (LlamaConfig, LlamaForCausalLM)
+    model = model_class(config_class(attn_implementation="eager", **fields)).to(device).float()
     model.config._attn_implementation = "eager"
     if mode == "lora":
         from peft import LoraConfig, get_peft_model

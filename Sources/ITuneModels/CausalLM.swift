@@ -9,43 +9,43 @@ public protocol CausalLM: Module {
     /// `cache` holds (0..<T without one). Returns logits (B,T,V). A cache gets this call's keys
     /// and values appended; `segments` keeps packed examples apart.
     func logits(_ ids: Tensor, positions: Tensor?, cache: KVCache?, segments: AttentionSegments?) throws -> Tensor
+    /// The final-norm hidden states (B,T,C) that `logits` projects to the vocabulary: what
+    /// sentence embeddings pool. Arguments as for `logits`.
+    func hiddenStates(_ ids: Tensor, positions: Tensor?, cache: KVCache?, segments: AttentionSegments?) throws -> Tensor
+    /// (V,C): what projects hidden states to logits, the lm_head or the tied token embeddings.
+    var outputEmbedding: Tensor { get }
     /// Every projection (Linear or Conv1D) in module order: what LoRA can adapt.
     func projections() -> [any LoRATarget]
 }
 
-/// Keys and values of the positions seen so far, per layer: decoding then runs one new token
-/// through the model instead of the whole sequence again.
-public final class KVCache {
-    public final class Layer {
-        public private(set) var keys: Tensor?
-        public private(set) var values: Tensor?
-
-        /// keys and values are (B,T,NKV,D); returns everything cached so far, these included.
-        public func append(keys k: Tensor, values v: Tensor) throws -> (Tensor, Tensor) {
-            let (newK, newV) = try noGrad {
-                (try keys.map { try Tensor.concatenated([$0, k], axis: 1) } ?? k.detached(),
-                 try values.map { try Tensor.concatenated([$0, v], axis: 1) } ?? v.detached())
-            }
-            keys = newK
-            values = newV
-            return (newK, newV)
-        }
+extension CausalLM {
+    /// The hidden states times `outputEmbedding`ᵀ: logits (B,T,V).
+    public func logits(_ ids: Tensor, positions: Tensor?, cache: KVCache?, segments: AttentionSegments?) throws -> Tensor {
+        let (B, T) = (ids.shape[0], ids.shape[1])
+        let h = try hiddenStates(ids, positions: positions, cache: cache, segments: segments)
+        return try h.linear(outputEmbedding).reshaped([B, T, config.vocabSize])
     }
 
-    public let layers: [Layer]
-    /// Positions cached.
-    public private(set) var length = 0
-
-    public init(layers: Int) { self.layers = (0..<layers).map { _ in Layer() } }
-
-    func layer(_ i: Int) -> Layer { layers[i] }
-    func advance(by n: Int) { length += n }
-}
-
-extension CausalLM {
     public func callAsFunction(_ ids: Tensor) throws -> Tensor { try logits(ids, positions: nil, cache: nil, segments: nil) }
 
-    public func makeCache() -> KVCache { KVCache(layers: config.numLayers) }
+    /// hiddenStates with the defaults: positions 0..<T, no cache, one example per row.
+    public func hiddenStates(_ ids: Tensor) throws -> Tensor {
+        try hiddenStates(ids, positions: nil, cache: nil, segments: nil)
+    }
+
+    /// A cache that grows up to the longest sequence this model computes correctly.
+    public func makeCache() -> KVCache { KVCache(layers: config.numLayers, maxLength: config.maxSequenceLength) }
+
+    /// PEFT `target_modules` for this model's family when the user names none.
+    public var defaultLoRATargets: [String] { config.architecture.family?.defaultLoRATargets ?? LoRAConfig.llamaTargets }
+
+    /// `positions`, or the T positions after what `cache` holds, once the sequence is checked
+    /// against the family's limits (max_position_embeddings, sliding_window).
+    func checkedPositions(_ positions: Tensor?, count T: Int, cache: KVCache?) throws -> Tensor {
+        let start = cache?.length ?? 0
+        try config.checkSequenceLength(start: start, count: T)
+        return try positions ?? Tensor(indices: (0..<T).map { Int32(start + $0) }, shape: [T], on: device)
+    }
 
     /// Mean cross-entropy of logits at t against `targets` at t (already shifted: the caller
     /// puts the next token, or -100 where no loss is taken). ids and targets are i32 (B,T).
@@ -63,23 +63,5 @@ extension CausalLM {
         var shifted = [Int32](repeating: -100, count: B * T)
         for b in 0..<B { for t in 0..<(T - 1) { shifted[b * T + t] = labels[b * T + t + 1] } }
         return try loss(ids, targets: Tensor(indices: shifted, shape: [B, T], on: device), positions: positions, segments: segments)
-    }
-}
-
-/// Loads a Hugging Face model directory (config.json + safetensors) onto `device`.
-public func loadPretrained(_ directory: URL, on device: Device) throws -> any CausalLM {
-    let config = try ModelConfig(configJSON: directory.appendingPathComponent("config.json"))
-    let checkpoint = try Checkpoint(directory: directory)
-    let source: WeightSource = { name, shape, _ in
-        // GPT-2 checkpoints often lack the `transformer.` prefix that transformers' state dict has.
-        if !checkpoint.contains(name), name.hasPrefix("transformer."),
-           checkpoint.contains(String(name.dropFirst("transformer.".count))) {
-            return try checkpoint.tensor(String(name.dropFirst("transformer.".count)), on: device, shape: shape)
-        }
-        return try checkpoint.tensor(name, on: device, shape: shape)
-    }
-    switch config.architecture {
-    case .llama, .mistral, .qwen2: return try LlamaModel(config, on: device, from: source)
-    case .gpt2: return try GPT2Model(config, on: device, from: source)
     }
 }

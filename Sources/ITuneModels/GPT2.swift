@@ -1,3 +1,4 @@
+import Foundation
 import ITuneTensor
 
 /// One GPT-2 layer: x + attn(ln_1(x)), then h + mlp(ln_2(h)), with Conv1D projections, a
@@ -47,6 +48,7 @@ public final class GPT2Model: CausalLM {
     public let finalNorm: LayerNorm
 
     public init(_ c: ModelConfig, on device: Device, from source: WeightSource) throws {
+        try c.validate()
         config = c
         self.device = device
         tokenEmbedding = try Embedding("transformer.wte", count: c.vocabSize, dim: c.hiddenSize, from: source)
@@ -55,20 +57,19 @@ public final class GPT2Model: CausalLM {
         finalNorm = try LayerNorm("transformer.ln_f", dim: c.hiddenSize, eps: c.normEps, from: source)
     }
 
-    public func logits(_ ids: Tensor, positions: Tensor? = nil, cache: KVCache? = nil,
-                       segments: AttentionSegments? = nil) throws -> Tensor {
-        let (B, T) = (ids.shape[0], ids.shape[1])
-        let start = cache?.length ?? 0
-        guard start + T <= config.maxPositions else {
-            throw TensorError.invalidArgument(op: "GPT2Model", "sequence of \(start + T) tokens is longer than n_positions \(config.maxPositions)")
-        }
-        let pos = try positions ?? Tensor(indices: (Int32(start)..<Int32(start + T)).map { $0 }, shape: [T], on: device)
+    /// ids is i32 (B,T); returns the final-LayerNorm hidden states (B,T,C).
+    public func hiddenStates(_ ids: Tensor, positions: Tensor? = nil, cache: KVCache? = nil,
+                             segments: AttentionSegments? = nil) throws -> Tensor {
+        let T = ids.shape[1]
+        let pos = try checkedPositions(positions, count: T, cache: cache)
         var h = try tokenEmbedding(ids) + positionEmbedding(pos)
         for (i, layer) in layers.enumerated() { h = try layer(h, cache: cache?.layer(i), segments: segments) }
         cache?.advance(by: T)
-        h = try finalNorm(h)
-        return try h.linear(tokenEmbedding.weight).reshaped([B, T, config.vocabSize])
+        return try finalNorm(h)
     }
+
+    /// lm_head is tied to `wte`.
+    public var outputEmbedding: Tensor { tokenEmbedding.weight }
 
     public func projections() -> [any LoRATarget] {
         layers.flatMap { l -> [any LoRATarget] in [l.attention, l.attentionOut, l.fc, l.proj] }
@@ -79,4 +80,52 @@ public final class GPT2Model: CausalLM {
         for l in layers { out += l.namedParameters() }
         return out + finalNorm.namedParameters()
     }
+}
+
+extension Architecture {
+    public static let gpt2 = Architecture(rawValue: "gpt2")
+}
+
+extension ModelFamily {
+    /// GPT2LMHeadModel: its own field names (n_embd, n_layer, …), Conv1D weights, tied lm_head.
+    /// Checkpoints often lack transformers' `transformer.` prefix; both are accepted.
+    public static let gpt2 = ModelFamily(
+        architecture: .gpt2, classNames: ["GPT2LMHeadModel"], defaultLoRATargets: LoRAConfig.gpt2Targets,
+        decode: { f in
+            let vocab = try f.size("vocab_size")
+            let hidden = try f.size("n_embd", "hidden_size")
+            let layers = try f.size("n_layer", "num_hidden_layers")
+            let heads = try f.size("n_head", "num_attention_heads")
+            guard hidden % heads == 0 else {
+                throw ModelFileError.malformed(file: f.file, "n_embd \(hidden) is not a multiple of n_head \(heads)")
+            }
+            let inner: Int
+            if let n = try f.optionalSize("n_inner") { inner = n } else {
+                let (four, overflow) = hidden.multipliedReportingOverflow(by: 4)
+                guard !overflow else { throw ModelFileError.malformed(file: f.file, "4 × n_embd \(hidden) overflows (n_inner)") }
+                inner = four
+            }
+            if let act = try f.string("activation_function"), !["gelu_new", "gelu_pytorch_tanh"].contains(act) {
+                throw f.refuse("activation_function", "is \(act) (only the tanh GELU, gelu_new, is implemented)")
+            }
+            if try f.bool("scale_attn_weights") == false { throw f.refuse("scale_attn_weights", "is false (unscaled attention is not implemented)") }
+            if try f.bool("scale_attn_by_inverse_layer_idx") == true {
+                throw f.refuse("scale_attn_by_inverse_layer_idx", "is true (per-layer attention scaling is not implemented)")
+            }
+            if try f.bool("tie_word_embeddings") == false { throw f.refuse("tie_word_embeddings", "is false (GPT-2's lm_head is tied to wte here)") }
+            return ModelConfig(architecture: .gpt2, vocabSize: vocab, hiddenSize: hidden, intermediateSize: inner, numLayers: layers,
+                               numHeads: heads, normEps: try f.positiveFloat("layer_norm_epsilon", default: 1e-5, allowZero: true),
+                               maxPositions: try f.size("n_positions", "max_position_embeddings"), tieWordEmbeddings: true,
+                               qkvBias: true, outputBias: true, mlpBias: true, bosTokenID: try f.int("bos_token_id"),
+                               eosTokenIDs: try f.eosTokenIDs())
+        },
+        encode: { c in
+            ["n_embd": c.hiddenSize, "n_inner": c.intermediateSize, "n_layer": c.numLayers, "n_head": c.numHeads,
+             "n_positions": c.maxPositions, "layer_norm_epsilon": c.normEps, "activation_function": "gelu_new",
+             "tie_word_embeddings": true]
+        },
+        make: { c, device, source in try GPT2Model(c, on: device, from: source) },
+        checkpointNames: { name in
+            name.hasPrefix("transformer.") ? [name, String(name.dropFirst("transformer.".count))] : [name]
+        })
 }

@@ -39,7 +39,7 @@ extension CausalLM {
             let start = Date()
             var prefill = 0.0
             while out.count < options.maxNewTokens {
-                if cache.length + input.count > config.maxPositions { reason = .contextFull; break }
+                if cache.length + input.count > config.maxSequenceLength { reason = .contextFull; break }
                 let ids = try Tensor(indices: input, shape: [1, input.count], on: device)
                 let logits = try self.logits(ids, positions: nil, cache: cache, segments: nil)
                 let last = try logits.narrow(axis: 1, start: input.count - 1, length: 1).toArray()

@@ -1,14 +1,15 @@
 import Foundation
+import ITuneTensor
 
-/// The decoder families itune-gpu loads from Hugging Face checkpoints.
-public enum Architecture: String, Sendable, CaseIterable {
-    case llama, mistral, qwen2, gpt2
+/// The name of a model family: config.json's `model_type` ("llama", "phi3", …). What a family
+/// is (how its config reads, how it is built, its LoRA targets) is its `ModelFamily` entry.
+public struct Architecture: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
 
-    /// The `architectures` names of config.json for each family.
-    public static let classNames: [String: Architecture] = [
-        "LlamaForCausalLM": .llama, "MistralForCausalLM": .mistral, "Qwen2ForCausalLM": .qwen2,
-        "GPT2LMHeadModel": .gpt2,
-    ]
+    /// The registered family of this name, nil when none is.
+    public var family: ModelFamily? { ModelFamily.named(self) }
 }
 
 /// How rotary frequencies are rescaled for long contexts (`rope_scaling`).
@@ -17,10 +18,12 @@ public enum RoPEScaling: Sendable, Equatable {
     case llama3(factor: Float, lowFreqFactor: Float, highFreqFactor: Float, originalMaxPositions: Int)
 }
 
-/// The shape of a decoder-only model, read from config.json or built in code.
+/// The shape of a decoder-only model, read from config.json (through its family's
+/// `ModelFamily.decode`) or built in code.
 ///
 /// Llama 2/3, TinyLlama, SmolLM/SmolLM2 and Mistral share one layout; Qwen2 adds q/k/v
-/// biases; GPT-2 has learned positions, LayerNorm, a GELU MLP and Conv1D weights.
+/// biases; Phi-3 fuses q/k/v and gate/up; GPT-2 has learned positions, LayerNorm, a GELU MLP
+/// and Conv1D weights. Fields a family does not use keep their defaults.
 public struct ModelConfig: Sendable, Equatable {
     public var architecture: Architecture = .llama
     public var vocabSize: Int
@@ -41,12 +44,19 @@ public struct ModelConfig: Sendable, Equatable {
     public var mlpBias: Bool
     public var bosTokenID: Int?
     public var eosTokenIDs: [Int]
+    /// Attention sees at most this many keys back (Mistral, Phi-3, Qwen2 with
+    /// `use_sliding_window`). Sequences up to the window compute exactly as full attention;
+    /// longer ones are refused (see `checkSequenceLength`), since no kernel here masks by window.
+    public var slidingWindow: Int?
+    /// Layers before this index attend to everything (Qwen2's `max_window_layers`); the window
+    /// applies from here on. Kept so that a saved config reproduces the original.
+    public var firstSlidingWindowLayer: Int = 0
 
     public init(architecture: Architecture = .llama, vocabSize: Int, hiddenSize: Int, intermediateSize: Int,
                 numLayers: Int, numHeads: Int, numKVHeads: Int? = nil, headDim: Int? = nil, normEps: Float = 1e-5,
                 ropeTheta: Float = 10000, ropeScaling: RoPEScaling? = nil, maxPositions: Int = 2048,
                 tieWordEmbeddings: Bool = false, qkvBias: Bool = false, outputBias: Bool = false, mlpBias: Bool = false,
-                bosTokenID: Int? = nil, eosTokenIDs: [Int] = []) {
+                bosTokenID: Int? = nil, eosTokenIDs: [Int] = [], slidingWindow: Int? = nil) {
         self.architecture = architecture
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
@@ -54,7 +64,7 @@ public struct ModelConfig: Sendable, Equatable {
         self.numLayers = numLayers
         self.numHeads = numHeads
         self.numKVHeads = numKVHeads ?? numHeads
-        self.headDim = headDim ?? hiddenSize / numHeads
+        self.headDim = headDim ?? (numHeads > 0 ? hiddenSize / numHeads : 0)
         self.normEps = normEps
         self.ropeTheta = ropeTheta
         self.ropeScaling = ropeScaling
@@ -65,6 +75,7 @@ public struct ModelConfig: Sendable, Equatable {
         self.mlpBias = mlpBias
         self.bosTokenID = bosTokenID
         self.eosTokenIDs = eosTokenIDs
+        self.slidingWindow = slidingWindow
     }
 
     /// Reads a Hugging Face `config.json`. Unknown architectures and missing fields are
@@ -80,73 +91,57 @@ public struct ModelConfig: Sendable, Equatable {
         try self.init(json: json, file: path)
     }
 
+    /// Reads config.json's fields through the family its `architectures` (or `model_type`)
+    /// names. Unknown families list the supported ones; missing, malformed or out-of-range
+    /// fields and maths this code does not implement are errors naming the file and the field.
     public init(json: [String: Any], file: String = "config.json") throws {
-        func int(_ key: String) -> Int? { (json[key] as? NSNumber)?.intValue }
-        func float(_ key: String) -> Float? { (json[key] as? NSNumber)?.floatValue }
-        func need(_ key: String, _ alternatives: String...) throws -> Int {
-            for k in [key] + alternatives { if let v = int(k) { return v } }
-            throw ModelFileError.missingField(file: file, field: key)
-        }
+        let fields = ConfigFields(json, file: file)
         let classes = (json["architectures"] as? [String]) ?? []
         let modelType = json["model_type"] as? String
-        guard let arch = classes.lazy.compactMap({ Architecture.classNames[$0] }).first
-            ?? modelType.flatMap(Architecture.init(rawValue:)) else {
+        guard let family = classes.lazy.compactMap(ModelFamily.forClassName).first
+            ?? modelType.flatMap({ ModelFamily.named(Architecture(rawValue: $0)) }) else {
             throw ModelFileError.unsupportedArchitecture(file: file, found: classes.first ?? modelType ?? "(none given)",
-                                                         supported: Architecture.classNames.keys.sorted())
+                                                         supported: ModelFamily.registered.flatMap(\.classNames).sorted())
         }
-        let eos: [Int]
-        if let list = json["eos_token_id"] as? [NSNumber] { eos = list.map(\.intValue) } else { eos = int("eos_token_id").map { [$0] } ?? [] }
+        try fields.refuseUnimplementedMaths()
+        self = try family.decode(fields)
+        try validate(file: file)
+    }
 
-        if arch == .gpt2 {
-            let hidden = try need("n_embd", "hidden_size")
-            self.init(architecture: .gpt2, vocabSize: try need("vocab_size"), hiddenSize: hidden,
-                      intermediateSize: int("n_inner") ?? 4 * hidden, numLayers: try need("n_layer", "num_hidden_layers"),
-                      numHeads: try need("n_head", "num_attention_heads"), normEps: float("layer_norm_epsilon") ?? 1e-5,
-                      maxPositions: try need("n_positions", "max_position_embeddings"), tieWordEmbeddings: true,
-                      qkvBias: true, outputBias: true, mlpBias: true, bosTokenID: int("bos_token_id"), eosTokenIDs: eos)
-            if let act = json["activation_function"] as? String, !["gelu_new", "gelu_pytorch_tanh"].contains(act) {
-                throw ModelFileError.malformed(file: file, "activation_function \(act) is not supported (gelu_new)")
-            }
-            return
+    /// Checks every size for what the model code needs: positive, heads dividing as attention
+    /// requires, products that fit. Errors name the field as transformers spells it.
+    public func validate(file: String = "config") throws {
+        func fail(_ why: String) -> ModelFileError { .malformed(file: file, why) }
+        for (name, v) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+                          ("num_hidden_layers", numLayers), ("num_attention_heads", numHeads),
+                          ("num_key_value_heads", numKVHeads), ("head_dim", headDim),
+                          ("max_position_embeddings", maxPositions)] where v <= 0 || v > Int(Int32.max) {
+            throw fail("\(name) must be a positive integer no larger than \(Int32.max), got \(v)")
         }
-        let hidden = try need("hidden_size")
-        let heads = try need("num_attention_heads")
-        // Newer transformers nest rope settings in `rope_parameters`.
-        let ropeParams = json["rope_parameters"] as? [String: Any]
-        let theta = (json["rope_theta"] as? NSNumber)?.floatValue ?? (ropeParams?["rope_theta"] as? NSNumber)?.floatValue ?? 10000
-        var scaling: RoPEScaling? = nil
-        if let s = (json["rope_scaling"] as? [String: Any]) ?? ropeParams {
-            let type = (s["rope_type"] as? String) ?? (s["type"] as? String) ?? "default"
-            let f = { (k: String) in (s[k] as? NSNumber)?.floatValue }
-            switch type {
-            case "default": break
-            case "linear":
-                guard let factor = f("factor") else { throw ModelFileError.missingField(file: file, field: "rope_scaling.factor") }
-                scaling = .linear(factor: factor)
-            case "llama3":
-                guard let factor = f("factor"), let low = f("low_freq_factor"), let high = f("high_freq_factor"),
-                      let orig = (s["original_max_position_embeddings"] as? NSNumber)?.intValue else {
-                    throw ModelFileError.missingField(file: file, field: "rope_scaling (llama3 needs factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)")
-                }
-                scaling = .llama3(factor: factor, lowFreqFactor: low, highFreqFactor: high, originalMaxPositions: orig)
-            default:
-                throw ModelFileError.malformed(file: file, "rope_scaling type \(type) is not supported (default, linear, llama3)")
-            }
-        }
-        if let act = json["hidden_act"] as? String, act != "silu" {
-            throw ModelFileError.malformed(file: file, "hidden_act \(act) is not supported (silu)")
-        }
-        let attentionBias = (json["attention_bias"] as? Bool) ?? false
-        self.init(architecture: arch, vocabSize: try need("vocab_size"), hiddenSize: hidden,
-                  intermediateSize: try need("intermediate_size"), numLayers: try need("num_hidden_layers"),
-                  numHeads: heads, numKVHeads: int("num_key_value_heads") ?? heads,
-                  headDim: int("head_dim") ?? hidden / heads, normEps: float("rms_norm_eps") ?? 1e-6,
-                  ropeTheta: theta, ropeScaling: scaling, maxPositions: int("max_position_embeddings") ?? 2048,
-                  tieWordEmbeddings: (json["tie_word_embeddings"] as? Bool) ?? false,
-                  qkvBias: arch == .qwen2 || attentionBias, outputBias: attentionBias,
-                  mlpBias: (json["mlp_bias"] as? Bool) ?? false, bosTokenID: int("bos_token_id"), eosTokenIDs: eos)
         guard numHeads % numKVHeads == 0 else {
-            throw ModelFileError.malformed(file: file, "num_attention_heads \(numHeads) is not a multiple of num_key_value_heads \(numKVHeads)")
+            throw fail("num_attention_heads \(numHeads) is not a multiple of num_key_value_heads \(numKVHeads)")
+        }
+        if let w = slidingWindow, w <= 0 { throw fail("sliding_window must be positive, got \(w)") }
+        for (names, a, b) in [("num_attention_heads × head_dim", numHeads, headDim), ("vocab_size × hidden_size", vocabSize, hiddenSize),
+                              ("intermediate_size × hidden_size", intermediateSize, hiddenSize),
+                              ("max_position_embeddings × head_dim", maxPositions, headDim)] {
+            guard !a.multipliedReportingOverflow(by: b).overflow else { throw fail("\(names) overflows: \(a) × \(b)") }
+        }
+    }
+
+    /// The most positions one sequence (cache included) may span: max_position_embeddings,
+    /// or the sliding window when it is smaller.
+    public var maxSequenceLength: Int { min(maxPositions, slidingWindow ?? Int.max) }
+
+    /// Throws, naming the field that limits it, when `start` cached positions plus `count` new
+    /// ones exceed what this model computes correctly.
+    public func checkSequenceLength(start: Int, count: Int) throws {
+        let (end, overflow) = start.addingReportingOverflow(count)
+        if let w = slidingWindow, overflow || end > w {
+            throw TensorError.invalidArgument(op: architecture.rawValue, "\(start) cached + \(count) new positions exceed sliding_window \(w); attention beyond the window is not implemented")
+        }
+        guard !overflow, end <= maxPositions else {
+            throw TensorError.invalidArgument(op: architecture.rawValue, "\(start) cached + \(count) new positions exceed max_position_embeddings \(maxPositions)")
         }
     }
 

@@ -55,8 +55,10 @@ public final class SafetensorsFile {
         var ok = false
         defer { if !ok { munmap(m, fileSize) } }
 
-        let headerLength = Int(m.loadUnaligned(as: UInt64.self).littleEndian)
-        guard headerLength <= Self.maxHeaderBytes else { throw fail("header length \(headerLength) exceeds 100 MB") }
+        // Compared as UInt64: a length of 2^63 or more does not fit an Int.
+        let rawLength = m.loadUnaligned(as: UInt64.self).littleEndian
+        guard rawLength <= UInt64(Self.maxHeaderBytes) else { throw fail("header length \(rawLength) exceeds 100 MB") }
+        let headerLength = Int(rawLength)
         guard headerLength <= fileSize - 8 else {
             throw fail("header length \(headerLength) runs past the end of the file (\(fileSize) bytes): truncated?")
         }
@@ -82,21 +84,28 @@ public final class SafetensorsFile {
             guard let dtype = info["dtype"] as? String else { throw fail("tensor \(name): missing dtype") }
             guard let size = Self.byteSizes[dtype] else { throw fail("tensor \(name): unknown dtype \(dtype)") }
             guard let shapeAny = info["shape"] as? [Any] else { throw fail("tensor \(name): missing shape") }
-            let shape = shapeAny.compactMap { ($0 as? NSNumber)?.intValue }
-            guard shape.count == shapeAny.count, shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \(name): bad shape \(shapeAny)") }
+            let shape = shapeAny.compactMap(exactInteger)
+            guard shape.count == shapeAny.count, shape.allSatisfy({ $0 >= 0 }) else {
+                throw fail("tensor \(name): bad shape \(shapeAny) (dimensions must be non-negative integers)")
+            }
             guard let offs = info["data_offsets"] as? [Any], offs.count == 2,
-                  let begin = (offs[0] as? NSNumber)?.intValue, let end = (offs[1] as? NSNumber)?.intValue else {
-                throw fail("tensor \(name): data_offsets must be [begin, end]")
+                  let begin = exactInteger(offs[0]), let end = exactInteger(offs[1]) else {
+                throw fail("tensor \(name): data_offsets must be two integers [begin, end]")
             }
             guard begin >= 0, begin <= end, end <= dataSize else {
                 throw fail("tensor \(name): data_offsets [\(begin), \(end)) lie outside the \(dataSize) data bytes: truncated?")
             }
+            // Checked: a shape like [2^62] must be an error, not an overflow trap.
             let (count, overflow) = shape.reduce((1, false)) { acc, d in
                 let (r, o) = acc.0.multipliedReportingOverflow(by: d)
                 return (r, acc.1 || o)
             }
-            guard !overflow, count * size == end - begin else {
-                throw fail("tensor \(name): \(dtype) \(shape) needs \(count * size) bytes, data_offsets give \(end - begin)")
+            let (bytes, bytesOverflow) = count.multipliedReportingOverflow(by: size)
+            guard !overflow, !bytesOverflow else {
+                throw fail("tensor \(name): \(dtype) \(shape) has more bytes than a file can hold")
+            }
+            guard bytes == end - begin else {
+                throw fail("tensor \(name): \(dtype) \(shape) needs \(bytes) bytes, data_offsets give \(end - begin)")
             }
             entries[name] = Entry(name: name, dtype: dtype, shape: shape, range: begin..<end)
         }

@@ -18,6 +18,7 @@ public struct EvaluationResult: Sendable, Codable {
 /// Sequences are grouped into batches of equal length so nothing is padded. Throws when no token
 /// is scored.
 public func evaluate(_ model: any CausalLM, sequences: [(ids: [Int32], labels: [Int32])], batchSize: Int = 8) throws -> EvaluationResult {
+    try OptionCheck.atLeast(batchSize, 1, "batch-size")
     let start = Date()
     var byLength: [Int: [Int]] = [:]
     for (i, s) in sequences.enumerated() where s.ids.count >= 2 { byLength[s.ids.count, default: []].append(i) }

@@ -4,12 +4,16 @@ import ITuneModels
 import ITuneTensor
 import ITuneTokenizers
 
-/// Everything a fine-tuning run needs, with the defaults `itune-gpu train` uses. Codable so that
-/// it is written beside the outputs (and read from `--config`).
-public struct FineTuneConfig: Codable, Sendable, Equatable {
+/// Everything a fine-tuning run needs, with the defaults `itune-gpu train` uses (stated here
+/// once: the command's help and `FineTuneConfig.options` take them from these initial values).
+/// Codable with the long option names as keys (`lora-rank`, `batch-size`, `lr`): a run writes
+/// it as `itune_config.json`, and `--config` reads the same keys (see FineTuneOptions.swift).
+public struct FineTuneConfig: Sendable, Equatable {
     public enum Mode: String, Codable, Sendable, CaseIterable { case lora, full }
 
+    /// The Hugging Face model directory.
     public var model: String
+    /// Training data files or directories.
     public var data: [String]
     /// A mixture file (itune-gpu select writes one): tasks sampled FLAN-style instead of `data`.
     public var mixture: String? = nil
@@ -28,13 +32,24 @@ public struct FineTuneConfig: Codable, Sendable, Equatable {
     public var trainOnInputs = false
     public var skipBadRecords = false
     public var initAdapter: String? = nil
+    /// The id that pads batches; nil: the tokenizer's pad token, else its eos, else 0. The
+    /// `itune_config.json` of a run records the id used.
+    public var padID: Int32? = nil
     public var resume = false
+    /// Resume even when options that change the loss curve differ from the saved run's.
+    public var resumeAnyway = false
     /// Generations written at the end, from held-out instructions.
     public var samples = 3
 
-    public init(model: String, data: [String]) {
+    public init(model: String = "", data: [String] = []) {
         self.model = model
         self.data = data
+    }
+
+    /// `mode == .full`, as the `full` option spells it.
+    var full: Bool {
+        get { mode == .full }
+        set { mode = newValue ? .full : .lora }
     }
 }
 
@@ -59,9 +74,12 @@ public struct FineTuneJob {
     }
 
     public func run(log: (String) -> Void = { print($0) }, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> FineTuneResult {
-        let c = config
+        var c = config
+        try c.validate()
         let modelDir = URL(fileURLWithPath: c.model)
         let out = URL(fileURLWithPath: c.output)
+        let configURL = out.appendingPathComponent("itune_config.json")
+        if c.resume { try checkResumable(savedConfig: configURL, log: log) }
         let bundle = try ModelBundle(directory: modelDir, on: device)
         let model = bundle.model, tokenizer = bundle.tokenizer
         log(String(format: "model: %@ (%@, %.1fM parameters) loaded in %.2f s on %@", modelDir.path, model.config.architecture.rawValue,
@@ -124,9 +142,8 @@ public struct FineTuneJob {
         var loraConfig = c.lora
         switch c.mode {
         case .lora:
-            if model.config.architecture == .gpt2, loraConfig.targetModules == LoRAConfig.llamaTargets {
-                loraConfig.targetModules = LoRAConfig.gpt2Targets
-            }
+            if loraConfig.targetModules == LoRAConfig.llamaTargets { loraConfig.targetModules = model.defaultLoRATargets }
+            try c.validate(for: model, lora: loraConfig)
             if let initDir = c.initAdapter {
                 loraConfig = try model.loadAdapter(from: URL(fileURLWithPath: initDir), trainable: true)
                 log("LoRA: starting from the adapter in \(initDir) (r \(loraConfig.rank), alpha \(loraConfig.alpha))")
@@ -145,13 +162,16 @@ public struct FineTuneJob {
             log("full fine-tuning: \(model.parameterCount) parameters")
         }
 
+        if c.mode == .full { try c.validate(for: model, lora: loraConfig) }
+        // The config written below records the pad id used.
+        c.padID = c.padID ?? Int32(tokenizer.padTokenID ?? tokenizer.eosTokenID ?? 0)
         var trainerOptions = c.trainer
-        trainerOptions.padID = Int32(tokenizer.padTokenID ?? tokenizer.eosTokenID ?? 0)
+        trainerOptions.padID = c.padID ?? 0
         let trainer = try Trainer(model: model, trainable: trainable, options: trainerOptions, train: rows,
                                   validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out)
         log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation, lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        try JSONEncoder.pretty.encode(c).write(to: out.appendingPathComponent("itune_config.json"))
+        try c.encodedJSON().write(to: configURL, options: .atomic)
         let summary = try trainer.run(resume: c.resume, onEvent: onEvent)
 
         // Outputs.
@@ -174,6 +194,32 @@ public struct FineTuneJob {
             samples.append((turn.instruction, turn.response, text.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
         return FineTuneResult(summary: summary, outputDirectory: final, stats: stats, samples: samples)
+    }
+}
+
+extension FineTuneJob {
+    /// Refuses to resume when a checkpoint exists and an option that changes the loss curve
+    /// differs from the run that wrote `savedConfig`, naming each, unless `resumeAnyway`.
+    func checkResumable(savedConfig: URL, log: (String) -> Void) throws {
+        let checkpoints = URL(fileURLWithPath: config.output).appendingPathComponent("checkpoints")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: checkpoints.path)) ?? []
+        guard names.contains(where: { $0.hasPrefix("step-") }) else { return }
+        let changes: [String]
+        do {
+            changes = config.curveChanges(from: try FineTuneConfig.read(contentsOf: savedConfig))
+        } catch {
+            guard config.resumeAnyway else {
+                throw TrainError.invalid("--resume: cannot compare with the saved options (\(error)); --resume-anyway continues without comparing")
+            }
+            log("warning: --resume-anyway: cannot compare with the saved options (\(error))")
+            return
+        }
+        guard !changes.isEmpty else { return }
+        let list = changes.joined(separator: "; ")
+        guard config.resumeAnyway else {
+            throw TrainError.invalid("--resume would change the loss curve of the run in \(config.output): \(list). Give the saved values (\(savedConfig.path)), or --resume-anyway to continue regardless")
+        }
+        log("warning: --resume-anyway with changed options: \(list)")
     }
 }
 

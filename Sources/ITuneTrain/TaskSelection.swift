@@ -82,10 +82,7 @@ public final class SentenceEncoder {
                     case let .bert(m):
                         states = try m(Tensor(indices: flat, shape: [rows.count, T], on: m.device))
                     case let .causal(m):
-                        guard let llama = m as? LlamaModel else {
-                            throw TensorError.invalidArgument(op: "SentenceEncoder", "hidden-state embeddings need a Llama-family model; pass --encoder")
-                        }
-                        states = try llama.hiddenStates(Tensor(indices: flat, shape: [rows.count, T], on: m.device))
+                        states = try m.hiddenStates(Tensor(indices: flat, shape: [rows.count, T], on: m.device))
                     }
                     let pooled = try states.meanOverTokens().toArray()
                     let H = pooled.count / rows.count

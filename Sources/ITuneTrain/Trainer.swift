@@ -106,9 +106,7 @@ public final class Trainer {
     public init(model: any CausalLM, trainable: [(String, Tensor)], options: TrainerOptions, train: [TrainingRow],
                 validation: [TrainingRow] = [], outputDirectory: URL) throws {
         guard !train.isEmpty else { throw TrainError.invalid("no training rows") }
-        guard options.batchSize > 0, options.gradientAccumulation > 0 else {
-            throw TrainError.invalid("batch size and gradient accumulation must be positive")
-        }
+        try options.validate()
         self.model = model
         self.trainable = trainable
         self.options = options

@@ -21,6 +21,12 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.") var json = false
     @OptionGroup var deviceOptions: DeviceOptions
 
+    func validate() throws {
+        try OptionCheck.atLeast(batchSize, 1, "batch-size")
+        try OptionCheck.atLeast(examplesPerTask, 1, "examples-per-task")
+        if let maxLength { try OptionCheck.atLeast(maxLength, 1, "max-length") }
+    }
+
     func run() throws {
         let device = try deviceOptions.resolve(verbose: !json)
         let bundle = try ModelBundle(directory: URL(fileURLWithPath: model), on: device)
@@ -69,25 +75,5 @@ struct EvalCommand: ParsableCommand {
             print(String(format: "mean loss %.4f, perplexity %.3f over %d tokens of %d sequences (%d truncated to %d) in %.2f s",
                          r.meanLoss, r.perplexity, r.tokens, r.sequences, stats.truncated, length, r.seconds))
         }
-    }
-}
-
-struct MergeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "merge",
-        abstract: "Fold a LoRA adapter into its base model and write a full model directory that transformers loads.")
-
-    @Option(help: "Base model directory.") var model: String
-    @Option(help: "PEFT LoRA adapter directory.") var adapter: String
-    @Option(help: "Output model directory.") var output: String
-    @Option(help: "Stored dtype: F32, F16 or BF16.") var dtype = "F32"
-
-    func run() throws {
-        let base = URL(fileURLWithPath: model)
-        let m = try loadPretrained(base, on: .cpu)
-        let cfg = try m.loadAdapter(from: URL(fileURLWithPath: adapter))
-        try m.mergeLoRA()
-        try m.savePretrained(to: URL(fileURLWithPath: output), dtype: dtype.uppercased(), tokenizerDirectory: base)
-        print("merged \(m.projections().filter { cfg.targets($0.name) }.count) adapted projections (r \(cfg.rank), alpha \(cfg.alpha)) into \(output)")
     }
 }

@@ -39,6 +39,12 @@ struct GenerateCommand: ParsableCommand {
 
     @OptionGroup var deviceOptions: DeviceOptions
 
+    var options: GenerationOptions {
+        GenerationOptions(maxNewTokens: maxNewTokens, sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed))
+    }
+
+    func validate() throws { try options.validate() }
+
     func run() throws {
         let device = try deviceOptions.resolve(verbose: false)
         let bundle = try ModelBundle(directory: URL(fileURLWithPath: model), on: device)
@@ -50,9 +56,8 @@ struct GenerateCommand: ParsableCommand {
             prompt = t.prompt(instruction: prompt)
             stops += t.stopStrings
         }
-        let sampling = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
         FileHandle.standardOutput.write(Data(prompt.utf8))
-        let (_, result) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: maxNewTokens, sampling: sampling),
+        let (_, result) = try bundle.generate(prompt: prompt, options: options,
                                               stopStrings: stops) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }

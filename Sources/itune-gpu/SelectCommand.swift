@@ -30,6 +30,13 @@ struct SelectCommand: ParsableCommand {
     @Flag(help: "Print the ranking as JSON.") var json = false
     @OptionGroup var deviceOptions: DeviceOptions
 
+    func validate() throws {
+        try OptionCheck.atLeast(topK, 1, "top-k")
+        try OptionCheck.atLeast(cap, 1, "cap")
+        try OptionCheck.atLeast(promptsPerFile, 1, "prompts-per-file")
+        try OptionCheck.atLeast(alignSteps, 1, "align-steps")
+    }
+
     func run() throws {
         let device = try deviceOptions.resolve(verbose: !json)
         var embedder: SentenceEncoder
@@ -93,20 +100,5 @@ struct SelectCommand: ParsableCommand {
             }
             print("wrote \(output): \(chosen.count) tasks (examples-proportional, cap \(cap)); train with itune-gpu train --mixture \(output)")
         }
-    }
-}
-
-struct DemoPoolCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "demo-pool",
-        abstract: "Write the built-in task families as a task pool (one Alpaca JSONL file per family × template, English and Japanese).")
-
-    @Option(help: "Directory to write.") var output = "itune-pool"
-    @Option(help: "Examples per file.") var perFile = 200
-    @Option(help: "Seed.") var seed: UInt64 = 7
-
-    func run() throws {
-        let files = try SyntheticTasks.writePool(to: URL(fileURLWithPath: output), perFile: perFile, seed: seed)
-        print("wrote \(files.count) files (\(SyntheticTasks.familyNames.count) tasks × 6 templates, \(perFile) examples each) to \(output)")
     }
 }

@@ -8,7 +8,7 @@ import XCTest
 final class PretrainedGoldenTests: XCTestCase {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../Fixtures/models").standardized
-    static let names = ["llama_gqa_untied", "llama_tied_headdim20_llama3rope", "qwen2_qkv_bias", "mistral_gqa", "gpt2"]
+    static let names = ["llama_gqa_untied", "llama_tied_headdim20_llama3rope", "qwen2_qkv_bias", "mistral_gqa", "gpt2", "phi3_fused"]
 
     struct Expected: Decodable {
         let input_ids: [[Int32]]

@@ -82,6 +82,34 @@ final class SafetensorsTests: XCTestCase {
         expectError(short, "too short")
     }
 
+    /// Issue 12: lengths and sizes that trapped (a header length of 2^63 or more, element count
+    /// × dtype size past Int.max) or were not integers are errors naming the file and tensor.
+    func testHugeLengthsAndSizesAreErrorsNotTraps() throws {
+        func expectError(_ url: URL, _ needles: String..., line: UInt = #line) {
+            XCTAssertThrowsError(try SafetensorsFile(url: url), line: line) { e in
+                let text = "\(e)"
+                XCTAssertTrue(text.contains(url.path), "names the file: \(text)", line: line)
+                for n in needles { XCTAssertTrue(text.contains(n), "\(n) in: \(text)", line: line) }
+            }
+        }
+        let w = #"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
+        expectError(try rawFile(w, data: Array(repeating: 0, count: 8), lengthOverride: 1 << 63), "exceeds 100 MB")
+        expectError(try rawFile(w, data: Array(repeating: 0, count: 8), lengthOverride: UInt64.max), "exceeds 100 MB")
+        let data = Array(repeating: UInt8(0), count: 8)
+        // 2^62 F32 elements: 2^64 bytes.
+        expectError(try rawFile(#"{"big":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,8]}}"#, data: data), "tensor big", "more bytes")
+        // The element count itself overflows.
+        expectError(try rawFile(#"{"big":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#, data: data), "tensor big")
+        expectError(try rawFile(#"{"n":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#, data: data), "tensor n", "bad shape")
+        expectError(try rawFile(#"{"n":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}"#, data: data), "tensor n", "bad shape")
+        expectError(try rawFile(#"{"n":{"dtype":"F32","shape":[1e30],"data_offsets":[0,8]}}"#, data: data), "tensor n", "bad shape")
+        expectError(try rawFile(#"{"o":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}"#, data: data), "tensor o", "data_offsets")
+        expectError(try rawFile(#"{"o":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}"#, data: data), "tensor o", "data_offsets")
+        expectError(try rawFile(#"{"o":{"dtype":"F32","shape":[2],"data_offsets":[0,9223372036854775807]}}"#, data: data), "tensor o", "data_offsets")
+        expectError(try rawFile(#"{"o":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551616]}}"#, data: data), "tensor o", "data_offsets")
+        expectError(try rawFile(#"{"o":{"dtype":"F32","shape":[2],"data_offsets":[0]}}"#, data: data), "tensor o", "data_offsets")
+    }
+
     func testMissingTensorAndUnsupportedDTypeAreNamed() throws {
         let url = try rawFile(#"{"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8))
         let f = try SafetensorsFile(url: url)

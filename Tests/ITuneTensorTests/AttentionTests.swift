@@ -68,6 +68,24 @@ final class AttentionTests: XCTestCase {
         assertClose(got, want, rtol: 1e-5, atol: 1e-6)
     }
 
+    func testNonCausalPackedSegmentsMatchBlockDiagonalAttention() throws {
+        // Without the causal mask a query sees its whole example, later positions included,
+        // and nothing of the examples packed beside it.
+        let (T, NH, NKV, D) = (10, 4, 2, 4)
+        let lengths = [[3, 4], [2, 8]]  // row 0 ends with 3 padding positions, a segment of their own
+        let q = randomValues(2 * T * NH * D, seed: 17, scale: 2), k = randomValues(2 * T * NKV * D, seed: 18, scale: 2)
+        let v = randomValues(2 * T * NKV * D, seed: 19)
+        let segments = try AttentionSegments(lengths: lengths, rowLength: T)
+        let got = try Tensor.scaledDotProductAttention(
+            q: Tensor(q, shape: [2, T, NH, D]), k: Tensor(k, shape: [2, T, NKV, D]), v: Tensor(v, shape: [2, T, NKV, D]),
+            causal: false, segments: segments).toArray()
+        let example = [[0, 0, 0, 1, 1, 1, 1, 2, 2, 2], [0, 0, 1, 1, 1, 1, 1, 1, 1, 1]]
+        let want = Self.reference(q: q, k: k, v: v, B: 2, Tq: T, Tk: T, NH: NH, NKV: NKV, D: D) { b, t, j in
+            example[b][j] == example[b][t]
+        }
+        assertClose(got, want, rtol: 1e-5, atol: 1e-6)
+    }
+
     func testAttentionBackwardMatchesFiniteDifferences() throws {
         for causal in [true, false] {
             try checkGradients([[2, 5, 4, 3], [2, 5, 2, 3], [2, 5, 2, 3]]) {
@@ -79,8 +97,10 @@ final class AttentionTests: XCTestCase {
             try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2])
         }
         let segments = try AttentionSegments(lengths: [[2, 3], [6]], rowLength: 6)
-        try checkGradients([[2, 6, 2, 3], [2, 6, 1, 3], [2, 6, 1, 3]]) {
-            try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2], segments: segments)
+        for causal in [true, false] {
+            try checkGradients([[2, 6, 2, 3], [2, 6, 1, 3], [2, 6, 1, 3]]) {
+                try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2], causal: causal, segments: segments)
+            }
         }
     }
 
@@ -109,9 +129,12 @@ final class AttentionTests: XCTestCase {
         let lengths = [[1, 40, 30, 2], [75], [37, 37]]
         let cpuSegments = try AttentionSegments(lengths: lengths, rowLength: 75)
         let clSegments = try AttentionSegments(lengths: lengths, rowLength: 75, on: cl)
-        try compareBackends([[3, 75, 4, 8], [3, 75, 2, 8], [3, 75, 2, 8]], rtol: 1e-4, atol: 1e-5) {
-            try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2],
-                                                 segments: $0[0].device == .cpu ? cpuSegments : clSegments)
+        // Causal and not: segments cross the 32-row blocks of the kernels in both directions.
+        for causal in [true, false] {
+            try compareBackends([[3, 75, 4, 8], [3, 75, 2, 8], [3, 75, 2, 8]], rtol: 1e-4, atol: 1e-5) {
+                try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2], causal: causal,
+                                                     segments: $0[0].device == .cpu ? cpuSegments : clSegments)
+            }
         }
     }
 

@@ -49,8 +49,10 @@ final class MatmulTests: XCTestCase {
     }
 
     func testOwnOpenCLGemmKernelMatchesCPU() throws {
-        OpenCLGemm.forceOwnKernel = true
-        defer { OpenCLGemm.forceOwnKernel = false }
+        let backend = try TestDevices.requireOpenCL().backend() as! OpenCLBackend
+        let saved = backend.gemmImplementation
+        backend.gemmImplementation = .own
+        defer { backend.gemmImplementation = saved }
         try compareBackends([[33, 127], [127, 7]], rtol: 1e-4, atol: 1e-5) { try $0[0].matmul($0[1]) }
         try compareBackends([[2, 17, 5], [2, 9, 5]], rtol: 1e-4, atol: 1e-5) { try $0[0].matmul($0[1], transposeB: true) }
     }

@@ -45,7 +45,7 @@ final class RuntimeTests: XCTestCase {
     func testOpenCLErrorsNameTheCallAndTheCode() throws {
         let cl = try TestDevices.requireOpenCL()
         let backend = try cl.backend() as! OpenCLBackend
-        XCTAssertThrowsError(try backend.launch("softmax", "no_such_kernel", global: [1], [])) { e in
+        XCTAssertThrowsError(try backend.launch("softmax", "no_such_kernel", .items(1), [])) { e in
             let text = "\(e)"
             XCTAssertTrue(text.contains("clCreateKernel(no_such_kernel)"), text)
             XCTAssertTrue(text.contains("CL_INVALID_KERNEL_NAME"), text)

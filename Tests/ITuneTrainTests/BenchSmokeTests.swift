@@ -5,30 +5,31 @@ import XCTest
 /// OpenCL device, one JSON line per result.
 final class BenchSmokeTests: XCTestCase {
     func testItuneBenchSmokeRunsEveryBenchmark() throws {
-        // The test bundle sits beside the package's built executables.
-        var dir = Bundle(for: Self.self).bundleURL.deletingLastPathComponent()
-        if !FileManager.default.fileExists(atPath: dir.appendingPathComponent("itune-bench").path) {
-            dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        }
-        let exe = dir.appendingPathComponent("itune-bench")
-        guard FileManager.default.isExecutableFile(atPath: exe.path) else {
-            throw XCTSkip("itune-bench is not built next to the tests (\(exe.path))")
-        }
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = ["all", "--smoke", "--device", "all", "--json"]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0)
-        let rows = String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
+        let r = try runBuiltExecutable("itune-bench", ["all", "--smoke", "--device", "all", "--json"], from: self)
+        XCTAssertEqual(r.status, 0, r.err)
+        let rows = r.out.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
         }
         let benches = Set(rows.compactMap { $0["bench"] as? String })
-        XCTAssertEqual(benches, ["matmul", "softmax", "attention", "step", "tokenize", "load"])
+        XCTAssertEqual(benches, ["peak", "matmul", "softmax", "attention", "step", "tokenize", "load"])
         XCTAssertTrue(rows.allSatisfy { (($0["rate"] as? Double) ?? 0) > 0 }, "every result has a positive rate")
         XCTAssertTrue(rows.contains { ($0["device"] as? String) == "cpu" })
+        // CPU rows are put against the machine's measured peak: a fraction in (0, ∞) — above 1
+        // only if the peak measurement were wrong, which the smoke run's tiny timings allow.
+        let cpuSteps = rows.filter { ($0["bench"] as? String) == "step" && ($0["device"] as? String) == "cpu" }
+        XCTAssertFalse(cpuSteps.isEmpty)
+        // PaLM's count for the smoke model (vocab 512, hidden 64, 2 layers of 4 heads of 16 and 2
+        // kv heads, MLP 128, T 32): N = 2·(64·64·2 + 64·32·2 + 3·64·128) + 512·64 = 106,496
+        // matmul weights; LoRA r 8 on all seven projections adds 16,384; attention 12·2·4·16·32.
+        let perLayer: Double = 64 * 64 * 2 + 64 * 32 * 2 + 3 * 64 * 128
+        let n: Double = 2 * perLayer + 512 * 64, adapters: Double = 16_384
+        let attention: Double = 12 * 2 * 4 * 16 * 32
+        for r in cpuSteps {
+            XCTAssertGreaterThan((r["mfu"] as? Double) ?? 0, 0, "step rows carry MFU")
+            let want = (r["mode"] as? String) == "lora" ? 4 * n + 6 * adapters + attention : 6 * n + attention
+            XCTAssertEqual((r["flops_per_token"] as? Double) ?? 0, want, "\(r["mode"] ?? "")")
+        }
+        XCTAssertTrue(rows.filter { ($0["bench"] as? String) == "matmul" && ($0["device"] as? String) == "cpu" }
+            .allSatisfy { (($0["peak_fraction"] as? Double) ?? 0) > 0 }, "matmul rows carry their fraction of the peak")
     }
 }

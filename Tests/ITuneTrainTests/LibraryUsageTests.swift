@@ -43,22 +43,11 @@ final class LibraryUsageTests: XCTestCase {
     }
 
     func testFineTuneJobWritesAdapterAndResumes() throws {
-        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures")
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("itune-job-\(getpid())")
         try? FileManager.default.removeItem(at: work)
         defer { try? FileManager.default.removeItem(at: work) }
-        let tokenizerDir = fixtures.appendingPathComponent("tokenizers/qwen2_style")
-        let vocab = try Tokenizer(directory: tokenizerDir).vocabularySize
-        let base = try LlamaModel(ModelConfig(architecture: .qwen2, vocabSize: vocab, hiddenSize: 32, intermediateSize: 64, numLayers: 1,
-                                              numHeads: 4, numKVHeads: 2, maxPositions: 256, qkvBias: true), seed: 1, on: .cpu)
-        try base.savePretrained(to: work.appendingPathComponent("model"), tokenizerDirectory: tokenizerDir)
-        var config = FineTuneConfig(model: work.appendingPathComponent("model").path,
-                                    data: [fixtures.appendingPathComponent("data/records.jsonl").path])
-        config.output = work.appendingPathComponent("out").path
-        config.trainer.maxSteps = 4
+        var config = try FineTuneConfigTests.tinyRun(in: work, qwen2: true)  // 4 steps of batch 2
         config.trainer.saveEvery = 2
-        config.trainer.batchSize = 2
         config.packing = true
         config.samples = 1
         let first = try FineTuneJob(config: config, device: .cpu).run(log: { _ in })

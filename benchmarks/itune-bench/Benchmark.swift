@@ -2,8 +2,8 @@ import Foundation
 import ITune
 
 // What every itune-bench subcommand shares: options, the device list, timing, results.
-// A subcommand is a `Benchmark` (one file each, e.g. MatmulBench.swift) registered in
-// main.swift; it reports `BenchResult`s to a `ResultPrinter`.
+// A benchmark is a `Benchmark` (one file each, e.g. MatmulBench.swift) with a subcommand in
+// BenchCommands.swift; it reports `BenchResult`s to a `ResultPrinter`.
 
 /// One subcommand of itune-bench.
 protocol Benchmark {
@@ -15,7 +15,7 @@ protocol Benchmark {
     func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws
 }
 
-/// Options every subcommand accepts.
+/// What a benchmark runs with (filled from the subcommand's options, BenchOptionGroups.swift).
 struct BenchOptions {
     var devices: [Device] = [.cpu]
     var json = false
@@ -31,59 +31,6 @@ struct BenchOptions {
     var modes: [String]? = nil
     /// softmax/attention: sequence lengths (nil = defaults).
     var lengths: [Int]? = nil
-
-    static let usage = """
-        options:
-          --device D     cpu, auto, opencl:P:D, opencl (every OpenCL device) or all (cpu and every OpenCL device); default cpu
-          --json         one JSON object per result instead of a table
-          --sizes a,b,…  square sizes to run instead of the defaults
-          --smoke        tiny sizes, one repetition (checks that it runs)
-          --seconds S    time per case after warm-up (default 1.5)
-          --configs a,b  step: reference configurations (tiny, smollm2-135m)
-          --modes a,b    step: full, lora
-          --lengths a,b  softmax/attention: sequence lengths (default 128,256,512,1024,2048)
-        """
-
-    /// Parses the options after the subcommand.
-    static func parse(_ args: [String]) throws -> BenchOptions {
-        var o = BenchOptions()
-        var i = 0
-        func value(_ flag: String) throws -> String {
-            i += 1
-            guard i < args.count else { throw BenchError.usage("\(flag) needs a value") }
-            return args[i]
-        }
-        while i < args.count {
-            let arg = args[i]
-            switch arg {
-            case "--device": o.devices = try parseDevices(try value(arg))
-            case "--json": o.json = true
-            case "--smoke": o.smoke = true
-            case "--sizes":
-                let text = try value(arg)
-                let sizes = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-                guard !sizes.isEmpty, sizes.allSatisfy({ $0 != nil && $0! > 0 }) else {
-                    throw BenchError.usage("--sizes takes positive integers separated by commas, not '\(text)'")
-                }
-                o.sizes = sizes.map { $0! }
-            case "--seconds":
-                let text = try value(arg)
-                guard let s = Double(text), s > 0 else { throw BenchError.usage("--seconds takes a positive number, not '\(text)'") }
-                o.secondsPerCase = s
-            case "--configs": o.configs = try value(arg).split(separator: ",").map(String.init)
-            case "--modes": o.modes = try value(arg).split(separator: ",").map(String.init)
-            case "--lengths":
-                let text = try value(arg)
-                let ls = text.split(separator: ",").compactMap { Int($0) }
-                guard !ls.isEmpty, ls.allSatisfy({ $0 > 0 }) else { throw BenchError.usage("--lengths takes positive integers, not '\(text)'") }
-                o.lengths = ls
-            default: throw BenchError.usage("unknown option '\(arg)'")
-            }
-            i += 1
-        }
-        if o.smoke { o.minReps = 1; o.secondsPerCase = 0 }
-        return o
-    }
 
     /// `all` is the CPU path plus every OpenCL device; anything else is one device.
     static func parseDevices(_ text: String) throws -> [Device] {

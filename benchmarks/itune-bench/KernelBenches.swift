@@ -91,6 +91,11 @@ struct StepBench: Benchmark {
         case "smollm2-135m":
             return ModelConfig(vocabSize: 49152, hiddenSize: 576, intermediateSize: 1536, numLayers: 30, numHeads: 9, numKVHeads: 3,
                                normEps: 1e-5, ropeTheta: 100000, maxPositions: 2048, tieWordEmbeddings: true)
+        case "qwen2.5-0.5b":
+            // Qwen2.5-0.5B's shape: 494M parameters, a 151,936-token vocabulary, tied embeddings.
+            return ModelConfig(architecture: .qwen2, vocabSize: 151_936, hiddenSize: 896, intermediateSize: 4864, numLayers: 24,
+                               numHeads: 14, numKVHeads: 2, headDim: 64, normEps: 1e-6, ropeTheta: 1_000_000, maxPositions: 32768,
+                               tieWordEmbeddings: true, qkvBias: true)
         case "smoke":
             return ModelConfig(vocabSize: 512, hiddenSize: 64, intermediateSize: 128, numLayers: 2, numHeads: 4, numKVHeads: 2,
                                maxPositions: 128)
@@ -98,14 +103,30 @@ struct StepBench: Benchmark {
         }
     }
 
+    /// Training FLOPs per token as PaLM counts them (Chowdhery et al. 2022, appendix B):
+    /// 6·N + 12·L·H·D·T for full fine-tuning, N the weights that take part in a matmul (every
+    /// projection and the LM head; a tied embedding counts once, as the head), L layers, H heads
+    /// of D, T the sequence (causal masking is not subtracted, as PaLM does not). Under LoRA the
+    /// frozen weights cost their forward and the input gradient, 4·N, the adapters 6·N_adapter,
+    /// and attention the same 12·L·H·D·T.
+    static func flopsPerToken(_ model: LlamaModel, lora: Bool, sequence T: Int) -> Double {
+        let c = model.config
+        let projections = model.projections()
+        let n = Double(projections.reduce(0) { $0 + $1.inFeatures * $1.outFeatures } + c.vocabSize * c.hiddenSize)
+        let adapters = Double(projections.reduce(0) { $0 + ($1.lora.map { $0.a.count + $0.b.count } ?? 0) })
+        let attention = 12 * Double(c.numLayers * c.numHeads * c.headDim * T)
+        return (lora ? 4 * n + 6 * adapters : 6 * n) + attention
+    }
+
     func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
         let configs = options.configs ?? (options.smoke ? ["smoke"] : ["tiny", "smollm2-135m"])
         let modes = options.modes ?? ["full", "lora"]
-        let (B, T) = options.smoke ? (2, 32) : (4, 256)
         for device in options.devices {
             let label = try DeviceLabel(device)
             for cname in configs {
-                guard let config = Self.config(cname) else { throw BenchError.usage("unknown config '\(cname)' (tiny, smollm2-135m)") }
+                guard let config = Self.config(cname) else { throw BenchError.usage("unknown config '\(cname)' (tiny, smollm2-135m, qwen2.5-0.5b)") }
+                // Batch 4 × 256; the 0.5B model 2 × 256, as people tune it on small machines.
+                let (B, T) = options.smoke ? (2, 32) : cname == "qwen2.5-0.5b" ? (2, 256) : (4, 256)
                 for mode in modes {
                     guard mode == "full" || mode == "lora" else { throw BenchError.usage("unknown mode '\(mode)' (full, lora)") }
                     let backend = try device.backend()
@@ -130,12 +151,20 @@ struct StepBench: Benchmark {
                         optimizer.zeroGrad()
                         try backend.synchronize()
                     }
-                    report(BenchResult(bench: name, name: mode, label: cname, device: label, shape: [B, T],
-                                       flops: Double(B * T), timing: timing, unit: "tokens/s", unitScale: 1,
-                                       extra: ["mode": mode, "config": cname, "parameters": model.parameterCount,
-                                               "trainable": trainable.reduce(0) { $0 + $1.count },
-                                               "peak_tensor_mb": Double(backend.peakBytesInUse) / 1e6,
-                                               "max_rss_mb": maxResidentMB()]))
+                    let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T)
+                    let rss = maxResidentMB()  // before the peak's buffers can count
+                    var result = BenchResult(bench: name, name: mode, label: cname, device: label, shape: [B, T],
+                                             flops: Double(B * T), timing: timing, unit: "tokens/s", unitScale: 1,
+                                             extra: ["mode": mode, "config": cname, "parameters": model.parameterCount,
+                                                     "trainable": trainable.reduce(0) { $0 + $1.count },
+                                                     "flops_per_token": perToken,
+                                                     "peak_tensor_mb": Double(backend.peakBytesInUse) / 1e6,
+                                                     "max_rss_mb": rss])
+                    if device == .cpu {
+                        // Model FLOP utilisation: the step's FLOPs at this rate over the measured peak.
+                        result.extra["mfu"] = result.gflopsMedian * perToken / 1e9 / MachinePeak.ofThisMachine(smoke: options.smoke).gflops
+                    }
+                    report(result)
                     backend.releaseCachedBuffers()
                 }
             }

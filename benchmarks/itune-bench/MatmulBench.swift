@@ -5,7 +5,7 @@ import ITune
 /// reference model, on each device; on OpenCL devices both CLBlast and our own kernel.
 struct MatmulBench: Benchmark {
     let name = "matmul"
-    let summary = "C = A·B: square sizes and smollm2-135m projections (GFLOP/s = 2·M·N·K / time)"
+    let summary = "C = A·B: square sizes, smollm2-135m and qwen2.5-0.5b projections (GFLOP/s = 2·M·N·K / time; CPU rows: fraction of the measured peak)"
 
     static let defaultSizes = [256, 512, 1024, 2048, 4096]
     static let smokeSizes = [64, 128]
@@ -26,6 +26,17 @@ struct MatmulBench: Benchmark {
             Case(label: "smollm2-135m gate_proj", M: tokens, N: intermediate, K: hidden, transposeB: true),
             Case(label: "smollm2-135m down_proj", M: tokens, N: hidden, K: intermediate, transposeB: true),
             Case(label: "smollm2-135m lm_head", M: tokens, N: vocab, K: hidden, transposeB: true),
+        ] + qwenCases
+    }()
+
+    /// Qwen2.5-0.5B: hidden 896, intermediate 4864, vocab 151,936, a batch of 2×256 tokens.
+    static let qwenCases: [Case] = {
+        let tokens = 512, hidden = 896, intermediate = 4864, vocab = 151_936
+        return [
+            Case(label: "qwen2.5-0.5b q_proj", M: tokens, N: hidden, K: hidden, transposeB: true),
+            Case(label: "qwen2.5-0.5b gate_proj", M: tokens, N: intermediate, K: hidden, transposeB: true),
+            Case(label: "qwen2.5-0.5b down_proj", M: tokens, N: hidden, K: intermediate, transposeB: true),
+            Case(label: "qwen2.5-0.5b lm_head", M: tokens, N: vocab, K: hidden, transposeB: true),
         ]
     }()
 
@@ -50,16 +61,23 @@ struct MatmulBench: Benchmark {
                 let a = try Tensor.uniform([c.M, c.K], -1, 1, seed: 1, on: device)
                 let b = try Tensor.uniform(c.transposeB ? [c.N, c.K] : [c.K, c.N], -1, 1, seed: 2, on: device)
                 for variant in variants(device) {
-                    let saved = OpenCLGemm.forceOwnKernel
-                    OpenCLGemm.forceOwnKernel = variant.ownKernel
-                    defer { OpenCLGemm.forceOwnKernel = saved }
+                    // The choice is the device's own: set it for this variant, then put it back.
+                    let cl = try device.backend() as? OpenCLBackend
+                    let saved = cl?.gemmImplementation
+                    cl?.gemmImplementation = variant.ownKernel ? .own : .clblast
+                    defer { if let saved { cl?.gemmImplementation = saved } }
                     let timing = try measure(seconds: options.secondsPerCase, minReps: options.minReps) {
                         let out = try noGrad { try a.matmul(b, transposeB: c.transposeB) }
                         try out.backend.synchronize()
                     }
-                    report(BenchResult(bench: name, name: variant.name, label: c.label, device: label,
-                                       shape: [c.M, c.N, c.K], flops: 2 * Double(c.M) * Double(c.N) * Double(c.K),
-                                       timing: timing))
+                    var result = BenchResult(bench: name, name: variant.name, label: c.label, device: label,
+                                             shape: [c.M, c.N, c.K], flops: 2 * Double(c.M) * Double(c.N) * Double(c.K),
+                                             timing: timing)
+                    if device == .cpu {
+                        // The fraction of this machine's measured FMA peak (itune-bench peak).
+                        result.extra["peak_fraction"] = result.gflopsMedian / MachinePeak.ofThisMachine(smoke: options.smoke).gflops
+                    }
+                    report(result)
                 }
                 try device.backend().releaseCachedBuffers()
             }

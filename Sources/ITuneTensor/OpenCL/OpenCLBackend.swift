@@ -2,16 +2,6 @@ import COpenCL
 import Foundation
 import ITuneKernels
 
-/// One argument of an OpenCL kernel launch.
-public enum KernelArg {
-    case tensor(Tensor)
-    case mem(cl_mem)
-    case int(Int)
-    case float(Float)
-    /// Local memory of this many bytes.
-    case local(Int)
-}
-
 /// One OpenCL device: its context, an in-order queue, a buffer pool, and the compiled kernel
 /// families (cached on disk by `ProgramCache`).
 public final class OpenCLBackend: Backend {
@@ -28,6 +18,10 @@ public final class OpenCLBackend: Backend {
     private var peak = 0
     private var programs: [String: cl_program] = [:]
     private var kernels: [String: cl_kernel] = [:]
+    private var tuningValue: KernelTuning
+    /// Family → its `-D` values under the current tuning; emptied when `tuning` is set.
+    private var tunedDefinesCache: [String: [String: Int]] = [:]
+    private var gemmChoice: GemmImplementation
 
     public var name: String { "\(info.name) (\(platformName))" }
 
@@ -67,6 +61,60 @@ public final class OpenCLBackend: Backend {
         context = ctx
         queue = itune_clCreateCommandQueue(ctx, did, 0, &rc)
         try check(rc, "clCreateCommandQueue")
+        tuningValue = KernelTuning.resolve(for: KernelTuning.DeviceKey(platform: platformName, device: info.name,
+                                                                        driver: info.driverVersion))
+        gemmChoice = GemmImplementation.fromEnvironment
+    }
+
+    // MARK: per-device choices
+
+    /// The tunable kernel constants of this device (tile and block sizes, work-group sizes),
+    /// resolved when the backend is made: the on-disk cache, then the repository's table,
+    /// then the defaults in the .cl files. Setting it rebuilds the kernels on next use; set it
+    /// between steps, not while another thread launches kernels on this device.
+    public var tuning: KernelTuning {
+        get { lock.lock(); defer { lock.unlock() }; return tuningValue }
+        set {
+            lock.lock()
+            let old = kernels.values
+            tuningValue = newValue
+            kernels = [:]
+            tunedDefinesCache = [:]
+            lock.unlock()
+            for k in old { _ = itune_clReleaseKernel(k) }
+        }
+    }
+
+    /// Which GEMM this device's matmuls use: CLBlast (when it loads) or our Kernels/gemm.cl.
+    /// Starts as `.own` under `ITUNE_OWN_GEMM=1`, else `.clblast`; per device, so two devices
+    /// in one process may differ.
+    public var gemmImplementation: GemmImplementation {
+        get { lock.lock(); defer { lock.unlock() }; return gemmChoice }
+        set { lock.lock(); gemmChoice = newValue; lock.unlock() }
+    }
+
+    /// The `-D` values a family is built with: each tunable the family's source declares
+    /// (`#ifndef NAME` / `#define NAME value`), from `tuning` where it has the name, else the
+    /// source's default.
+    func tunedDefines(_ family: String) throws -> [String: Int] {
+        lock.lock()
+        if let d = tunedDefinesCache[family] { lock.unlock(); return d }
+        lock.unlock()
+        let defaults = try KernelTuning.defaults(family: family)
+        lock.lock()
+        defer { lock.unlock() }
+        let d = defaults.merging(tuningValue.values.filter { defaults[$0.key] != nil }) { _, tuned in tuned }
+        tunedDefinesCache[family] = d
+        return d
+    }
+
+    /// The value of one tunable constant of `family` on this device (what its kernels are
+    /// built with), for the host side that sizes work-groups from it.
+    func tuned(_ name: String, family: String) throws -> Int {
+        guard let v = try tunedDefines(family)[name] else {
+            throw TensorError.invalidArgument(op: "kernel tuning", "\(family).cl declares no tunable \(name)")
+        }
+        return v
     }
 
     // MARK: memory
@@ -86,14 +134,15 @@ public final class OpenCLBackend: Backend {
             releaseCachedBuffers()
             lock.lock(); let now = liveBytes; lock.unlock()
             if size > info.maxAllocation || now + size > info.globalMemory {
-                throw TensorError.outOfMemory(device: name, requested: size,
+                // The caller's byte count, not the pool's size class: what the op asked for.
+                throw TensorError.outOfMemory(device: name, requested: byteCount,
                                               available: min(info.maxAllocation, max(0, info.globalMemory - now)))
             }
         }
         var rc: cl_int = 0
         let mem = itune_clCreateBuffer(context, cl_mem_flags(CL_MEM_READ_WRITE), size, nil, &rc)
         if rc == CL_MEM_OBJECT_ALLOCATION_FAILURE || rc == CL_OUT_OF_RESOURCES || rc == CL_OUT_OF_HOST_MEMORY {
-            throw TensorError.outOfMemory(device: name, requested: size, available: max(0, info.globalMemory - inUse))
+            throw TensorError.outOfMemory(device: name, requested: byteCount, available: max(0, info.globalMemory - inUse))
         }
         try check(rc, "clCreateBuffer(\(size) bytes)")
         lock.lock()
@@ -159,9 +208,11 @@ public final class OpenCLBackend: Backend {
     /// purpose: results must match the CPU path to 1e-5.
     static let baseOptions = "-cl-std=CL1.2"
 
-    /// The compiled program of a kernel family (`softmax` → Kernels/softmax.cl) with the given
-    /// `-D` constants.
-    func program(_ family: String, defines: [String: Int] = [:]) throws -> cl_program {
+    /// The compiled program of a kernel family (`softmax` → Kernels/softmax.cl) with the
+    /// family's tuned constants (see `KernelTuning`) and the given shape constants as `-D`
+    /// options.
+    func program(_ family: String, constants: [String: Int] = [:]) throws -> cl_program {
+        let defines = try tunedDefines(family).merging(constants) { _, shape in shape }
         let options = ([Self.baseOptions] + defines.sorted { $0.key < $1.key }.map { "-D\($0.key)=\($0.value)" })
             .joined(separator: " ")
         let key = family + "|" + options
@@ -174,63 +225,60 @@ public final class OpenCLBackend: Backend {
         return p
     }
 
+    /// The build options of every program of `family` compiled so far (what `-D` values were
+    /// actually used), for tests and `itune-bench`.
+    public func compiledOptions(family: String) -> [String] {
+        lock.lock(); defer { lock.unlock() }
+        return programs.keys.filter { $0.hasPrefix(family + "|") }.map { String($0.dropFirst(family.count + 1)) }.sorted()
+    }
+
     /// A kernel object of a family (cached; kernels are not used from several threads).
-    public func kernel(_ family: String, _ name: String, defines: [String: Int] = [:]) throws -> cl_kernel {
-        let key = family + "/" + name + "|" + defines.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+    /// Setting `tuning` empties this cache, so the key need not hold the tuned values.
+    private func kernel(_ family: String, _ name: String, constants: [String: Int]) throws -> cl_kernel {
+        var key = family + "/" + name
+        if !constants.isEmpty {
+            key += "|" + constants.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        }
         lock.lock()
         if let k = kernels[key] { lock.unlock(); return k }
         lock.unlock()
-        let p = try program(family, defines: defines)
+        let p = try program(family, constants: constants)
         var rc: cl_int = 0
         let k = itune_clCreateKernel(p, name, &rc)
         try check(rc, "clCreateKernel(\(name))")
-        lock.lock(); kernels[key] = k!; lock.unlock()
-        return k!
+        guard let k else { throw TensorError.openCL(call: "clCreateKernel(\(name))", code: rc) }
+        lock.lock(); kernels[key] = k; lock.unlock()
+        return k
     }
 
-    /// Enqueues `family/name` over `global` work-items (rounded up to multiples of `local`).
-    public func launch(_ family: String, _ name: String, global: [Int], local: [Int]? = nil,
-                       defines: [String: Int] = [:], _ args: [KernelArg]) throws {
-        if global.contains(0) { return }
-        let k = try kernel(family, name, defines: defines)
+    /// Enqueues `family/name` over `grid` with `args` in the order of the kernel's parameters.
+    ///
+    /// The one untyped primitive under the typed kernel functions (`OpenCL/Kernels/*.swift`,
+    /// one per Kernels/*.cl family); ops call those, never this.
+    func launch(_ family: String, _ name: String, _ grid: KernelGrid, _ args: [KernelArgument]) throws {
+        if grid.global.contains(0) { return }
+        let k = try kernel(family, name, constants: grid.constants)
         for (i, arg) in args.enumerated() {
-            let rc: cl_int
-            switch arg {
-            case let .tensor(t):
-                var m: cl_mem? = t.storage.mem
-                rc = itune_clSetKernelArg(k, cl_uint(i), MemoryLayout<cl_mem>.size, &m)
-            case let .mem(mem):
-                var m: cl_mem? = mem
-                rc = itune_clSetKernelArg(k, cl_uint(i), MemoryLayout<cl_mem>.size, &m)
-            case let .int(v):
-                var x = Int32(v)
-                rc = itune_clSetKernelArg(k, cl_uint(i), 4, &x)
-            case let .float(v):
-                var x = v
-                rc = itune_clSetKernelArg(k, cl_uint(i), 4, &x)
-            case let .local(bytes):
-                rc = itune_clSetKernelArg(k, cl_uint(i), bytes, nil)
-            }
-            try check(rc, "clSetKernelArg(\(name), \(i))")
+            try arg.set(on: k, index: i, kernel: name)
         }
-        var g = global
-        if let local {
+        var g = grid.global
+        if let local = grid.local {
             for i in g.indices { g[i] = (g[i] + local[i] - 1) / local[i] * local[i] }
         }
         let rc: cl_int
-        if var l = local {
+        if var l = grid.local {
             rc = itune_clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, &l, 0, nil, nil)
         } else {
             rc = itune_clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, nil, 0, nil, nil)
         }
-        try check(rc, "clEnqueueNDRangeKernel(\(name), global \(g), local \(local.map { "\($0)" } ?? "auto"))")
+        try check(rc, "clEnqueueNDRangeKernel(\(name), global \(g), local \(grid.local.map { "\($0)" } ?? "auto"))")
         if Self.synchronous { try check(itune_clFinish(queue), "clFinish after \(name)") }
     }
 
     /// `ITUNE_OPENCL_SYNC=1` waits after each kernel, so that a failing kernel is named.
     static let synchronous = ProcessInfo.processInfo.environment["ITUNE_OPENCL_SYNC"] == "1"
 
-    /// A work-group size for row reductions: a power of two ≤ `cap` and the device maximum.
+    /// A power of two ≤ `cap` and the device's maximum work-group size.
     public func reductionGroupSize(cap: Int = 256) -> Int {
         var s = 1
         while s * 2 <= min(cap, info.maxWorkGroupSize) { s *= 2 }

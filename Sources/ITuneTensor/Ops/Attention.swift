@@ -47,7 +47,8 @@ extension Tensor {
     /// q is (B,Tq,NH,D); k and v are (B,Tk,NKV,D) with NH a multiple of NKV (grouped-query
     /// attention: query head h reads kv head h / (NH/NKV)); the result is (B,Tq,NH,D). With
     /// Tq < Tk the queries are the last Tq positions (decoding with a KV cache). `causal` lets
-    /// query t see keys ≤ t + Tk − Tq; `segments` (Tq = Tk) keeps packed examples apart.
+    /// query t see keys ≤ t + Tk − Tq; `segments` (Tq = Tk) keeps packed examples apart: a
+    /// query sees only its own example's keys, earlier ones and, without `causal`, later ones.
     /// `scale` defaults to 1/√D.
     public static func scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, causal: Bool = true,
                                                  scale: Float? = nil, segments: AttentionSegments? = nil) throws -> Tensor {
@@ -59,16 +60,14 @@ extension Tensor {
         let segmentTensors = segments.map { [$0.starts, $0.ends] } ?? []
         switch try execution("attention", [q, k, v] + segmentTensors) {
         case .cpu:
-            attentionForwardCPU(dims, q.floats, k.floats, v.floats, out.floats, lse.floats, scale, causal,
-                                segments?.starts.ints)
+            attentionForwardCPU(dims, q.floats, k.floats, v.floats, out.floats, lse.floats, scale,
+                                AttentionMask(causal: causal, segments))
         case let .opencl(cl):
-            let cfg = dims.kernelConfig(cl)
-            let seg = segments?.starts ?? lse
-            try cl.launch("attention", "attention_forward",
-                          global: [dims.Tq, dims.NH, dims.B], local: [cfg.blockQ, 1, 1], defines: cfg.defines,
-                          [.tensor(out), .tensor(lse), .tensor(q), .tensor(k), .tensor(v), .tensor(seg),
-                           .int(dims.Tq), .int(dims.Tk), .int(dims.NH), .int(dims.NKV), .float(scale),
-                           .int(causal ? 1 : 0), .int(segments == nil ? 0 : 1)])
+            // Without segments the kernels read neither buffer; any buffer stands in.
+            let (starts, ends) = (segments?.starts ?? lse, segments?.ends ?? lse)
+            try cl.attentionForward(try dims.grid(cl, rows: dims.Tq, heads: dims.NH), o: out, logsumexp: lse, q: q, k: k,
+                                    v: v, segStart: starts, segEnd: ends, Tq: dims.Tq, Tk: dims.Tk, NH: dims.NH,
+                                    NKV: dims.NKV, scale: scale, causal: causal, segments: segments != nil)
         }
         GradientTape.record("attention", inputs: [q, k, v], output: out) { dout in
             let (dq, dk, dv) = try attentionBackward(dims, q: q, k: k, v: v, out: out, lse: lse, dout: dout,
@@ -100,12 +99,15 @@ struct AttentionDims {
         }
     }
 
-    /// Compile-time sizes of the kernels: the head size fixes the private accumulators; key
-    /// blocks shrink for big heads so that two staged blocks fit 32 KiB of local memory.
-    func kernelConfig(_ cl: OpenCLBackend) -> (blockQ: Int, defines: [String: Int]) {
-        let blockQ = min(32, cl.reductionGroupSize(cap: 32))
-        let blockK = max(4, min(32, 4096 / max(D, 1)))
-        return (blockQ, ["HEAD_DIM": D, "BLOCK_Q": blockQ, "BLOCK_K": blockK])
+    /// The grid of the block kernels, one work-group of BLOCK_Q rows (queries, or keys for
+    /// dK/dV) per (row block, head, batch row), and their compile-time sizes: the head size fixes
+    /// the private accumulators; the tuned BLOCK_Q is kept within the device's work-group size,
+    /// the tuned BLOCK_K shrinks for big heads so that two staged blocks fit 32 KiB of local memory.
+    func grid(_ cl: OpenCLBackend, rows: Int, heads: Int) throws -> KernelGrid {
+        let blockQ = cl.reductionGroupSize(cap: try cl.tuned("BLOCK_Q", family: "attention"))
+        let blockK = max(4, min(try cl.tuned("BLOCK_K", family: "attention"), 4096 / max(D, 1)))
+        return KernelGrid(global: [rows, heads, B], local: [blockQ, 1, 1],
+                          constants: ["HEAD_DIM": D, "BLOCK_Q": blockQ, "BLOCK_K": blockK])
     }
 }
 
@@ -121,23 +123,21 @@ private func attentionBackward(_ dims: AttentionDims, q: Tensor, k: Tensor, v: T
     switch try execution("attention", q, k, v, out, dout) {
     case .cpu:
         attentionBackwardCPU(dims, q.floats, k.floats, v.floats, out.floats, lse.floats, dout.floats,
-                             delta.floats, dq.floats, dk.floats, dv.floats, scale, causal,
-                             segments?.starts.ints, segments?.ends.ints)
+                             delta.floats, dq.floats, dk.floats, dv.floats, scale, AttentionMask(causal: causal, segments))
     case let .opencl(cl):
-        let cfg = dims.kernelConfig(cl)
         let rows = dims.B * dims.Tq * dims.NH
-        let flags: [KernelArg] = [.int(dims.Tq), .int(dims.Tk), .int(dims.NH), .int(dims.NKV), .float(scale),
-                                  .int(causal ? 1 : 0), .int(segments == nil ? 0 : 1)]
-        try cl.launch("attention", "attention_backward_delta", global: [rows], local: [64], defines: cfg.defines,
-                      [.tensor(delta), .tensor(dout), .tensor(out), .int(dims.Tq), .int(dims.NH), .int(rows)])
-        try cl.launch("attention", "attention_backward_dq",
-                      global: [dims.Tq, dims.NH, dims.B], local: [cfg.blockQ, 1, 1], defines: cfg.defines,
-                      [.tensor(dq), .tensor(q), .tensor(k), .tensor(v), .tensor(dout), .tensor(lse), .tensor(delta),
-                       .tensor(segments?.starts ?? lse)] + flags)
-        try cl.launch("attention", "attention_backward_dkv",
-                      global: [dims.Tk, dims.NKV, dims.B], local: [cfg.blockQ, 1, 1], defines: cfg.defines,
-                      [.tensor(dk), .tensor(dv), .tensor(q), .tensor(k), .tensor(v), .tensor(dout), .tensor(lse),
-                       .tensor(delta), .tensor(segments?.ends ?? lse)] + flags)
+        let (starts, ends) = (segments?.starts ?? lse, segments?.ends ?? lse)
+        let queryGrid = try dims.grid(cl, rows: dims.Tq, heads: dims.NH)
+        var deltaGrid = KernelGrid.items(rows, groupSize: try cl.elementwiseGroupSize())
+        deltaGrid.constants = queryGrid.constants
+        try cl.attentionBackwardDelta(deltaGrid, delta: delta, dout: dout, o: out, Tq: dims.Tq, NH: dims.NH, rows: rows)
+        try cl.attentionBackwardDq(queryGrid, dq: dq, q: q, k: k, v: v, dout: dout, logsumexp: lse, delta: delta,
+                                   segStart: starts, segEnd: ends, Tq: dims.Tq, Tk: dims.Tk, NH: dims.NH,
+                                   NKV: dims.NKV, scale: scale, causal: causal, segments: segments != nil)
+        try cl.attentionBackwardDkv(try dims.grid(cl, rows: dims.Tk, heads: dims.NKV), dk: dk, dv: dv, q: q, k: k, v: v,
+                                    dout: dout, logsumexp: lse, delta: delta, segStart: starts, segEnd: ends,
+                                    Tq: dims.Tq, Tk: dims.Tk, NH: dims.NH, NKV: dims.NKV, scale: scale,
+                                    causal: causal, segments: segments != nil)
     }
     return (dq, dk, dv)
 }
@@ -172,28 +172,38 @@ private func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePoint
     while i < n { y[i] += a * x[i]; i += 1 }
 }
 
+/// Which keys each query sees: the causal bound and, for packed rows, its own example's
+/// positions (both directions), as attention.cl's key_range.
+struct AttentionMask {
+    let causal: Bool
+    /// (B, T) first and one-past-last position of each position's example, or nil.
+    let starts, ends: UnsafeMutablePointer<Int32>?
+
+    init(causal: Bool, _ segments: AttentionSegments?) {
+        self.causal = causal
+        starts = segments?.starts.ints
+        ends = segments?.ends.ints
+    }
+}
+
 extension AttentionDims {
     /// Visible keys lo ..< hi of query t in batch row b.
     @inline(__always)
-    func keyRange(b: Int, t: Int, causal: Bool, starts: UnsafeMutablePointer<Int32>?) -> (Int, Int) {
-        let offset = Tk - Tq
-        let lo = starts.map { Int($0[b * Tk + t + offset]) } ?? 0
-        return (lo, causal ? t + offset + 1 : Tk)
+    func keyRange(b: Int, t: Int, _ mask: AttentionMask) -> (Int, Int) {
+        let p = t + Tk - Tq
+        var (lo, hi) = (0, mask.causal ? p + 1 : Tk)
+        if let starts = mask.starts, let ends = mask.ends {
+            lo = Int(starts[b * Tk + p])
+            hi = min(hi, Int(ends[b * Tk + p]))
+        }
+        return (lo, hi)
     }
 
-    /// Keys kStart ..< kEnd that some query of the block t0 ..< t0 + rows sees (starts are
-    /// nondecreasing, so the first row bounds the start and the last the end).
+    /// Keys kStart ..< kEnd that some query of the block t0 ..< t0 + rows sees (starts and ends
+    /// are nondecreasing, so the first row bounds the start and the last the end).
     @inline(__always)
-    func blockKeyRange(b: Int, t0: Int, rows: Int, causal: Bool, starts: UnsafeMutablePointer<Int32>?) -> (Int, Int) {
-        (keyRange(b: b, t: t0, causal: causal, starts: starts).0, keyRange(b: b, t: t0 + rows - 1, causal: causal, starts: starts).1)
-    }
-
-    /// Queries lo ..< hi that see key s in batch row b.
-    @inline(__always)
-    func queryRange(b: Int, s: Int, causal: Bool, ends: UnsafeMutablePointer<Int32>?) -> (Int, Int) {
-        let offset = Tk - Tq
-        let hi = ends.map { Int($0[b * Tk + s]) - offset } ?? Tq
-        return (causal ? max(0, s - offset) : 0, hi)
+    func blockKeyRange(b: Int, t0: Int, rows: Int, _ mask: AttentionMask) -> (Int, Int) {
+        (keyRange(b: b, t: t0, mask).0, keyRange(b: b, t: t0 + rows - 1, mask).1)
     }
 }
 
@@ -213,8 +223,7 @@ private let attentionBlock = 64
 
 private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>,
                                  _ v: UnsafeMutablePointer<Float>, _ o: UnsafeMutablePointer<Float>,
-                                 _ lse: UnsafeMutablePointer<Float>, _ scale: Float, _ causal: Bool,
-                                 _ starts: UnsafeMutablePointer<Int32>?) {
+                                 _ lse: UnsafeMutablePointer<Float>, _ scale: Float, _ mask: AttentionMask) {
     let (B, Tq, Tk, NH, NKV, D) = (d.B, d.Tq, d.Tk, d.NH, d.NKV, d.D)
     let group = NH / NKV
     let blocks = (Tq + attentionBlock - 1) / attentionBlock
@@ -228,7 +237,7 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
             let blk = unit % blocks, h = (unit / blocks) % NH, b = unit / (blocks * NH)
             let kvh = h / group
             let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
-            let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, causal: causal, starts: starts)
+            let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
             let width = kEnd - kStart
             let qBlock = q + ((b * Tq + t0) * NH + h) * D
             let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
@@ -236,7 +245,7 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
                      B: kBase, ldb: NKV * D, beta: 0, C: scores, ldc: width, workers: inner)
             for r in 0..<rows {
                 let t = t0 + r
-                let (lo, hi) = d.keyRange(b: b, t: t, causal: causal, starts: starts)
+                let (lo, hi) = d.keyRange(b: b, t: t, mask)
                 let row = scores + r * width
                 let (a, e) = (lo - kStart, hi - kStart)
                 let m = maxOf(row + a, e - a)
@@ -260,8 +269,7 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                                   _ lse: UnsafeMutablePointer<Float>, _ dout: UnsafeMutablePointer<Float>,
                                   _ delta: UnsafeMutablePointer<Float>, _ dq: UnsafeMutablePointer<Float>,
                                   _ dk: UnsafeMutablePointer<Float>, _ dv: UnsafeMutablePointer<Float>,
-                                  _ scale: Float, _ causal: Bool,
-                                  _ starts: UnsafeMutablePointer<Int32>?, _ ends: UnsafeMutablePointer<Int32>?) {
+                                  _ scale: Float, _ mask: AttentionMask) {
     let (B, Tq, Tk, NH, NKV, D) = (d.B, d.Tq, d.Tk, d.NH, d.NKV, d.D)
     let group = NH / NKV
     CPUParallel.forEach(B * NH * Tq, grain: max(1, 16384 / max(1, D))) { rows in
@@ -289,7 +297,7 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                 let h = kvh * group + g
                 for blk in 0..<blocks {
                     let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
-                    let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, causal: causal, starts: starts)
+                    let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
                     let width = kEnd - kStart
                     let qBlock = q + ((b * Tq + t0) * NH + h) * D, doBlock = dout + ((b * Tq + t0) * NH + h) * D
                     let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
@@ -299,7 +307,7 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                              B: kBase, ldb: NKV * D, beta: 0, C: p, ldc: width, workers: inner)
                     for r in 0..<rows {
                         let t = t0 + r
-                        let (lo, hi) = d.keyRange(b: b, t: t, causal: causal, starts: starts)
+                        let (lo, hi) = d.keyRange(b: b, t: t, mask)
                         _ = maskedExp(p + r * width, width, lo - kStart, hi - kStart, shift: lse[(b * NH + h) * Tq + t])
                     }
                     // dV += Pᵀ·dO

@@ -22,9 +22,8 @@ extension Tensor {
                 }
             }
         case let .opencl(cl):
-            let ls = cl.reductionGroupSize(cap: 64)
-            try cl.launch("norm", "cosine_rows_forward", global: [N * ls], local: [ls],
-                          [.tensor(out), .tensor(u), .tensor(v), .int(C), .local(ls * 4)])
+            let ls = try cl.rowGroupSize(long: false)
+            try cl.cosineRowsForward(.rows(N, groupSize: ls), out: out, u: u, v: v, C: C, s: .floats(ls))
         }
         GradientTape.record("cosineSimilarity", inputs: [u, v], output: out) { dy in
             let du = try Tensor.empty(u.shape, on: u.device), dv = try Tensor.empty(v.shape, on: v.device)
@@ -44,9 +43,9 @@ extension Tensor {
                     }
                 }
             case let .opencl(cl):
-                let ls = cl.reductionGroupSize(cap: 64)
-                try cl.launch("norm", "cosine_rows_backward", global: [N * ls], local: [ls],
-                              [.tensor(du), .tensor(dv), .tensor(u), .tensor(v), .tensor(dy), .int(C), .local(ls * 4)])
+                let ls = try cl.rowGroupSize(long: false)
+                try cl.cosineRowsBackward(.rows(N, groupSize: ls), du: du, dv: dv, u: u, v: v, dy: dy, C: C,
+                                          s: .floats(ls))
             }
             return [u.requiresGrad ? du : nil, v.requiresGrad ? dv : nil]
         }

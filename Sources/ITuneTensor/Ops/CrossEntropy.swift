@@ -46,10 +46,9 @@ extension Tensor {
                 }
             }
         case let .opencl(cl):
-            let ls = cl.reductionGroupSize(cap: V >= 1024 ? 256 : 64)
-            try cl.launch("loss", "cross_entropy_forward", global: [N * ls], local: [ls],
-                          [.tensor(lossRows), .tensor(lse), .tensor(logits), .tensor(targets), .int(V),
-                           .int(Int(ignoreIndex)), .local(ls * 4)])
+            let ls = try cl.rowGroupSize(long: V >= 1024)
+            try cl.crossEntropyForward(.rows(N, groupSize: ls), lossRows: lossRows, lse: lse, logits: logits,
+                                       targets: targets, V: V, ignoreIndex: Int(ignoreIndex), scratch: .floats(ls))
         }
         let invCount: Float = valid > 0 ? 1 / Float(valid) : 0
         let out = try noGrad { try lossRows.sum().scaled(by: invCount) }
@@ -72,9 +71,9 @@ extension Tensor {
                     }
                 }
             case let .opencl(cl):
-                try cl.launch("loss", "cross_entropy_backward", global: [V, N], local: [min(64, cl.reductionGroupSize(cap: 64)), 1],
-                              [.tensor(dx), .tensor(logits), .tensor(lse), .tensor(targets), .tensor(dy), .int(N), .int(V),
-                               .int(Int(ignoreIndex)), .float(invCount)])
+                try cl.crossEntropyBackward(KernelGrid(global: [V, N], local: [try cl.elementwiseGroupSize(), 1]),
+                                            dlogits: dx, logits: logits, lse: lse, targets: targets, dy: dy, N: N, V: V,
+                                            ignoreIndex: Int(ignoreIndex), invCount: invCount)
             }
             return [dx]
         }

@@ -37,9 +37,8 @@ extension Tensor {
                     for i in r { o[i] = dropoutHash(lo, hi, UInt32(truncatingIfNeeded: i)) >= threshold ? xp[i] * invKeep : 0 }
                 }
             case let .opencl(cl):
-                try cl.launch("elementwise", "dropout_apply", global: [n], local: [64],
-                              [.tensor(out), .tensor(x), .int(n), .int(Int(Int32(bitPattern: lo))),
-                               .int(Int(Int32(bitPattern: hi))), .int(Int(Int32(bitPattern: threshold))), .float(invKeep)])
+                try cl.dropoutApply(.items(n, groupSize: try cl.elementwiseGroupSize()), out: out, x: x, n: n,
+                                    seedLo: lo, seedHi: hi, threshold: threshold, invKeep: invKeep)
             }
             return out
         }

@@ -26,7 +26,7 @@ extension Tensor {
                 if nb == n { for i in r { o[i] = x[i] + y[i] } } else { for i in r { o[i] = x[i] + y[i % nb] } }
             }
         case let .opencl(cl):
-            try cl.launch("elementwise", "add_bcast", global: [n], [.tensor(out), .tensor(a), .tensor(b), .int(n), .int(nb)])
+            try cl.addBcast(.items(n), out: out, a: a, b: b, n: n, nb: nb)
         }
         GradientTape.record("add", inputs: [a, b], output: out) { g in
             [a.requiresGrad ? g : nil, b.requiresGrad ? try g.sumToShape(b.shape) : nil]
@@ -56,7 +56,7 @@ extension Tensor {
                 if nb == n { for i in r { o[i] = x[i] * y[i] } } else { for i in r { o[i] = x[i] * y[i % nb] } }
             }
         case let .opencl(cl):
-            try cl.launch("elementwise", "mul_bcast", global: [n], [.tensor(out), .tensor(a), .tensor(b), .int(n), .int(nb)])
+            try cl.mulBcast(.items(n), out: out, a: a, b: b, n: n, nb: nb)
         }
     }
 
@@ -72,7 +72,7 @@ extension Tensor {
             let o = out.floats, x = floats
             CPUParallel.forEach(n, grain: 1 << 14) { r in for i in r { o[i] = x[i] * s } }
         case let .opencl(cl):
-            try cl.launch("elementwise", "scale", global: [n], [.tensor(out), .tensor(self), .float(s), .int(n)])
+            try cl.scale(.items(n), out: out, a: self, s: s, n: n)
         }
         GradientTape.record("scale", inputs: [self], output: out) { g in [try g.scaled(by: s)] }
         return out
@@ -89,7 +89,7 @@ extension Tensor {
             let y = floats, v = x.floats
             CPUParallel.forEach(n, grain: 1 << 14) { r in for i in r { y[i] += alpha * v[i] } }
         case let .opencl(cl):
-            try cl.launch("elementwise", "axpy", global: [n], [.tensor(self), .tensor(x), .float(alpha), .int(n)])
+            try cl.axpy(.items(n), y: self, x: x, alpha: alpha, n: n)
         }
     }
 
@@ -115,8 +115,7 @@ extension Tensor {
                 }
             }
         case let .opencl(cl):
-            try cl.launch("elementwise", "column_sum", global: [cols],
-                          [.tensor(out), .tensor(self), .tensor(times ?? self), .int(times == nil ? 0 : 1), .int(rows), .int(cols)])
+            try cl.columnSum(.items(cols), out: out, x: self, y: times ?? self, useY: times != nil, rows: rows, cols: cols)
         }
         return out
     }
@@ -124,7 +123,8 @@ extension Tensor {
     /// SiLU (swish): x * sigmoid(x).
     public func silu() throws -> Tensor {
         try unaryActivation("silu", cpuForward: { v in v / (1 + expf(-v)) },
-                            cpuBackward: { v, d in let s = 1 / (1 + expf(-v)); return d * s * (1 + v * (1 - s)) })
+                            cpuBackward: { v, d in let s = 1 / (1 + expf(-v)); return d * s * (1 + v * (1 - s)) },
+                            clForward: OpenCLBackend.siluForward, clBackward: OpenCLBackend.siluBackward)
     }
 
     /// GELU in its tanh form (`gelu_new`, `gelu_pytorch_tanh`).
@@ -135,7 +135,7 @@ extension Tensor {
             let t = tanhf(k * (v + c * v * v * v))
             let dt = k * (1 + 3 * c * v * v) * (1 - t * t)
             return d * (0.5 * (1 + t) + 0.5 * v * dt)
-        })
+        }, clForward: OpenCLBackend.geluForward, clBackward: OpenCLBackend.geluBackward)
     }
 
     /// GELU in its exact form x·Φ(x) (BERT's `gelu`, PyTorch's default).
@@ -144,11 +144,16 @@ extension Tensor {
         try unaryActivation("gelu_erf", cpuForward: { v in 0.5 * v * erfcf(-v * 0.7071067811865476) },
                             cpuBackward: { v, d in
             d * (0.5 * erfcf(-v * 0.7071067811865476) + v * 0.3989422804014327 * expf(-0.5 * v * v))
-        })
+        }, clForward: OpenCLBackend.geluErfForward, clBackward: OpenCLBackend.geluErfBackward)
     }
 
+    /// The typed kernels of an activation: forward (grid, out, x, n), backward (grid, dx, x, dy, n).
+    typealias ActivationKernel = (OpenCLBackend) -> (KernelGrid, Tensor, Tensor, Int) throws -> Void
+    typealias ActivationGradientKernel = (OpenCLBackend) -> (KernelGrid, Tensor, Tensor, Tensor, Int) throws -> Void
+
     private func unaryActivation(_ op: String, cpuForward: @escaping (Float) -> Float,
-                                 cpuBackward: @escaping (Float, Float) -> Float) throws -> Tensor {
+                                 cpuBackward: @escaping (Float, Float) -> Float,
+                                 clForward: ActivationKernel, clBackward: @escaping ActivationGradientKernel) throws -> Tensor {
         let out = try Tensor.empty(shape, on: device)
         let n = count
         switch try execution(op, self) {
@@ -156,7 +161,7 @@ extension Tensor {
             let o = out.floats, x = floats
             CPUParallel.forEach(n, grain: 1 << 12) { r in for i in r { o[i] = cpuForward(x[i]) } }
         case let .opencl(cl):
-            try cl.launch("elementwise", op + "_forward", global: [n], [.tensor(out), .tensor(self), .int(n)])
+            try clForward(cl)(.items(n), out, self, n)
         }
         GradientTape.record(op, inputs: [self], output: out) { g in
             let dx = try Tensor.empty(self.shape, on: self.device)
@@ -165,7 +170,7 @@ extension Tensor {
                 let o = dx.floats, x = self.floats, d = g.floats
                 CPUParallel.forEach(n, grain: 1 << 12) { r in for i in r { o[i] = cpuBackward(x[i], d[i]) } }
             case let .opencl(cl):
-                try cl.launch("elementwise", op + "_backward", global: [n], [.tensor(dx), .tensor(self), .tensor(g), .int(n)])
+                try clBackward(cl)(.items(n), dx, self, g, n)
             }
             return [dx]
         }
@@ -182,7 +187,7 @@ extension Tensor {
             let o = out.floats, g = gate.floats, u = up.floats
             CPUParallel.forEach(n, grain: 1 << 12) { r in for i in r { let v = g[i]; o[i] = v / (1 + expf(-v)) * u[i] } }
         case let .opencl(cl):
-            try cl.launch("elementwise", "swiglu_forward", global: [n], [.tensor(out), .tensor(gate), .tensor(up), .int(n)])
+            try cl.swigluForward(.items(n), out: out, gate: gate, up: up, n: n)
         }
         GradientTape.record("swiglu", inputs: [gate, up], output: out) { dy in
             let dgate = try Tensor.empty(gate.shape, on: gate.device)
@@ -198,8 +203,7 @@ extension Tensor {
                     }
                 }
             case let .opencl(cl):
-                try cl.launch("elementwise", "swiglu_backward", global: [n],
-                              [.tensor(dgate), .tensor(dup), .tensor(gate), .tensor(up), .tensor(dy), .int(n)])
+                try cl.swigluBackward(.items(n), dgate: dgate, dup: dup, gate: gate, up: up, dy: dy, n: n)
             }
             return [gate.requiresGrad ? dgate : nil, up.requiresGrad ? dup : nil]
         }

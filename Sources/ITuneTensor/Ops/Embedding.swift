@@ -28,8 +28,7 @@ extension Tensor {
                 for i in rows { (o + i * C).update(from: w + Int(idp[i]) * C, count: C) }
             }
         case let .opencl(cl):
-            try cl.launch("embedding", "embedding_forward", global: [C, n],
-                          [.tensor(out), .tensor(weight), .tensor(ids), .int(n), .int(C)])
+            try cl.embeddingForward(KernelGrid(global: [C, n]), out: out, weight: weight, ids: ids, n: n, C: C)
         }
         GradientTape.record("embedding", inputs: [weight, ids], output: out) { dy in
             guard weight.requiresGrad else { return [nil, nil] }
@@ -94,8 +93,8 @@ private func embeddingBackward(_ dy: Tensor, ids: [Int32], vocab V: Int, channel
         let uniq = try Tensor(indices: occ.uniqueIDs, shape: [U], on: device)
         let offsets = try Tensor(indices: occ.offsets, shape: [U + 1], on: device)
         let positions = try Tensor(indices: occ.positions, shape: [occ.positions.count], on: device)
-        try cl.launch("embedding", "embedding_backward", global: [C, U],
-                      [.tensor(dw), .tensor(dy), .tensor(uniq), .tensor(offsets), .tensor(positions), .int(U), .int(C)])
+        try cl.embeddingBackward(KernelGrid(global: [C, U]), dweight: dw, dy: dy, uniqueIds: uniq, offsets: offsets,
+                                 positions: positions, U: U, C: C)
     }
     return dw
 }

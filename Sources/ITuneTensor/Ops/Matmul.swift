@@ -72,10 +72,13 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
         }
     case let .opencl(cl):
         if M == 0 || N == 0 { return }
-        if K == 0 || !CLBlast.isAvailable || OpenCLGemm.forceOwnKernel {
-            try OpenCLGemm.tiled(cl, transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha,
-                                 a: a.storage.mem, lda: lda, strideA: sA, b: b.storage.mem, ldb: ldb, strideB: sB,
-                                 beta: beta, c: out.storage.mem, ldc: ldc, strideC: sC, batch: batch)
+        if K == 0 || !CLBlast.isAvailable || cl.gemmImplementation == .own {
+            // gemm.cl's groups are TS×TS: the tuned TS, halved until a group fits the device.
+            var ts = try cl.tuned("TS", family: "gemm")
+            while ts > 1, ts * ts > cl.info.maxWorkGroupSize { ts /= 2 }
+            try cl.gemmTiled(KernelGrid(global: [N, M, batch], local: [ts, ts, 1], constants: ["TS": ts]),
+                             M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+                             B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
         } else {
             try CLBlast.sgemm(cl, transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha,
                               a: a.storage.mem, lda: lda, strideA: sA, b: b.storage.mem, ldb: ldb, strideB: sB,
@@ -84,19 +87,15 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
     }
 }
 
-/// Our own OpenCL GEMM (Kernels/gemm.cl).
-public enum OpenCLGemm {
-    /// `ITUNE_OWN_GEMM=1` uses our kernel even when CLBlast is there (for comparisons).
-    nonisolated(unsafe) public static var forceOwnKernel = ProcessInfo.processInfo.environment["ITUNE_OWN_GEMM"] == "1"
-    static let tile = 16
+/// Which GEMM an OpenCL device's matmuls use (`OpenCLBackend.gemmImplementation`).
+public enum GemmImplementation: String, Sendable, CaseIterable {
+    /// CLBlast, where it loads; our own kernel otherwise.
+    case clblast
+    /// Our own tiled kernel, Kernels/gemm.cl (for comparisons, and where CLBlast misbehaves).
+    case own
 
-    static func tiled(_ cl: OpenCLBackend, transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
-                      a: cl_mem, lda: Int, strideA: Int, b: cl_mem, ldb: Int, strideB: Int,
-                      beta: Float, c: cl_mem, ldc: Int, strideC: Int, batch: Int) throws {
-        try cl.launch("gemm", "gemm_tiled", global: [N, M, batch], local: [tile, tile, 1], defines: ["TS": tile],
-                      [.int(M), .int(N), .int(K), .float(alpha), .float(beta),
-                       .mem(a), .int(lda), .int(strideA), .int(transA ? 1 : 0),
-                       .mem(b), .int(ldb), .int(strideB), .int(transB ? 1 : 0),
-                       .mem(c), .int(ldc), .int(strideC)])
+    /// `ITUNE_OWN_GEMM=1` starts every device on `.own` (as the old process-wide switch did).
+    static var fromEnvironment: GemmImplementation {
+        ProcessInfo.processInfo.environment["ITUNE_OWN_GEMM"] == "1" ? .own : .clblast
     }
 }

@@ -30,9 +30,9 @@ extension Tensor {
                 }
             }
         case let .opencl(cl):
-            let ls = cl.reductionGroupSize(cap: C >= 256 ? 256 : 64)
-            try cl.launch("norm", "rmsnorm_forward", global: [N * ls], local: [ls],
-                          [.tensor(y), .tensor(rstd), .tensor(x), .tensor(weight), .int(C), .float(eps), .local(ls * 4)])
+            let ls = try cl.rowGroupSize(long: C >= 256)
+            try cl.rmsnormForward(.rows(N, groupSize: ls), y: y, rstd: rstd, x: x, weight: weight, C: C, eps: eps,
+                                  scratch: .floats(ls))
         }
         GradientTape.record("rmsNorm", inputs: [x, weight], output: y) { dy in
             let dx = x.requiresGrad ? try rmsNormBackwardInput(x: x, weight: weight, rstd: rstd, dy: dy, N: N, C: C) : nil
@@ -71,10 +71,9 @@ extension Tensor {
                 }
             }
         case let .opencl(cl):
-            let ls = cl.reductionGroupSize(cap: C >= 256 ? 256 : 64)
-            try cl.launch("norm", "layernorm_forward", global: [N * ls], local: [ls],
-                          [.tensor(y), .tensor(mean), .tensor(rstd), .tensor(x), .tensor(weight), .tensor(bias),
-                           .int(C), .float(eps), .local(ls * 4)])
+            let ls = try cl.rowGroupSize(long: C >= 256)
+            try cl.layernormForward(.rows(N, groupSize: ls), y: y, mean: mean, rstd: rstd, x: x, weight: weight,
+                                    bias: bias, C: C, eps: eps, scratch: .floats(ls))
         }
         GradientTape.record("layerNorm", inputs: [x, weight, bias], output: y) { dy in
             let dx = x.requiresGrad
@@ -127,9 +126,9 @@ private func rmsNormBackwardInput(x: Tensor, weight: Tensor, rstd: Tensor, dy: T
             }
         }
     case let .opencl(cl):
-        let ls = cl.reductionGroupSize(cap: C >= 256 ? 256 : 64)
-        try cl.launch("norm", "rmsnorm_backward_dx", global: [N * ls], local: [ls],
-                      [.tensor(dx), .tensor(x), .tensor(weight), .tensor(rstd), .tensor(dy), .int(C), .local(ls * 4)])
+        let ls = try cl.rowGroupSize(long: C >= 256)
+        try cl.rmsnormBackwardDx(.rows(N, groupSize: ls), dx: dx, x: x, weight: weight, rstd: rstd, dy: dy, C: C,
+                                 scratch: .floats(ls))
     }
     return dx
 }
@@ -151,10 +150,10 @@ private func rmsNormBackwardWeight(x: Tensor, rstd: Tensor, dy: Tensor, N: Int, 
     case let .opencl(cl):
         let parts = max(1, (N + normRowsPerPart - 1) / normRowsPerPart)
         let part = parts == 1 ? dw : try Tensor.empty([parts, C], on: x.device)
-        try cl.launch("norm", "rmsnorm_dweight_part", global: [C, parts],
-                      [.tensor(part), .tensor(x), .tensor(rstd), .tensor(dy), .int(N), .int(C), .int(normRowsPerPart)])
+        try cl.rmsnormDweightPart(KernelGrid(global: [C, parts]), part: part, x: x, rstd: rstd, dy: dy, N: N, C: C,
+                                  rowsPerPart: normRowsPerPart)
         if parts > 1 {
-            try cl.launch("norm", "sum_parts", global: [C], [.tensor(dw), .tensor(part), .int(parts), .int(C)])
+            try cl.sumParts(.items(C), out: dw, part: part, parts: parts, C: C)
         }
     }
     return dw
@@ -186,10 +185,9 @@ private func layerNormBackwardInput(x: Tensor, weight: Tensor, mean: Tensor, rst
             }
         }
     case let .opencl(cl):
-        let ls = cl.reductionGroupSize(cap: C >= 256 ? 256 : 64)
-        try cl.launch("norm", "layernorm_backward_dx", global: [N * ls], local: [ls],
-                      [.tensor(dx), .tensor(x), .tensor(weight), .tensor(mean), .tensor(rstd), .tensor(dy),
-                       .int(C), .local(ls * 8)])
+        let ls = try cl.rowGroupSize(long: C >= 256)
+        try cl.layernormBackwardDx(.rows(N, groupSize: ls), dx: dx, x: x, weight: weight, mean: mean, rstd: rstd,
+                                   dy: dy, C: C, scratch: .float2s(ls))
     }
     return dx
 }
@@ -217,12 +215,11 @@ private func layerNormBackwardParams(x: Tensor, mean: Tensor, rstd: Tensor, dy: 
         let parts = max(1, (N + normRowsPerPart - 1) / normRowsPerPart)
         let partW = parts == 1 ? dw : try Tensor.empty([parts, C], on: x.device)
         let partB = parts == 1 ? db : try Tensor.empty([parts, C], on: x.device)
-        try cl.launch("norm", "layernorm_dparams_part", global: [C, parts],
-                      [.tensor(partW), .tensor(partB), .tensor(x), .tensor(mean), .tensor(rstd), .tensor(dy),
-                       .int(N), .int(C), .int(normRowsPerPart)])
+        try cl.layernormDparamsPart(KernelGrid(global: [C, parts]), partW: partW, partB: partB, x: x, mean: mean,
+                                    rstd: rstd, dy: dy, N: N, C: C, rowsPerPart: normRowsPerPart)
         if parts > 1 {
-            try cl.launch("norm", "sum_parts", global: [C], [.tensor(dw), .tensor(partW), .int(parts), .int(C)])
-            try cl.launch("norm", "sum_parts", global: [C], [.tensor(db), .tensor(partB), .int(parts), .int(C)])
+            try cl.sumParts(.items(C), out: dw, part: partW, parts: parts, C: C)
+            try cl.sumParts(.items(C), out: db, part: partB, parts: parts, C: C)
         }
     }
     return (dw, db)

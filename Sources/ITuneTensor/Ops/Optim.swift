@@ -54,9 +54,9 @@ extension Tensor {
                 }
             }
         case let .opencl(cl):
-            try cl.launch("optim", "adamw_update", global: [n], local: [64],
-                          [.tensor(self), .tensor(grad), .tensor(m), .tensor(v), .int(n), .float(lr), .float(c.beta1),
-                           .float(c.beta2), .float(c.eps), .float(c.weightDecay), .float(bc1), .float(bc2Sqrt)])
+            try cl.adamwUpdate(.items(n, groupSize: try cl.elementwiseGroupSize()), p: self, g: grad, m: m, v: v, n: n,
+                               lr: lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weightDecay,
+                               bc1: bc1, bc2Sqrt: bc2Sqrt)
         }
     }
 
@@ -75,12 +75,12 @@ extension Tensor {
         case .cpu:
             out.floats[index] = cpuChunkedSum(floats, n, squared: true)
         case let .opencl(cl):
-            let ls = cl.reductionGroupSize()
+            let ls = try cl.rowGroupSize(long: true)
             let partial = try Tensor.empty([groups], on: device)
-            try cl.launch("optim", "sum_squares_partial", global: [groups * ls], local: [ls],
-                          [.tensor(partial), .int(0), .tensor(self), .int(n), .int(chunk), .int(1), .local(ls * 4)])
-            try cl.launch("optim", "sum_squares_partial", global: [ls], local: [ls],
-                          [.tensor(out), .int(index), .tensor(partial), .int(groups), .int(groups), .int(0), .local(ls * 4)])
+            try cl.sumSquaresPartial(.rows(groups, groupSize: ls), out: partial, outOffset: 0, x: self, n: n,
+                                     chunk: chunk, square: true, s: .floats(ls))
+            try cl.sumSquaresPartial(.rows(1, groupSize: ls), out: out, outOffset: index, x: partial, n: groups,
+                                     chunk: groups, square: false, s: .floats(ls))
         }
     }
 
@@ -92,7 +92,7 @@ extension Tensor {
             let x = floats
             CPUParallel.forEach(n, grain: 16384) { r in for i in r { x[i] *= factor } }
         case let .opencl(cl):
-            try cl.launch("optim", "scale_in_place", global: [n], local: [64], [.tensor(self), .int(n), .float(factor)])
+            try cl.scaleInPlace(.items(n, groupSize: try cl.elementwiseGroupSize()), x: self, n: n, factor: factor)
         }
     }
 }

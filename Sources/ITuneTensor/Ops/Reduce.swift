@@ -34,13 +34,13 @@ extension Tensor {
         case .cpu:
             out.floats[0] = cpuChunkedSum(floats, n, squared: false)
         case let .opencl(cl):
-            let ls = cl.reductionGroupSize()
+            let ls = try cl.rowGroupSize(long: true)
             let partial = try Tensor.empty([groups], on: device)
-            try cl.launch("elementwise", "sum_partial", global: [groups * ls], local: [ls],
-                          [.tensor(partial), .tensor(self), .int(n), .int(chunk), .local(ls * 4)])
+            try cl.sumPartial(.rows(groups, groupSize: ls), partial: partial, x: self, n: n, chunk: chunk,
+                              scratch: .floats(ls))
             // The chunk sums are added in the same tree order by a single group.
-            try cl.launch("elementwise", "sum_partial", global: [ls], local: [ls],
-                          [.tensor(out), .tensor(partial), .int(groups), .int(groups), .local(ls * 4)])
+            try cl.sumPartial(.rows(1, groupSize: ls), partial: out, x: partial, n: groups, chunk: groups,
+                              scratch: .floats(ls))
         }
         return out
     }
@@ -54,7 +54,7 @@ extension Tensor {
             let v = floats[0] * scale, o = out.floats
             for i in 0..<n { o[i] = v }
         case let .opencl(cl):
-            try cl.launch("elementwise", "fill", global: [n], [.tensor(out), .tensor(self), .float(scale), .int(n)])
+            try cl.fill(.items(n), out: out, value: self, s: scale, n: n)
         }
         return out
     }

@@ -120,9 +120,9 @@ private func ropeRotate(_ x: Tensor, _ table: RoPETable, _ positions: Tensor, ba
         }
     case let .opencl(cl):
         let pairs = B * T * H * half
-        try cl.launch("rope", "rope_rotate", global: [pairs], local: [cl.reductionGroupSize(cap: 64)],
-                      [.tensor(out), .tensor(x), .tensor(table.cos), .tensor(table.sin), .tensor(positions),
-                       .int(T), .int(H), .int(D), .int(batched ? 1 : 0), .float(sign), .int(pairs)])
+        try cl.ropeRotate(.items(pairs, groupSize: try cl.elementwiseGroupSize()), out: out, x: x, cosTable: table.cos,
+                          sinTable: table.sin, pos: positions, T: T, H: H, D: D, posBatched: batched, sign: sign,
+                          pairs: pairs)
     }
     return out
 }

@@ -17,8 +17,7 @@ extension Tensor {
                 for n in rows { (o + n * width).update(from: x + n * C + offset, count: width) }
             }
         case let .opencl(cl):
-            try cl.launch("elementwise", "copy_columns", global: [width, N],
-                          [.tensor(out), .tensor(self), .int(N), .int(C), .int(offset), .int(width)])
+            try cl.copyColumns(KernelGrid(global: [width, N]), part: out, x: self, N: N, C: C, offset: offset, W: width)
         }
         let inputShape = shape
         GradientTape.record("columns", inputs: [self], output: out) { g in
@@ -30,8 +29,8 @@ extension Tensor {
                     for n in rows { (d + n * C + offset).update(from: gp + n * width, count: width) }
                 }
             case let .opencl(cl):
-                try cl.launch("elementwise", "scatter_columns", global: [width, N],
-                              [.tensor(dx), .tensor(g), .int(N), .int(C), .int(offset), .int(width)])
+                try cl.scatterColumns(KernelGrid(global: [width, N]), dx: dx, dpart: g, N: N, C: C, offset: offset,
+                                      W: width)
             }
             return [dx]
         }

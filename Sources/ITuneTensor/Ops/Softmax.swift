@@ -15,9 +15,8 @@ extension Tensor {
                 for r in rows { softmaxRowCPU(x + r * C, o + r * C, C) }
             }
         case let .opencl(cl):
-            let ls = cl.reductionGroupSize(cap: C >= 256 ? 256 : 64)
-            try cl.launch("softmax", "softmax_forward", global: [N * ls], local: [ls],
-                          [.tensor(y), .tensor(self), .int(C), .local(ls * 4)])
+            let ls = try cl.rowGroupSize(long: C >= 256)
+            try cl.softmaxForward(.rows(N, groupSize: ls), y: y, x: self, C: C, scratch: .floats(ls))
         }
         // The output is kept for the backward pass: dx needs only y.
         GradientTape.record("softmax", inputs: [self], output: y) { dy in
@@ -34,9 +33,8 @@ extension Tensor {
                     }
                 }
             case let .opencl(cl):
-                let ls = cl.reductionGroupSize(cap: C >= 256 ? 256 : 64)
-                try cl.launch("softmax", "softmax_backward", global: [N * ls], local: [ls],
-                              [.tensor(dx), .tensor(y), .tensor(dy), .int(C), .local(ls * 4)])
+                let ls = try cl.rowGroupSize(long: C >= 256)
+                try cl.softmaxBackward(.rows(N, groupSize: ls), dx: dx, y: y, dy: dy, C: C, scratch: .floats(ls))
             }
             return [dx]
         }

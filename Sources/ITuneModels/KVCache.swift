@@ -1,0 +1,103 @@
+import ITuneTensor
+
+/// Keys and values of the positions seen so far, per layer: decoding then runs one new token
+/// through the model instead of the whole sequence again.
+///
+/// Each layer keeps one buffer per side, (B, capacity, NKV, D), that grows geometrically (up to
+/// `maxLength`), so that a token costs a copy of its own keys and values, not of the whole
+/// cache. With one row (generation) the cached prefix is contiguous and handed to attention
+/// without a copy.
+public final class KVCache {
+    public final class Layer {
+        /// (B, capacity, NKV, D); nil before the first append.
+        private var keyBuffer: Tensor?
+        private var valueBuffer: Tensor?
+        /// Positions held.
+        public private(set) var count = 0
+        let maxLength: Int
+
+        init(maxLength: Int) { self.maxLength = maxLength }
+
+        /// Positions the buffers hold room for.
+        public var capacity: Int { keyBuffer?.shape[1] ?? 0 }
+
+        /// Everything cached, (B, count, NKV, D); nil before the first append.
+        public var keys: Tensor? { get throws { try keyBuffer.map(prefix) } }
+        public var values: Tensor? { get throws { try valueBuffer.map(prefix) } }
+
+        /// keys and values are (B,T,NKV,D); returns everything cached so far, these included,
+        /// each (B, count+T, NKV, D).
+        public func append(keys k: Tensor, values v: Tensor) throws -> (Tensor, Tensor) {
+            guard k.rank == 4, k.shape == v.shape else {
+                throw TensorError.shapeMismatch(op: "KVCache", "keys \(k.shape) and values \(v.shape) must be one (B,T,NKV,D) shape")
+            }
+            let (B, T) = (k.shape[0], k.shape[1])
+            if let held = keyBuffer, held.shape[0] != B || held.shape[2...] != k.shape[2...] {
+                throw TensorError.shapeMismatch(op: "KVCache", "keys \(k.shape) do not continue the cached \(held.shape)")
+            }
+            let (needed, overflow) = count.addingReportingOverflow(T)
+            guard !overflow, needed <= maxLength else {
+                throw TensorError.invalidArgument(op: "KVCache", "\(count) cached + \(T) new positions exceed the cache's \(maxLength)")
+            }
+            if needed > capacity {
+                // Double (at least 16 positions), never past maxLength: amortised O(1) copies per position.
+                let grown = min(maxLength, max(needed, 2 * capacity, 16))
+                keyBuffer = try regrow(keyBuffer, like: k, to: grown)
+                valueBuffer = try regrow(valueBuffer, like: v, to: grown)
+            }
+            guard let keyBuffer, let valueBuffer else { fatalError("KVCache buffers allocated above") }
+            try write(k, into: keyBuffer, at: count)
+            try write(v, into: valueBuffer, at: count)
+            count = needed
+            return (try prefix(keyBuffer), try prefix(valueBuffer))
+        }
+
+        /// A new (B, positions, NKV, D) buffer holding the `count` cached positions of `old`.
+        private func regrow(_ old: Tensor?, like x: Tensor, to positions: Int) throws -> Tensor {
+            var shape = x.shape
+            shape[1] = positions
+            let buffer = try Tensor.empty(shape, dtype: x.dtype, on: x.device)
+            if let old, count > 0 {
+                let row = x.shape[2] * x.shape[3] * x.dtype.byteSize
+                for b in 0..<x.shape[0] {
+                    try x.backend.copy(from: old.storage, at: b * old.shape[1] * row, to: buffer.storage,
+                                       at: b * positions * row, byteCount: count * row)
+                }
+            }
+            return buffer
+        }
+
+        /// Copies x (B,T,NKV,D) into positions start..<start+T of buffer.
+        private func write(_ x: Tensor, into buffer: Tensor, at start: Int) throws {
+            let (B, T, cap) = (x.shape[0], x.shape[1], buffer.shape[1])
+            let row = x.shape[2] * x.shape[3] * x.dtype.byteSize
+            for b in 0..<B {
+                try x.backend.copy(from: x.storage, at: b * T * row, to: buffer.storage, at: (b * cap + start) * row,
+                                   byteCount: T * row)
+            }
+        }
+
+        /// The first `count` positions of buffer: a view when they are contiguous (one row).
+        private func prefix(_ buffer: Tensor) throws -> Tensor {
+            if buffer.shape[0] == 1 || count == buffer.shape[1] {
+                var shape = buffer.shape
+                shape[1] = count
+                return Tensor(storage: buffer.storage, shape: shape, dtype: buffer.dtype)
+            }
+            return try noGrad { try buffer.narrow(axis: 1, start: 0, length: count) }
+        }
+    }
+
+    public let layers: [Layer]
+    /// Positions cached.
+    public private(set) var length = 0
+
+    /// `maxLength` bounds the positions a layer will hold (the model's max_position_embeddings
+    /// or sliding window).
+    public init(layers: Int, maxLength: Int = Int(Int32.max)) {
+        self.layers = (0..<layers).map { _ in Layer(maxLength: maxLength) }
+    }
+
+    func layer(_ i: Int) -> Layer { layers[i] }
+    func advance(by n: Int) { length += n }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import ITuneTensor
+
+/// Everything itune-gpu knows about one model family, in one registration: how config.json
+/// reads and writes, how the model is built, how its parameter names map to a checkpoint's,
+/// and which projections LoRA adapts by default. Adding a family is one file that defines its
+/// layers and its `ModelFamily`, and one line in `registered`.
+public struct ModelFamily: Sendable {
+    /// config.json's `model_type`.
+    public let architecture: Architecture
+    /// config.json's `architectures` class names (the first is the one written).
+    public let classNames: [String]
+    /// PEFT `target_modules` when the user names none.
+    public let defaultLoRATargets: [String]
+    /// config.json's fields → the model's shape; refuses fields whose maths are not implemented.
+    let decode: @Sendable (ConfigFields) throws -> ModelConfig
+    /// The model's shape → config.json's family-specific keys (the common ones are added by
+    /// `ModelConfig.huggingFaceJSON`).
+    let encode: @Sendable (ModelConfig) -> [String: Any]
+    /// Builds the model, every parameter taken from `WeightSource` by its transformers name.
+    let make: @Sendable (ModelConfig, Device, @escaping WeightSource) throws -> any CausalLM
+    /// Names a parameter may carry in a checkpoint, most usual first (GPT-2 files often drop
+    /// transformers' `transformer.` prefix).
+    let checkpointNames: @Sendable (String) -> [String]
+
+    public init(architecture: Architecture, classNames: [String], defaultLoRATargets: [String],
+                decode: @escaping @Sendable (ConfigFields) throws -> ModelConfig,
+                encode: @escaping @Sendable (ModelConfig) -> [String: Any],
+                make: @escaping @Sendable (ModelConfig, Device, @escaping WeightSource) throws -> any CausalLM,
+                checkpointNames: @escaping @Sendable (String) -> [String] = { [$0] }) {
+        self.architecture = architecture
+        self.classNames = classNames
+        self.defaultLoRATargets = defaultLoRATargets
+        self.decode = decode
+        self.encode = encode
+        self.make = make
+        self.checkpointNames = checkpointNames
+    }
+
+    /// The families itune-gpu loads, trains and saves.
+    public static let registered: [ModelFamily] = [.llama, .mistral, .qwen2, .phi3, .gpt2]
+
+    public static func named(_ architecture: Architecture) -> ModelFamily? {
+        registered.first { $0.architecture == architecture }
+    }
+
+    /// The family of an `architectures` class name such as "Phi3ForCausalLM".
+    public static func forClassName(_ name: String) -> ModelFamily? {
+        registered.first { $0.classNames.contains(name) }
+    }
+
+    /// The family of `config`, or an error naming its architecture.
+    static func of(_ config: ModelConfig) throws -> ModelFamily {
+        guard let f = named(config.architecture) else {
+            throw ModelFileError.unsupportedArchitecture(file: "(model config)", found: config.architecture.rawValue,
+                                                         supported: registered.map(\.architecture.rawValue))
+        }
+        return f
+    }
+}
+
+/// Builds a model of `config`'s family with weights from `source`.
+public func makeModel(_ config: ModelConfig, on device: Device, from source: @escaping WeightSource) throws -> any CausalLM {
+    try config.validate()
+    return try ModelFamily.of(config).make(config, device, source)
+}
+
+/// A randomly initialised model of `config`'s family (Hugging Face's init: normal(0, 0.02),
+/// zero biases, unit norms), seeded per parameter name.
+public func makeModel(_ config: ModelConfig, seed: UInt64 = 0, on device: Device) throws -> any CausalLM {
+    try makeModel(config, on: device, from: randomWeights(seed: seed, on: device))
+}
+
+/// Loads a Hugging Face model directory (config.json + safetensors) onto `device`.
+public func loadPretrained(_ directory: URL, on device: Device) throws -> any CausalLM {
+    let config = try ModelConfig(configJSON: directory.appendingPathComponent("config.json"))
+    let family = try ModelFamily.of(config)
+    let checkpoint = try Checkpoint(directory: directory)
+    let source: WeightSource = { name, shape, _ in
+        let stored = family.checkpointNames(name).first(where: checkpoint.contains) ?? name
+        return try checkpoint.tensor(stored, on: device, shape: shape)
+    }
+    return try family.make(config, device, source)
+}

@@ -1,0 +1,45 @@
+// The kernels of Kernels/attention.cl, one typed function each: parameters in the order and
+// under the names of the `.cl` signature (KernelSignatureTests checks them against the source).
+// Shapes: q, o, dout, dq (B,Tq,NH,D); k, v, dk, dv (B,Tk,NKV,D); logsumexp, delta (B,NH,Tq);
+// segStart, segEnd (B,Tk) i32. The grid carries HEAD_DIM, BLOCK_Q and BLOCK_K.
+
+extension OpenCLBackend {
+    /// o = softmax(q·kᵀ·scale + mask)·v and its logsumexp; a group of BLOCK_Q queries per
+    /// (query block, head, batch row).
+    func attentionForward(_ grid: KernelGrid, o: Tensor, logsumexp: Tensor, q: Tensor, k: Tensor, v: Tensor,
+                          segStart: Tensor, segEnd: Tensor, Tq: Int, Tk: Int, NH: Int, NKV: Int, scale: Float,
+                          causal: Bool, segments: Bool) throws {
+        try launch("attention", "attention_forward", grid,
+                   [.buffer(o), .buffer(logsumexp), .buffer(q), .buffer(k), .buffer(v), .buffer(segStart),
+                    .buffer(segEnd), .int(Tq), .int(Tk), .int(NH), .int(NKV), .float(scale), .bool(causal),
+                    .bool(segments)])
+    }
+
+    /// delta = Σ_d dout·o per (b, t, h) row; `rows` = B·Tq·NH work-items.
+    func attentionBackwardDelta(_ grid: KernelGrid, delta: Tensor, dout: Tensor, o: Tensor, Tq: Int, NH: Int,
+                                rows: Int) throws {
+        try launch("attention", "attention_backward_delta", grid,
+                   [.buffer(delta), .buffer(dout), .buffer(o), .int(Tq), .int(NH), .int(rows)])
+    }
+
+    /// dq of the attention; same grid as the forward.
+    func attentionBackwardDq(_ grid: KernelGrid, dq: Tensor, q: Tensor, k: Tensor, v: Tensor, dout: Tensor,
+                             logsumexp: Tensor, delta: Tensor, segStart: Tensor, segEnd: Tensor, Tq: Int, Tk: Int,
+                             NH: Int, NKV: Int, scale: Float, causal: Bool, segments: Bool) throws {
+        try launch("attention", "attention_backward_dq", grid,
+                   [.buffer(dq), .buffer(q), .buffer(k), .buffer(v), .buffer(dout), .buffer(logsumexp),
+                    .buffer(delta), .buffer(segStart), .buffer(segEnd), .int(Tq), .int(Tk), .int(NH), .int(NKV),
+                    .float(scale), .bool(causal), .bool(segments)])
+    }
+
+    /// dk and dv of the attention; a group of BLOCK_Q keys per (key block, kv head, batch row).
+    func attentionBackwardDkv(_ grid: KernelGrid, dk: Tensor, dv: Tensor, q: Tensor, k: Tensor, v: Tensor,
+                              dout: Tensor, logsumexp: Tensor, delta: Tensor, segStart: Tensor, segEnd: Tensor,
+                              Tq: Int, Tk: Int, NH: Int, NKV: Int, scale: Float, causal: Bool,
+                              segments: Bool) throws {
+        try launch("attention", "attention_backward_dkv", grid,
+                   [.buffer(dk), .buffer(dv), .buffer(q), .buffer(k), .buffer(v), .buffer(dout), .buffer(logsumexp),
+                    .buffer(delta), .buffer(segStart), .buffer(segEnd), .int(Tq), .int(Tk), .int(NH), .int(NKV),
+                    .float(scale), .bool(causal), .bool(segments)])
+    }
+}

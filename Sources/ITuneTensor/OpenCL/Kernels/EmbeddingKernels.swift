@@ -1,0 +1,19 @@
+// The kernels of Kernels/embedding.cl as typed functions: parameters in the order and under
+// the names of the `.cl` signature (KernelSignatureTests checks them against the source).
+// weight, dweight (V, C); ids (n) i32; out, dy (n, C).
+
+extension OpenCLBackend {
+    /// out[i] = weight[ids[i]]; grid (C, n).
+    func embeddingForward(_ grid: KernelGrid, out: Tensor, weight: Tensor, ids: Tensor, n: Int, C: Int) throws {
+        try launch("embedding", "embedding_forward", grid, [.buffer(out), .buffer(weight), .buffer(ids), .int(n), .int(C)])
+    }
+
+    /// dweight rows of the U distinct ids (CSR: uniqueIds (U), offsets (U+1), positions (n));
+    /// grid (C, U).
+    func embeddingBackward(_ grid: KernelGrid, dweight: Tensor, dy: Tensor, uniqueIds: Tensor, offsets: Tensor,
+                           positions: Tensor, U: Int, C: Int) throws {
+        try launch("embedding", "embedding_backward", grid,
+                   [.buffer(dweight), .buffer(dy), .buffer(uniqueIds), .buffer(offsets), .buffer(positions), .int(U),
+                    .int(C)])
+    }
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import ITune
+
+// The option groups of itune-bench's subcommands; each fills part of a `BenchOptions`.
+
+/// Options every subcommand takes.
+struct CommonBenchOptions: ParsableArguments {
+    @Option(help: "cpu, auto, opencl:P:D, opencl (every OpenCL device) or all (cpu and every OpenCL device).")
+    var device = "cpu"
+    @Flag(help: "One JSON object per result instead of a table.")
+    var json = false
+    @Flag(help: "Tiny sizes, one repetition: checks that everything runs, not how fast.")
+    var smoke = false
+    @Option(help: "Seconds per case after warm-up (at least three runs).")
+    var seconds = BenchOptions().secondsPerCase
+
+    func validate() throws {
+        guard seconds > 0, seconds.isFinite else { throw ValidationError("--seconds takes a positive number, not \(seconds)") }
+    }
+
+    func benchOptions() throws -> BenchOptions {
+        var o = BenchOptions()
+        o.devices = try BenchOptions.parseDevices(device)
+        o.json = json
+        o.smoke = smoke
+        o.secondsPerCase = seconds
+        if smoke { o.minReps = 1; o.secondsPerCase = 0 }
+        return o
+    }
+}
+
+/// Options particular to some subcommands; each fills its part of a `BenchOptions`.
+protocol BenchOptionGroup: ParsableArguments {
+    func apply(to o: inout BenchOptions)
+}
+
+/// tokenize, load: nothing beyond the common options.
+struct NoOptions: BenchOptionGroup {
+    func apply(to o: inout BenchOptions) {}
+}
+
+/// matmul: square sizes.
+struct SizeOptions: BenchOptionGroup {
+    @Option(help: "matmul: square sizes n (n×n×n), positive and comma-separated, instead of the defaults.")
+    var sizes: PositiveList?
+    func apply(to o: inout BenchOptions) { if let sizes { o.sizes = sizes.values } }
+}
+
+/// softmax and attention: sequence lengths.
+struct LengthOptions: BenchOptionGroup {
+    @Option(help: "softmax/attention: sequence lengths, positive and comma-separated (default 128,256,512,1024,2048).")
+    var lengths: PositiveList?
+    func apply(to o: inout BenchOptions) { if let lengths { o.lengths = lengths.values } }
+}
+
+/// step: which reference configurations and modes.
+struct StepOptions: BenchOptionGroup {
+    @Option(help: "step: reference configurations, comma-separated (tiny, smollm2-135m).")
+    var configs: String?
+    @Option(help: "step: modes, comma-separated (full, lora).")
+    var modes: String?
+    func apply(to o: inout BenchOptions) {
+        if let configs { o.configs = configs.split(separator: ",").map(String.init) }
+        if let modes { o.modes = modes.split(separator: ",").map(String.init) }
+    }
+}
+
+/// Positive whole numbers separated by commas: `256,512`.
+struct PositiveList: ExpressibleByArgument {
+    let values: [Int]
+    init?(argument: String) {
+        let parts = argument.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
+        values = parts.compactMap { $0 }
+    }
+    static var defaultValueDescription: String { "n,n,…" }
+}
