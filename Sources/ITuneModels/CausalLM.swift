@@ -50,8 +50,9 @@ extension CausalLM {
     /// Mean cross-entropy of logits at t against `targets` at t (already shifted: the caller
     /// puts the next token, or -100 where no loss is taken). ids and targets are i32 (B,T).
     public func loss(_ ids: Tensor, targets: Tensor, positions: Tensor? = nil, segments: AttentionSegments? = nil) throws -> Tensor {
-        let out = try logits(ids, positions: positions, cache: nil, segments: segments)
-        return try out.reshaped([-1, config.vocabSize]).crossEntropy(targets: targets.reshaped([-1]))
+        // The head and the loss in chunks of rows: the (B·T, V) logits never exist whole.
+        let h = try hiddenStates(ids, positions: positions, cache: nil, segments: segments)
+        return try h.reshaped([-1, config.hiddenSize]).linearCrossEntropy(weight: outputEmbedding, targets: targets.reshaped([-1]))
     }
 
     /// Hugging Face's loss convention: `labels` aligned with ids (-100 = ignored), shifted
