@@ -58,7 +58,7 @@ public struct Mixture: Codable, Sendable, Equatable {
     public func write(_ path: String) throws {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try e.encode(self).write(to: URL(fileURLWithPath: path))
+        try OutputFiles.writeAtomically(e.encode(self), to: URL(fileURLWithPath: path))
     }
 }
 

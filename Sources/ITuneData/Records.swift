@@ -205,7 +205,9 @@ public enum DatasetReader {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw DataError(source: path, field: nil, reason: "cannot read: \(error.localizedDescription)")
         }
-        if data.starts(with: [0xEF, 0xBB, 0xBF]) { data.removeFirst(3) }  // a UTF-8 byte-order mark
+        // UTF-16/32 (with or without a byte-order mark) and UTF-8's mark: decoded to plain UTF-8
+        // first, so that lines are counted in the text the parser reads.
+        data = try TextEncoding.utf8(data, path: path)
         let fileTask = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
         let records = try parseRecords(data, path: path, task: fileTask)
         guard !records.isEmpty else { throw DataError(source: path, field: nil, reason: "no records") }
@@ -253,7 +255,7 @@ public enum DatasetReader {
                 if let array = obj as? [Any] {
                     let lines = arrayElementLines(data)
                     return array.enumerated().map { i, v in
-                        (.success(v), Example.Source(file: path, line: lines?[i], index: i, task: task))
+                        (.success(v), Example.Source(file: path, line: lines.flatMap { i < $0.count ? $0[i] : nil }, index: i, task: task))
                     }
                 }
                 return [(.success(obj), Example.Source(file: path, line: 1, task: task))]

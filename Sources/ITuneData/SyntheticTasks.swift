@@ -154,7 +154,7 @@ public enum SyntheticTasks {
                         lines.append(String(decoding: data, as: UTF8.self))
                     }
                     let url = directory.appendingPathComponent("\(family.name)_\(lang)\(template).jsonl")
-                    try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: url)
+                    try OutputFiles.writeAtomically(Data((lines.joined(separator: "\n") + "\n").utf8), to: url)
                     written.append(url)
                 }
             }

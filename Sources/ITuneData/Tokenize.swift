@@ -46,6 +46,18 @@ public struct TokenizeStats: Sendable, Equatable {
     public var truncatedTokens = 0
     /// Examples dropped because truncation left no answer token to learn from.
     public var droppedNoAnswer = 0
+    /// The first example dropped, for the message when nothing is left: where it came from, its
+    /// length in tokens and where its answer began.
+    public var firstDropped: DroppedExample?
+
+    /// An example that truncation left without an answer.
+    public struct DroppedExample: Sendable, Equatable {
+        public var source: Example.Source
+        /// Its length in tokens before truncation.
+        public var tokens: Int
+        /// The 0-based index of its first scored token; nil when it had none.
+        public var answerStart: Int?
+    }
 
     public init() {}
 }
@@ -84,9 +96,10 @@ public enum DatasetTokenizer {
         var stats = TokenizeStats()
         var out: [TokenizedExample] = []
         out.reserveCapacity(examples.count)
-        for r in results {
+        for (i, r) in results.enumerated() {
             var t = try r!.get()
             stats.examples += 1
+            let length = t.ids.count, answerStart = t.labels.dropFirst().firstIndex { $0 != -100 }
             if t.ids.count > o.maxLength {
                 stats.truncated += 1
                 stats.truncatedTokens += t.ids.count - o.maxLength
@@ -97,6 +110,7 @@ public enum DatasetTokenizer {
             let scored = t.labels.dropFirst().reduce(0) { $0 + ($1 == -100 ? 0 : 1) }
             guard scored > 0 else {
                 stats.droppedNoAnswer += 1
+                if stats.firstDropped == nil { stats.firstDropped = .init(source: examples[i].source, tokens: length, answerStart: answerStart) }
                 continue
             }
             stats.tokens += t.ids.count
@@ -171,5 +185,18 @@ public enum DatasetTokenizer {
         }
         if o.trainOnInputs { labels = ids }
         return TokenizedExample(ids: ids, labels: labels, task: e.source.task)
+    }
+}
+
+extension TokenizeStats {
+    /// When tokenizing kept no example of a non-empty set: an error naming the files and why
+    /// (every answer cut away by `maxLength`, with the first such example's length); nil otherwise.
+    public func noRowsError(maxLength: Int) -> DataError? {
+        guard examples > 0, droppedNoAnswer == examples, let first = firstDropped else { return nil }
+        let where_ = first.answerStart.map { "its answer starts at token \($0 + 1)" } ?? "it has no answer token at all"
+        return DataError(source: first.source.file, field: nil,
+                         reason: "no training rows: all \(examples) example(s) lost their whole answer to --max-length \(maxLength) "
+                             + "(the first, \(first.source), is \(first.tokens) tokens long and \(where_)); "
+                             + "raise --max-length or shorten the prompts")
     }
 }

@@ -84,11 +84,18 @@ public final class Tokenizer {
         } else {
             modelType = "WordLevel"
         }
+        // An empty vocabulary encodes every text to nothing: training would score no token and
+        // report a loss of NaN over 0 tokens as if it were a result. Checked before the model
+        // reads it, so that this is the error given, not a consequence of it.
+        if case .object(let entries) = modelJSON["vocab"].value, entries.isEmpty {
+            throw modelJSON["vocab"].invalid("is empty: a tokenizer needs at least one token")
+        }
         switch modelType {
         case "BPE": model = try BPEModel(modelJSON)
         case "WordPiece": model = try WordPieceModel(modelJSON)
         default: model = try WordLevelModel(modelJSON)
         }
+        guard model.vocabularyCount > 0 else { throw modelJSON["vocab"].invalid("is empty: a tokenizer needs at least one token") }
         normalizer = try Normalizers.load(root["normalizer"])
         preTokenizer = try PreTokenizers.load(root["pre_tokenizer"])
         postProcessor = try PostProcessors.load(root["post_processor"])

@@ -15,7 +15,8 @@ public struct EvaluationResult: Sendable, Codable {
 
 /// Scores every sequence with the Hugging Face convention (labels aligned with ids, −100 not
 /// scored, shifted inside) and averages over tokens, not sequences, as perplexity is defined.
-/// Sequences are grouped into batches of equal length so nothing is padded.
+/// Sequences are grouped into batches of equal length so nothing is padded. Throws when no token
+/// is scored.
 public func evaluate(_ model: any CausalLM, sequences: [(ids: [Int32], labels: [Int32])], batchSize: Int = 8) throws -> EvaluationResult {
     try OptionCheck.atLeast(batchSize, 1, "batch-size")
     let start = Date()
@@ -36,7 +37,12 @@ public func evaluate(_ model: any CausalLM, sequences: [(ids: [Int32], labels: [
             }
         }
     }
-    let mean = tokens > 0 ? total / Double(tokens) : .nan
+    // A mean over nothing is no measurement: "loss nan over 0 tokens" must not pass for a result.
+    guard tokens > 0 else {
+        throw TrainError.invalid("evaluation scored no tokens: none of the \(sequences.count) sequences has a label to predict "
+                                 + "(every label −100, or fewer than 2 tokens; an empty tokenizer vocabulary or --max-length cutting every answer does this)")
+    }
+    let mean = total / Double(tokens)
     return EvaluationResult(meanLoss: mean, perplexity: exp(mean), tokens: tokens, sequences: sequences.count,
                             seconds: Date().timeIntervalSince(start))
 }

@@ -125,6 +125,7 @@ public struct FineTuneJob {
         }
         let options = TokenizeOptions(template: template, maxLength: c.maxLength, trainOnInputs: c.trainOnInputs)
         let (train, stats) = try DatasetTokenizer.tokenize(trainExamples, tokenizer, options)
+        if let noRows = stats.noRowsError(maxLength: c.maxLength) { throw noRows }
         let (validation, _) = try DatasetTokenizer.tokenize(validationExamples, tokenizer, options)
         log("tokens: \(stats.tokens) in \(train.count) training examples; \(stats.truncated) truncated to \(c.maxLength) (\(stats.truncatedTokens) tokens cut), \(stats.droppedNoAnswer) dropped with no answer left; \(validation.count) validation examples")
         let rows: [TrainingRow]

@@ -88,6 +88,7 @@ extension FineTuneConfig {
             field("warmup-ratio", \.trainer.warmupRatio, "Warm-up as a fraction of the steps, in [0, 1]" + dflt(d.trainer.warmupRatio)),
             field("warmup-steps", \.trainer.warmupSteps, "Warm-up steps, overriding --warmup-ratio."),
             choice("schedule", \.trainer.decay, "Decay after warm-up" + dflt(d.trainer.decay.rawValue)),
+            choice("nan-policy", \.trainer.nanPolicy, "When a step's loss or gradient norm is NaN or infinite: stop, or skip the update and count it" + dflt(d.trainer.nanPolicy.rawValue)),
             field("max-grad-norm", \.trainer.maxGradNorm, "Clip gradients to this global norm; 0 turns clipping off" + dflt(d.trainer.maxGradNorm)),
             field("seed", \.trainer.seed, "Seed of initialisation, shuffling and dropout" + dflt(d.trainer.seed)),
             field("max-length", \.maxLength, "Longest example in tokens; longer ones are cut" + dflt(d.maxLength)),
@@ -297,6 +298,7 @@ private func list(_ name: String, _ path: WritableKeyPath<FineTuneConfig, [Strin
 private protocol OptionChoice: RawRepresentable<String>, CaseIterable, OptionValue {}
 extension RecordFormat: OptionChoice {}
 extension LRSchedule.Decay: OptionChoice {}
+extension NaNPolicy: OptionChoice {}
 
 private func choice<T: OptionChoice>(_ name: String, _ path: WritableKeyPath<FineTuneConfig, T>, _ help: String) -> FineTuneOption {
     let known = T.allCases.map(\.rawValue).joined(separator: ", ")

@@ -1,4 +1,5 @@
 import Foundation
+import ITuneData
 
 /// The loss curve of a run as a standalone SVG: training loss per step (a line) and validation
 /// loss (dots), with labelled axes. Written atomically beside metrics.jsonl.
@@ -34,11 +35,6 @@ public enum LossCurve {
     }
 
     public static func write(train: [(Int, Double)], validation: [(Int, Double)], to url: URL) throws {
-        let data = Data(svg(train: train, validation: validation).utf8)
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
-        try data.write(to: tmp)
-        guard rename(tmp.path, url.path) == 0 else {
-            throw TrainError.invalid("\(url.path): rename failed: \(String(cString: strerror(errno)))")
-        }
+        try OutputFiles.writeAtomically(Data(svg(train: train, validation: validation).utf8), to: url)
     }
 }

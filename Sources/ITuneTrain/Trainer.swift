@@ -40,6 +40,8 @@ public struct TrainerOptions: Sendable, Codable, Equatable {
     public var saveEvery = 0
     public var keepCheckpoints = 2
     public var padID: Int32 = 0
+    /// A step whose loss or gradient norm is NaN or infinite stops the run (default) or is skipped.
+    public var nanPolicy = NaNPolicy.stop
 
     public init() {}
 }
@@ -73,6 +75,11 @@ public struct TrainingSummary: Sendable {
     public var seconds: Double
     /// (step, loss) of every step of this output directory, resumed runs included.
     public var history: [(Int, Double)]
+    /// Steps skipped under `NaNPolicy.skipStep`, resumed runs included.
+    public var skippedSteps = 0
+    /// The process's peak resident memory and the backend's peak bytes in tensors, measured
+    /// at the end of the run.
+    public var peakMemory = PeakMemory()
 }
 
 /// A training loop over fixed rows: shuffled per epoch from the seed, batched, padded, with
@@ -88,6 +95,8 @@ public final class Trainer {
     public let validation: [TrainingRow]
     public let outputDirectory: URL
     public let optimizer: AdamW
+    /// Held from `init` until the trainer is freed: one run per output directory.
+    let outputLock: OutputLock
     /// This run's tape and dropout keys: forward and backward passes run inside it, so that
     /// other models (another device, a reference model) can train beside this one.
     public let context: TrainingContext
@@ -104,6 +113,8 @@ public final class Trainer {
         self.train = train
         self.validation = validation
         self.outputDirectory = outputDirectory
+        try OutputFiles.prepareDirectory(outputDirectory)
+        outputLock = try OutputLock(directory: outputDirectory)
         for (_, t) in trainable { t.requiresGrad = true }
         context = TrainingContext(seed: options.seed)
         optimizer = try AdamW(parameters: trainable.map(\.1), config: options.optimizer)
@@ -135,21 +146,24 @@ public final class Trainer {
 
     /// Runs until `totalSteps`, from the latest checkpoint when `resume` is set.
     public func run(resume: Bool = false, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
-        try FileManager.default.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
+        try OutputFiles.prepareDirectory(outputDirectory)
+        if let notice = outputLock.notice { onEvent(.info(notice)) }
+        removeLeftovers(onEvent: onEvent)
         var history: [(Int, Double)] = []
         var validationHistory: [(Int, Double)] = []
-        var start = 0
+        var start = 0, skippedSteps = 0
         if resume {
-            if let (step, h, vh) = try loadLatestCheckpoint() {
-                start = step
-                history = h
-                validationHistory = vh
-                onEvent(.info("resumed from step \(step) of \(totalSteps)"))
+            if let state = try loadLatestCheckpoint(onEvent: onEvent) {
+                start = state.step
+                history = state.history
+                validationHistory = state.validation
+                skippedSteps = state.skippedSteps
+                onEvent(.info("resumed from step \(start) of \(totalSteps)"))
             } else {
                 onEvent(.info("no checkpoint in \(checkpointsDirectory.path): starting from step 0"))
             }
         }
-        try rewriteMetrics(keepingUpTo: start)
+        try metricsLog.trim(keepingUpTo: start)
         let schedule = self.schedule
         let began = Date()
         var tokens = 0
@@ -177,28 +191,39 @@ public final class Trainer {
                 let norm = options.maxGradNorm > 0 ? try clipGradients(optimizer.parameters, maxNorm: options.maxGradNorm)
                     : try clipGradients(optimizer.parameters, maxNorm: .infinity)
                 let lr = schedule.rate(at: step)
-                try optimizer.update(learningRate: lr)
+                // A step with nothing scored has no loss (NaN by definition), which is not divergence.
+                let diverged = divergence(loss: scored > 0 ? lossSum / Double(scored) : 0, gradNorm: norm)
+                if let what = diverged {
+                    try skipDivergedStep(step, what: what, onEvent: onEvent)
+                    skippedSteps += 1
+                } else {
+                    try optimizer.update(learningRate: lr)
+                }
                 optimizer.zeroGrad()
                 let loss = scored > 0 ? lossSum / Double(scored) : .nan
-                history.append((step, loss))
+                if diverged == nil { history.append((step, loss)) }
                 let elapsed = Date().timeIntervalSince(began)
                 let done = step - start
                 let metrics = StepMetrics(step: step, totalSteps: totalSteps,
                                           epoch: Double(step) / Double(stepsPerEpoch), loss: loss, learningRate: lr,
                                           gradNorm: norm, tokensPerSecond: Double(tokens) / max(elapsed, 1e-9), elapsed: elapsed,
                                           eta: elapsed / Double(done) * Double(totalSteps - step))
-                try appendMetrics(metrics)
+                if diverged == nil { try appendMetrics(metrics) }
                 onEvent(.step(metrics))
                 let last = step == totalSteps
                 if !validation.isEmpty, (options.evalEvery > 0 && step % options.evalEvery == 0) || last {
                     let v = try evaluate(model, sequences: validation.map { ($0.ids, $0.labels) }, batchSize: options.batchSize)
+                    guard v.meanLoss.isFinite else {
+                        throw TrainError.diverged(step: step, what: "validation loss \(v.meanLoss)", lastCheckpoint: lastCheckpointPath())
+                    }
                     validationLoss = v.meanLoss
                     validationHistory.append((step, v.meanLoss))
-                    try appendLine(["type": "validation", "step": step, "loss": v.meanLoss, "perplexity": v.perplexity])
+                    try metricsLog.append(["type": "validation", "step": step, "loss": v.meanLoss, "perplexity": v.perplexity])
                     onEvent(.validation(step: step, loss: v.meanLoss))
                 }
                 if options.saveEvery > 0, step % options.saveEvery == 0 || (last && options.saveEvery > 0) {
-                    let url = try saveCheckpoint(step: step, history: history, validation: validationHistory)
+                    let url = try saveCheckpoint(CheckpointState(step: step, optimizerStep: optimizer.step, history: history,
+                                                                 validation: validationHistory, skippedSteps: skippedSteps))
                     onEvent(.checkpoint(step: step, url))
                 }
                 if step % 10 == 0 || last {
@@ -207,10 +232,19 @@ public final class Trainer {
                 }
             }
         }
+        // What the caller saves next (adapter, model) must be finite too.
+        if let bad = try firstNonFinite(trainable.map { (name: $0.0, tensor: $0.1) }) {
+            throw TrainError.diverged(step: totalSteps, what: "\(bad) holds NaN or infinite values", lastCheckpoint: lastCheckpointPath())
+        }
         let seconds = Date().timeIntervalSince(began)
-        return TrainingSummary(steps: totalSteps, firstLoss: history.first?.1 ?? .nan, lastLoss: history.last?.1 ?? .nan,
-                               validationLoss: validationLoss, tokensPerSecond: Double(tokens) / max(seconds, 1e-9),
-                               seconds: seconds, history: history)
+        var summary = TrainingSummary(steps: totalSteps, firstLoss: history.first?.1 ?? .nan, lastLoss: history.last?.1 ?? .nan,
+                                      validationLoss: validationLoss, tokensPerSecond: Double(tokens) / max(seconds, 1e-9),
+                                      seconds: seconds, history: history)
+        summary.skippedSteps = skippedSteps
+        if skippedSteps > 0 { onEvent(.info("skipped \(skippedSteps) step(s) whose loss or gradient norm was not finite (--nan-policy skip-step)")) }
+        summary.peakMemory = PeakMemory.measure(model.device)
+        onEvent(.info(summary.peakMemory.description))
+        return summary
     }
 
     /// Mean cross-entropy of a padded micro-batch (pad id, label −100 on padding).
@@ -240,119 +274,38 @@ public final class Trainer {
                               positions: Tensor(indices: positions, shape: [rows.count, T], on: model.device))
     }
 
-    // MARK: checkpoints
+    // MARK: output
 
-    public var checkpointsDirectory: URL { outputDirectory.appendingPathComponent("checkpoints") }
-
-    /// checkpoints/step-N: trainable tensors, optimizer moments, and state.json (step, loss
-    /// history, options). Written under a temporary name and renamed, so a crash mid-write
-    /// leaves the previous checkpoint as the latest.
-    func saveCheckpoint(step: Int, history: [(Int, Double)], validation: [(Int, Double)]) throws -> URL {
-        let fm = FileManager.default
-        try fm.createDirectory(at: checkpointsDirectory, withIntermediateDirectories: true)
-        let final = checkpointsDirectory.appendingPathComponent("step-\(step)")
-        let tmp = checkpointsDirectory.appendingPathComponent(".tmp-step-\(step)-\(getpid())")
-        try? fm.removeItem(at: tmp)
-        try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
-        try SafetensorsFile.write(trainable.map { (name: $0.0, tensor: $0.1) }, to: tmp.appendingPathComponent("trainable.safetensors"))
-        var moments: [(name: String, tensor: Tensor)] = []
-        for ((name, _), state) in zip(trainable, optimizer.moments) {
-            moments += [("m." + name, state.m), ("v." + name, state.v)]
-        }
-        try SafetensorsFile.write(moments, to: tmp.appendingPathComponent("optimizer.safetensors"))
-        let state: [String: Any] = [
-            "step": step, "optimizer_step": optimizer.step, "total_steps": totalSteps,
-            // Losses as bit patterns (hex) too: JSON's decimal round trip may change the last bit,
-            // and a resumed run must report the same curve exactly.
-            "history": history.map { [$0.0, $0.1] }, "validation": validation.map { [$0.0, $0.1] },
-            "history_bits": history.map { [String($0.0), String($0.1.bitPattern, radix: 16)] },
-            "validation_bits": validation.map { [String($0.0), String($0.1.bitPattern, radix: 16)] },
-            "options": try JSONSerialization.jsonObject(with: JSONEncoder().encode(options)),
-        ]
-        try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
-            .write(to: tmp.appendingPathComponent("state.json"))
-        try? fm.removeItem(at: final)
-        try fm.moveItem(at: tmp, to: final)
-        // Keep the newest few.
-        let all = try checkpointSteps()
-        for old in all.dropLast(max(1, options.keepCheckpoints)) {
-            try? fm.removeItem(at: checkpointsDirectory.appendingPathComponent("step-\(old)"))
-        }
-        return final
-    }
-
-    func checkpointSteps() throws -> [Int] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: checkpointsDirectory.path)) ?? []
-        return names.compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }.sorted()
-    }
-
-    /// Restores the newest checkpoint; nil when there is none.
-    func loadLatestCheckpoint() throws -> (Int, [(Int, Double)], [(Int, Double)])? {
-        guard let step = try checkpointSteps().last else { return nil }
-        let dir = checkpointsDirectory.appendingPathComponent("step-\(step)")
-        let stateURL = dir.appendingPathComponent("state.json")
-        guard let state = try JSONSerialization.jsonObject(with: Data(contentsOf: stateURL)) as? [String: Any],
-              let optStep = state["optimizer_step"] as? Int else {
-            throw TrainError.invalid("\(stateURL.path): not a checkpoint state")
-        }
-        let file = try SafetensorsFile(url: dir.appendingPathComponent("trainable.safetensors"))
-        let opt = try SafetensorsFile(url: dir.appendingPathComponent("optimizer.safetensors"))
-        var moments: [(m: [Float], v: [Float])] = []
-        for (name, t) in trainable {
-            guard file.names.contains(name) else { throw ModelFileError.missingTensor(name: name, file: dir.path) }
-            try t.assign(file.floats(name))
-            moments.append((try opt.floats("m." + name), try opt.floats("v." + name)))
-        }
-        try optimizer.restore(step: optStep, moments: moments)
-        func pairs(_ key: String) -> [(Int, Double)] {
-            if let bits = state[key + "_bits"] as? [[String]] {
-                return bits.compactMap { p in
-                    guard let s = Int(p[0]), let b = UInt64(p[1], radix: 16) else { return nil }
-                    return (s, Double(bitPattern: b))
-                }
-            }
-            return ((state[key] as? [[NSNumber]]) ?? []).map { ($0[0].intValue, $0[1].doubleValue) }
-        }
-        return (step, pairs("history"), pairs("validation"))
-    }
-
-    // MARK: metrics
-
-    var metricsURL: URL { outputDirectory.appendingPathComponent("metrics.jsonl") }
+    var metricsLog: MetricsLog { MetricsLog(url: outputDirectory.appendingPathComponent("metrics.jsonl")) }
 
     func appendMetrics(_ m: StepMetrics) throws {
-        try appendLine(["type": "train", "step": m.step, "epoch": m.epoch, "loss": m.loss, "lr": m.learningRate,
-                        "grad_norm": m.gradNorm, "tokens_per_s": m.tokensPerSecond, "elapsed_s": m.elapsed])
+        try metricsLog.append(["type": "train", "step": m.step, "epoch": m.epoch, "loss": m.loss, "lr": m.learningRate,
+                            "grad_norm": m.gradNorm, "tokens_per_s": m.tokensPerSecond, "elapsed_s": m.elapsed])
     }
 
-    func appendLine(_ object: [String: Any]) throws {
-        var data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        data.append(0x0A)
-        if let h = try? FileHandle(forWritingTo: metricsURL) {
-            defer { try? h.close() }
-            h.seekToEndOfFile()
-            h.write(data)
-        } else {
-            try data.write(to: metricsURL)
+    /// Under `NaNPolicy.stop` throws the divergence error; under `skipStep` records the skip, or
+    /// throws when the parameters themselves are no longer finite (skipping cannot recover that).
+    func skipDivergedStep(_ step: Int, what: String, onEvent: (TrainerEvent) -> Void) throws {
+        guard options.nanPolicy == .skipStep else {
+            throw TrainError.diverged(step: step, what: what, lastCheckpoint: lastCheckpointPath())
         }
-    }
-
-    /// On resume, lines after the checkpoint's step are dropped so that the file is one curve.
-    func rewriteMetrics(keepingUpTo step: Int) throws {
-        guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return }
-        let kept = text.split(separator: "\n").filter { line in
-            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let s = o["step"] as? Int else { return false }
-            return s <= step
+        if let bad = try firstNonFinite(trainable.map { (name: $0.0, tensor: $0.1) }) {
+            throw TrainError.diverged(step: step, what: "\(what); \(bad) holds NaN or infinite values", lastCheckpoint: lastCheckpointPath())
         }
-        try Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8).write(to: metricsURL)
+        try metricsLog.append(["type": "skipped", "step": step, "reason": what])
+        onEvent(.info("step \(step) skipped (\(what)); the parameters are unchanged"))
     }
-}
 
-public enum TrainError: Error, CustomStringConvertible {
-    case invalid(String)
-    public var description: String {
-        switch self { case let .invalid(s): return s }
+    /// Removes what a killed save left behind (temporary files and checkpoint directories), in
+    /// the directories a run writes and no others: an output directory may hold the user's files.
+    func removeLeftovers(onEvent: (TrainerEvent) -> Void) {
+        let dirs = [outputDirectory, checkpointsDirectory] + ["adapter", "model"].map { outputDirectory.appendingPathComponent($0) }
+        for dir in dirs {
+            let removed = OutputFiles.removeLeftovers(in: dir)
+            if !removed.isEmpty {
+                onEvent(.info("removed \(removed.count) temporary file(s) left by an interrupted save in \(dir.path): \(removed.joined(separator: ", "))"))
+            }
+        }
     }
 }
 

@@ -60,6 +60,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: optionHelp("keep-checkpoints")) var keepCheckpoints: Int?
     @Option(help: optionHelp("samples")) var samples: Int?
     @Flag(help: optionHelp("resume")) var resume = false
+    @Option(help: optionHelp("nan-policy")) var nanPolicy: String?
     @Flag(help: optionHelp("resume-anyway")) var resumeAnyway = false
     @Flag(help: "Print the options the run would use (file and command line merged, defaults filled in, checked), in itune_config.json's keys, and exit.")
     var printConfig = false
@@ -80,6 +81,7 @@ struct TrainCommand: ParsableCommand {
             "max-length": maxLength, "packing": packing, "train-on-inputs": trainOnInputs, "skip-bad-records": skipBadRecords,
             "pad-id": padId, "eval-every": evalEvery, "save-every": saveEvery, "keep-checkpoints": keepCheckpoints,
             "samples": samples, "resume": resume ? true : nil, "resume-anyway": resumeAnyway ? true : nil,
+            "nan-policy": nanPolicy,
         ]
     }
 

@@ -63,4 +63,11 @@ final class MixtureTests: XCTestCase {
         try Data(#"{"tasks":[{"name":"t"}]}"#.utf8).write(to: URL(fileURLWithPath: path))
         XCTAssertThrowsError(try Mixture.read(path)) { XCTAssertTrue("\($0)".contains("files"), "\($0)") }
     }
+
+    func testWritingAMixtureWhereNoFileCanBeIsOneLineNamingThePath() throws {
+        let dir = try DataFixtures.directory()
+        let blocker = try DataFixtures.file("blocker", "a file, not a directory", in: dir)
+        let path = blocker + "/mix.json"
+        XCTAssertEqual(errorMessage(try Mixture(tasks: [], cap: 1).write(path)), "cannot write \(path): \(String(cString: strerror(ENOTDIR)))")
+    }
 }
