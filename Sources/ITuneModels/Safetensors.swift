@@ -200,22 +200,37 @@ public final class SafetensorsFile {
     }
 }
 
-/// Writes to `url.tmp-PID` and renames over `url`.
+/// Writes to a temporary file beside `url`, flushes it to disk and renames it over `url`, so
+/// that a reader never sees half a file. A failure (a full disk, a read-only directory) is one
+/// `ModelFileError.unwritable` naming the file and the system's cause, and leaves no temporary.
 public func writeAtomically(_ data: Data, to url: URL) throws {
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-    do {
-        try data.write(to: tmp)
-        if rename(tmp.path, url.path) != 0 {
-            throw ModelFileError.unreadable(file: url.path, "rename: \(String(cString: strerror(errno)))")
+    let tmp = url.deletingLastPathComponent().appendingPathComponent(".tmp-\(url.lastPathComponent)-\(getpid())")
+    func failure(_ code: Int32) -> ModelFileError { .unwritable(file: url.path, String(cString: strerror(code))) }
+    let fd = open(tmp.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw failure(errno) }
+    var code: Int32 = 0
+    data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+        guard let base = buffer.baseAddress else { return }
+        var offset = 0
+        while offset < buffer.count {
+            let n = write(fd, base + offset, buffer.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                code = errno
+                return
+            }
+            offset += n
         }
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw error
+    }
+    if code == 0, fsync(fd) != 0 { code = errno }
+    if close(fd) != 0, code == 0 { code = errno }
+    if code == 0, rename(tmp.path, url.path) != 0 { code = errno }
+    if code != 0 {
+        unlink(tmp.path)
+        throw failure(code)
     }
 }
 
-/// Errors reading or writing model files; each names the file and, where there is one, the
-/// tensor or field.
 public enum ModelFileError: Error, CustomStringConvertible, Equatable {
     case unreadable(file: String, String)
     case malformed(file: String, String)
@@ -224,10 +239,13 @@ public enum ModelFileError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(name: String, file: String, expected: [Int], found: [Int])
     case unsupportedArchitecture(file: String, found: String, supported: [String])
     case missingField(file: String, field: String)
+    /// The file could not be written (the system's cause: no space left, read-only, …).
+    case unwritable(file: String, String)
 
     public var description: String {
         switch self {
         case let .unreadable(file, why): return "\(file): cannot read: \(why)"
+        case let .unwritable(file, why): return "\(file): cannot write: \(why)"
         case let .malformed(file, why): return "\(file): \(why)"
         case let .missingTensor(name, file): return "\(file): tensor \(name) is missing"
         case let .unsupportedDType(name, dtype, file):

@@ -71,11 +71,11 @@ public struct EmbeddedDemo {
         let tokenizerJSON = try BPETrainer.trainByteLevel(texts: rendered, vocabSize: 1024, specialTokens: ["<|endoftext|>", "<|pad|>"])
         let base = outputDirectory.appendingPathComponent("base")
         try fm.createDirectory(at: base, withIntermediateDirectories: true)
-        try tokenizerJSON.write(to: base.appendingPathComponent("tokenizer.json"))
+        try OutputFiles.writeAtomically(tokenizerJSON, to: base.appendingPathComponent("tokenizer.json"))
         let tokenizerConfig: [String: Any] = ["eos_token": "<|endoftext|>", "pad_token": "<|pad|>", "bos_token": NSNull(),
                                               "add_bos_token": false, "model_max_length": 256, "tokenizer_class": "PreTrainedTokenizerFast"]
-        try JSONSerialization.data(withJSONObject: tokenizerConfig, options: [.prettyPrinted, .sortedKeys])
-            .write(to: base.appendingPathComponent("tokenizer_config.json"))
+        try OutputFiles.writeAtomically(JSONSerialization.data(withJSONObject: tokenizerConfig, options: [.prettyPrinted, .sortedKeys]),
+                                        to: base.appendingPathComponent("tokenizer_config.json"))
         let tokenizer = try Tokenizer(directory: base)
         let eos = Int32(tokenizer.eosTokenID!), pad = Int32(tokenizer.padTokenID ?? Int(eos))
 

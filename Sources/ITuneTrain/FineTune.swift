@@ -171,7 +171,7 @@ public struct FineTuneJob {
                                   validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out)
         log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation, lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        try c.encodedJSON().write(to: configURL, options: .atomic)
+        try OutputFiles.writeAtomically(c.encodedJSON(), to: configURL)
         let summary = try trainer.run(resume: c.resume, onEvent: onEvent)
 
         // Outputs.

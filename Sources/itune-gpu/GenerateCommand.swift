@@ -56,15 +56,16 @@ struct GenerateCommand: ParsableCommand {
             prompt = t.prompt(instruction: prompt)
             stops += t.stopStrings
         }
-        FileHandle.standardOutput.write(Data(prompt.utf8))
+        // fputs, not FileHandle.write: a closed pipe or a full disk must not trap.
+        fputs(prompt, stdout)
         let (_, result) = try bundle.generate(prompt: prompt, options: options,
                                               stopStrings: stops) { piece in
-            FileHandle.standardOutput.write(Data(piece.utf8))
+            fputs(piece, stdout)
+            fflush(stdout)
         }
         print()
         let rate = result.decodeSeconds > 0 ? Double(max(result.tokens.count - 1, 0)) / result.decodeSeconds : 0
-        FileHandle.standardError.write(Data(String(
-            format: "[%d tokens, stop: %@, prefill %.0f ms, %.1f tokens/s, device %@]\n",
-            result.tokens.count, result.stopReason.rawValue, result.prefillSeconds * 1000, rate, "\(device)").utf8))
+        fputs(String(format: "[%d tokens, stop: %@, prefill %.0f ms, %.1f tokens/s, device %@]\n",
+                     result.tokens.count, result.stopReason.rawValue, result.prefillSeconds * 1000, rate, "\(device)"), stderr)
     }
 }

@@ -110,6 +110,23 @@ final class SafetensorsTests: XCTestCase {
         expectError(try rawFile(#"{"o":{"dtype":"F32","shape":[2],"data_offsets":[0]}}"#, data: data), "tensor o", "data_offsets")
     }
 
+    /// A file that cannot be written (here: its folder is a file) is one error naming it and
+    /// the system's cause, and no temporary is left behind.
+    func testUnwritableDestinationIsOneErrorNamingTheFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("itune-unwritable-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let notADirectory = dir.appendingPathComponent("file")
+        try Data("x".utf8).write(to: notADirectory)
+        let target = notADirectory.appendingPathComponent("adapter_model.safetensors")
+        XCTAssertThrowsError(try SafetensorsFile.write([(name: "w", tensor: Tensor([1, 2], shape: [2]))], to: target)) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains(target.path) && text.contains("cannot write") && text.contains("Not a directory"), text)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["file"])
+    }
+
     func testMissingTensorAndUnsupportedDTypeAreNamed() throws {
         let url = try rawFile(#"{"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#, data: Array(repeating: 0, count: 8))
         let f = try SafetensorsFile(url: url)
