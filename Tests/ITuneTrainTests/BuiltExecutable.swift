@@ -3,7 +3,9 @@ import XCTest
 
 /// Runs one of the package's executables (built beside the test bundle) and returns its exit
 /// status, standard output and standard error; skips the test where it is not built.
-func runBuiltExecutable(_ name: String, _ arguments: [String], from test: XCTestCase) throws -> (status: Int32, out: String, err: String) {
+/// `environment` is added to this process's.
+func runBuiltExecutable(_ name: String, _ arguments: [String], environment: [String: String] = [:],
+                        from test: XCTestCase) throws -> (status: Int32, out: String, err: String) {
     var dir = Bundle(for: type(of: test)).bundleURL.deletingLastPathComponent()
     if !FileManager.default.fileExists(atPath: dir.appendingPathComponent(name).path) {
         dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -19,6 +21,9 @@ func runBuiltExecutable(_ name: String, _ arguments: [String], from test: XCTest
     let p = Process()
     p.executableURL = exe
     p.arguments = arguments
+    if !environment.isEmpty {
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, added in added }
+    }
     let out = Pipe()
     p.standardOutput = out
     p.standardError = try FileHandle(forWritingTo: errFile)

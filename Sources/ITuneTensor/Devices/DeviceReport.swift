@@ -27,7 +27,7 @@ public struct DeviceReport {
             for d in p.devices {
                 lines.append("  opencl:\(p.index):\(d.index)   \(d.name)")
                 lines.append("      type \(d.typeName), \(d.computeUnits) compute units, global memory \(formatBytes(d.globalMemory)) (max buffer \(formatBytes(d.maxAllocation))), local memory \(formatBytes(d.localMemory))")
-                lines.append("      max work-group size \(d.maxWorkGroupSize), fp16 \(d.supportsFP16 ? "yes" : "no"), \(d.version), driver \(d.driverVersion)")
+                lines.append("      max work-group size \(d.maxWorkGroupSize) (per dimension \(d.maxWorkItemSizes)), fp16 \(d.supportsFP16 ? "yes" : "no"), subgroups \(d.supportsSubgroups ? "yes" : "no"), \(d.version), driver \(d.driverVersion)")
             }
         }
         if listing.error == nil {
@@ -46,7 +46,8 @@ public struct DeviceReport {
                     ["id": "opencl:\(p.index):\(d.index)", "name": d.name, "vendor": d.vendor, "type": d.typeName,
                      "compute_units": d.computeUnits, "global_memory": d.globalMemory,
                      "max_allocation": d.maxAllocation, "local_memory": d.localMemory,
-                     "max_work_group_size": d.maxWorkGroupSize, "fp16": d.supportsFP16,
+                     "max_work_group_size": d.maxWorkGroupSize, "max_work_item_sizes": d.maxWorkItemSizes,
+                     "fp16": d.supportsFP16, "subgroups": d.supportsSubgroups,
                      "version": d.version, "driver": d.driverVersion]
                 },
             ])

@@ -22,6 +22,8 @@ public final class OpenCLBackend: Backend {
     /// Family → its `-D` values under the current tuning; emptied when `tuning` is set.
     private var tunedDefinesCache: [String: [String: Int]] = [:]
     private var gemmChoice: GemmImplementation
+    /// Kernel limits looked up, sizes fitted to them, CLBlast's refusal (KernelLimits.swift).
+    let fitState = Locked(KernelFitState())
 
     public var name: String { "\(info.name) (\(platformName))" }
 
@@ -81,6 +83,7 @@ public final class OpenCLBackend: Backend {
             kernels = [:]
             tunedDefinesCache = [:]
             lock.unlock()
+            fitState.withLock { $0.limits = [:]; $0.fitted = [:] }
             for k in old { _ = itune_clReleaseKernel(k) }
         }
     }
@@ -234,11 +237,8 @@ public final class OpenCLBackend: Backend {
 
     /// A kernel object of a family (cached; kernels are not used from several threads).
     /// Setting `tuning` empties this cache, so the key need not hold the tuned values.
-    private func kernel(_ family: String, _ name: String, constants: [String: Int]) throws -> cl_kernel {
-        var key = family + "/" + name
-        if !constants.isEmpty {
-            key += "|" + constants.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-        }
+    func kernel(_ family: String, _ name: String, constants: [String: Int]) throws -> cl_kernel {
+        let key = kernelKey(family, name, constants)
         lock.lock()
         if let k = kernels[key] { lock.unlock(); return k }
         lock.unlock()
@@ -251,6 +251,15 @@ public final class OpenCLBackend: Backend {
         return k
     }
 
+    /// `family/name|K=v,…`: one kernel object per family, name and launch constants.
+    func kernelKey(_ family: String, _ name: String, _ constants: [String: Int]) -> String {
+        var key = family + "/" + name
+        if !constants.isEmpty {
+            key += "|" + constants.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        }
+        return key
+    }
+
     /// Enqueues `family/name` over `grid` with `args` in the order of the kernel's parameters.
     ///
     /// The one untyped primitive under the typed kernel functions (`OpenCL/Kernels/*.swift`,
@@ -261,6 +270,11 @@ public final class OpenCLBackend: Backend {
         for (i, arg) in args.enumerated() {
             try arg.set(on: k, index: i, kernel: name)
         }
+        let dynamicLocal = args.reduce(0) { sum, arg in
+            if case let .local(m) = arg { return sum + max(m.bytes, 4) }
+            return sum
+        }
+        try checkFits(k, family: family, name: name, grid: grid, dynamicLocal: dynamicLocal)
         var g = grid.global
         if let local = grid.local {
             for i in g.indices { g[i] = (g[i] + local[i] - 1) / local[i] * local[i] }

@@ -15,7 +15,11 @@ public struct OpenCLDeviceInfo: Sendable {
     public let maxAllocation: Int
     public let localMemory: Int
     public let maxWorkGroupSize: Int
+    /// CL_DEVICE_MAX_WORK_ITEM_SIZES: the most work-items of a group per dimension.
+    public let maxWorkItemSizes: [Int]
     public let supportsFP16: Bool
+    /// cl_khr_subgroups or a vendor's subgroup extension (Intel's) is advertised.
+    public let supportsSubgroups: Bool
 }
 
 public struct OpenCLPlatformInfo: Sendable {
@@ -123,7 +127,19 @@ public enum OpenCLRuntime {
             maxAllocation: Int(deviceValue(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE, cl_ulong.self)),
             localMemory: Int(deviceValue(d, CL_DEVICE_LOCAL_MEM_SIZE, cl_ulong.self)),
             maxWorkGroupSize: Int(deviceValue(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, Int.self)),
-            supportsFP16: ext.contains("cl_khr_fp16"))
+            maxWorkItemSizes: workItemSizes(d),
+            supportsFP16: ext.contains("cl_khr_fp16"),
+            supportsSubgroups: ext.contains("cl_khr_subgroups") || ext.contains("cl_intel_subgroups"))
+    }
+
+    static func workItemSizes(_ d: cl_device_id?) -> [Int] {
+        let dims = Int(deviceValue(d, CL_DEVICE_MAX_WORK_ITEM_DIMENSIONS, cl_uint.self))
+        guard dims > 0, dims <= 16 else { return [] }
+        var sizes = [Int](repeating: 0, count: dims)
+        let rc = sizes.withUnsafeMutableBytes { raw in
+            itune_clGetDeviceInfo(d, cl_device_info(CL_DEVICE_MAX_WORK_ITEM_SIZES), raw.count, raw.baseAddress, nil)
+        }
+        return rc == CL_SUCCESS ? sizes : []
     }
 }
 

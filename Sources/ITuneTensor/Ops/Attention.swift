@@ -101,11 +101,21 @@ struct AttentionDims {
 
     /// The grid of the block kernels, one work-group of BLOCK_Q rows (queries, or keys for
     /// dK/dV) per (row block, head, batch row), and their compile-time sizes: the head size fixes
-    /// the private accumulators; the tuned BLOCK_Q is kept within the device's work-group size,
-    /// the tuned BLOCK_K shrinks for big heads so that two staged blocks fit 32 KiB of local memory.
+    /// the private accumulators; the tuned BLOCK_K shrinks for big heads so that two staged
+    /// blocks fit 32 KiB of local memory (and the device's local memory, where it has less);
+    /// the tuned BLOCK_Q is lowered until a group fits the device and each of the three block
+    /// kernels built with it (their CL_KERNEL_WORK_GROUP_SIZE: the private accumulators are
+    /// what puts it below the device's maximum on real GPUs).
     func grid(_ cl: OpenCLBackend, rows: Int, heads: Int) throws -> KernelGrid {
-        let blockQ = cl.reductionGroupSize(cap: try cl.tuned("BLOCK_Q", family: "attention"))
-        let blockK = max(4, min(try cl.tuned("BLOCK_K", family: "attention"), 4096 / max(D, 1)))
+        let fitsLocal = (cl.info.localMemory - 256) / (4 * (2 * D + 2))
+        let blockK = max(4, min(try cl.tuned("BLOCK_K", family: "attention"), 4096 / max(D, 1), fitsLocal))
+        let start = cl.reductionGroupSize(cap: try cl.tuned("BLOCK_Q", family: "attention"))
+        var blockQ = start
+        for kernel in ["attention_forward", "attention_backward_dq", "attention_backward_dkv"] {
+            blockQ = min(blockQ, try cl.fittedSize("attention", kernel, start: start, items: { $0 }, constants: {
+                ["HEAD_DIM": D, "BLOCK_Q": $0, "BLOCK_K": blockK]
+            }))
+        }
         return KernelGrid(global: [rows, heads, B], local: [blockQ, 1, 1],
                           constants: ["HEAD_DIM": D, "BLOCK_Q": blockQ, "BLOCK_K": blockK])
     }

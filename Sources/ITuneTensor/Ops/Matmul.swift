@@ -72,18 +72,38 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
         }
     case let .opencl(cl):
         if M == 0 || N == 0 { return }
-        if K == 0 || !CLBlast.isAvailable || cl.gemmImplementation == .own {
-            // gemm.cl's groups are TS×TS: the tuned TS, halved until a group fits the device.
-            var ts = try cl.tuned("TS", family: "gemm")
-            while ts > 1, ts * ts > cl.info.maxWorkGroupSize { ts /= 2 }
-            try cl.gemmTiled(KernelGrid(global: [N, M, batch], local: [ts, ts, 1], constants: ["TS": ts]),
-                             M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
-                             B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
-        } else {
-            try CLBlast.sgemm(cl, transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha,
-                              a: a.storage.mem, lda: lda, strideA: sA, b: b.storage.mem, ldb: ldb, strideB: sB,
-                              beta: beta, c: out.storage.mem, ldc: ldc, strideC: sC, batch: batch)
+        if K != 0, CLBlast.isAvailable, cl.gemmImplementation == .clblast {
+            do {
+                try CLBlast.sgemm(cl, transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha,
+                                  a: a.storage.mem, lda: lda, strideA: sA, b: b.storage.mem, ldb: ldb, strideB: sB,
+                                  beta: beta, c: out.storage.mem, ldc: ldc, strideC: sC, batch: batch)
+                return
+            } catch let error as TensorError {
+                // CLBlast picks its own work-groups (from its database, per device); where they
+                // do not fit (a lowered limit, an unknown GPU) the call is refused: the own
+                // kernel takes this and every later matmul of the device, said once.
+                guard case .clblast = error else { throw error }
+                cl.giveUpCLBlast(error)
+            }
         }
+        // gemm.cl's groups are TS×TS: the tuned TS, halved until a group fits the device and
+        // the kernel built with it (its CL_KERNEL_WORK_GROUP_SIZE, its local tiles).
+        let ts = try cl.gemmTile()
+        try cl.gemmTiled(KernelGrid(global: [N, M, batch], local: [ts, ts, 1], constants: ["TS": ts]),
+                         M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+                         B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
+    }
+}
+
+extension OpenCLBackend {
+    /// The TS of Kernels/gemm.cl on this device: the tuned value, lowered (halving) until a
+    /// TS×TS group fits the device's and the kernel's work-group limits and two TS×(TS+1)
+    /// tiles fit local memory.
+    func gemmTile() throws -> Int {
+        let tuned = try tuned("TS", family: "gemm")
+        var start = tuned
+        while start > 1, start * start > info.maxWorkGroupSize { start /= 2 }
+        return try fittedSize("gemm", "gemm_tiled", start: start, items: { $0 * $0 }, constants: { ["TS": $0] })
     }
 }
 
