@@ -78,7 +78,7 @@ final class KernelTuningTests: XCTestCase {
         cl.gemmImplementation = .own
         cl.tuning = KernelTuning(values: ["TS": 8, "BLOCK_K": 8, "REDUCE_GROUP_SHORT": 16])
         XCTAssertEqual(try cl.tunedDefines("gemm")["TS"], 8)
-        XCTAssertEqual(try cl.rowGroupSize(long: false), 16)
+        XCTAssertEqual(try cl.rowGroupSize(long: false, kernel: "softmax_forward", family: "softmax"), 16)
 
         try compareBackends([[19, 37], [37, 11]], rtol: 1e-4, atol: 1e-5) { try $0[0].matmul($0[1]) }
         func built(_ family: String, with define: String) -> Bool {

@@ -216,8 +216,8 @@ public struct DeviceCheck: Sendable {
         if let ts = try? cl.gemmTile(), let tuned = try? cl.tuned("TS", family: "gemm") {
             chosen.append("gemm.cl TS \(ts)\(ts < tuned ? " (lowered from \(tuned))" : "")")
         }
-        for (label, long) in [("reductions", true), ("short rows", false)] {
-            if let s = try? cl.rowGroupSize(long: long),
+        for (label, long) in [("softmax long rows", true), ("softmax short rows", false)] {
+            if let s = try? cl.rowGroupSize(long: long, kernel: "softmax_forward", family: "softmax"),
                let tuned = try? cl.tuned(long ? "REDUCE_GROUP_MAX" : "REDUCE_GROUP_SHORT", family: "reduce") {
                 chosen.append("\(label) \(s)\(s < tuned ? " (lowered from \(tuned))" : "")")
             }

@@ -133,12 +133,13 @@ public struct KernelTuning: Sendable, Equatable {
 }
 
 extension OpenCLBackend {
-    /// A work-group size for a reduction per row (or per chunk): the tuned `REDUCE_GROUP_MAX`
-    /// for long rows, else `REDUCE_GROUP_SHORT` (short rows leave most of a big group idle),
-    /// within the device's maximum.
-    func rowGroupSize(long: Bool) throws -> Int {
+    /// A work-group size for a reduction per row (or per chunk) of `family/kernel`: the tuned
+    /// `REDUCE_GROUP_MAX` for long rows, else `REDUCE_GROUP_SHORT` (short rows leave most of a
+    /// big group idle), a power of two within the device's maximum and the kernel's own
+    /// CL_KERNEL_WORK_GROUP_SIZE (KernelLimits.swift).
+    func rowGroupSize(long: Bool, kernel: String, family: String) throws -> Int {
         let cap = try tuned(long ? "REDUCE_GROUP_MAX" : "REDUCE_GROUP_SHORT", family: "reduce")
-        return reductionGroupSize(cap: cap)
+        return try fittedSize(family, kernel, start: reductionGroupSize(cap: cap), items: { $0 }, constants: { _ in [:] })
     }
 
     /// The work-group size of elementwise kernels that set one (`ELEMENTWISE_GROUP`).

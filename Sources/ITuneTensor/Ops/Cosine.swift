@@ -22,7 +22,7 @@ extension Tensor {
                 }
             }
         case let .opencl(cl):
-            let ls = try cl.rowGroupSize(long: false)
+            let ls = try cl.rowGroupSize(long: false, kernel: "cosine_rows_forward", family: "norm")
             try cl.cosineRowsForward(.rows(N, groupSize: ls), out: out, u: u, v: v, C: C, s: .floats(ls))
         }
         GradientTape.record("cosineSimilarity", inputs: [u, v], output: out) { dy in
@@ -43,7 +43,7 @@ extension Tensor {
                     }
                 }
             case let .opencl(cl):
-                let ls = try cl.rowGroupSize(long: false)
+                let ls = try cl.rowGroupSize(long: false, kernel: "cosine_rows_backward", family: "norm")
                 try cl.cosineRowsBackward(.rows(N, groupSize: ls), du: du, dv: dv, u: u, v: v, dy: dy, C: C,
                                           s: .floats(ls))
             }

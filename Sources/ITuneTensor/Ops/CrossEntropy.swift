@@ -46,7 +46,7 @@ extension Tensor {
                 }
             }
         case let .opencl(cl):
-            let ls = try cl.rowGroupSize(long: V >= 1024)
+            let ls = try cl.rowGroupSize(long: V >= 1024, kernel: "cross_entropy_forward", family: "loss")
             try cl.crossEntropyForward(.rows(N, groupSize: ls), lossRows: lossRows, lse: lse, logits: logits,
                                        targets: targets, V: V, ignoreIndex: Int(ignoreIndex), scratch: .floats(ls))
         }

@@ -30,7 +30,7 @@ extension Tensor {
                 }
             }
         case let .opencl(cl):
-            let ls = try cl.rowGroupSize(long: C >= 256)
+            let ls = try cl.rowGroupSize(long: C >= 256, kernel: "rmsnorm_forward", family: "norm")
             try cl.rmsnormForward(.rows(N, groupSize: ls), y: y, rstd: rstd, x: x, weight: weight, C: C, eps: eps,
                                   scratch: .floats(ls))
         }
@@ -71,7 +71,7 @@ extension Tensor {
                 }
             }
         case let .opencl(cl):
-            let ls = try cl.rowGroupSize(long: C >= 256)
+            let ls = try cl.rowGroupSize(long: C >= 256, kernel: "layernorm_forward", family: "norm")
             try cl.layernormForward(.rows(N, groupSize: ls), y: y, mean: mean, rstd: rstd, x: x, weight: weight,
                                     bias: bias, C: C, eps: eps, scratch: .floats(ls))
         }
@@ -126,7 +126,7 @@ private func rmsNormBackwardInput(x: Tensor, weight: Tensor, rstd: Tensor, dy: T
             }
         }
     case let .opencl(cl):
-        let ls = try cl.rowGroupSize(long: C >= 256)
+        let ls = try cl.rowGroupSize(long: C >= 256, kernel: "rmsnorm_backward_dx", family: "norm")
         try cl.rmsnormBackwardDx(.rows(N, groupSize: ls), dx: dx, x: x, weight: weight, rstd: rstd, dy: dy, C: C,
                                  scratch: .floats(ls))
     }
@@ -185,7 +185,7 @@ private func layerNormBackwardInput(x: Tensor, weight: Tensor, mean: Tensor, rst
             }
         }
     case let .opencl(cl):
-        let ls = try cl.rowGroupSize(long: C >= 256)
+        let ls = try cl.rowGroupSize(long: C >= 256, kernel: "layernorm_backward_dx", family: "norm")
         try cl.layernormBackwardDx(.rows(N, groupSize: ls), dx: dx, x: x, weight: weight, mean: mean, rstd: rstd,
                                    dy: dy, C: C, scratch: .float2s(ls))
     }

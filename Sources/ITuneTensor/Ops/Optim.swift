@@ -75,7 +75,7 @@ extension Tensor {
         case .cpu:
             out.floats[index] = cpuChunkedSum(floats, n, squared: true)
         case let .opencl(cl):
-            let ls = try cl.rowGroupSize(long: true)
+            let ls = try cl.rowGroupSize(long: true, kernel: "sum_squares_partial", family: "optim")
             let partial = try Tensor.empty([groups], on: device)
             try cl.sumSquaresPartial(.rows(groups, groupSize: ls), out: partial, outOffset: 0, x: self, n: n,
                                      chunk: chunk, square: true, s: .floats(ls))

@@ -34,7 +34,7 @@ extension Tensor {
         case .cpu:
             out.floats[0] = cpuChunkedSum(floats, n, squared: false)
         case let .opencl(cl):
-            let ls = try cl.rowGroupSize(long: true)
+            let ls = try cl.rowGroupSize(long: true, kernel: "sum_partial", family: "elementwise")
             let partial = try Tensor.empty([groups], on: device)
             try cl.sumPartial(.rows(groups, groupSize: ls), partial: partial, x: self, n: n, chunk: chunk,
                               scratch: .floats(ls))

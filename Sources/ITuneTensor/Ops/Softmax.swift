@@ -15,7 +15,7 @@ extension Tensor {
                 for r in rows { softmaxRowCPU(x + r * C, o + r * C, C) }
             }
         case let .opencl(cl):
-            let ls = try cl.rowGroupSize(long: C >= 256)
+            let ls = try cl.rowGroupSize(long: C >= 256, kernel: "softmax_forward", family: "softmax")
             try cl.softmaxForward(.rows(N, groupSize: ls), y: y, x: self, C: C, scratch: .floats(ls))
         }
         // The output is kept for the backward pass: dx needs only y.
@@ -33,7 +33,7 @@ extension Tensor {
                     }
                 }
             case let .opencl(cl):
-                let ls = try cl.rowGroupSize(long: C >= 256)
+                let ls = try cl.rowGroupSize(long: C >= 256, kernel: "softmax_backward", family: "softmax")
                 try cl.softmaxBackward(.rows(N, groupSize: ls), dx: dx, y: y, dy: dy, C: C, scratch: .floats(ls))
             }
             return [dx]
