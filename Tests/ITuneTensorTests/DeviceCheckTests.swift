@@ -51,7 +51,7 @@ final class DeviceCheckTests: XCTestCase {
         XCTAssertNotNil(DeviceCheck.compare([.nan], [1], .reduction).problem)
         XCTAssertNil(DeviceCheck.compare([.nan, .infinity], [.nan, .infinity], .exact).problem)
         XCTAssertNotNil(DeviceCheck.compare([1], [1, 2], .reduction).problem)
-        // Below |cpu| = 1e-3 only the absolute tolerance speaks: no relative error is reported.
+        // Where atol > rtol·|cpu| the absolute tolerance decides: no relative error is reported.
         XCTAssertEqual(DeviceCheck.compare([1e-7], [0], .elementwise).maxRel, 0)
         XCTAssertNil(DeviceCheck.compare([1e-7], [0], .elementwise).problem)
     }
@@ -62,7 +62,7 @@ final class DeviceCheckTests: XCTestCase {
         let limits = try cl.kernelLimits("gemm", "gemm_tiled", constants: ["TS": 4])
         XCTAssertGreaterThan(limits.workGroupSize, 0)
         XCTAssertLessThanOrEqual(limits.workGroupSize, cl.info.maxWorkGroupSize)
-        XCTAssertGreaterThanOrEqual(limits.localMemory, 2 * 4 * 5 * 4, "two 4×5 float tiles")
+        XCTAssertLessThanOrEqual(limits.localMemory, cl.info.localMemory)
         let ts = try cl.gemmTile()
         let tsLimits = try cl.kernelLimits("gemm", "gemm_tiled", constants: ["TS": ts])
         XCTAssertLessThanOrEqual(ts * ts, min(cl.info.maxWorkGroupSize, tsLimits.workGroupSize))

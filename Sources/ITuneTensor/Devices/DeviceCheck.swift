@@ -16,8 +16,8 @@ public struct OpCheckResult: Sendable {
     public var tolerance: CheckTolerance
     /// The largest |device − cpu| over every compared element.
     public var maxAbsoluteError: Float
-    /// The largest |device − cpu| / |cpu| over the elements with |cpu| ≥ 1e-3 (below that the
-    /// absolute tolerance decides).
+    /// The largest |device − cpu| / |cpu| over the elements where the relative tolerance is the
+    /// larger term (rtol·|cpu| ≥ atol); nearer zero the absolute tolerance decides.
     public var maxRelativeError: Float
     /// Seconds the device took: inputs up, forward, backward, results down (the first op of a
     /// kernel family includes building it).
@@ -127,7 +127,9 @@ public struct DeviceCheck: Sendable {
             if op.gemm != nil { cl.gemmImplementation = cl.clblastRefusal == nil ? saved : .own }
         }
         var g = SplitMix64(seed: seed)
-        let values = op.shapes.map { shape in (0..<shape.reduce(1, *)).map { _ in 2 * g.nextFloat() - 1 } }
+        let values = op.shapes.map { shape in
+            (0..<shape.reduce(1, *)).map { _ in op.nonNegative ? g.nextFloat() : 2 * g.nextFloat() - 1 }
+        }
         let weightSeed = g.next()
         let refusedBefore = cl.clblastRefusal != nil
         do {
@@ -186,7 +188,8 @@ public struct DeviceCheck: Sendable {
                 maxAbs = .infinity
             } else {
                 maxAbs = max(maxAbs, d)
-                if abs(b[i]) >= 1e-3 { maxRel = max(maxRel, d / abs(b[i])) }
+                let relativeDecides = tolerance.relative == 0 ? b[i] != 0 : tolerance.relative * abs(b[i]) >= tolerance.absolute
+                if relativeDecides { maxRel = max(maxRel, d / abs(b[i])) }
             }
             if b[i].isNaN, a[i].isNaN { continue }
             if !(d <= allowed) {

@@ -40,6 +40,9 @@ struct CheckedOp {
     var backward = true
     /// The GEMM the device must use for this op (matmul is checked with both).
     var gemm: GemmImplementation? = nil
+    /// Inputs in [0, 1) instead of [-1, 1): long dot products then do not cancel to near zero,
+    /// where f32 rounding of either side (≈ √K·ε·|terms|) would exceed a relative tolerance.
+    var nonNegative = false
     var body: ([Tensor]) throws -> Tensor
 }
 
@@ -88,7 +91,7 @@ extension CheckedOp {
 
     static let matmuls: [CheckedOp] = GemmImplementation.allCases.flatMap { gemm -> [CheckedOp] in
         let label = gemm == .clblast ? "CLBlast" : "gemm.cl"
-        return [
+        let ops: [CheckedOp] = [
             CheckedOp(name: "matmul \(label)", tolerance: .reduction, shapes: [[33, 127], [127, 7]], gemm: gemm) {
                 try $0[0].matmul($0[1])
             },
@@ -96,7 +99,22 @@ extension CheckedOp {
                       gemm: gemm) {
                 try $0[0].matmul($0[1], transposeA: true, transposeB: true)
             },
-        ]
+            // Odd sizes over several tiles of gemm.cl in each direction.
+            CheckedOp(name: "matmul \(label) 387×385×391", tolerance: .reduction, shapes: [[387, 385], [385, 391]],
+                      gemm: gemm, nonNegative: true) {
+                try $0[0].matmul($0[1])
+            },
+        ] + (gemm == .clblast ? [
+            // Above CLBlast's direct-kernel threshold (m·n·k ≥ XGEMM_MIN_INDIRECT_SIZE³; on PoCL
+            // between 340M and 906M): its indirect GEMM, whose work-groups come from its
+            // database (128 work-items on PoCL), is the one a small device's limit refuses.
+            // Forward only: the backward's products are the same kernel.
+            CheckedOp(name: "matmul CLBlast 971×977×983", tolerance: .reduction, shapes: [[971, 977], [977, 983]],
+                      backward: false, gemm: gemm, nonNegative: true) {
+                try $0[0].matmul($0[1])
+            },
+        ] : [])
+        return ops
     }
 
     static let attention: [CheckedOp] = [
