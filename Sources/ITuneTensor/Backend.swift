@@ -42,6 +42,9 @@ public protocol Backend: AnyObject {
     var name: String { get }
     func allocate(byteCount: Int) throws -> Storage
     func recycle(_ buffer: RawBuffer, byteCount: Int)
+    /// Copies byteCount host bytes into storage. `source` may be reused as soon as this returns;
+    /// the device need not have run the copy yet (OpenCL stages small writes and enqueues them
+    /// without blocking; the queue is in order, so later ops and reads see the bytes).
     func write(_ storage: Storage, from source: UnsafeRawPointer, byteCount: Int) throws
     func read(_ storage: Storage, into destination: UnsafeMutableRawPointer, byteCount: Int) throws
     func fillZero(_ storage: Storage, byteCount: Int) throws

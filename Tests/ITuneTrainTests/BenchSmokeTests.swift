@@ -33,11 +33,11 @@ final class BenchSmokeTests: XCTestCase {
         // at most once (the read of the gradient norm and the loss).
         for r in rows where (r["bench"] as? String) == "step" {
             for key in ["syncs_per_step", "bytes_up_per_step", "bytes_down_per_step", "launches_per_step"] {
-                XCTAssertNotNil(r[key] as? Double, "step row without \(key)")
+                XCTAssertNotNil(r[key] as? NSNumber, "step row without \(key)")
             }
-            XCTAssertNotNil(r["new_buffers_after_warmup"] as? Int)
-            XCTAssertLessThanOrEqual((r["syncs_per_step"] as? Double) ?? 99, 1, "\(r["device"] ?? "") \(r["mode"] ?? "")")
-            XCTAssertGreaterThan((r["bytes_up_per_step"] as? Double) ?? 0, 0, "the step uploads its targets")
+            XCTAssertNotNil(r["new_buffers_after_warmup"] as? NSNumber)
+            XCTAssertLessThanOrEqual((r["syncs_per_step"] as? NSNumber)?.doubleValue ?? 99, 1, "\(r["device"] ?? "") \(r["mode"] ?? "")")
+            XCTAssertGreaterThan((r["bytes_up_per_step"] as? NSNumber)?.doubleValue ?? 0, 0, "the step uploads its targets")
         }
         XCTAssertTrue(rows.filter { ($0["bench"] as? String) == "matmul" && ($0["device"] as? String) == "cpu" }
             .allSatisfy { (($0["peak_fraction"] as? Double) ?? 0) > 0 }, "matmul rows carry their fraction of the peak")
