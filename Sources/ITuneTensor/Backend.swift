@@ -42,9 +42,14 @@ public protocol Backend: AnyObject {
     var name: String { get }
     func allocate(byteCount: Int) throws -> Storage
     func recycle(_ buffer: RawBuffer, byteCount: Int)
+    /// Copies byteCount host bytes into storage. `source` may be reused as soon as this returns;
+    /// the device need not have run the copy yet (OpenCL stages small writes and enqueues them
+    /// without blocking; the queue is in order, so later ops and reads see the bytes).
     func write(_ storage: Storage, from source: UnsafeRawPointer, byteCount: Int) throws
     func read(_ storage: Storage, into destination: UnsafeMutableRawPointer, byteCount: Int) throws
     func fillZero(_ storage: Storage, byteCount: Int) throws
+    /// Sets byteCount / 4 floats to `value` on the device (a fill, not an upload).
+    func fill(_ storage: Storage, value: Float, byteCount: Int) throws
     /// Copies byteCount bytes from source at sourceOffset to destination at destinationOffset.
     func copy(from source: Storage, at sourceOffset: Int, to destination: Storage, at destinationOffset: Int,
               byteCount: Int) throws
@@ -59,6 +64,11 @@ public protocol Backend: AnyObject {
     func resetPeak()
     /// Buffers allocated from the system so far (not served by the pool): flat in a steady state.
     var allocationCount: Int { get }
+    /// Blocking syncs, bytes moved, kernel launches and new buffers since the last
+    /// `resetCounters()` (a value: take one before and one after, and subtract with `since`).
+    var counters: DeviceCounters { get }
+    /// Starts the counters from zero.
+    func resetCounters()
 }
 
 extension Backend {

@@ -55,8 +55,12 @@ public final class Tensor {
         return t
     }
 
+    /// `shape` filled with `value` by the device (a fill, not an upload: the backward's seed
+    /// and other constants cost no host transfer).
     public static func full(_ shape: [Int], _ value: Float, on device: Device = .cpu) throws -> Tensor {
-        try Tensor(Array(repeating: value, count: shape.reduce(1, *)), shape: shape, on: device)
+        let t = try empty(shape, on: device)
+        try t.backend.fill(t.storage, value: value, byteCount: t.count * 4)
+        return t
     }
 
     /// A tensor holding `values` (row-major) with `shape`.

@@ -174,7 +174,9 @@ public final class Trainer {
                     .filter { options.maxSteps != nil || $0 < options.epochs * microBatchesPerEpoch }
                 let batches = micro.map { ($0, rows(ofMicroBatch: $0)) }
                 let scored = batches.reduce(0) { $0 + $1.1.reduce(0) { $0 + $1.scoredTokens } }
-                var lossSum = 0.0
+                // The micro-batches' losses stay on the device until the gradient norm is read:
+                // one blocking read per optimizer step brings both back.
+                var losses: [(loss: Tensor, scored: Int)] = []
                 for (index, rows) in batches {
                     let n = rows.reduce(0) { $0 + $1.scoredTokens }
                     guard n > 0 else { continue }
@@ -184,12 +186,15 @@ public final class Trainer {
                         try loss.scaled(by: Float(n) / Float(max(scored, 1))).backward()
                         return loss
                     }
-                    lossSum += Double(try loss.item()) * Double(n)
+                    losses.append((loss, n))
                     tokens += rows.reduce(0) { $0 + $1.ids.count }
                 }
                 // maxGradNorm ≤ 0 turns clipping off, as in transformers; the norm is still reported.
-                let norm = options.maxGradNorm > 0 ? try clipGradients(optimizer.parameters, maxNorm: options.maxGradNorm)
-                    : try clipGradients(optimizer.parameters, maxNorm: .infinity)
+                let (norm, lossValues) = try clipGradients(optimizer.parameters,
+                                                           maxNorm: options.maxGradNorm > 0 ? options.maxGradNorm : .infinity,
+                                                           reading: losses.map(\.loss))
+                var lossSum = 0.0
+                for (value, micro) in zip(lossValues, losses) { lossSum += Double(value) * Double(micro.scored) }
                 let lr = schedule.rate(at: step)
                 // A step with nothing scored has no loss (NaN by definition), which is not divergence.
                 let diverged = divergence(loss: scored > 0 ? lossSum / Double(scored) : 0, gradNorm: norm)

@@ -29,6 +29,16 @@ final class BenchSmokeTests: XCTestCase {
             let want = (r["mode"] as? String) == "lora" ? 4 * n + 6 * adapters + attention : 6 * n + attention
             XCTAssertEqual((r["flops_per_token"] as? Double) ?? 0, want, "\(r["mode"] ?? "")")
         }
+        // Step rows carry the device's counters per optimizer step; a step waits for its device
+        // at most once (the read of the gradient norm and the loss).
+        for r in rows where (r["bench"] as? String) == "step" {
+            for key in ["syncs_per_step", "bytes_up_per_step", "bytes_down_per_step", "launches_per_step"] {
+                XCTAssertNotNil(r[key] as? NSNumber, "step row without \(key)")
+            }
+            XCTAssertNotNil(r["new_buffers_after_warmup"] as? NSNumber)
+            XCTAssertLessThanOrEqual((r["syncs_per_step"] as? NSNumber)?.doubleValue ?? 99, 1, "\(r["device"] ?? "") \(r["mode"] ?? "")")
+            XCTAssertGreaterThan((r["bytes_up_per_step"] as? NSNumber)?.doubleValue ?? 0, 0, "the step uploads its targets")
+        }
         XCTAssertTrue(rows.filter { ($0["bench"] as? String) == "matmul" && ($0["device"] as? String) == "cpu" }
             .allSatisfy { (($0["peak_fraction"] as? Double) ?? 0) > 0 }, "matmul rows carry their fraction of the peak")
     }

@@ -13,6 +13,17 @@ enum TrainerFixtures {
 
     static func model(seed: UInt64 = 1) throws -> LlamaModel { try TrainerTests.model(seed: seed) }
 
+    /// The first OpenCL device; a failure under ITUNE_REQUIRE_OPENCL=1 when there is none.
+    static func openCLDevice() throws -> Device {
+        for p in OpenCLRuntime.listDevices().platforms {
+            if let d = p.devices.first { return .opencl(platform: p.index, device: d.index) }
+        }
+        if ProcessInfo.processInfo.environment["ITUNE_REQUIRE_OPENCL"] == "1" {
+            XCTFail("ITUNE_REQUIRE_OPENCL=1 but no OpenCL device was found")
+        }
+        throw XCTSkip("no OpenCL device")
+    }
+
     static func rows(_ n: Int = 24) -> [TrainingRow] { TrainerTests.rows(n) }
 
     static func options(steps: Int, saveEvery: Int = 0, keep: Int = 10) -> TrainerOptions {

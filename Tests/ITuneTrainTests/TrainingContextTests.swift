@@ -9,15 +9,7 @@ import ITuneTensor
 /// gives exactly the loss curve it gives alone.
 final class TrainingContextTests: XCTestCase {
     /// The first OpenCL device; a failure under ITUNE_REQUIRE_OPENCL=1 when there is none.
-    func openCLDevice() throws -> Device {
-        for p in OpenCLRuntime.listDevices().platforms {
-            if let d = p.devices.first { return .opencl(platform: p.index, device: d.index) }
-        }
-        if ProcessInfo.processInfo.environment["ITUNE_REQUIRE_OPENCL"] == "1" {
-            XCTFail("ITUNE_REQUIRE_OPENCL=1 but no OpenCL device was found")
-        }
-        throw XCTSkip("no OpenCL device")
-    }
+    func openCLDevice() throws -> Device { try TrainerFixtures.openCLDevice() }
 
     /// A tiny Llama with LoRA adapters whose dropout is on, so that the masks (keyed by the
     /// run's context) matter to the curve.

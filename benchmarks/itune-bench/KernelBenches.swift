@@ -144,13 +144,23 @@ struct StepBench: Benchmark {
                     var g = SplitMix64(seed: 3)
                     let tokens = (0..<(B * T)).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
                     let ids = try Tensor(indices: tokens, shape: [B, T], on: device)
+                    // One optimizer step as the trainer takes it: the clipping's one read brings
+                    // the norm and the loss back, and waits for the step's forward and backward
+                    // (the update then runs under the next step's forward).
+                    var steps = 0
+                    var warm = backend.counters
                     let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
                         let loss = try model.loss(ids, labels: tokens)
                         try loss.backward()
+                        _ = try clipGradients(trainable, maxNorm: 1, reading: [loss])
                         try optimizer.update()
                         optimizer.zeroGrad()
-                        try backend.synchronize()
+                        steps += 1
+                        if steps == 1 { warm = backend.counters }
                     }
+                    // Counted at enqueue, so taken before the closing wait (which is no step's).
+                    let perStep = StepCounters(delta: backend.counters.since(warm), steps: steps - 1)
+                    try backend.synchronize()
                     let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T)
                     let rss = maxResidentMB()  // before the peak's buffers can count
                     var result = BenchResult(bench: name, name: mode, label: cname, device: label, shape: [B, T],
@@ -160,6 +170,7 @@ struct StepBench: Benchmark {
                                                      "flops_per_token": perToken,
                                                      "peak_tensor_mb": Double(backend.peakBytesInUse) / 1e6,
                                                      "max_rss_mb": rss])
+                    result.extra.merge(perStep.json) { a, _ in a }
                     if device == .cpu {
                         // Model FLOP utilisation: the step's FLOPs at this rate over the measured peak.
                         let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
@@ -184,4 +195,19 @@ func maxResidentMB() -> Double {
     getrusage(RUSAGE_SELF, &usage)
     return Double(usage.ru_maxrss) / 1e6  // bytes
     #endif
+}
+
+/// A step bench's device counters after warm-up, per optimizer step.
+struct StepCounters {
+    /// What the device did over `steps` timed steps.
+    let delta: DeviceCounters
+    let steps: Int
+
+    var json: [String: Any] {
+        let n = Double(max(steps, 1))
+        return ["syncs_per_step": Double(delta.blockingSyncs) / n, "bytes_up_per_step": Double(delta.bytesUploaded) / n,
+                "bytes_down_per_step": Double(delta.bytesDownloaded) / n,
+                "launches_per_step": Double(delta.totalLaunches) / n,
+                "new_buffers_after_warmup": delta.newBuffers]
+    }
 }

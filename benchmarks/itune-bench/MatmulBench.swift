@@ -18,27 +18,19 @@ struct MatmulBench: Benchmark {
         let transposeB: Bool
     }
 
-    /// smollm2-135m: hidden 576, intermediate 1536, vocab 49152, a batch of 4×256 tokens.
-    static let modelCases: [Case] = {
-        let tokens = 1024, hidden = 576, intermediate = 1536, vocab = 49152
-        return [
-            Case(label: "smollm2-135m q_proj", M: tokens, N: hidden, K: hidden, transposeB: true),
-            Case(label: "smollm2-135m gate_proj", M: tokens, N: intermediate, K: hidden, transposeB: true),
-            Case(label: "smollm2-135m down_proj", M: tokens, N: hidden, K: intermediate, transposeB: true),
-            Case(label: "smollm2-135m lm_head", M: tokens, N: vocab, K: hidden, transposeB: true),
-        ] + qwenCases
-    }()
+    /// The projections of a model's training step: q_proj, gate_proj, down_proj and the LM
+    /// head over a batch of `tokens`.
+    static func projections(_ model: String, tokens: Int, hidden: Int, intermediate: Int, vocab: Int) -> [Case] {
+        [Case(label: "\(model) q_proj", M: tokens, N: hidden, K: hidden, transposeB: true),
+         Case(label: "\(model) gate_proj", M: tokens, N: intermediate, K: hidden, transposeB: true),
+         Case(label: "\(model) down_proj", M: tokens, N: hidden, K: intermediate, transposeB: true),
+         Case(label: "\(model) lm_head", M: tokens, N: vocab, K: hidden, transposeB: true)]
+    }
 
-    /// Qwen2.5-0.5B: hidden 896, intermediate 4864, vocab 151,936, a batch of 2×256 tokens.
-    static let qwenCases: [Case] = {
-        let tokens = 512, hidden = 896, intermediate = 4864, vocab = 151_936
-        return [
-            Case(label: "qwen2.5-0.5b q_proj", M: tokens, N: hidden, K: hidden, transposeB: true),
-            Case(label: "qwen2.5-0.5b gate_proj", M: tokens, N: intermediate, K: hidden, transposeB: true),
-            Case(label: "qwen2.5-0.5b down_proj", M: tokens, N: hidden, K: intermediate, transposeB: true),
-            Case(label: "qwen2.5-0.5b lm_head", M: tokens, N: vocab, K: hidden, transposeB: true),
-        ]
-    }()
+    /// smollm2-135m (hidden 576, intermediate 1536, vocab 49152, a batch of 4×256 tokens) and
+    /// Qwen2.5-0.5B (hidden 896, intermediate 4864, vocab 151,936, 2×256 tokens).
+    static let modelCases = projections("smollm2-135m", tokens: 1024, hidden: 576, intermediate: 1536, vocab: 49152)
+        + projections("qwen2.5-0.5b", tokens: 512, hidden: 896, intermediate: 4864, vocab: 151_936)
 
     func cases(_ options: BenchOptions) -> [Case] {
         let sizes = options.sizes ?? (options.smoke ? Self.smokeSizes : Self.defaultSizes)

@@ -10,12 +10,13 @@ public final class CPUBackend: Backend {
     private var pool = BufferPool<UnsafeMutableRawPointer>()
     private var liveBytes = 0
     private var peak = 0
+    private let tally = CounterTally()
 
     public func allocate(byteCount: Int) throws -> Storage {
         let size = BufferPool<UnsafeMutableRawPointer>.sizeClass(byteCount)
         lock.lock()
         let reused = pool.take(byteCount)
-        if reused == nil { pool.counted() }
+        if reused == nil { pool.counted(); tally.newBuffer() }
         liveBytes += size
         peak = max(peak, liveBytes + pool.pooledBytes)
         lock.unlock()
@@ -33,14 +34,20 @@ public final class CPUBackend: Backend {
 
     public func write(_ storage: Storage, from source: UnsafeRawPointer, byteCount: Int) throws {
         storage.host.copyMemory(from: source, byteCount: byteCount)
+        tally.uploaded(byteCount)
     }
 
     public func read(_ storage: Storage, into destination: UnsafeMutableRawPointer, byteCount: Int) throws {
         destination.copyMemory(from: storage.host, byteCount: byteCount)
+        tally.downloaded(byteCount)
     }
 
     public func fillZero(_ storage: Storage, byteCount: Int) throws {
         memset(storage.host, 0, byteCount)
+    }
+
+    public func fill(_ storage: Storage, value: Float, byteCount: Int) throws {
+        storage.host.assumingMemoryBound(to: Float.self).update(repeating: value, count: byteCount / 4)
     }
 
     public func copy(from source: Storage, at sourceOffset: Int, to destination: Storage, at destinationOffset: Int,
@@ -61,4 +68,6 @@ public final class CPUBackend: Backend {
     public var peakBytesInUse: Int { lock.lock(); defer { lock.unlock() }; return peak }
     public func resetPeak() { lock.lock(); peak = liveBytes + pool.pooledBytes; lock.unlock() }
     public var allocationCount: Int { lock.lock(); defer { lock.unlock() }; return pool.allocations }
+    public var counters: DeviceCounters { tally.snapshot }
+    public func resetCounters() { tally.reset() }
 }

@@ -29,6 +29,7 @@ public enum CLBlast {
                                                       a, 0, lda, strideA, b, 0, ldb, strideB, beta,
                                                       c, 0, ldc, strideC, batch, &queue, nil)
         }
+        cl.tally.launched(batch == 1 ? "clblast_sgemm" : "clblast_sgemm_strided_batched")
         if status != CLBlastSuccess {
             throw TensorError.clblast(call: batch == 1 ? "CLBlastSgemm(\(M)x\(N)x\(K))" : "CLBlastSgemmStridedBatched(\(batch)x\(M)x\(N)x\(K))",
                                       code: status.rawValue)

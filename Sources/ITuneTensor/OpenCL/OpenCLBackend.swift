@@ -24,6 +24,12 @@ public final class OpenCLBackend: Backend {
     private var gemmChoice: GemmImplementation
     /// Kernel limits looked up, sizes fitted to them, CLBlast's refusal (KernelLimits.swift).
     let fitState = Locked(KernelFitState())
+    /// Blocking syncs, bytes moved, launches and new buffers (see `counters`).
+    let tally = CounterTally()
+    /// Host copies of non-blocking uploads still in the queue, and their bytes; dropped at the
+    /// next blocking synchronisation (the queue is in order, so by then it has read them).
+    private var staged: [StagedUpload] = []
+    private var stagedBytes = 0
 
     public var name: String { "\(info.name) (\(platformName))" }
 
@@ -151,6 +157,7 @@ public final class OpenCLBackend: Backend {
         lock.lock()
         liveBytes += size
         pool.counted()
+        tally.newBuffer()
         peak = max(peak, liveBytes + pool.pooledBytes)
         lock.unlock()
         return Storage(buffer: .opencl(mem!), byteCount: byteCount, backend: self)
@@ -175,24 +182,66 @@ public final class OpenCLBackend: Backend {
     public var peakBytesInUse: Int { lock.lock(); defer { lock.unlock() }; return peak }
     public func resetPeak() { lock.lock(); peak = liveBytes + pool.pooledBytes; lock.unlock() }
     public var allocationCount: Int { lock.lock(); defer { lock.unlock() }; return pool.allocations }
+    public var counters: DeviceCounters { tally.snapshot }
+    public func resetCounters() { tally.reset() }
+
+    /// Writes up to this size (a micro-batch's ids, targets, positions, index arrays) are
+    /// copied to a host staging buffer and enqueued without blocking; larger ones (weights
+    /// being loaded) block instead of doubling their host memory.
+    static let stagedWriteLimit = 4 << 20
+    /// Staged bytes past this drain the queue, so that a loop that never reads cannot grow them.
+    static let stagedBytesLimit = 64 << 20
 
     public func write(_ storage: Storage, from source: UnsafeRawPointer, byteCount: Int) throws {
         guard byteCount > 0 else { return }
+        tally.uploaded(byteCount)
+        if byteCount <= Self.stagedWriteLimit {
+            let upload = StagedUpload(copying: source, byteCount: byteCount)
+            try check(itune_clEnqueueWriteBuffer(queue, storage.mem, cl_bool(CL_FALSE), 0, byteCount, upload.bytes, 0, nil, nil),
+                      "clEnqueueWriteBuffer")
+            lock.lock()
+            staged.append(upload)
+            stagedBytes += byteCount
+            let full = stagedBytes > Self.stagedBytesLimit
+            lock.unlock()
+            if full { try synchronize() }
+            return
+        }
         try check(itune_clEnqueueWriteBuffer(queue, storage.mem, cl_bool(CL_TRUE), 0, byteCount, source, 0, nil, nil),
                   "clEnqueueWriteBuffer")
+        drained()
     }
 
     public func read(_ storage: Storage, into destination: UnsafeMutableRawPointer, byteCount: Int) throws {
         guard byteCount > 0 else { return }
         try check(itune_clEnqueueReadBuffer(queue, storage.mem, cl_bool(CL_TRUE), 0, byteCount, destination, 0, nil, nil),
                   "clEnqueueReadBuffer")
+        tally.downloaded(byteCount)
+        drained()
+    }
+
+    /// Counts a blocking synchronisation: everything enqueued before it has run, staged
+    /// uploads included, so their host copies can go.
+    private func drained() {
+        tally.sync()
+        lock.lock()
+        let done = staged
+        staged = []
+        stagedBytes = 0
+        lock.unlock()
+        _ = done  // freed here, outside the lock
     }
 
     public func fillZero(_ storage: Storage, byteCount: Int) throws {
+        try fill(storage, value: 0, byteCount: byteCount)
+    }
+
+    public func fill(_ storage: Storage, value: Float, byteCount: Int) throws {
         guard byteCount > 0 else { return }
-        var zero: Float = 0
-        try check(itune_clEnqueueFillBuffer(queue, storage.mem, &zero, 4, 0, (byteCount + 3) / 4 * 4, 0, nil, nil),
+        var v = value
+        try check(itune_clEnqueueFillBuffer(queue, storage.mem, &v, 4, 0, (byteCount + 3) / 4 * 4, 0, nil, nil),
                   "clEnqueueFillBuffer")
+        tally.launched("fill_buffer")
     }
 
     public func copy(from source: Storage, at sourceOffset: Int, to destination: Storage, at destinationOffset: Int,
@@ -201,9 +250,13 @@ public final class OpenCLBackend: Backend {
         try check(itune_clEnqueueCopyBuffer(queue, source.mem, destination.mem, sourceOffset, destinationOffset,
                                             byteCount, 0, nil, nil),
                   "clEnqueueCopyBuffer")
+        tally.launched("copy_buffer")
     }
 
-    public func synchronize() throws { try check(itune_clFinish(queue), "clFinish") }
+    public func synchronize() throws {
+        try check(itune_clFinish(queue), "clFinish")
+        drained()
+    }
 
     // MARK: kernels
 
@@ -286,7 +339,11 @@ public final class OpenCLBackend: Backend {
             rc = itune_clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, nil, 0, nil, nil)
         }
         try check(rc, "clEnqueueNDRangeKernel(\(name), global \(g), local \(grid.local.map { "\($0)" } ?? "auto"))")
-        if Self.synchronous { try check(itune_clFinish(queue), "clFinish after \(name)") }
+        tally.launched(name)
+        if Self.synchronous {
+            try check(itune_clFinish(queue), "clFinish after \(name)")
+            drained()
+        }
     }
 
     /// `ITUNE_OPENCL_SYNC=1` waits after each kernel, so that a failing kernel is named.

@@ -13,7 +13,7 @@ extension Tensor {
     ///
     /// self is hidden (N, C) (leading dims flattened), weight (V, C), targets i32 (N) with
     /// `ignoreIndex` where no loss is taken. Returns shape []. `chunkRows` rows are scored at a
-    /// time (default: about 64 MB of logits). The gradients of self and weight (for those that
+    /// time (default: even chunks of at most 256 MB of logits). The gradients of self and weight (for those that
     /// require them) are computed in the forward and scaled by the loss's gradient in the
     /// backward.
     public func linearCrossEntropy(weight: Tensor, targets: Tensor, ignoreIndex: Int32 = -100,
@@ -28,7 +28,12 @@ extension Tensor {
         let hidden = self
         let ids = try targets.toIndices()
         let valid = ids.reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) }
-        let rowsPerChunk = max(1, min(N, chunkRows ?? Swift.max(64, (16 << 20) / V)))
+        // Even chunks of at most 256 MB of logits: small enough that the whole matrix never
+        // exists at real sizes, large enough that each chunk's GEMMs run at full speed (the
+        // weight gradient's depth is the chunk's rows).
+        let budget = 64 << 20  // floats
+        let chunks = Swift.max(1, (N * V + budget - 1) / budget)
+        let rowsPerChunk = Swift.max(1, Swift.min(N, chunkRows ?? (N + chunks - 1) / chunks))
         let wantGrad = GradientTape.isRecording && (hidden.requiresGrad || weight.requiresGrad)
         let backend = hidden.backend
         // dHidden (N, C) and dWeight (V, C), made in the forward on purpose: they replace the logits.

@@ -107,19 +107,42 @@ extension Tensor {
 /// by NaN); the returned NaN is what a trainer checks.
 @discardableResult
 public func clipGradients(_ parameters: [Tensor], maxNorm: Float) throws -> Float {
+    try clipGradients(parameters, maxNorm: maxNorm, reading: []).norm
+}
+
+/// `clipGradients(_:maxNorm:)` that also returns the values of the one-element tensors
+/// `scalars` (a step's micro-batch losses), in order: they are copied on the device into the
+/// buffer the norm is reduced in, so the step reads the norm and its losses back in one
+/// blocking read per device, not one per loss. scalars: each of shape [1] (or any one element).
+public func clipGradients(_ parameters: [Tensor], maxNorm: Float,
+                          reading scalars: [Tensor]) throws -> (norm: Float, scalars: [Float]) {
+    for s in scalars where s.count != 1 || s.dtype != .f32 {
+        throw TensorError.shapeMismatch(op: "clipGradients", "a scalar to read has \(s.count) elements of \(s.dtype.rawValue)")
+    }
     let grads = parameters.compactMap(\.grad)
-    var byDevice: [Device: [Tensor]] = [:]
+    var byDevice: [Device: (grads: [Tensor], scalars: [Int])] = [:]
     var order: [Device] = []
     for g in grads {
         if byDevice[g.device] == nil { order.append(g.device) }
-        byDevice[g.device, default: []].append(g)
+        byDevice[g.device, default: ([], [])].grads.append(g)
+    }
+    for (i, s) in scalars.enumerated() {
+        if byDevice[s.device] == nil { order.append(s.device) }
+        byDevice[s.device, default: ([], [])].scalars.append(i)
     }
     var total = 0.0
+    var values = [Float](repeating: .nan, count: scalars.count)
     for device in order {
-        let gs = byDevice[device]!
-        let sums = try Tensor.empty([gs.count], on: device)
+        guard let entry = byDevice[device] else { continue }
+        let (gs, picks) = (entry.grads, entry.scalars)
+        let sums = try Tensor.empty([gs.count + picks.count], on: device)
         for (i, g) in gs.enumerated() { try g.sumOfSquares(into: sums, at: i) }
-        for s in try sums.toArray() { total += Double(s) }
+        for (j, k) in picks.enumerated() {
+            try sums.backend.copy(from: scalars[k].storage, at: 0, to: sums.storage, at: (gs.count + j) * 4, byteCount: 4)
+        }
+        let host = try sums.toArray()
+        for s in host.prefix(gs.count) { total += Double(s) }
+        for (j, k) in picks.enumerated() { values[k] = host[gs.count + j] }
     }
     let norm = Float(total.squareRoot())
     // PyTorch's clamp(coef, max: 1): a coefficient of 1 would be a no-op, so it is skipped.
@@ -131,5 +154,5 @@ public func clipGradients(_ parameters: [Tensor], maxNorm: Float) throws -> Floa
         var scaled = Set<ObjectIdentifier>()
         for g in grads where scaled.insert(ObjectIdentifier(g.storage)).inserted { try g.scaleInPlace(factor) }
     }
-    return norm
+    return (norm, values)
 }
