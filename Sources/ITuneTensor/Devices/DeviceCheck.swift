@@ -212,7 +212,9 @@ public struct DeviceCheck: Sendable {
         var kernelLine = ""
         if let tightest = seen.min(by: { $0.value.workGroupSize < $1.value.workGroupSize }) {
             let below = seen.filter { $0.value.workGroupSize < info.maxWorkGroupSize }.count
-            kernelLine = "; kernels' own CL_KERNEL_WORK_GROUP_SIZE: \(below) of \(seen.count) below it, lowest \(tightest.value.workGroupSize) (\(tightest.key))"
+            kernelLine = below == 0
+                ? "; kernels' own CL_KERNEL_WORK_GROUP_SIZE: all \(seen.count) at the device maximum"
+                : "; kernels' own CL_KERNEL_WORK_GROUP_SIZE: \(below) of \(seen.count) below it, lowest \(tightest.value.workGroupSize) (\(tightest.key))"
         }
         lines.append("work-groups   device maximum \(info.maxWorkGroupSize), per dimension \(info.maxWorkItemSizes)\(kernelLine)")
         var chosen: [String] = []
