@@ -39,12 +39,7 @@ extension OpenCLBackend {
 
     /// The limits of `family/name` built with `constants` (and the tuned values), cached.
     public func kernelLimits(_ family: String, _ name: String, constants: [String: Int] = [:]) throws -> KernelLimits {
-        let k = try kernel(family, name, constants: constants)
-        let key = kernelKey(family, name, constants)
-        if let l = fitState.withLock({ $0.limits[key] }) { return l }
-        let l = try limits(of: k, name: name)
-        fitState.withLock { $0.limits[key] = l }
-        return l
+        try compiledKernel(family, name, constants: constants).limits
     }
 
     /// The largest of `start`, `start/2`, … (down to 1) whose group of `items(v)` work-items
@@ -75,9 +70,8 @@ extension OpenCLBackend {
     }
 
     /// Checks a launch against the device's and the kernel's limits before it is enqueued.
-    func checkFits(_ k: cl_kernel, family: String, name: String, grid: KernelGrid, dynamicLocal: Int) throws {
+    func checkFits(_ l: KernelLimits, family: String, name: String, grid: KernelGrid, dynamicLocal: Int) throws {
         guard let local = grid.local else { return }
-        let l = try kernelLimits(family, name, constants: grid.constants)
         let items = local.reduce(1, *)
         func refuse(_ what: String) -> TensorError {
             .invalidArgument(op: "launching \(family).cl \(name) on \(self.name)", what)

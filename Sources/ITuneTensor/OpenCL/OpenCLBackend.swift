@@ -17,7 +17,8 @@ public final class OpenCLBackend: Backend {
     private var liveBytes = 0
     private var peak = 0
     private var programs: [String: cl_program] = [:]
-    private var kernels: [String: cl_kernel] = [:]
+    /// Kernel objects with their limits on this device, by `kernelKey`.
+    private var kernels: [String: (kernel: cl_kernel, limits: KernelLimits)] = [:]
     private var tuningValue: KernelTuning
     /// Family → its `-D` values under the current tuning; emptied when `tuning` is set.
     private var tunedDefinesCache: [String: [String: Int]] = [:]
@@ -90,7 +91,7 @@ public final class OpenCLBackend: Backend {
             tunedDefinesCache = [:]
             lock.unlock()
             fitState.withLock { $0.limits = [:]; $0.fitted = [:] }
-            for k in old { _ = itune_clReleaseKernel(k) }
+            for k in old { _ = itune_clReleaseKernel(k.kernel) }
         }
     }
 
@@ -291,17 +292,26 @@ public final class OpenCLBackend: Backend {
     /// A kernel object of a family (cached; kernels are not used from several threads).
     /// Setting `tuning` empties this cache, so the key need not hold the tuned values.
     func kernel(_ family: String, _ name: String, constants: [String: Int]) throws -> cl_kernel {
+        try compiledKernel(family, name, constants: constants).kernel
+    }
+
+    /// The kernel object and its limits on this device (queried once, when it is created), so
+    /// that a launch builds its key and takes the lock once.
+    func compiledKernel(_ family: String, _ name: String, constants: [String: Int]) throws
+        -> (kernel: cl_kernel, limits: KernelLimits) {
         let key = kernelKey(family, name, constants)
         lock.lock()
         if let k = kernels[key] { lock.unlock(); return k }
         lock.unlock()
         let p = try program(family, constants: constants)
         var rc: cl_int = 0
-        let k = itune_clCreateKernel(p, name, &rc)
+        let made = itune_clCreateKernel(p, name, &rc)
         try check(rc, "clCreateKernel(\(name))")
-        guard let k else { throw TensorError.openCL(call: "clCreateKernel(\(name))", code: rc) }
-        lock.lock(); kernels[key] = k; lock.unlock()
-        return k
+        guard let made else { throw TensorError.openCL(call: "clCreateKernel(\(name))", code: rc) }
+        let compiled = (kernel: made, limits: try limits(of: made, name: name))
+        lock.lock(); kernels[key] = compiled; lock.unlock()
+        fitState.withLock { $0.limits[key] = compiled.limits }
+        return compiled
     }
 
     /// `family/name|K=v,…`: one kernel object per family, name and launch constants.
@@ -319,7 +329,7 @@ public final class OpenCLBackend: Backend {
     /// one per Kernels/*.cl family); ops call those, never this.
     func launch(_ family: String, _ name: String, _ grid: KernelGrid, _ args: [KernelArgument]) throws {
         if grid.global.contains(0) { return }
-        let k = try kernel(family, name, constants: grid.constants)
+        let (k, limits) = try compiledKernel(family, name, constants: grid.constants)
         for (i, arg) in args.enumerated() {
             try arg.set(on: k, index: i, kernel: name)
         }
@@ -327,7 +337,7 @@ public final class OpenCLBackend: Backend {
             if case let .local(m) = arg { return sum + max(m.bytes, 4) }
             return sum
         }
-        try checkFits(k, family: family, name: name, grid: grid, dynamicLocal: dynamicLocal)
+        try checkFits(limits, family: family, name: name, grid: grid, dynamicLocal: dynamicLocal)
         var g = grid.global
         if let local = grid.local {
             for i in g.indices { g[i] = (g[i] + local[i] - 1) / local[i] * local[i] }
