@@ -22,6 +22,15 @@ public final class GPT2Block: Module {
 
     /// x is (B,T,C); returns (B,T,C).
     public func callAsFunction(_ x: Tensor, cache: KVCache.Layer? = nil, segments: AttentionSegments? = nil) throws -> Tensor {
+        // Under --grad-checkpoint (training, no cache) only x stays for the backward.
+        guard cache == nil else { return try forward(x, cache: cache, segments: segments) }
+        let projections: [any LoRATarget] = [attention, attentionOut, fc, proj]
+        return try Tensor.checkpointed(x, parameters: parameters + projections.loraFactors) {
+            try self.forward($0, cache: nil, segments: segments)
+        }
+    }
+
+    func forward(_ x: Tensor, cache: KVCache.Layer?, segments: AttentionSegments?) throws -> Tensor {
         let (B, T, C) = (x.shape[0], x.shape[1], x.shape[2])
         let qkv = try attention(ln1(x)).split(lastDim: [C, C, C])
         let heads = try qkv.map { try $0.reshaped([B, T, numHeads, headDim]) }

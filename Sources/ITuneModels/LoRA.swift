@@ -71,6 +71,11 @@ public final class LoRAAdapter {
     }
 }
 
+extension Array where Element == any LoRATarget {
+    /// The LoRA factors (A, B) of the adapted projections among these.
+    var loraFactors: [Tensor] { compactMap(\.lora).flatMap { [$0.a, $0.b] } }
+}
+
 /// A projection LoRA can adapt: nn.Linear, or GPT-2's Conv1D (weight stored transposed).
 public protocol LoRATarget: AnyObject {
     var name: String { get }

@@ -53,8 +53,22 @@ public final class PreNormBlock<Attention: RotaryAttention, MLP: FeedForward>: M
     /// x is (B,T,C); returns (B,T,C).
     public func callAsFunction(_ x: Tensor, rope: RoPETable, positions: Tensor, cache: KVCache.Layer? = nil,
                                segments: AttentionSegments? = nil) throws -> Tensor {
+        // Under --grad-checkpoint (training, no cache) only x stays for the backward.
+        guard cache == nil else { return try forward(x, rope: rope, positions: positions, cache: cache, segments: segments) }
+        return try Tensor.checkpointed(x, parameters: checkpointParameters) {
+            try self.forward($0, rope: rope, positions: positions, cache: nil, segments: segments)
+        }
+    }
+
+    func forward(_ x: Tensor, rope: RoPETable, positions: Tensor, cache: KVCache.Layer?,
+                 segments: AttentionSegments?) throws -> Tensor {
         let h = try x + attention(inputNorm(x), rope: rope, positions: positions, cache: cache, segments: segments)
         return try h + mlp(postAttentionNorm(h))
+    }
+
+    /// Every tensor the block reads that may train: its weights and its LoRA factors.
+    var checkpointParameters: [Tensor] {
+        parameters + (attention.projections + mlp.projections).loraFactors
     }
 
     public func namedParameters() -> [(String, Tensor)] {

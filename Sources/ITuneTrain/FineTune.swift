@@ -46,6 +46,9 @@ public struct FineTuneConfig: Sendable, Equatable {
     /// The linear layers' matmul precision; `.bf16` (full fine-tuning) keeps f32 master
     /// weights and optimizer state, as autocast does.
     public var precision = MatmulPrecision.f32
+    /// Keep only each decoder block's input in the forward and recompute the block in the
+    /// backward (same loss and gradients, less activation memory, about one more forward).
+    public var gradCheckpoint = false
 
     public init(model: String = "", data: [String] = []) {
         self.model = model
@@ -193,6 +196,8 @@ public struct FineTuneJob {
         let trainer = try Trainer(model: model, trainable: trainable, options: trainerOptions, train: rows,
                                   validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out)
         trainer.context.matmulPrecision = c.precision
+        trainer.context.gradientCheckpointing = c.gradCheckpoint
+        if c.gradCheckpoint { log("gradient checkpointing: each block's input kept, the block recomputed in the backward") }
         log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation, lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try OutputFiles.writeAtomically(c.encodedJSON(), to: configURL)

@@ -77,6 +77,7 @@ extension FineTuneConfig {
             field("rslora", \.lora.useRSLoRA, "rsLoRA scaling alpha/√r."),
             choice("base-dtype", \.baseDType, "Storage of the frozen base's projection and embedding weights under LoRA (the matmuls read them as stored and accumulate in f32; default: the checkpoint's dtype)"),
             choice("precision", \.precision, "Matmul precision of full fine-tuning: bf16 rounds the linear layers' inputs, weights and outputs to bf16 (f32 accumulation, f32 master weights and AdamW state, as PyTorch autocast)" + dflt(d.precision.rawValue)),
+            field("grad-checkpoint", \.gradCheckpoint, "Keep only each decoder block's input in the forward and recompute the block in the backward: the same loss and gradients with less activation memory, for about one more forward.", keepsCurve: true),
             field("init-adapter", \.initAdapter, "Start LoRA from this PEFT adapter directory."),
             field("epochs", \.trainer.epochs, "Passes over the training data" + dflt(d.trainer.epochs)),
             field("max-steps", \.trainer.maxSteps, "Optimizer steps, overriding --epochs."),

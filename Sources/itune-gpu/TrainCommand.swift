@@ -37,6 +37,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: optionHelp("init-adapter")) var initAdapter: String?
     @Option(help: optionHelp("base-dtype")) var baseDtype: String?
     @Option(help: optionHelp("precision")) var precision: String?
+    @Flag(inversion: .prefixedNo, help: optionHelp("grad-checkpoint")) var gradCheckpoint: Bool?
 
     @Option(help: optionHelp("epochs")) var epochs: Int?
     @Option(help: optionHelp("max-steps")) var maxSteps: Int?
@@ -77,7 +78,7 @@ struct TrainCommand: ParsableCommand {
             "validation-data": validationData.isEmpty ? nil : validationData, "validation-split": validationSplit,
             "template": template, "output": output, "full": full, "lora-rank": loraRank, "lora-alpha": loraAlpha,
             "lora-dropout": loraDropout, "lora-targets": loraTargets, "rslora": rslora, "init-adapter": initAdapter,
-            "base-dtype": baseDtype, "precision": precision,
+            "base-dtype": baseDtype, "precision": precision, "grad-checkpoint": gradCheckpoint,
             "epochs": epochs, "max-steps": maxSteps, "batch-size": batchSize, "grad-accum": gradAccum, "lr": lr,
             "weight-decay": weightDecay, "beta1": beta1, "beta2": beta2, "adam-eps": adamEps, "warmup-ratio": warmupRatio,
             "warmup-steps": warmupSteps, "schedule": schedule, "max-grad-norm": maxGradNorm, "seed": seed,

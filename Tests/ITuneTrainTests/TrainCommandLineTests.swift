@@ -28,6 +28,7 @@ final class TrainCommandLineTests: XCTestCase {
             "schedule": "linear", "max-grad-norm": 2, "seed": 11, "max-length": 77, "packing": true, "train-on-inputs": true,
             "skip-bad-records": true, "pad-id": 4, "eval-every": 3, "save-every": 4, "keep-checkpoints": 5, "samples": 6,
             "resume": true, "resume-anyway": true, "nan-policy": "skip-step", "base-dtype": "f32", "precision": "bf16",
+            "grad-checkpoint": true,
         ]
         XCTAssertEqual(Set(values.keys), Set(FineTuneConfig.options.map(\.name)))
         var args = ["train", "--print-config"]

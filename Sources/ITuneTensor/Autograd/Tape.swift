@@ -30,6 +30,7 @@ public final class GradientTape {
 
     /// The tape ops record on here: the bound training context's, else this thread's own.
     public static var current: GradientTape {
+        if let tape = recomputing { return tape }
         if let context = TrainingContext.current { return context.tape }
         return threadTape
     }

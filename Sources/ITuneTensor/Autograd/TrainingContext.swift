@@ -21,6 +21,10 @@ public final class TrainingContext {
     /// PyTorch's autocast does (accumulation stays f32). Outside a context: f32.
     public var matmulPrecision = MatmulPrecision.f32
 
+    /// Whether the models' blocks keep only their input in the forward and are recomputed in
+    /// the backward (`--grad-checkpoint`; see Checkpoint.swift).
+    public var gradientCheckpointing = false
+
     /// The context bound to the current task or thread, if any.
     @TaskLocal public static var current: TrainingContext?
 
