@@ -1,0 +1,172 @@
+import Foundation
+
+// Blockwise-quantised storage of a frozen base matrix (`--quantize`, issue 17):
+//
+//   nf4   QLoRA's NormalFloat4 (Dettmers et al. 2023, appendix E): blocks of 64 consecutive
+//         values (row-major, flattened) scaled by their absmax, each value the index of the
+//         nearest of the 16 code-book values; two indices a byte, the first in the high nibble
+//         (as bitsandbytes packs them).
+//   int8  blocks of 64 scaled by their absmax, q = round(127 · x / absmax) in [−127, 127].
+//
+// Double quantisation (QLoRA §3, `--double-quant`): the absmax constants themselves, less their
+// mean, in 8-bit blocks of 256 with an f32 absmax per block (linear absmax code, where
+// bitsandbytes uses its dynamic 8-bit code): 32/64 → 8/64 + 32/(64·256) bits per weight.
+//
+// The matrix is never expanded whole: `dequantize(from:count:into:)` turns any run of values
+// back into f32 (the CPU GEMM converts one cache-sized block at a time, GemmQuant.swift).
+
+/// A quantisation format of frozen base weights.
+public enum QuantFormat: String, Sendable, CaseIterable, Codable {
+    case nf4, int8
+}
+
+/// QLoRA's NormalFloat4 code book, as published (appendix E of the paper; bitsandbytes'
+/// `create_normal_map`): quantiles of N(0,1) normalised to [−1, 1], with an exact zero.
+public let nf4CodeBook: [Float] = [
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+]
+
+/// A (rows, cols) f32 matrix stored blockwise quantised, in host memory.
+public final class BlockQuantizedMatrix: @unchecked Sendable {
+    public static let blockSize = 64
+    /// Absmax constants per second-level block under double quantisation.
+    public static let scaleBlockSize = 256
+
+    public let format: QuantFormat
+    public let rows: Int, cols: Int
+    /// nf4: ⌈count/2⌉ bytes of packed indices; int8: count bytes of Int8 bit patterns.
+    public let codes: [UInt8]
+    /// The absmax of each block (dequantised from `scaleCodes` under double quantisation).
+    public let absmax: [Float]
+    /// Double quantisation: the absmax constants' 8-bit codes, their per-256 f32 absmax and
+    /// their mean; nil without it.
+    public let scaleCodes: [Int8]?
+    public let scaleAbsmax: [Float]?
+    public let scaleOffset: Float?
+
+    public var count: Int { rows * cols }
+    public var blockCount: Int { (count + Self.blockSize - 1) / Self.blockSize }
+
+    /// Bytes this matrix occupies (codes and constants).
+    public var byteCount: Int {
+        codes.count + (scaleCodes.map { $0.count + 4 * (scaleAbsmax?.count ?? 0) + 4 } ?? 4 * absmax.count)
+    }
+
+    /// Quantises `values` (row-major, rows × cols).
+    public init(quantizing values: UnsafeBufferPointer<Float>, rows: Int, cols: Int, format: QuantFormat,
+                doubleQuant: Bool = false) throws {
+        let (count, overflow) = rows.multipliedReportingOverflow(by: cols)
+        guard rows >= 0, cols >= 0, !overflow, values.count == count else {
+            throw TensorError.shapeMismatch(op: "quantize", "\(values.count) values for a \(rows)×\(cols) matrix")
+        }
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw TensorError.invalidArgument(op: "quantize", "value \(bad) (row \(bad / max(cols, 1)), column \(bad % max(cols, 1))) is not finite")
+        }
+        self.format = format
+        self.rows = rows
+        self.cols = cols
+        let bs = Self.blockSize
+        let blocks = (count + bs - 1) / bs
+        var scales = [Float](repeating: 0, count: blocks)
+        var codes = [UInt8](repeating: 0, count: format == .nf4 ? (count + 1) / 2 : count)
+        for b in 0..<blocks {
+            let lo = b * bs, hi = min(count, lo + bs)
+            var m: Float = 0
+            for i in lo..<hi { m = max(m, abs(values[i])) }
+            scales[b] = m
+            for i in lo..<hi {
+                let v = m > 0 ? values[i] / m : 0
+                switch format {
+                case .nf4:
+                    let q = UInt8(nearestNF4(v))
+                    codes[i / 2] |= i % 2 == 0 ? q << 4 : q
+                case .int8:
+                    codes[i] = UInt8(bitPattern: Int8((v * 127).rounded()))
+                }
+            }
+        }
+        self.codes = codes
+        if doubleQuant, blocks > 0 {
+            let offset = Float(scales.reduce(0.0) { $0 + Double($1) } / Double(blocks))
+            let sb = Self.scaleBlockSize
+            var q = [Int8](repeating: 0, count: blocks)
+            var second = [Float](repeating: 0, count: (blocks + sb - 1) / sb)
+            var restored = [Float](repeating: 0, count: blocks)
+            for s in 0..<second.count {
+                let lo = s * sb, hi = min(blocks, lo + sb)
+                var m: Float = 0
+                for i in lo..<hi { m = max(m, abs(scales[i] - offset)) }
+                second[s] = m
+                for i in lo..<hi {
+                    let c = m > 0 ? Int8(((scales[i] - offset) / m * 127).rounded()) : 0
+                    q[i] = c
+                    restored[i] = Float(c) / 127 * m + offset
+                }
+            }
+            absmax = restored
+            scaleCodes = q
+            scaleAbsmax = second
+            scaleOffset = offset
+        } else {
+            absmax = scales
+            scaleCodes = nil
+            scaleAbsmax = nil
+            scaleOffset = nil
+        }
+    }
+
+    /// dst[0..<n] = the dequantised values at flat indices start..<start+n.
+    @inline(__always)
+    public func dequantize(from start: Int, count n: Int, into dst: UnsafeMutablePointer<Float>) {
+        codes.withUnsafeBufferPointer { c in
+            absmax.withUnsafeBufferPointer { s in
+                var i = start
+                let end = start + n
+                var out = dst
+                while i < end {
+                    let block = i / Self.blockSize
+                    let blockEnd = min(end, (block + 1) * Self.blockSize)
+                    let scale = s[block]
+                    switch format {
+                    case .nf4:
+                        nf4CodeBook.withUnsafeBufferPointer { book in
+                            while i < blockEnd {
+                                let byte = c[i >> 1]
+                                out.pointee = book[Int(i & 1 == 0 ? byte >> 4 : byte & 0xF)] * scale
+                                out += 1; i += 1
+                            }
+                        }
+                    case .int8:
+                        let k = scale / 127
+                        while i < blockEnd {
+                            out.pointee = Float(Int8(bitPattern: c[i])) * k
+                            out += 1; i += 1
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The whole matrix in f32 (tests and small matrices only).
+    public func dequantized() -> [Float] {
+        var out = [Float](repeating: 0, count: count)
+        out.withUnsafeMutableBufferPointer { dequantize(from: 0, count: count, into: $0.baseAddress!) }
+        return out
+    }
+}
+
+/// The index of the code-book value nearest to v (v in [−1, 1]); the lower index on a tie.
+@inline(__always)
+func nearestNF4(_ v: Float) -> Int {
+    var best = 0
+    var bestDistance = Float.infinity
+    for (i, c) in nf4CodeBook.enumerated() {
+        let d = abs(v - c)
+        if d < bestDistance { best = i; bestDistance = d }
+    }
+    return best
+}
