@@ -48,6 +48,9 @@ public final class Linear: Module {
     public var bias: Tensor?
     /// A LoRA update added to the output, when adapted.
     public var lora: LoRAAdapter?
+    /// The frozen weight blockwise quantised (`quantizeBase`); when set, the forward reads it
+    /// instead of `weight`.
+    public var quantizedWeight: BlockQuantizedMatrix?
 
     public init(weight: Tensor, bias: Tensor? = nil, name: String = "") {
         self.weight = weight
@@ -64,7 +67,14 @@ public final class Linear: Module {
 
     /// x is (…, in); returns (…, out).
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let y = try x.linear(weight, bias: bias, precision: MatmulPrecision.current)
+        let y: Tensor
+        if let quantizedWeight {
+            // --quantize: the frozen weight read from its blocks (dequantised inside the GEMM).
+            let product = try x.linear(quantized: quantizedWeight)
+            y = try bias.map { try product + $0 } ?? product
+        } else {
+            y = try x.linear(weight, bias: bias, precision: MatmulPrecision.current)
+        }
         guard let lora else { return y }
         return try y + lora.delta(x)
     }
