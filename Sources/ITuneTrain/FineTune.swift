@@ -49,6 +49,10 @@ public struct FineTuneConfig: Sendable, Equatable {
     /// Keep only each decoder block's input in the forward and recompute the block in the
     /// backward (same loss and gradients, less activation memory, about one more forward).
     public var gradCheckpoint = false
+    /// LoRA: the frozen base's projections stored blockwise quantised (nf4 or int8).
+    public var quantize: QuantFormat? = nil
+    /// With `quantize` nf4: the absmax constants quantised too (QLoRA's double quantisation).
+    public var doubleQuant = false
 
     public init(model: String = "", data: [String] = []) {
         self.model = model
@@ -177,6 +181,10 @@ public struct FineTuneJob {
                 try model.addLoRA(loraConfig, seed: c.trainer.seed)
             }
             trainable = model.loraParameters
+            if let format = c.quantize {
+                let n = try model.quantizeBase(format, doubleQuant: c.doubleQuant)
+                log("quantize: \(n) frozen projections stored as \(format.rawValue) blocks of \(BlockQuantizedMatrix.blockSize)\(c.doubleQuant ? " with double-quantised constants" : "") (the f32/16-bit copy is still held: no memory saved yet)")
+            }
             let count = trainable.reduce(0) { $0 + $1.1.count }
             log(String(format: "LoRA: r %d, alpha %g%@, dropout %g on %@: %d trainable parameters (%.2f%% of %.1fM)",
                        loraConfig.rank, loraConfig.alpha, loraConfig.useRSLoRA ? " (rsLoRA)" : "", loraConfig.dropout,

@@ -77,6 +77,8 @@ extension FineTuneConfig {
             field("rslora", \.lora.useRSLoRA, "rsLoRA scaling alpha/√r."),
             choice("base-dtype", \.baseDType, "Storage of the frozen base's projection and embedding weights under LoRA (the matmuls read them as stored and accumulate in f32; default: the checkpoint's dtype)"),
             choice("precision", \.precision, "Matmul precision of full fine-tuning: bf16 rounds the linear layers' inputs, weights and outputs to bf16 (f32 accumulation, f32 master weights and AdamW state, as PyTorch autocast)" + dflt(d.precision.rawValue)),
+            choice("quantize", \.quantize, "LoRA: store the frozen base's projections blockwise quantised (nf4: QLoRA's NormalFloat4, or int8; blocks of 64 with an absmax each), dequantised inside the matmul."),
+            field("double-quant", \.doubleQuant, "With --quantize nf4: quantise the blocks' absmax constants too (8-bit blocks of 256, QLoRA's double quantisation)."),
             field("grad-checkpoint", \.gradCheckpoint, "Keep only each decoder block's input in the forward and recompute the block in the backward: the same loss and gradients with less activation memory, for about one more forward.", keepsCurve: true),
             field("init-adapter", \.initAdapter, "Start LoRA from this PEFT adapter directory."),
             field("epochs", \.trainer.epochs, "Passes over the training data" + dflt(d.trainer.epochs)),
@@ -306,6 +308,7 @@ extension LRSchedule.Decay: OptionChoice {}
 extension NaNPolicy: OptionChoice {}
 extension BaseDType: OptionChoice {}
 extension MatmulPrecision: OptionChoice {}
+extension QuantFormat: OptionChoice {}
 
 private func choice<T: OptionChoice>(_ name: String, _ path: WritableKeyPath<FineTuneConfig, T>, _ help: String) -> FineTuneOption {
     let known = T.allCases.map(\.rawValue).joined(separator: ", ")

@@ -91,6 +91,12 @@ extension FineTuneConfig {
         if mode == .full, let base = baseDType, base != .f32 {
             throw OptionError(option: "base-dtype", message: "\(base.rawValue) stores a frozen base; full fine-tuning trains every weight in f32 (--precision bf16 gives bf16 matmuls with f32 master weights)")
         }
+        if mode == .full, let q = quantize {
+            throw OptionError(option: "quantize", message: "\(q.rawValue) quantises a frozen base under LoRA; full fine-tuning trains every weight in f32")
+        }
+        if doubleQuant, quantize != .nf4 {
+            throw OptionError(option: "double-quant", message: "quantises nf4's absmax constants: give it with --quantize nf4")
+        }
         if mode == .lora, precision != .f32 {
             throw OptionError(option: "precision", message: "\(precision.rawValue) is for full fine-tuning (--full); under LoRA, --base-dtype keeps the frozen base in 16 bits")
         }

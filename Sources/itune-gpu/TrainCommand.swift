@@ -38,6 +38,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: optionHelp("base-dtype")) var baseDtype: String?
     @Option(help: optionHelp("precision")) var precision: String?
     @Flag(inversion: .prefixedNo, help: optionHelp("grad-checkpoint")) var gradCheckpoint: Bool?
+    @Option(help: optionHelp("quantize")) var quantize: String?
+    @Flag(inversion: .prefixedNo, help: optionHelp("double-quant")) var doubleQuant: Bool?
 
     @Option(help: optionHelp("epochs")) var epochs: Int?
     @Option(help: optionHelp("max-steps")) var maxSteps: Int?
@@ -79,6 +81,7 @@ struct TrainCommand: ParsableCommand {
             "template": template, "output": output, "full": full, "lora-rank": loraRank, "lora-alpha": loraAlpha,
             "lora-dropout": loraDropout, "lora-targets": loraTargets, "rslora": rslora, "init-adapter": initAdapter,
             "base-dtype": baseDtype, "precision": precision, "grad-checkpoint": gradCheckpoint,
+            "quantize": quantize, "double-quant": doubleQuant,
             "epochs": epochs, "max-steps": maxSteps, "batch-size": batchSize, "grad-accum": gradAccum, "lr": lr,
             "weight-decay": weightDecay, "beta1": beta1, "beta2": beta2, "adam-eps": adamEps, "warmup-ratio": warmupRatio,
             "warmup-steps": warmupSteps, "schedule": schedule, "max-grad-norm": maxGradNorm, "seed": seed,

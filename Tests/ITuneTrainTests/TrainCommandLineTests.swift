@@ -28,9 +28,10 @@ final class TrainCommandLineTests: XCTestCase {
             "schedule": "linear", "max-grad-norm": 2, "seed": 11, "max-length": 77, "packing": true, "train-on-inputs": true,
             "skip-bad-records": true, "pad-id": 4, "eval-every": 3, "save-every": 4, "keep-checkpoints": 5, "samples": 6,
             "resume": true, "resume-anyway": true, "nan-policy": "skip-step", "base-dtype": "f32", "precision": "bf16",
-            "grad-checkpoint": true,
+            "grad-checkpoint": true, "double-quant": false,
         ]
-        XCTAssertEqual(Set(values.keys), Set(FineTuneConfig.options.map(\.name)))
+        // --quantize and --double-quant are LoRA's (refused with --full): checked on their own below.
+        XCTAssertEqual(Set(values.keys).union(["quantize"]), Set(FineTuneConfig.options.map(\.name)))
         var args = ["train", "--print-config"]
         for (key, value) in values.sorted(by: { $0.key < $1.key }) {
             switch value {
@@ -42,9 +43,17 @@ final class TrainCommandLineTests: XCTestCase {
         }
         let r = try itune(args)
         XCTAssertEqual(r.status, 0, r.err)
-        let printed = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any], r.out)
+        var printed = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any], r.out)
+        XCTAssertTrue(printed["quantize"] is NSNull, "no --quantize under --full")
+        printed["quantize"] = nil
         let expected = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONSerialization.data(withJSONObject: values)) as? [String: Any])
         XCTAssertEqual(printed as NSDictionary, expected as NSDictionary)
+
+        let lora = try itune(["train", "--print-config", "--model", "m", "--data", "a.jsonl", "--quantize", "nf4", "--double-quant"])
+        XCTAssertEqual(lora.status, 0, lora.err)
+        let loraPrinted = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(lora.out.utf8)) as? [String: Any], lora.out)
+        XCTAssertEqual(loraPrinted["quantize"] as? String, "nf4")
+        XCTAssertEqual(loraPrinted["double-quant"] as? Bool, true)
     }
 
     func testBadOptionsAreRefusedByNameBeforeLoading() throws {
@@ -52,6 +61,8 @@ final class TrainCommandLineTests: XCTestCase {
             (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--lora-rank", "0"], "--lora-rank must be at least 1, not 0"),
             (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--lr=-1"], "--lr must be a finite number ≥ 0, not -1.0"),
             (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--validation-split", "1.5"], "--validation-split must be in [0.0, 1.0), not 1.5"),
+            (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--full", "--quantize", "nf4"], "--quantize nf4 quantises a frozen base under LoRA"),
+            (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--quantize", "int8", "--double-quant"], "--double-quant quantises nf4's absmax constants"),
             (["eval", "--model", "/nonexistent", "--batch-size", "0"], "--batch-size must be at least 1, not 0"),
             (["eval", "--model", "/nonexistent", "--max-length", "0"], "--max-length must be at least 1, not 0"),
             (["generate", "--model", "/nonexistent", "--prompt", "p", "--top-p", "0"], "--top-p must be in (0, 1], not 0.0"),
