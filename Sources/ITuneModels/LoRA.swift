@@ -88,8 +88,8 @@ public protocol LoRATarget: AnyObject {
 }
 
 extension Linear: LoRATarget {
-    public var inFeatures: Int { weight.shape[1] }
-    public var outFeatures: Int { weight.shape[0] }
+    public var inFeatures: Int { quantizedWeight?.cols ?? weight.shape[1] }
+    public var outFeatures: Int { quantizedWeight?.rows ?? weight.shape[0] }
     public var fanInFanOut: Bool { false }
 }
 

@@ -7,8 +7,9 @@ extension CausalLM {
     /// quantised. Refused for a projection whose weight trains (full fine-tuning) or is a
     /// GPT-2 Conv1D (not yet).
     ///
-    /// The f32 (or 16-bit) `weight` tensor is still held beside the blocks: dropping it (the
-    /// memory saving) needs Linear to carry its shape without the tensor — see issue 17's notes.
+    /// The f32 (or 16-bit) `weight` is then released: it becomes an empty (0, in) tensor of the
+    /// same name, so that only the blocks hold the matrix (merging such a model is refused by
+    /// the shapes; load the adapter on the unquantised base to merge).
     @discardableResult
     public func quantizeBase(_ format: QuantFormat, doubleQuant: Bool = false) throws -> Int {
         var n = 0
@@ -24,6 +25,9 @@ extension CausalLM {
                 try BlockQuantizedMatrix(quantizing: $0, rows: linear.outFeatures, cols: linear.inFeatures, format: format,
                                          doubleQuant: doubleQuant)
             }
+            let placeholder = try Tensor.zeros([0, linear.inFeatures], on: linear.weight.device)
+            placeholder.name = linear.weight.name
+            linear.weight = placeholder
             n += 1
         }
         return n

@@ -183,7 +183,8 @@ public struct FineTuneJob {
             trainable = model.loraParameters
             if let format = c.quantize {
                 let n = try model.quantizeBase(format, doubleQuant: c.doubleQuant)
-                log("quantize: \(n) frozen projections stored as \(format.rawValue) blocks of \(BlockQuantizedMatrix.blockSize)\(c.doubleQuant ? " with double-quantised constants" : "") (the f32/16-bit copy is still held: no memory saved yet)")
+                let quantizedBytes = model.projections().compactMap { ($0 as? Linear)?.quantizedWeight?.byteCount }.reduce(0, +)
+                log("quantize: \(n) frozen projections stored as \(format.rawValue) blocks of \(BlockQuantizedMatrix.blockSize)\(c.doubleQuant ? " with double-quantised constants" : ""): \(String(format: "%.1f", Double(quantizedBytes) / 1e6)) MB")
             }
             let count = trainable.reduce(0) { $0 + $1.1.count }
             log(String(format: "LoRA: r %d, alpha %g%@, dropout %g on %@: %d trainable parameters (%.2f%% of %.1fM)",

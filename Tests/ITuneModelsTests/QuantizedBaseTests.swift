@@ -65,7 +65,11 @@ final class QuantizedBaseTests: XCTestCase {
             let (reference, _) = try loss(f32)
             for (format, tolerance) in [(QuantFormat.nf4, Float(2e-3)), (.int8, 2e-4)] {
                 let m = try model(on: device)
+                let before = m.projections().reduce(0) { $0 + $1.weight.count }
                 XCTAssertEqual(try m.quantizeBase(format), 14)
+                XCTAssertEqual(m.projections().reduce(0) { $0 + $1.weight.count }, 0, "the f32 matrices are released")
+                let bytes = m.projections().compactMap { ($0 as? Linear)?.quantizedWeight?.byteCount }.reduce(0, +)
+                XCTAssertEqual(bytes, format == .nf4 ? before / 2 + 4 * before / 64 : before + 4 * before / 64)
                 let (quantizedLoss, grads) = try loss(m)
                 // The same model with the dequantised values as ordinary f32 weights.
                 let d = try model(on: device)
