@@ -30,7 +30,11 @@ let package = Package(
                             .copy("norm.cl"), .copy("optim.cl"), .copy("reduce.cl"), .copy("rope.cl"), .copy("softmax.cl"),
                             .copy("tuning.json")],
                 swiftSettings: v5),
-        .target(name: "ITuneTensor", dependencies: ["COpenCL", "ITuneKernels"], swiftSettings: v5),
+        // The CPU GEMM's micro-kernels with wider instructions than the build's baseline
+        // (AVX2+FMA, AVX-512), each under its own target attribute, and the cpuid / hwcap
+        // probe that picks one when the process starts (CPU/GemmDispatch.swift).
+        .target(name: "CGemmKernels", path: "Sources/CGemmKernels"),
+        .target(name: "ITuneTensor", dependencies: ["COpenCL", "CGemmKernels", "ITuneKernels"], swiftSettings: v5),
         .target(name: "ITuneTokenizers", swiftSettings: v5),
         .target(name: "ITuneModels", dependencies: ["ITuneTensor"], swiftSettings: v5),
         .target(name: "ITuneData", dependencies: ["ITuneTokenizers"], swiftSettings: v5),
