@@ -41,6 +41,11 @@ final class GemmDispatchTests: XCTestCase {
         XCTAssertEqual(small.kc, 256)                        // B micro-panel (256,16) = half of L1
         XCTAssertEqual(small.mcMax, 252)                     // A block (252,256) ≤ half of L2
         XCTAssertEqual(small.nc, 4096)
+        // ITUNE_GEMM_KC/_MC/_NC: MC and NC rounded up to the tile, non-positive values ignored.
+        let tuned = small.with(kc: 300, mc: 100, nc: 1000)
+        XCTAssertEqual([tuned.kc, tuned.mcMax, tuned.nc], [300, 102, 1008])
+        let ignored = small.with(kc: 0, mc: -5, nc: nil)
+        XCTAssertEqual([ignored.kc, ignored.mcMax, ignored.nc], [256, 252, 4096])
         let unknown = GemmConfig(kind: .avx512, caches: (l1d: 0, l2: 0, l3: 0))
         XCTAssertEqual(unknown.kc, 128)
         XCTAssertEqual(unknown.mcMax % unknown.mr, 0)

@@ -11,7 +11,8 @@ import Foundation
 // with -target-cpu allow).
 //
 // ITUNE_GEMM_KERNEL=swift|avx2|avx512 forces a kernel (for comparisons); one the CPU lacks is
-// refused with a message on stderr and the automatic choice is kept.
+// refused with a message on stderr and the automatic choice is kept. ITUNE_GEMM_KC, _MC and
+// _NC override the blocking (for tuning; rounded to the tile, non-positive values ignored).
 
 /// A micro-kernel: c (MR,NR) = alpha · packed A (kc,MR) · packed B (kc,NR) + beta · c.
 typealias GemmMicroKernel = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?,
@@ -69,7 +70,7 @@ struct GemmConfig: Sendable {
     let mr: Int, nr: Int
     /// Depth of a packed block (B micro-panel (kc,NR) in half of L1), rows of a packed A block
     /// ((MC,KC) in half of L2), columns of a packed B block ((KC,NC) in a quarter of L3).
-    let kc: Int, mcMax: Int, nc: Int
+    private(set) var kc: Int, mcMax: Int, nc: Int
     /// Vector width in floats, for reports.
     let vectorWidth: Int
     let kernel: GemmMicroKernel?
@@ -94,9 +95,25 @@ struct GemmConfig: Sendable {
         nc = min(4096, max(16 * nr, l3 / 4 / (kc * 4) / nr * nr))
     }
 
+    /// This configuration with KC, MC or NC replaced where given (positive), MC and NC rounded
+    /// up to the tile.
+    func with(kc newKC: Int?, mc newMC: Int?, nc newNC: Int?) -> GemmConfig {
+        var c = self
+        if let v = newKC, v > 0 { c.kc = v }
+        if let v = newMC, v > 0 { c.mcMax = gemmRoundUp(v, mr) }
+        if let v = newNC, v > 0 { c.nc = gemmRoundUp(v, nr) }
+        return c
+    }
+
     /// The kernel in use: ITUNE_GEMM_KERNEL if set and supported, else the widest the CPU runs.
     static let current: GemmConfig = {
-        if let name = ProcessInfo.processInfo.environment["ITUNE_GEMM_KERNEL"], !name.isEmpty {
+        let env = ProcessInfo.processInfo.environment
+        return chosenKind(env).with(kc: env["ITUNE_GEMM_KC"].flatMap { Int($0) }, mc: env["ITUNE_GEMM_MC"].flatMap { Int($0) },
+                                    nc: env["ITUNE_GEMM_NC"].flatMap { Int($0) })
+    }()
+
+    private static func chosenKind(_ env: [String: String]) -> GemmConfig {
+        if let name = env["ITUNE_GEMM_KERNEL"], !name.isEmpty {
             if let kind = GemmKernelKind(rawValue: name.lowercased()), kind.isSupported {
                 return GemmConfig(kind: kind)
             }
@@ -105,7 +122,7 @@ struct GemmConfig: Sendable {
                 "itune: ITUNE_GEMM_KERNEL=\(name) is not a kernel this CPU runs (kernels: \(known)); choosing automatically\n".utf8))
         }
         return GemmConfig(kind: bestKind)
-    }()
+    }
 
     static var bestKind: GemmKernelKind {
         if GemmKernelKind.avx512.isSupported { return .avx512 }
