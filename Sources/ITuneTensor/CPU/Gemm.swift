@@ -52,6 +52,13 @@ enum GemmBlocking {
     static let parallelThreshold = 1 << 21
     /// The largest micro-tile of any kernel (MR × NR floats), for edge-tile scratch.
     static let maxTile = 12 * 32
+    /// The tile and blocking of the kernel in use (GemmConfig.current), for code that sizes
+    /// its blocks to the GEMM's (e.g. converting 16-bit weights block by block).
+    static var mr: Int { GemmConfig.current.mr }
+    static var nr: Int { GemmConfig.current.nr }
+    static var kc: Int { GemmConfig.current.kc }
+    static var mcMax: Int { GemmConfig.current.mcMax }
+    static var nc: Int { GemmConfig.current.nc }
 }
 
 /// Row-major SGEMM on the CPU: C (M,N) = alpha · op(A) (M,K) · op(B) (K,N) + beta · C.
