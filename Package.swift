@@ -48,7 +48,7 @@ let package = Package(
                           path: "benchmarks/itune-bench",
                           swiftSettings: v5),
         .testTarget(name: "ITuneTensorTests", dependencies: ["ITuneTensor"], swiftSettings: v5),
-        .testTarget(name: "ITuneDataTests", dependencies: ["ITuneData", "ITuneTokenizers"], swiftSettings: v5),
+        .testTarget(name: "ITuneDataTests", dependencies: ["ITuneData", "ITuneTokenizers", "ITuneJinja"], swiftSettings: v5),
         .testTarget(name: "ITuneModelsTests", dependencies: ["ITuneModels", "ITuneTensor"], swiftSettings: v5),
         .testTarget(name: "ITuneJinjaTests", dependencies: ["ITuneJinja"], swiftSettings: v5),
         .testTarget(name: "ITuneTokenizersTests", dependencies: ["ITuneTokenizers", "ITuneJinja"], swiftSettings: v5),

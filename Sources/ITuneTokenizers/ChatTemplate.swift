@@ -11,6 +11,8 @@ public struct ChatTemplate: Equatable, @unchecked Sendable {
     public let template: JinjaTemplate
     /// `bos_token`, `eos_token`, `unk_token`, `pad_token` as the template sees them.
     public let specialTokens: [String: String]
+    /// More variables every rendering sees (transformers' template kwargs, e.g. `date_string`).
+    public var variables: [String: JinjaValue] = [:]
 
     /// The template of a tokenizer_config; nil when it has none. A template that does not parse
     /// is an error naming its line and column.
@@ -39,6 +41,7 @@ public struct ChatTemplate: Equatable, @unchecked Sendable {
                        addGenerationPrompt: Bool = false, extra: [String: JinjaValue] = [:], now: Date = Date()) throws -> String {
         var context: [String: JinjaValue] = [:]
         for (k, v) in specialTokens { context[k] = .string(v) }
+        for (k, v) in variables { context[k] = v }
         for (k, v) in extra { context[k] = v }
         context["messages"] = .list(messages.map(Self.droppingNoneKeys))
         context["tools"] = tools.map { .list($0) } ?? JinjaValue.none
@@ -61,6 +64,8 @@ public struct ChatTemplate: Equatable, @unchecked Sendable {
     // Immutable after parsing; two are the same template when their sources and tokens are.
     public static func == (a: ChatTemplate, b: ChatTemplate) -> Bool {
         a.template.source == b.template.source && a.specialTokens == b.specialTokens
+            && a.variables.keys.sorted() == b.variables.keys.sorted()
+            && a.variables.allSatisfy { k, v in b.variables[k].map { $0.pythonRepr == v.pythonRepr } ?? false }
     }
 
     static func droppingNoneKeys(_ m: JinjaValue) -> JinjaValue {

@@ -54,11 +54,11 @@ public enum TaskEvaluator {
             var ll = 0.0, llTokens = 0
             for e in examples {
                 let turn = e.conversation.turns.last!
-                let prompt = e.rawPrompt ? turn.instruction
-                    : template.prompt(instruction: turn.instruction, input: turn.input, system: e.conversation.system)
+                let prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(for: e.conversation)
                 let answerTokens = bundle.tokenizer.encode(turn.response, addSpecialTokens: false).count
                 let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: answerTokens + 8),
-                                                    stopStrings: template.stopStrings)
+                                                    stopStrings: template.stopStrings,
+                                                    addSpecialTokens: e.rawPrompt || !template.writesOwnSpecialTokens)
                 if normalise(text) == normalise(turn.response) { right += 1 }
                 // Every option is scored once; the reference is one of them.
                 let candidates = options ?? [turn.response]
