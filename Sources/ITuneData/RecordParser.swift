@@ -40,7 +40,13 @@ struct RecordParser {
             let instruction = try nonEmpty(try string(insKey, in: r), insKey)
             let output = try answer(outKey, in: r)
             let input = try string(inKey, in: r, required: false)
-            return [one(Conversation(turns: [Turn(instruction: instruction, input: input, response: output)]))]
+            var e = one(Conversation(turns: [Turn(instruction: instruction, input: input, response: output)]))
+            if let c = r["choices"], !(c is NSNull) {
+                guard let choices = c as? [String], choices.count >= 2 else { throw fail("choices", "must be an array of at least two strings") }
+                guard choices.contains(output) else { throw fail("choices", "does not hold the answer '\(output)'") }
+                e.choices = choices
+            }
+            return [e]
         case .promptCompletion:
             let prompt = try nonEmpty(try string("prompt", in: r), "prompt")
             let completion = try answer("completion", in: r)
