@@ -154,3 +154,25 @@ def assistant_masks():
 
 if __name__ == "__main__":
     assistant_masks()
+
+
+def tool_records():
+    """The tool-call conversation as a `messages` + `tools` data record would arrive after our
+    reader (object keys sorted), rendered and tokenized by transformers."""
+    def sort(x):
+        return json.loads(json.dumps(x, sort_keys=True, ensure_ascii=False))
+    messages, tools = sort(CONVERSATIONS["tool_call"]), sort(TOOLS)
+    out = []
+    for name in ["qwen2.5-instruct", "llama-3.2-instruct", "mistral-7b-instruct-v0.3"]:
+        template, base, bos, eos, markers, _ = MODELS[name]
+        _, fast, _ = build_tokenizer(template, base, bos, eos, markers)
+        text = fast.apply_chat_template(messages, tools=tools, tokenize=False, **TEMPLATE_KWARGS)
+        ids = fast.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=False, **TEMPLATE_KWARGS)
+        out.append({"model": name, "text": text, "ids": list(ids)})
+    (OUT / "tool_records.json").write_text(json.dumps({"transformers": transformers.__version__, "record": {"messages": messages, "tools": tools},
+                                                       "cases": out}, ensure_ascii=False, indent=1) + "\n")
+    print(f"tool_records.json: {len(out)} cases")
+
+
+if __name__ == "__main__":
+    tool_records()

@@ -166,6 +166,10 @@ public enum DatasetTokenizer {
     /// One example, not truncated.
     static func tokenizeWhole(_ e: Example, _ tokenizer: Tokenizer, _ o: TokenizeOptions, begin: [Int32]) throws -> TokenizedExample {
         if o.template.chat != nil, !e.rawPrompt, e.conversation.text == nil { return try tokenizeRendered(e, tokenizer, o) }
+        if e.conversation.messages != nil {
+            throw DataError(source: e.source.description, field: "messages",
+                            reason: "holds tool calls or tool results, which only the model's own chat template renders (--template model; the \(o.template.name) template has no place for them)")
+        }
         var ids: [Int32] = [], labels: [Int32] = []
         ids.reserveCapacity(256)
         labels.reserveCapacity(256)

@@ -33,26 +33,47 @@ extension PromptTemplate {
     /// error that says so, never a guess.
     public func renderConversation(_ c: Conversation) throws -> RenderedConversation {
         guard let chat else { throw TokenizerError.invalidTemplate("\(name) is not a model chat template") }
-        let all = chatMessages(c, turns: c.turns.count, lastAnswer: true)
-        let (text, generation) = try wrap { try chat.renderWithSpans(messages: all, addGenerationPrompt: false) }
+        let all = try allMessages(c)
+        let tools = try toolList(c)
+        let (text, generation) = try wrap { try chat.renderWithSpans(messages: all, tools: tools, addGenerationPrompt: false) }
         if !generation.isEmpty { return RenderedConversation(text: text, trained: generation) }
         let whole = Array(text.utf8)
         var trained: [Range<Int>] = []
-        for i in 0..<c.turns.count {
-            let before = try wrap { try chat.render(messages: chatMessages(c, turns: i + 1, lastAnswer: false), addGenerationPrompt: true) }
+        let answers = all.indices.filter { if case .dict(let d) = all[$0], case .string("assistant")? = d["role"] { return true } else { return false } }
+        for (n, j) in answers.enumerated() {
+            let before = try wrap { try chat.render(messages: Array(all[..<j]), tools: tools, addGenerationPrompt: true) }
             let start = before.utf8.count
             guard whole.starts(with: before.utf8) else {
-                throw TokenizerError.invalidTemplate("the model's chat_template does not write turn \(i + 1)'s prompt as the start of the whole conversation "
+                throw TokenizerError.invalidTemplate("the model's chat_template does not write the prompt of assistant message \(n + 1) as the start of the whole conversation "
                     + "(it rewrites earlier text when the conversation grows), so the answer tokens cannot be found by rendering; "
                     + "pass --template with a named template")
             }
-            let through = Array(try wrap { try chat.render(messages: chatMessages(c, turns: i + 1, lastAnswer: true), addGenerationPrompt: false) }.utf8)
+            let through = Array(try wrap { try chat.render(messages: Array(all[...j]), tools: tools, addGenerationPrompt: false) }.utf8)
             var end = 0
             while end < through.count, end < whole.count, through[end] == whole[end] { end += 1 }
-            if i == c.turns.count - 1 { end = whole.count }
+            if j == all.count - 1 { end = whole.count }
             if end > start, start >= (trained.last?.upperBound ?? 0) { trained.append(start..<end) }
         }
         return RenderedConversation(text: text, trained: trained)
+    }
+
+    /// Every message of a conversation: the record's own (tool calls kept) or system + turns.
+    func allMessages(_ c: Conversation) throws -> [JinjaValue] {
+        guard let messages = c.messages else { return chatMessages(c, turns: c.turns.count, lastAnswer: true) }
+        return try messages.map { m in
+            var d = JinjaDict()
+            d["role"] = .string(m.role)
+            if let content = m.content { d["content"] = .string(content) }
+            if let fields = m.fieldsJSON, case .dict(let extra) = try JinjaValue.parseJSON(fields) {
+                for (k, v) in extra.entries { d[k] = v }
+            }
+            return .dict(d)
+        }
+    }
+
+    func toolList(_ c: Conversation) throws -> [JinjaValue]? {
+        guard let json = c.toolsJSON, case .list(let l) = try JinjaValue.parseJSON(json) else { return nil }
+        return l
     }
 
     /// The text a model continues for one instruction: the template with its generation prompt.
@@ -67,7 +88,10 @@ extension PromptTemplate {
         guard let chat else {
             return render(c, forGeneration: true).map { if case let .text(s, _) = $0 { return s } else { return "" } }.joined()
         }
-        return try wrap { try chat.render(messages: chatMessages(c, turns: c.turns.count, lastAnswer: false), addGenerationPrompt: true) }
+        var all = try allMessages(c)
+        if case .dict(let d)? = all.last, case .string("assistant")? = d["role"] { all.removeLast() }
+        let tools = try toolList(c)
+        return try wrap { try chat.render(messages: all, tools: tools, addGenerationPrompt: true) }
     }
 
     func modelSegments(_ c: Conversation, forGeneration: Bool) throws -> [TemplateSegment] {
@@ -111,12 +135,12 @@ extension PromptTemplate {
 
 extension ChatTemplate {
     /// `render(messages:…)` with the byte ranges of `{% generation %}` blocks.
-    public func renderWithSpans(messages: [JinjaValue], addGenerationPrompt: Bool) throws -> (String, [Range<Int>]) {
+    public func renderWithSpans(messages: [JinjaValue], tools: [JinjaValue]? = nil, addGenerationPrompt: Bool) throws -> (String, [Range<Int>]) {
         var context: [String: JinjaValue] = [:]
         for (k, v) in specialTokens { context[k] = .string(v) }
         for (k, v) in variables { context[k] = v }
         context["messages"] = .list(messages.map(Self.droppingNoneKeys))
-        context["tools"] = JinjaValue.none
+        context["tools"] = tools.map { .list($0) } ?? JinjaValue.none
         context["documents"] = JinjaValue.none
         context["add_generation_prompt"] = .bool(addGenerationPrompt)
         let r = try template.renderWithGenerationSpans(context)

@@ -17,6 +17,21 @@ public struct Turn: Sendable, Equatable, Codable {
     }
 }
 
+/// One message of a chat record kept as written: its role, its content (absent on an assistant
+/// message that only calls tools), and its other fields (`tool_calls`, `tool_call_id`, `name`)
+/// as a JSON object's text, keys sorted.
+public struct ChatMessage: Sendable, Equatable, Codable {
+    public var role: String
+    public var content: String?
+    public var fieldsJSON: String?
+
+    public init(role: String, content: String?, fieldsJSON: String? = nil) {
+        self.role = role
+        self.content = content
+        self.fieldsJSON = fieldsJSON
+    }
+}
+
 /// An example to train on: a conversation (one or more turns, an optional system prompt), or
 /// plain text that is trained on whole.
 public struct Conversation: Sendable, Equatable, Codable {
@@ -24,6 +39,11 @@ public struct Conversation: Sendable, Equatable, Codable {
     public var turns: [Turn]
     /// Set for `text` records: the whole text, no template.
     public var text: String?
+    /// The record's own messages, kept when it holds tool calls or tool results: only the model's
+    /// chat template can render those (as it would at inference); `turns` then holds no turns.
+    public var messages: [ChatMessage]?
+    /// The record's `tools` (function schemas), as JSON text, keys sorted.
+    public var toolsJSON: String?
 
     public init(system: String? = nil, turns: [Turn]) {
         self.system = system

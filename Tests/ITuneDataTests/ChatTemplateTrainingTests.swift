@@ -136,3 +136,43 @@ final class ChatTemplateTrainingTests: XCTestCase {
         }
     }
 }
+
+/// A `messages` record with tool calls and tool results (and its `tools`), rendered by the model's
+/// template as transformers renders the same record (tool_records.json), trained on both
+/// assistant messages: the tool call and the final answer.
+final class ToolRecordTrainingTests: XCTestCase {
+    func testToolCallRecordsRenderAsTransformersAndTrainOnEveryAssistantMessage() throws {
+        let fixture = try ChatTemplateTrainingTests.json("tool_records.json")
+        let record = try JSONSerialization.data(withJSONObject: fixture["record"]!, options: [.sortedKeys])
+        let file = try DataFixtures.directory().appendingPathComponent("tools.jsonl")
+        try record.write(to: file)
+        let examples = try DatasetReader.read([file.path]).examples
+        XCTAssertEqual(examples.count, 1)
+        XCTAssertEqual(examples[0].conversation.messages?.map(\.role), ["user", "assistant", "tool", "assistant"])
+        for c in fixture["cases"] as! [[String: Any]] {
+            let model = c["model"] as! String
+            let tok = try ChatTemplateTrainingTests.tokenizer(model)
+            var chat = try ChatTemplate(source: tok.chatTemplate!, config: tok.config)
+            chat.variables["date_string"] = .string("26 Jul 2024")
+            let template = PromptTemplate(model: chat)
+            let rendered = try template.renderConversation(examples[0].conversation)
+            XCTAssertEqual(rendered.text, c["text"] as? String, model)
+            let t = try DatasetTokenizer.tokenize(examples[0], tok, TokenizeOptions(template: template, maxLength: 4096))
+            XCTAssertEqual(t.ids, (c["ids"] as! [Int]).map(Int32.init), model)
+            // Two trained runs: the call (its arguments among them) and the answer.
+            var runs: [[Int]] = [], cur: [Int] = []
+            for (id, l) in zip(t.ids, t.labels) { if l != -100 { cur.append(Int(id)) } else if !cur.isEmpty { runs.append(cur); cur = [] } }
+            if !cur.isEmpty { runs.append(cur) }
+            XCTAssertEqual(runs.count, 2, model)
+            XCTAssertTrue(tok.decode(runs.first ?? []).contains("get_weather"), model)
+            XCTAssertTrue(tok.decode(runs.last ?? []).contains("東京は晴れで、気温は25度です。"), model)
+            XCTAssertFalse(runs.map { tok.decode($0) }.joined().contains("晴れ、25度"), "\(model): the tool's result is not trained on")
+        }
+        // A named template has no place for tool messages: an error naming the record.
+        XCTAssertThrowsError(try DatasetTokenizer.tokenize(examples[0], try ChatTemplateTrainingTests.tokenizer("qwen2.5-instruct"),
+                                                           TokenizeOptions(template: PromptTemplate(.alpaca), maxLength: 4096))) { e in
+            XCTAssertTrue("\(e)".contains("tools.jsonl:1"), "\(e)")
+            XCTAssertTrue("\(e)".contains("--template model"), "\(e)")
+        }
+    }
+}
