@@ -51,6 +51,10 @@ indirect enum Stmt {
 struct Parser {
     private var tokens: [Token]
     private var k = 0
+    /// Expression nesting; a template nested deeper than any real one is refused rather than
+    /// allowed to exhaust the stack.
+    private var nesting = 0
+    private var blockNesting = 0
 
     static func parse(_ source: String) throws -> [Stmt] {
         var p = Parser(tokens: try Lexer.tokenize(source))
@@ -145,6 +149,9 @@ struct Parser {
 
     private mutating func statement(_ keyword: String, at p: SourcePos) throws -> Stmt {
         k += 1
+        blockNesting += 1
+        defer { blockNesting -= 1 }
+        guard blockNesting <= 200 else { throw error("blocks nested deeper than 200 levels", at: p) }
         switch keyword {
         case "if":
             var branches: [(Expr, [Stmt])] = []
@@ -282,6 +289,9 @@ struct Parser {
 
     mutating func expression(allowConditional: Bool = true) throws -> Expr {
         let p = cur.pos
+        nesting += 1
+        defer { nesting -= 1 }
+        guard nesting <= 200 else { throw error("expressions nested deeper than 200 levels") }
         let e = try orExpr()
         guard allowConditional, isName("if") else { return e }
         k += 1
@@ -347,6 +357,9 @@ struct Parser {
     private mutating func unary(withFilter: Bool) throws -> Expr {
         let p = cur.pos
         var e: Expr
+        nesting += 1
+        defer { nesting -= 1 }
+        guard nesting <= 400 else { throw error("expressions nested deeper than 200 levels") }
         if isOp("-") { k += 1; e = Expr(kind: .negate(try unary(withFilter: false)), pos: p) }
         else if isOp("+") { k += 1; e = Expr(kind: .plus(try unary(withFilter: false)), pos: p) }
         else { e = try primary() }

@@ -107,6 +107,19 @@ final class JinjaFixtureTests: XCTestCase {
         }
     }
 
+    func testPathologicalNestingIsRefusedNotACrash() throws {
+        XCTAssertThrowsError(try JinjaTemplate("{{ " + String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000) + " }}")) { e in
+            XCTAssertTrue("\(e)".contains("nested deeper"), "\(e)")
+        }
+        XCTAssertThrowsError(try JinjaTemplate("{{ " + String(repeating: "-", count: 5000) + "1 }}"))
+        XCTAssertThrowsError(try JinjaTemplate(String(repeating: "{% if x %}", count: 1000) + String(repeating: "{% endif %}", count: 1000)))
+        XCTAssertThrowsError(try JinjaTemplate("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").render([:])) { e in
+            XCTAssertTrue("\(e)".contains("recursed deeper"), "\(e)")
+        }
+        // Real templates nest far less: forty levels parse and render.
+        XCTAssertEqual(try JinjaTemplate("{{ " + String(repeating: "(", count: 40) + "1" + String(repeating: ")", count: 40) + " }}").render([:]), "1")
+    }
+
     func testRaiseExceptionIsMarkedAsTheTemplatesRefusal() throws {
         XCTAssertThrowsError(try JinjaTemplate("x\n{{ raise_exception('no system role') }}").render([:])) { e in
             XCTAssertEqual((e as? JinjaError)?.raised, true)
