@@ -36,7 +36,9 @@ let package = Package(
         .target(name: "ITuneData", dependencies: ["ITuneTokenizers"], swiftSettings: v5),
         .target(name: "ITuneTrain", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels", "ITuneData"],
                 swiftSettings: v5),
-        .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels", "ITuneData", "ITuneTrain"],
+        // GGUF (llama.cpp) and mlx-lm exports; above Models and Tokenizers, below the CLI.
+        .target(name: "ITuneExport", dependencies: ["ITuneTensor", "ITuneModels", "ITuneTokenizers"], swiftSettings: v5),
+        .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels", "ITuneData", "ITuneTrain", "ITuneExport"],
                 swiftSettings: v5),
         .executableTarget(name: "itune-gpu",
                           dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -49,6 +51,7 @@ let package = Package(
         .testTarget(name: "ITuneTensorTests", dependencies: ["ITuneTensor"], swiftSettings: v5),
         .testTarget(name: "ITuneDataTests", dependencies: ["ITuneData", "ITuneTokenizers"], swiftSettings: v5),
         .testTarget(name: "ITuneModelsTests", dependencies: ["ITuneModels", "ITuneTensor"], swiftSettings: v5),
+        .testTarget(name: "ITuneExportTests", dependencies: ["ITuneExport", "ITuneModels", "ITuneTensor"], swiftSettings: v5),
         .testTarget(name: "ITuneTokenizersTests", dependencies: ["ITuneTokenizers"], swiftSettings: v5),
         .testTarget(name: "ITuneTrainTests", dependencies: ["ITuneTrain", "ITune", "ITuneData", "ITuneModels", "ITuneTensor", "ITuneTokenizers"],
                     swiftSettings: v5),

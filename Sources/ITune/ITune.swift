@@ -4,3 +4,4 @@
 @_exported import ITuneModels
 @_exported import ITuneData
 @_exported import ITuneTrain
+@_exported import ITuneExport
