@@ -358,9 +358,31 @@ def q8_cases():
     return out
 
 
+def llama3_rope_freqs():
+    """LlamaModel.generate_extra_tensors of convert_hf_to_gguf.py for the llama3-rope model fixture."""
+    import torch
+    cfg = json.load(open(os.path.join(ROOT, "Tests", "Fixtures", "models", "llama_tied_headdim20_llama3rope", "config.json")))
+    p = cfg.get("rope_parameters") or cfg["rope_scaling"]
+    base, dim = p.get("rope_theta", cfg.get("rope_theta", 10000.0)), cfg["head_dim"]
+    freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    factor, low, high, old = p["factor"], p["low_freq_factor"], p["high_freq_factor"], p["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old / low, old / high
+    out = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_wavelen:
+            out.append(1)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return [float(x) for x in torch.tensor(out, dtype=torch.float32)]
+
+
 def main():
     os.makedirs(FIX, exist_ok=True)
-    golden = {"q8_0_blocks": q8_cases(), "cases": {}}
+    golden = {"q8_0_blocks": q8_cases(), "llama3_rope_freqs": llama3_rope_freqs(), "cases": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for case, c in CASES.items():
             d = model_dir(case, tmp)

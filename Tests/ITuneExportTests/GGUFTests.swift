@@ -124,6 +124,16 @@ final class GGUFGoldenTests: XCTestCase {
         }
     }
 
+    func testLlama3RopeFactorsEqualTheConverters() throws {
+        let want = try loadGolden()["llama3_rope_freqs"] as! [Double]
+        let config = try ModelConfig(configJSON: fixtures.appendingPathComponent("models/llama_tied_headdim20_llama3rope/config.json"))
+        let got = try XCTUnwrap(llama3RopeFactors(config))
+        XCTAssertEqual(got.count, want.count)
+        for (g, w) in zip(got, want) { XCTAssertEqual(Double(g), w, accuracy: 1e-6 * w) }
+        XCTAssertTrue(got.contains { $0 > 1 && $0 < 8 }, "the fixture exercises the interpolated band")
+        XCTAssertNil(llama3RopeFactors(try ModelConfig(configJSON: exportFixtures.appendingPathComponent("llama_spm/config.json"))))
+    }
+
     func testLoRAGGUFEqualsGGUFPackageFileWithRSLoRAFolded() throws {
         let c = (try loadGolden()["cases"] as! [String: [String: Any]])["llama_spm"]!
         let adapter = try PEFTAdapter(directory: exportFixtures.appendingPathComponent("llama_spm/adapter"))
