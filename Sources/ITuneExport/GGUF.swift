@@ -151,7 +151,7 @@ public struct GGUFFile: Sendable {
     /// The file's bytes.
     public func serialized() throws -> Data {
         let align = alignment
-        guard align > 0, align % 8 == 0 else { throw GGUFError.invalid("general.alignment \(align) must be a positive multiple of 8") }
+        guard align > 0, align <= 1 << 20, align % 8 == 0 else { throw GGUFError.invalid("general.alignment \(align) must be a positive multiple of 8") }
         var w = ByteWriter()
         w.u32(Self.magic)
         w.u32(Self.version)
@@ -209,7 +209,7 @@ public struct GGUFFile: Sendable {
             infos.append((name, dims.reversed(), type, try r.count("tensor \(name) offset")))
         }
         let align = alignment
-        guard align > 0 else { throw GGUFError.malformed(file: file, "general.alignment is \(align)") }
+        guard align > 0, align <= 1 << 20 else { throw GGUFError.malformed(file: file, "general.alignment is \(align) (expected 1 to 2^20)") }
         let dataStart = padded(r.position, align)
         for (name, shape, type, offset) in infos {
             let elements = shape.reduce((1, false)) { acc, d in

@@ -53,6 +53,30 @@ final class GGUFFormatTests: XCTestCase {
         XCTAssertThrowsError(try f.add(GGUFTensor(name: "odd", shape: [2, 20], type: .q8_0, data: Data(count: 10))))
     }
 
+    func testReaderNeverTrapsOnMutatedFiles() throws {
+        var f = GGUFFile()
+        f.set("general.architecture", .string("llama"))
+        f.set("tokenizer.ggml.tokens", .array(.string, [.string("a"), .string("b")]))
+        f.set("tokenizer.ggml.scores", .array(.float32, [.float32(0), .float32(-1)]))
+        f.set("general.alignment", .uint32(32))
+        try f.add(GGUFTensor(name: "w", shape: [2, 32], type: .q8_0, data: try quantizeQ8_0((0..<64).map { Float($0) })))
+        try f.add(GGUFTensor(name: "b", shape: [3], type: .f32, data: try GGMLType.f32.encode([1, 2, 3], rowLength: 3)))
+        let valid = [UInt8](try f.serialized())
+        var rng = SplitMix(seed: 20)
+        var parsed = 0, refused = 0
+        for _ in 0..<3000 {
+            var bytes = valid
+            for _ in 0..<(1 + Int(rng.next() % 4)) {
+                let i = Int(rng.next() % UInt64(bytes.count))
+                bytes[i] = rng.next() % 3 == 0 ? 0xFF : UInt8(truncatingIfNeeded: rng.next())
+            }
+            if rng.next() % 5 == 0 { bytes = Array(bytes.prefix(Int(rng.next() % UInt64(bytes.count)))) }
+            do { _ = try GGUFFile(data: Data(bytes), file: "m.gguf"); parsed += 1 } catch { refused += 1 }
+        }
+        XCTAssertGreaterThan(refused, 100)
+        XCTAssertGreaterThan(parsed, 100, "mutations of tensor data still parse")
+    }
+
     func testQ8_0BlocksEqualGGUFPackageQuantiser() throws {
         let golden = try loadGolden()["q8_0_blocks"] as! [[String: String]]
         XCTAssertEqual(golden.count, 5)
