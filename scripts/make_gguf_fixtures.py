@@ -69,7 +69,7 @@ CASES = {
             "tie_word_embeddings": False, "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2,
             "attention_bias": False, "mlp_bias": False, "torch_dtype": "float32",
         },
-        gguf_arch="llama", permute=True),
+        gguf_arch="llama", permute=True, spm=True),
     "qwen2_bpe": dict(
         tokenizer="qwen2_style",
         config={
@@ -79,7 +79,21 @@ CASES = {
             "tie_word_embeddings": True, "hidden_act": "silu", "use_sliding_window": False,
             "bos_token_id": 959, "eos_token_id": 960, "torch_dtype": "float32",
         },
-        gguf_arch="qwen2", permute=False),
+        gguf_arch="qwen2", permute=False, pre="qwen2"),
+    # Llama 3 style: byte-level BPE under the llama architecture, llama3 rope scaling (a
+    # rope_freqs tensor), tied embeddings, no head_dim in config.json, ids padded to vocab_size.
+    "llama3_bpe": dict(
+        tokenizer="llama3_style",
+        config={
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 992, "hidden_size": 32,
+            "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+            "max_position_embeddings": 128, "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 32},
+            "tie_word_embeddings": True, "hidden_act": "silu", "bos_token_id": 0, "eos_token_id": 985,
+            "attention_bias": False, "mlp_bias": False, "torch_dtype": "float32",
+        },
+        gguf_arch="llama", permute=True, pre="llama-bpe", spm=False),
 }
 
 
@@ -169,7 +183,7 @@ def merge_scores(tok_json):
     return rank
 
 
-def add_vocab(w, d, cfg, spm):
+def add_vocab(w, d, cfg, spm, pre):
     from transformers import AutoTokenizer
     if spm:
         from pathlib import Path
@@ -219,7 +233,7 @@ def add_vocab(w, d, cfg, spm):
                 types.append(gguf.TokenType.NORMAL)
             tokens.append(t)
         w.add_tokenizer_model("gpt2")
-        w.add_tokenizer_pre("qwen2")
+        w.add_tokenizer_pre(pre)
         w.add_token_list(tokens)
         w.add_token_types(types)
         gguf.SpecialVocab(d, load_merges=True).add_to_gguf(w, quiet=True)
@@ -249,9 +263,11 @@ def write_model_gguf(case, d, dtype, path):
         w.add_vocab_size(cfg["vocab_size"])
         w.add_rope_dimension_count(cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"]))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    add_vocab(w, d, cfg, spm=c["permute"])
+    add_vocab(w, d, cfg, spm=c.get("spm", False), pre=c.get("pre"))
     w.add_custom_alignment(32)
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    if (cfg.get("rope_scaling") or {}).get("rope_type") == "llama3":
+        add_tensor(w, "rope_freqs.weight", np.array(llama3_factors(cfg), dtype=np.float32), qtype)
     for name, shape, norm in hf_params(cfg):
         data = weight(name, shape, norm)
         if c["permute"]:
@@ -360,10 +376,15 @@ def q8_cases():
 
 def llama3_rope_freqs():
     """LlamaModel.generate_extra_tensors of convert_hf_to_gguf.py for the llama3-rope model fixture."""
-    import torch
     cfg = json.load(open(os.path.join(ROOT, "Tests", "Fixtures", "models", "llama_tied_headdim20_llama3rope", "config.json")))
+    return llama3_factors(cfg)
+
+
+def llama3_factors(cfg):
+    import torch
     p = cfg.get("rope_parameters") or cfg["rope_scaling"]
-    base, dim = p.get("rope_theta", cfg.get("rope_theta", 10000.0)), cfg["head_dim"]
+    base = p.get("rope_theta", cfg.get("rope_theta", 10000.0))
+    dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
     freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
     factor, low, high, old = p["factor"], p["low_freq_factor"], p["high_freq_factor"], p["original_max_position_embeddings"]
     low_wavelen, high_wavelen = old / low, old / high

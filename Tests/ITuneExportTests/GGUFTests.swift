@@ -128,7 +128,7 @@ final class GGUFGoldenTests: XCTestCase {
 
     func testModelGGUFEqualsGGUFPackageFileForEveryDType() throws {
         let cases = try loadGolden()["cases"] as! [String: [String: Any]]
-        XCTAssertEqual(Set(cases.keys), ["llama_spm", "qwen2_bpe"])
+        XCTAssertEqual(Set(cases.keys), ["llama_spm", "llama3_bpe", "qwen2_bpe"])
         for (name, c) in cases.sorted(by: { $0.key < $1.key }) {
             let (dir, model) = try fixtureModel(name, tokenizer: c["tokenizer"] as! String)
             defer { try? FileManager.default.removeItem(at: dir) }
@@ -159,16 +159,19 @@ final class GGUFGoldenTests: XCTestCase {
     }
 
     func testLoRAGGUFEqualsGGUFPackageFileWithRSLoRAFolded() throws {
-        let c = (try loadGolden()["cases"] as! [String: [String: Any]])["llama_spm"]!
-        let adapter = try PEFTAdapter(directory: exportFixtures.appendingPathComponent("llama_spm/adapter"))
-        XCTAssertTrue(adapter.config.useRSLoRA)
-        let config = try ModelConfig(configJSON: exportFixtures.appendingPathComponent("llama_spm/config.json"))
-        for (dtype, g) in c["lora"] as! [String: [String: Any]] {
-            let file = try ggufLoRAFile(adapter, baseConfig: config, dtype: ExportDType(rawValue: dtype)!.ggml, name: "adapter")
-            checkKeys(file, against: g["keys"] as! [[Any]], "lora \(dtype)")
-            checkTensors(file, bytes: try file.serialized(), against: g, "lora \(dtype)")
-            // llama.cpp's alpha / r equals PEFT's rsLoRA scaling alpha / √r.
-            XCTAssertEqual(file["adapter.lora.alpha"]!.float! / Float(adapter.config.rank), adapter.config.scaling, accuracy: 1e-6)
+        let cases = (try loadGolden()["cases"] as! [String: [String: Any]]).filter { $0.value["lora"] != nil }
+        XCTAssertEqual(Set(cases.keys), ["llama_spm", "llama3_bpe"])
+        for (name, c) in cases {
+            let adapter = try PEFTAdapter(directory: exportFixtures.appendingPathComponent("\(name)/adapter"))
+            XCTAssertTrue(adapter.config.useRSLoRA)
+            let config = try ModelConfig(configJSON: exportFixtures.appendingPathComponent("\(name)/config.json"))
+            for (dtype, g) in c["lora"] as! [String: [String: Any]] {
+                let file = try ggufLoRAFile(adapter, baseConfig: config, dtype: ExportDType(rawValue: dtype)!.ggml, name: "adapter")
+                checkKeys(file, against: g["keys"] as! [[Any]], "\(name) lora \(dtype)")
+                checkTensors(file, bytes: try file.serialized(), against: g, "\(name) lora \(dtype)")
+                // llama.cpp's alpha / r equals PEFT's rsLoRA scaling alpha / √r.
+                XCTAssertEqual(file["adapter.lora.alpha"]!.float! / Float(adapter.config.rank), adapter.config.scaling, accuracy: 1e-6)
+            }
         }
     }
 }
