@@ -4,7 +4,7 @@
   python scripts/compare_llamacpp_logits.py [--itune .build/debug/itune-gpu] [--dtype f32]
 
 For each tiny test model of scripts/make_gguf_fixtures.py (Llama with a SentencePiece-style
-tokenizer, Qwen2 with a byte-level one) this writes the model directory, runs
+tokenizer, Llama 3 style with llama3 rope scaling, Qwen2, GPT-2) this writes the model directory, runs
 `itune-gpu export --format gguf`, and compares the last-position-and-every-position logits of
 transformers (float32, the reference itune-gpu's own forward matches to 1e-4) with
 
@@ -33,7 +33,7 @@ sys.path.insert(0, HERE)
 import make_gguf_fixtures as fx  # noqa: E402
 import gguf  # noqa: E402
 
-IDS = [1, 5, 300, 77, 958, 12, 640, 3]
+IDS = [1, 5, 300, 77, 899, 12, 640, 3]
 
 
 def tensors(path):
@@ -46,9 +46,38 @@ def tensors(path):
     return out, fields
 
 
+def gpt2_forward(t, f, ids):
+    n_head, eps = f["gpt2.attention.head_count"], f["gpt2.attention.layer_norm_epsilon"]
+    x = t["token_embd.weight"][ids] + t["position_embd.weight"][: len(ids)]
+    T, C = x.shape
+    d = C // n_head
+
+    def ln(v, p):
+        m = v.mean(-1, keepdims=True)
+        return (v - m) / np.sqrt(((v - m) ** 2).mean(-1, keepdims=True) + eps) * t[p + ".weight"] + t[p + ".bias"]
+
+    def lin(v, p):
+        return v @ t[p + ".weight"].T + t[p + ".bias"]
+
+    for i in range(f["gpt2.block_count"]):
+        p = f"blk.{i}"
+        q, k, v = np.split(lin(ln(x, f"{p}.attn_norm"), f"{p}.attn_qkv"), 3, axis=-1)
+        q, k, v = (a.reshape(T, n_head, d) for a in (q, k, v))
+        s = np.einsum("thd,shd->hts", q, k) / np.sqrt(d) + np.triu(np.full((T, T), -np.inf), 1)
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s = s / s.sum(-1, keepdims=True)
+        x = x + lin(np.einsum("hts,shd->thd", s, v).reshape(T, C), f"{p}.attn_output")
+        h = lin(ln(x, f"{p}.ffn_norm"), f"{p}.ffn_up")
+        h = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h ** 3)))
+        x = x + lin(h, f"{p}.ffn_down")
+    return ln(x, "output_norm") @ t["token_embd.weight"].T
+
+
 def numpy_forward(path, ids):
     t, f = tensors(path)
     arch = f["general.architecture"]
+    if arch == "gpt2":
+        return gpt2_forward(t, f, ids)
     n_head, n_kv = f[f"{arch}.attention.head_count"], f[f"{arch}.attention.head_count_kv"]
     eps, base = f[f"{arch}.attention.layer_norm_rms_epsilon"], f[f"{arch}.rope.freq_base"]
     layers = f[f"{arch}.block_count"]
@@ -57,6 +86,8 @@ def numpy_forward(path, ids):
     d = t["blk.0.attn_q.weight"].shape[0] // n_head
     pos = np.arange(T)[:, None]
     theta = pos * base ** (-np.arange(0, d, 2) / d)  # (T, d/2)
+    if "rope_freqs.weight" in t:  # llama3 scaling: llama.cpp divides each frequency by its factor
+        theta = theta / t["rope_freqs.weight"]
     cos, sin = np.cos(theta), np.sin(theta)
 
     def rms(v, w):

@@ -94,11 +94,32 @@ CASES = {
             "attention_bias": False, "mlp_bias": False, "torch_dtype": "float32",
         },
         gguf_arch="llama", permute=True, pre="llama-bpe", spm=False),
+    # GPT-2: Conv1D weights transposed, learned positions kept f32, LayerNorm weights and biases.
+    "gpt2_bpe": dict(
+        tokenizer="gpt2_style",
+        config={
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 904, "n_embd": 32, "n_layer": 1,
+            "n_head": 2, "n_positions": 64, "n_ctx": 64, "layer_norm_epsilon": 1e-05, "activation_function": "gelu_new",
+            "tie_word_embeddings": True, "bos_token_id": 0, "eos_token_id": 0, "torch_dtype": "float32",
+        },
+        gguf_arch="gpt2", permute=False, pre="gpt-2"),
 }
 
 
 def hf_params(cfg):
     """transformers' parameter names and shapes, in ITuneModels' namedParameters order."""
+    if cfg["model_type"] == "gpt2":
+        C, V = cfg["n_embd"], cfg["vocab_size"]
+        out = [("transformer.wte.weight", (V, C), False), ("transformer.wpe.weight", (cfg["n_positions"], C), False)]
+        for i in range(cfg["n_layer"]):
+            p = f"transformer.h.{i}"
+            for mod, shape in (("ln_1", None), ("attn.c_attn", (C, 3 * C)), ("attn.c_proj", (C, C)), ("ln_2", None),
+                               ("mlp.c_fc", (C, 4 * C)), ("mlp.c_proj", (4 * C, C))):
+                if shape is None:
+                    out += [(f"{p}.{mod}.weight", (C,), True), (f"{p}.{mod}.bias", (C,), False)]
+                else:
+                    out += [(f"{p}.{mod}.weight", shape, False), (f"{p}.{mod}.bias", (shape[1],), False)]
+        return out + [("transformer.ln_f.weight", (C,), True), ("transformer.ln_f.bias", (C,), False)]
     H, I = cfg["hidden_size"], cfg["intermediate_size"]
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     d = cfg.get("head_dim", H // nh)
@@ -126,7 +147,19 @@ LAYER = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
          "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
 
 
+GPT2 = {"ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
+        "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
+
+
 def gguf_name(hf):
+    if hf.startswith("transformer."):
+        fixed = {"transformer.wte.weight": "token_embd.weight", "transformer.wpe.weight": "position_embd.weight",
+                 "transformer.ln_f.weight": "output_norm.weight", "transformer.ln_f.bias": "output_norm.bias"}
+        if hf in fixed:
+            return fixed[hf]
+        _, _, i, rest = hf.split(".", 3)
+        stem, suffix = rest.rsplit(".", 1)
+        return f"blk.{i}.{GPT2[stem]}.{suffix}"
     fixed = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
     if hf in fixed:
@@ -147,8 +180,8 @@ FTYPE = {"f32": (QT.F32, 0), "f16": (QT.F16, 1), "bf16": (QT.BF16, 32), "q8_0": 
 
 
 def storage_type(name, data, qtype):
-    """prepare_tensors' choice: 1-D, norms and non-.weight tensors f32; q8_0 falls back to f16."""
-    if data.ndim <= 1 or name.endswith("_norm.weight"):
+    """prepare_tensors' choice: 1-D, norms, positions and non-.weight tensors f32; q8_0 falls back to f16."""
+    if data.ndim <= 1 or name.endswith("_norm.weight") or name == "position_embd.weight":
         return QT.F32
     if name[-7:] not in (".weight", ".lora_a", ".lora_b"):
         return QT.F32
@@ -247,6 +280,8 @@ def write_model_gguf(case, d, dtype, path):
     w = gguf.GGUFWriter(path, a)
     w.add_type("model")
     w.add_name(case)
+    if a == "gpt2":
+        return write_gpt2_gguf(w, case, d, dtype)
     w.add_block_count(cfg["num_hidden_layers"])
     w.add_context_length(cfg["max_position_embeddings"])
     w.add_embedding_length(cfg["hidden_size"])
@@ -276,6 +311,31 @@ def write_model_gguf(case, d, dtype, path):
             if name.endswith(("k_proj.weight", "k_proj.bias")):
                 data = permute(data, nh, nkv)
         add_tensor(w, gguf_name(name), data, qtype)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def write_gpt2_gguf(w, case, d, dtype):
+    """GPT2Model.set_gguf_parameters and modify_tensors (Conv1D weights transposed)."""
+    cfg = CASES[case]["config"]
+    qtype, ftype = FTYPE[dtype]
+    w.add_block_count(cfg["n_layer"])
+    w.add_context_length(cfg["n_ctx"])
+    w.add_embedding_length(cfg["n_embd"])
+    w.add_feed_forward_length(4 * cfg["n_embd"])
+    w.add_head_count(cfg["n_head"])
+    w.add_layer_norm_eps(cfg["layer_norm_epsilon"])
+    w.add_file_type(ftype)
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    add_vocab(w, d, cfg, spm=False, pre=CASES[case]["pre"])
+    w.add_custom_alignment(32)
+    for name, shape, norm in hf_params(cfg):
+        data = weight(name, shape, norm)
+        if name.endswith((".c_attn.weight", ".c_proj.weight", ".c_fc.weight")):
+            data = data.transpose(1, 0)
+        add_tensor(w, gguf_name(name), np.ascontiguousarray(data), qtype)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

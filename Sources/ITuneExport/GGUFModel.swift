@@ -17,8 +17,9 @@ struct GGUFArchitecture {
         switch architecture {
         case .llama, .mistral: (name, permutesQK) = ("llama", true)
         case .qwen2: (name, permutesQK) = ("qwen2", false)
+        case .gpt2: (name, permutesQK) = ("gpt2", false)
         default:
-            throw ExportError.unsupported("GGUF export of \(architecture.rawValue) models is not implemented (supported: llama, mistral, qwen2)")
+            throw ExportError.unsupported("GGUF export of \(architecture.rawValue) models is not implemented (supported: llama, mistral, qwen2, gpt2)")
         }
     }
 }
@@ -31,6 +32,7 @@ public func ggufTensorName(_ name: String) throws -> String {
     case "lm_head.weight": return "output.weight"
     default: break
     }
+    if name.hasPrefix("transformer.") { return try gpt2TensorName(name) }
     let parts = name.split(separator: ".", maxSplits: 3).map(String.init)
     let layerParts: [String: String] = [
         "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
@@ -44,6 +46,22 @@ public func ggufTensorName(_ name: String) throws -> String {
         }
     }
     throw ExportError.unsupported("tensor \(name) has no GGUF name here (Llama-family layouts only)")
+}
+
+/// GPT-2's names (transformer.wte, transformer.h.N.attn.c_attn, …) as llama.cpp's.
+func gpt2TensorName(_ name: String) throws -> String {
+    let fixed = ["transformer.wte.weight": "token_embd.weight", "transformer.wpe.weight": "position_embd.weight",
+                 "transformer.ln_f.weight": "output_norm.weight", "transformer.ln_f.bias": "output_norm.bias"]
+    if let f = fixed[name] { return f }
+    let parts = name.split(separator: ".", maxSplits: 3).map(String.init)
+    let layerParts = ["ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output", "ln_2": "ffn_norm",
+                      "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"]
+    if parts.count == 4, parts[1] == "h", let layer = Int(parts[2]) {
+        for suffix in [".weight", ".bias"] where parts[3].hasSuffix(suffix) {
+            if let mapped = layerParts[String(parts[3].dropLast(suffix.count))] { return "blk.\(layer).\(mapped)\(suffix)" }
+        }
+    }
+    throw ExportError.unsupported("tensor \(name) has no GGUF name here")
 }
 
 /// Rows of `values` (rows × cols) reordered as llama.cpp's converter permutes q_proj/k_proj:
@@ -70,7 +88,8 @@ func permuteRotaryRows(_ values: [Float], rows: Int, cols: Int, heads: Int) thro
 /// not named `.weight`/`.lora_a`/`.lora_b` (biases); otherwise the file's type, with f16 where a
 /// row is not whole q8_0 blocks (the converter's fallback when the quantiser refuses).
 func ggufStorageType(name: String, shape: [Int], requested: GGMLType) -> GGMLType {
-    if shape.count <= 1 || name.hasSuffix("_norm.weight") { return .f32 }
+    // 1-D tensors, norms and learned positions stay f32, as in llama.cpp's quantiser.
+    if shape.count <= 1 || name.hasSuffix("_norm.weight") || name == "position_embd.weight" { return .f32 }
     if ![".weight", ".lora_a", ".lora_b"].contains(where: { name.hasSuffix($0) }) { return .f32 }
     if requested == .q8_0, let last = shape.last, last % 32 != 0 { return .f16 }
     return requested
@@ -122,6 +141,50 @@ public func ggufModelFile(_ model: any CausalLM, directory: URL, dtype: GGMLType
     f.set("general.architecture", .string(a))
     f.set("general.type", .string("model"))
     f.set("general.name", .string(name ?? directory.standardizedFileURL.lastPathComponent))
+    if c.architecture == .gpt2 {
+        // GPT2Model.set_gguf_parameters: its own short list (the feed-forward length is 4·n_embd).
+        f.set("gpt2.block_count", .uint32(UInt32(c.numLayers)))
+        f.set("gpt2.context_length", .uint32(UInt32((rawConfig["n_ctx"] as? NSNumber)?.intValue ?? c.maxPositions)))
+        f.set("gpt2.embedding_length", .uint32(UInt32(c.hiddenSize)))
+        f.set("gpt2.feed_forward_length", .uint32(UInt32(4 * c.hiddenSize)))
+        f.set("gpt2.attention.head_count", .uint32(UInt32(c.numHeads)))
+        f.set("gpt2.attention.layer_norm_epsilon", .float32(c.normEps))
+        f.set("general.file_type", .uint32(ggufFileType(dtype)))
+    } else {
+        try setRotaryParameters(&f, c, arch: arch, rawConfig: rawConfig, dtype: dtype)
+    }
+    f.set("general.quantization_version", .uint32(2))
+    for (k, v) in try ggufTokenizerMetadata(directory: directory, modelConfig: rawConfig, vocabSize: c.vocabSize,
+                                            spmAllowed: arch.permutesQK) {
+        f.set(k, v)
+    }
+    f.set("general.alignment", .uint32(UInt32(GGUFFile.defaultAlignment)))
+
+    if let factors = llama3RopeFactors(c) {
+        try addTensor(&f, name: "rope_freqs.weight", values: factors, shape: [factors.count], requested: dtype)
+    }
+    for (hfName, t) in model.namedParameters() {
+        let gname = try ggufTensorName(hfName)
+        var values = try t.toArray()
+        var shape = t.shape
+        if arch.permutesQK {
+            let heads = hfName.hasSuffix("q_proj.weight") || hfName.hasSuffix("q_proj.bias") ? c.numHeads
+                : hfName.hasSuffix("k_proj.weight") || hfName.hasSuffix("k_proj.bias") ? c.numKVHeads : 0
+            if heads > 0 { values = try permuteRotaryRows(values, rows: t.shape[0], cols: t.count / t.shape[0], heads: heads) }
+        }
+        // GPT-2's Conv1D stores (in, out); llama.cpp wants (out, in) like nn.Linear.
+        if c.architecture == .gpt2, shape.count == 2, [".c_attn.weight", ".c_proj.weight", ".c_fc.weight"].contains(where: { hfName.hasSuffix($0) }) {
+            values = transposed(values, rows: shape[0], cols: shape[1])
+            shape = [shape[1], shape[0]]
+        }
+        try addTensor(&f, name: gname, values: values, shape: shape, requested: dtype)
+    }
+    return f
+}
+
+/// TextModel.set_gguf_parameters and LlamaModel's additions, for the rotary families.
+func setRotaryParameters(_ f: inout GGUFFile, _ c: ModelConfig, arch: GGUFArchitecture, rawConfig: [String: Any], dtype: GGMLType) throws {
+    let a = arch.name
     f.set("\(a).block_count", .uint32(UInt32(c.numLayers)))
     f.set("\(a).context_length", .uint32(UInt32(c.maxPositions)))
     f.set("\(a).embedding_length", .uint32(UInt32(c.hiddenSize)))
@@ -143,25 +206,4 @@ public func ggufModelFile(_ model: any CausalLM, directory: URL, dtype: GGMLType
         f.set("\(a).vocab_size", .uint32(UInt32(c.vocabSize)))
         f.set("\(a).rope.dimension_count", .uint32(UInt32(c.headDim)))
     }
-    f.set("general.quantization_version", .uint32(2))
-    for (k, v) in try ggufTokenizerMetadata(directory: directory, modelConfig: rawConfig, vocabSize: c.vocabSize,
-                                            spmAllowed: arch.permutesQK) {
-        f.set(k, v)
-    }
-    f.set("general.alignment", .uint32(UInt32(GGUFFile.defaultAlignment)))
-
-    if let factors = llama3RopeFactors(c) {
-        try addTensor(&f, name: "rope_freqs.weight", values: factors, shape: [factors.count], requested: dtype)
-    }
-    for (hfName, t) in model.namedParameters() {
-        let gname = try ggufTensorName(hfName)
-        var values = try t.toArray()
-        if arch.permutesQK {
-            let heads = hfName.hasSuffix("q_proj.weight") || hfName.hasSuffix("q_proj.bias") ? c.numHeads
-                : hfName.hasSuffix("k_proj.weight") || hfName.hasSuffix("k_proj.bias") ? c.numKVHeads : 0
-            if heads > 0 { values = try permuteRotaryRows(values, rows: t.shape[0], cols: t.count / t.shape[0], heads: heads) }
-        }
-        try addTensor(&f, name: gname, values: values, shape: t.shape, requested: dtype)
-    }
-    return f
 }

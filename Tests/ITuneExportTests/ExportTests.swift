@@ -105,7 +105,7 @@ final class ExportTests: XCTestCase {
         XCTAssertThrowsError(try runExport(ExportRequest(model: model, adapter: model, format: .mlx, dtype: .q8_0, output: scratch))) {
             XCTAssertTrue("\($0)".contains("not q8_0"), "\($0)")
         }
-        XCTAssertThrowsError(try GGUFArchitecture(.gpt2)) { XCTAssertTrue("\($0)".contains("gpt2"), "\($0)") }
+        XCTAssertThrowsError(try GGUFArchitecture(.phi3)) { XCTAssertTrue("\($0)".contains("phi3"), "\($0)") }
         XCTAssertThrowsError(try ggufTensorName("model.layers.0.self_attn.qkv_proj.weight")) {
             XCTAssertTrue("\($0)".contains("qkv_proj"), "\($0)")
         }

@@ -128,7 +128,7 @@ final class GGUFGoldenTests: XCTestCase {
 
     func testModelGGUFEqualsGGUFPackageFileForEveryDType() throws {
         let cases = try loadGolden()["cases"] as! [String: [String: Any]]
-        XCTAssertEqual(Set(cases.keys), ["llama_spm", "llama3_bpe", "qwen2_bpe"])
+        XCTAssertEqual(Set(cases.keys), ["llama_spm", "llama3_bpe", "qwen2_bpe", "gpt2_bpe"])
         for (name, c) in cases.sorted(by: { $0.key < $1.key }) {
             let (dir, model) = try fixtureModel(name, tokenizer: c["tokenizer"] as! String)
             defer { try? FileManager.default.removeItem(at: dir) }
