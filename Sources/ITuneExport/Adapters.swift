@@ -67,6 +67,9 @@ public func ggufLoRAFile(_ adapter: PEFTAdapter, baseConfig c: ModelConfig, dtyp
     f.set("general.alignment", .uint32(UInt32(GGUFFile.defaultAlignment)))
     for p in adapter.pairs {
         let base = try ggufTensorName(p.module + ".weight")
+        if base == "output.weight", c.tieWordEmbeddings {
+            throw ExportError.unsupported("the adapter adapts lm_head, which this model ties to its embeddings: llama.cpp has no output tensor to apply it to")
+        }
         var b = p.b
         if arch.permutesQK {
             if p.module.hasSuffix("q_proj") { b = try permuteRotaryRows(b, rows: p.outFeatures, cols: adapter.config.rank, heads: c.numHeads) }
