@@ -488,7 +488,7 @@ def main():
                     entry["lora"][dtype] = describe(p)
             golden["cases"][case] = entry
     with open(os.path.join(FIX, "golden.json"), "w") as f:
-        json.dump(golden, f, indent=1, ensure_ascii=False)
+        json.dump(golden, f, ensure_ascii=False, separators=(",", ":"))
     print("wrote", os.path.join(FIX, "golden.json"))
 
 
