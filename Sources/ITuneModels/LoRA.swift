@@ -141,7 +141,9 @@ extension CausalLM {
                 // (out, in) = B·A, or (in, out) = Aᵀ·Bᵀ for a weight stored transposed.
                 let delta = try (t.fanInFanOut ? l.a.matmul(l.b, transposeA: true, transposeB: true) : l.b.matmul(l.a))
                     .scaled(by: l.scaling)
-                let merged = try t.weight + delta
+                // A 16-bit base (a frozen bf16/f16 weight) merges into f32: the sum is what
+                // savePretrained writes, in the dtype it is asked for.
+                let merged = try t.weight.converted(to: .f32) + delta
                 merged.requiresGrad = false
                 t.weight = try merged.detached()
                 t.lora = nil
