@@ -9,6 +9,9 @@ config here with a fixed seed, its vocabulary the size of the Unigram fixture to
                      rescaled by d_model^-0.5
   t5v11_gated_untied T5 v1.1 / FLAN-T5: gated-GELU (wi_0, wi_1, wo, gelu_new), its own lm_head, no rescale
   mt5_gated_untied   MT5ForConditionalGeneration, as v1.1, with the byte-fallback tokenizer's vocabulary
+  t5v11_gated_untied_lora  a PEFT LoRA adapter (PEFT's T5 names q, k, v, o, wi_0, wi_1, wo; B random so
+                     it matters) on t5v11_gated_untied, saved by PEFT, with the adapted model's loss and
+                     the gradients of some adapter tensors for the fixture batch
 The untied ones are written as the Hub's checkpoints are (config `tie_word_embeddings: false`,
 `lm_head.weight` in the file); the reference outputs come from loading the written directory back,
 so they are what transformers does with the files as they stand. expected.json holds the encoder
@@ -62,6 +65,36 @@ def randomize(model, seed):
                 p.copy_(0.5 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
+
+
+def write_peft_adapter(model, batch, path, base):
+    from peft import LoraConfig, get_peft_model
+    peft_model = get_peft_model(model, LoraConfig(
+        r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False, task_type="SEQ_2_SEQ_LM",
+        target_modules=["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"]))
+    g = torch.Generator().manual_seed(78)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+    peft_model.eval()
+    out = peft_model(**batch)
+    out.loss.backward()
+    wanted = ["encoder.block.0.layer.0.SelfAttention.q", "encoder.block.1.layer.1.DenseReluDense.wi_0",
+              "decoder.block.0.layer.1.EncDecAttention.k", "decoder.block.1.layer.2.DenseReluDense.wo"]
+    grads = {}
+    for name, p in peft_model.named_parameters():
+        for w in wanted:
+            for side in ("lora_A", "lora_B"):
+                if f".{w}.{side}." in name:
+                    grads[f"base_model.model.{w}.{side}.weight"] = [round(x, 9) for x in p.grad.flatten().tolist()]
+    shutil.rmtree(path, ignore_errors=True)
+    peft_model.save_pretrained(path)
+    os.remove(os.path.join(path, "README.md"))  # PEFT's model card: not a fixture
+    with open(os.path.join(path, "expected.json"), "w") as f:
+        json.dump({"base": base, "loss": out.loss.item(), "gradients": grads,
+                   "logits": [round(x, 7) for x in out.logits.flatten().tolist()]}, f)
+    print(f"{os.path.basename(path)}: loss {out.loss.item():.4f}, {len(grads)} gradients")
 
 
 def buckets():
@@ -133,6 +166,9 @@ def main():
         }
         with open(os.path.join(path, "expected.json"), "w") as f:
             json.dump(expected, f)
+        if name == "t5v11_gated_untied":
+            write_peft_adapter(reference, dict(input_ids=input_ids, attention_mask=attention_mask, labels=labels),
+                               path + "_lora", name)
         files = sorted(os.listdir(path))
         size = sum(os.path.getsize(os.path.join(path, f)) for f in files)
         print(f"{name}: {files} {size / 1024:.0f} KiB loss {out.loss.item():.4f} tied {expected['lm_head_tied']}")

@@ -305,7 +305,7 @@ public final class T5Block: Module {
 }
 
 /// A T5-family encoder-decoder language model (T5ForConditionalGeneration / MT5…).
-public final class T5Model: Module {
+public final class T5Model: LoRAHost {
     public let config: T5Config
     public let device: Device
     public let shared: Embedding
@@ -454,6 +454,9 @@ public final class T5Model: Module {
     public func projections() -> [any LoRATarget] {
         (encoderBlocks + decoderBlocks).flatMap(\.projections)
     }
+
+    /// PEFT's task type of a T5 adapter.
+    public var peftTaskType: String { "SEQ_2_SEQ_LM" }
 
     /// PEFT `target_modules` when the user names none: attention and feed-forward of both stacks.
     public static let defaultLoRATargets = ["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"]

@@ -144,6 +144,42 @@ final class T5GoldenTests: XCTestCase {
         }
     }
 
+    /// PEFT's LoRA on T5 (its module names q, k, v, o, wi_0, wi_1, wo), loaded from PEFT's files:
+    /// the loss and the adapter gradients PEFT computes, and what we save back carries PEFT's names.
+    func testPEFTAdapterGivesPEFTsLossAndGradientsAndSavesUnderItsNames() throws {
+        let e = try expected("t5v11_gated_untied")
+        let adapter = modelFixtures.appendingPathComponent("t5v11_gated_untied_lora")
+        let want = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: adapter.appendingPathComponent("expected.json")))
+            as? [String: Any])
+        let gradients = try XCTUnwrap(want["gradients"] as? [String: [Double]])
+        XCTAssertEqual(gradients.count, 8)
+        for device in testDevices() {
+            let model = try T5Model.load(directory: modelFixtures.appendingPathComponent("t5v11_gated_untied"), on: device)
+            let config = try model.loadAdapter(from: adapter, trainable: true)
+            XCTAssertEqual(model.loraAdapters.count, 7 * 2 + 11 * 2, "q k v o wi_0 wi_1 wo per encoder block, + cross q k v o per decoder block")
+            XCTAssertEqual(config.rank, 4)
+            let ids = try Tensor(indices: e.inputIDs, shape: [e.B, e.Te], on: device)
+            let loss = try model.loss(inputIDs: ids, mask: e.mask, labels: e.labels, decoderLength: e.Td)
+            let peftLoss = Float(try XCTUnwrap(want["loss"] as? Double))
+            XCTAssertEqual(try loss.item(), peftLoss, accuracy: 1e-4 * peftLoss, "loss on \(device)")
+            XCTAssertNotEqual(peftLoss, e.loss, accuracy: 1e-3, "the adapter must change the loss")
+            try loss.backward()
+            let params = Dictionary(uniqueKeysWithValues: model.loraParameters)
+            for (name, g) in gradients {
+                let got = try XCTUnwrap(XCTUnwrap(params[name], name).grad, name).toArray()
+                XCTAssertLessThan(worstRelativeError(got, g.map(Float.init)), 1e-3, "\(name) on \(device)")
+            }
+            let out = FileManager.default.temporaryDirectory.appendingPathComponent("t5-lora-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: out) }
+            try model.saveAdapter(to: out, config: config, baseModel: "t5v11_gated_untied")
+            let saved = try SafetensorsFile(url: out.appendingPathComponent("adapter_model.safetensors"))
+            let peft = try SafetensorsFile(url: adapter.appendingPathComponent("adapter_model.safetensors"))
+            XCTAssertEqual(Set(saved.names), Set(peft.names))
+            let savedConfig = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("adapter_config.json"))) as? [String: Any]
+            XCTAssertEqual(savedConfig?["task_type"] as? String, "SEQ_2_SEQ_LM")
+        }
+    }
+
     func testDecoderInputsAreTheLabelsShiftedRight() throws {
         let model = try T5Model(T5Config(vocabSize: 16, dModel: 8, dKV: 2, dFF: 8, numLayers: 1, numHeads: 2,
                                          decoderStartTokenID: 0, padTokenID: 0), on: .cpu)
