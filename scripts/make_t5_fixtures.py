@@ -15,7 +15,8 @@ config here with a fixed seed, its vocabulary the size of the Unigram fixture to
 The untied ones are written as the Hub's checkpoints are (config `tie_word_embeddings: false`,
 `lm_head.weight` in the file); the reference outputs come from loading the written directory back,
 so they are what transformers does with the files as they stand. expected.json holds the encoder
-input ids and attention mask (row 1 padded), the labels (row 1's tail -100), the logits and the loss.
+input ids and attention mask (row 1 padded), the labels (row 1's tail -100), the logits and the loss,
+and greedy_tokens: transformers' greedy generate (10 new tokens, no eos stop) for row 0.
 
 Run from the repository root:
     python3 scripts/make_t5_fixtures.py
@@ -154,6 +155,8 @@ def main():
         labels[1, 4:] = -100
         with torch.no_grad():
             out = reference(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+            gen = reference.generate(input_ids=input_ids[:1], max_new_tokens=10, do_sample=False, num_beams=1,
+                                     eos_token_id=None)
         expected = {
             "transformers": transformers.__version__,
             "input_ids": input_ids.tolist(),
@@ -162,6 +165,7 @@ def main():
             "logits": [round(x, 7) for x in out.logits.flatten().tolist()],
             "logits_shape": list(out.logits.shape),
             "loss": out.loss.item(),
+            "greedy_tokens": gen[0, 1:].tolist(),
             "lm_head_tied": reference.lm_head.weight.data_ptr() == reference.shared.weight.data_ptr(),
         }
         with open(os.path.join(path, "expected.json"), "w") as f:

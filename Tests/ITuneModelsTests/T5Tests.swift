@@ -180,6 +180,40 @@ final class T5GoldenTests: XCTestCase {
         }
     }
 
+    func testGreedyGenerationWithCachesMatchesTransformers() throws {
+        for name in ["t5_relu_tied", "t5v11_gated_untied", "mt5_gated_untied"] {
+            let url = modelFixtures.appendingPathComponent(name).appendingPathComponent("expected.json")
+            let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+            let want = try XCTUnwrap(obj["greedy_tokens"] as? [Int]).map(Int32.init)
+            let e = try expected(name)
+            for device in testDevices() {
+                let model = try T5Model.load(directory: modelFixtures.appendingPathComponent(name), on: device)
+                let got = try model.generateGreedy(Tensor(indices: Array(e.inputIDs.prefix(e.Te)), shape: [1, e.Te], on: device),
+                                                   maxNewTokens: want.count, stopAtEOS: false)
+                XCTAssertEqual(got, want, "\(name) on \(device)")
+            }
+        }
+    }
+
+    func testCachedDecodingStepByStepEqualsTeacherForcedLogits() throws {
+        // Padded batch, one token per step through the KV cache and the cached cross keys.
+        let e = try expected("mt5_gated_untied")
+        for device in testDevices() {
+            let model = try T5Model.load(directory: modelFixtures.appendingPathComponent("mt5_gated_untied"), on: device)
+            let ids = try Tensor(indices: e.inputIDs, shape: [e.B, e.Te], on: device)
+            let decoder = model.decoderInputs(forLabels: e.labels, batch: e.B)
+            let state = try noGrad { try model.startDecoding(ids, mask: e.mask) }
+            var steps = [[Float]](repeating: [], count: e.B)
+            for t in 0..<e.Td {
+                let column = (0..<e.B).map { decoder[$0 * e.Td + t] }
+                let logits = try noGrad { try model.decodeStep(Tensor(indices: column, shape: [e.B, 1], on: device), state: state) }
+                let values = try logits.toArray()
+                for b in 0..<e.B { steps[b] += values[(b * e.V)..<((b + 1) * e.V)] }
+            }
+            XCTAssertLessThan(worstRelativeError(steps.flatMap { $0 }, e.logits), 1e-4, "\(device)")
+        }
+    }
+
     func testDecoderInputsAreTheLabelsShiftedRight() throws {
         let model = try T5Model(T5Config(vocabSize: 16, dModel: 8, dKV: 2, dFF: 8, numLayers: 1, numHeads: 2,
                                          decoderStartTokenID: 0, padTokenID: 0), on: .cpu)
