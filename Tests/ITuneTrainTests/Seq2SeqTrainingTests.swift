@@ -118,4 +118,24 @@ final class Seq2SeqTrainingTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("--packing"), "\($0)")
         }
     }
+
+    func testSeq2SeqBundleAnswersAPromptWithTheModelsGreedyTokens() throws {
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("t5-gen-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        for (dir, file) in [("models/t5v11_gated_untied", "config.json"), ("models/t5v11_gated_untied", "model.safetensors"),
+                            ("tokenizers/t5_unigram", "tokenizer.json"), ("tokenizers/t5_unigram", "tokenizer_config.json")] {
+            try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent(dir).appendingPathComponent(file),
+                                             to: tmp.appendingPathComponent(file))
+        }
+        XCTAssertTrue(Seq2SeqBundle.holdsModel(tmp))
+        XCTAssertFalse(Seq2SeqBundle.holdsModel(Self.fixtures.appendingPathComponent("models/gpt2")))
+        let bundle = try Seq2SeqBundle(directory: tmp, on: .cpu)
+        let prompt = "translate English to German: The house is wonderful."
+        let (text, tokens) = try bundle.generate(prompt: prompt, maxNewTokens: 6)
+        let ids = bundle.tokenizer.encode(prompt).map(Int32.init)
+        XCTAssertEqual(tokens, try bundle.model.generateGreedy(Tensor(indices: ids, shape: [1, ids.count]), maxNewTokens: 6))
+        XCTAssertEqual(text, bundle.tokenizer.decode(tokens.map(Int.init), skipSpecialTokens: true))
+        XCTAssertFalse(tokens.isEmpty)
+    }
 }
