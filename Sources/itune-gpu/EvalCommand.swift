@@ -15,7 +15,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "With --tasks: exemplars of the task put before each question (FLAN's few-shot; 0 is zero-shot).") var shots = 0
     @Option(help: "With --tasks: seed of the question and exemplar choice.") var seed: UInt64 = 0
     @Option(help: "A PEFT LoRA adapter directory to apply.") var adapter: String?
-    @Option(help: "Prompt template for instruction records (default: the model's chat_template when known, else alpaca).")
+    @Option(help: "Prompt template for instruction records: a name, or 'model' (default: the model's own chat_template when it has one, else alpaca).")
     var template: String?
     @Option(help: "Longest sequence in tokens (default: the model's context, at most 2048).") var maxLength: Int?
     @Option(help: "Sequences per forward pass.") var batchSize = 8
@@ -34,8 +34,7 @@ struct EvalCommand: ParsableCommand {
         let device = try deviceOptions.resolve(verbose: !json)
         let bundle = try ModelBundle(directory: URL(fileURLWithPath: model), on: device)
         if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
-        let tpl = try template.map(PromptTemplate.named) ?? PromptTemplate.detect(chatTemplate: bundle.tokenizer.chatTemplate)
-            ?? PromptTemplate(.alpaca)
+        let tpl = try PromptTemplate.resolve(template, tokenizer: bundle.tokenizer).template
         if let tasks {
             let results = try TaskEvaluator.evaluate(tasks: TaskPool.examples(tasks), bundle: bundle, template: tpl,
                                                      maxExamples: examplesPerTask, seed: seed, shots: shots,
