@@ -96,6 +96,7 @@ public struct FineTuneJob {
         var c = config
         try c.validate()
         let modelDir = URL(fileURLWithPath: c.model)
+        if T5Config.describes(configJSON: modelDir.appendingPathComponent("config.json")) { return try runSeq2Seq(c, log: log) }
         let out = URL(fileURLWithPath: c.output)
         let configURL = out.appendingPathComponent("itune_config.json")
         if c.resume { try checkResumable(savedConfig: configURL, log: log) }
