@@ -3,4 +3,5 @@
 @_exported import ITuneTokenizers
 @_exported import ITuneModels
 @_exported import ITuneData
+@_exported import ITuneDistributed
 @_exported import ITuneTrain
