@@ -98,10 +98,10 @@ final class DataParallelTests: XCTestCase {
     func testAKilledRankEndsTheRunAndItsCheckpointResumesWithOneRank() throws {
         let launcher = try mpirun()
         let dir = work("fault")
-        let s = try setUp(dir, hidden: 128)
+        let s = try setUp(dir, hidden: 64)
         let out = dir.appendingPathComponent("out")
         var args = trainArguments(s, output: out, batch: 2, full: false, extra: ["--save-every", "1"])
-        args[args.firstIndex(of: "--max-steps")! + 1] = "12"
+        args[args.firstIndex(of: "--max-steps")! + 1] = "8"
         let exe = try builtExecutablePath("itune-gpu", from: self)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: launcher)
@@ -141,16 +141,16 @@ final class DataParallelTests: XCTestCase {
             .compactMap { $0.hasPrefix("step-") ? Int($0.dropFirst(5)) : nil }.max())
         XCTAssertGreaterThanOrEqual(saved, 2)
         var resume = trainArguments(s, output: out, batch: 4, full: false, extra: ["--save-every", "1", "--resume"])
-        resume[resume.firstIndex(of: "--max-steps")! + 1] = "12"
+        resume[resume.firstIndex(of: "--max-steps")! + 1] = "8"
         let r = try runBuiltExecutable("itune-gpu", resume, from: self)
         XCTAssertEqual(r.status, 0, r.err)
-        XCTAssertTrue(r.out.contains("resumed from step \(saved) of 12"), r.out + r.err)
+        XCTAssertTrue(r.out.contains("resumed from step \(saved) of 8"), r.out + r.err)
         XCTAssertTrue(r.out.contains("with 1 × 4: the same global batch"), r.out)
         let after = try trainLines(out)
         for (x, y) in zip(before.prefix(saved), after.prefix(saved)) {
             XCTAssertEqual(x["loss"] as? Double, y["loss"] as? Double)
         }
-        XCTAssertEqual(after.map { $0["step"] as? Int }, (1...12).map { $0 })
+        XCTAssertEqual(after.map { $0["step"] as? Int }, (1...8).map { $0 })
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("adapter/adapter_model.safetensors").path))
     }
 

@@ -60,7 +60,10 @@ struct StepOptions: BenchOptionGroup {
     var configs: String?
     @Option(help: "step: modes, comma-separated (full, lora).")
     var modes: String?
+    @Option(help: "step: data-parallel scaling on the CPU path: 1 rank of 1 thread, N ranks of 1 thread (mpirun) and 1 process of N threads, with the allreduce time per step.")
+    var ranks: Int?
     func apply(to o: inout BenchOptions) {
+        o.ranks = ranks
         if let configs { o.configs = configs.split(separator: ",").map(String.init) }
         if let modes { o.modes = modes.split(separator: ",").map(String.init) }
     }

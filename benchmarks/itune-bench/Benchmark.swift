@@ -29,6 +29,8 @@ struct BenchOptions {
     /// step: reference configurations and modes to run (nil = all).
     var configs: [String]? = nil
     var modes: [String]? = nil
+    /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
+    var ranks: Int? = nil
     /// softmax/attention: sequence lengths (nil = defaults).
     var lengths: [Int]? = nil
 
