@@ -72,9 +72,12 @@ final class DataParallelTests: XCTestCase {
         let single = dir.appendingPathComponent("single"), parallel = dir.appendingPathComponent("parallel")
         let one = try runBuiltExecutable("itune-gpu", trainArguments(s, output: single, batch: 4, full: full), from: self)
         XCTAssertEqual(one.status, 0, one.err)
-        let two = try runMPI(2, trainArguments(s, output: parallel, batch: 2, full: full))
+        // ITUNE_TEST_MPI_RANKS=4 runs the same check on 4 ranks of batch 1.
+        let ranks = Int(ProcessInfo.processInfo.environment["ITUNE_TEST_MPI_RANKS"] ?? "") ?? 2
+        guard [2, 4].contains(ranks) else { throw XCTSkip("ITUNE_TEST_MPI_RANKS must be 2 or 4 (the global micro-batch is 4 rows)") }
+        let two = try runMPI(ranks, trainArguments(s, output: parallel, batch: 4 / ranks, full: full))
         XCTAssertEqual(two.status, 0, two.out + two.err)
-        XCTAssertTrue(two.out.contains("2 ranks × batch 2 × 2 accumulation = global batch 8"), two.out)
+        XCTAssertTrue(two.out.contains("\(ranks) ranks × batch \(4 / ranks) × 2 accumulation = global batch 8"), two.out)
         let a = try trainLines(single), b = try trainLines(parallel)
         XCTAssertEqual(a.count, 5)
         XCTAssertEqual(b.count, 5, "rank 0 alone writes metrics.jsonl")
@@ -82,7 +85,7 @@ final class DataParallelTests: XCTestCase {
             let lx = try XCTUnwrap(x["loss"] as? Double), ly = try XCTUnwrap(y["loss"] as? Double)
             XCTAssertEqual(lx, ly, accuracy: 1e-5, "step \(x["step"] ?? "?")")
             XCTAssertEqual(try XCTUnwrap(x["grad_norm"] as? Double), try XCTUnwrap(y["grad_norm"] as? Double), accuracy: 1e-4)
-            XCTAssertEqual(y["ranks"] as? Int, 2)
+            XCTAssertEqual(y["ranks"] as? Int, ranks)
             XCTAssertNotNil(y["allreduce_s"] as? Double)
         }
         // The losses moved: a test of equal curves that stay flat would prove little.

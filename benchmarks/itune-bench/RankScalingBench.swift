@@ -26,8 +26,8 @@ struct RankScaling {
         let me = URL(fileURLWithPath: CommandLine.arguments[0]).path
         for config in configs {
             for mode in modes {
-                let args = ["step", "--device", "cpu", "--configs", config, "--modes", mode, "--ranks", "\(ranks)",
-                            "--seconds", "\(options.secondsPerCase)"] + (options.smoke ? ["--smoke"] : [])
+                let args = ["step", "--device", "cpu", "--configs", config, "--modes", mode, "--ranks", "\(ranks)"]
+                    + (options.smoke ? ["--smoke"] : ["--seconds", "\(options.secondsPerCase)"])
                 let flags = ["--allow-run-as-root", "--oversubscribe", "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo",
                              "--mca", "oob_tcp_if_include", "lo", "-np", "\(ranks)"]
                 let one = try Self.launch(me, args, threads: 1)
