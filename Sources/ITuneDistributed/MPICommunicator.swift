@@ -19,7 +19,9 @@ public final class MPICommunicator: Communicator {
         guard itune_mpi_load(&err, err.count) == 1 else {
             throw DistributedError.unavailable("started by \(launch.launcher) as one of \(launch.size) processes, but MPI cannot be loaded: \(String(cString: err)). Install Open MPI (Debian: apt-get install openmpi-bin libopenmpi-dev) or set ITUNE_MPI_LIBRARY to the libmpi of the launcher used")
         }
-        library = String(cString: itune_mpi_library_version()).split(separator: "\n").first.map { String($0).trimmingCharacters(in: .whitespaces) } ?? "MPI"
+        // "Open MPI v4.1.4, package: Debian OpenMPI, …" or "MPICH Version: 4.1 …": the first part.
+        library = String(cString: itune_mpi_library_version()).split(whereSeparator: { $0 == "\n" || $0 == "," }).first
+            .map { String($0).trimmingCharacters(in: .whitespaces) } ?? "MPI"
         try Self.check(itune_mpi_init(), "MPI_Init")
         var r: Int32 = 0, s: Int32 = 0
         try Self.check(itune_mpi_rank(&r), "MPI_Comm_rank")
