@@ -33,7 +33,11 @@ let package = Package(
                             .copy("norm.cl"), .copy("optim.cl"), .copy("reduce.cl"), .copy("rope.cl"), .copy("softmax.cl"),
                             .copy("tuning.json")],
                 swiftSettings: v5),
-        .target(name: "ITuneTensor", dependencies: ["COpenCL", "ITuneKernels"], swiftSettings: v5),
+        // The CPU GEMM's micro-kernels with wider instructions than the build's baseline
+        // (AVX2+FMA, AVX-512), each under its own target attribute, and the cpuid / hwcap
+        // probe that picks one when the process starts (CPU/GemmDispatch.swift).
+        .target(name: "CGemmKernels", path: "Sources/CGemmKernels"),
+        .target(name: "ITuneTensor", dependencies: ["COpenCL", "CGemmKernels", "ITuneKernels"], swiftSettings: v5),
         .target(name: "ITuneJinja", swiftSettings: v5),
         .target(name: "ITuneTokenizers", dependencies: ["ITuneJinja"], swiftSettings: v5),
         .target(name: "ITuneModels", dependencies: ["ITuneTensor"], swiftSettings: v5),
@@ -41,8 +45,10 @@ let package = Package(
         .target(name: "ITuneDistributed", dependencies: ["CMPI"], swiftSettings: v5),
         .target(name: "ITuneTrain", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels", "ITuneData", "ITuneDistributed"],
                 swiftSettings: v5),
+        // GGUF (llama.cpp) and mlx-lm exports; above Models and Tokenizers, below the CLI.
+        .target(name: "ITuneExport", dependencies: ["ITuneTensor", "ITuneModels", "ITuneTokenizers"], swiftSettings: v5),
         .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneJinja", "ITuneTokenizers", "ITuneModels", "ITuneData", "ITuneDistributed",
-                                              "ITuneTrain"],
+                                              "ITuneTrain", "ITuneExport"],
                 swiftSettings: v5),
         .executableTarget(name: "itune-gpu",
                           dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -55,6 +61,7 @@ let package = Package(
         .testTarget(name: "ITuneTensorTests", dependencies: ["ITuneTensor"], swiftSettings: v5),
         .testTarget(name: "ITuneDataTests", dependencies: ["ITuneData", "ITuneTokenizers", "ITuneJinja"], swiftSettings: v5),
         .testTarget(name: "ITuneModelsTests", dependencies: ["ITuneModels", "ITuneTensor"], swiftSettings: v5),
+        .testTarget(name: "ITuneExportTests", dependencies: ["ITuneExport", "ITuneModels", "ITuneTensor"], swiftSettings: v5),
         .testTarget(name: "ITuneJinjaTests", dependencies: ["ITuneJinja"], swiftSettings: v5),
         .testTarget(name: "ITuneTokenizersTests", dependencies: ["ITuneTokenizers", "ITuneJinja"], swiftSettings: v5),
         .testTarget(name: "ITuneDistributedTests", dependencies: ["ITuneDistributed"], swiftSettings: v5),

@@ -6,3 +6,4 @@
 @_exported import ITuneData
 @_exported import ITuneDistributed
 @_exported import ITuneTrain
+@_exported import ITuneExport
