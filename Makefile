@@ -4,8 +4,10 @@ export PATH := $(if $(wildcard /opt/swift/usr/bin),/opt/swift/usr/bin:,)$(PATH)
 
 SWIFT ?= swift
 # Debian packages: the OpenCL ICD loader and headers, CLBlast, and PoCL (a CPU OpenCL device,
-# so that the OpenCL path is tested everywhere).
-DEB_PACKAGES := ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers libclblast-dev libclblast1 pocl-opencl-icd clinfo
+# so that the OpenCL path is tested everywhere), and Open MPI (the data-parallel tests launch
+# `mpirun -np 2`; the binaries load libmpi only under an MPI launcher).
+DEB_PACKAGES := ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers libclblast-dev libclblast1 pocl-opencl-icd clinfo \
+                openmpi-bin libopenmpi-dev
 
 # CPU-specific code generation for release builds lives here, not in Package.swift (unsafe
 # flags there would stop other packages from depending on ITune). `make CPU_FLAGS=` builds a

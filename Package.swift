@@ -24,6 +24,9 @@ let package = Package(
         .target(name: "COpenCL", path: "Sources/COpenCL", linkerSettings: [.linkedLibrary("dl")]),
         // The OpenCL C sources, one file per kernel family, and the tuning table, shipped as
         // resources. KernelSignatureTests fails when a file in Kernels/ is missing here.
+        // The MPI calls data-parallel training makes, with a loader that dlopen()s libmpi at run
+        // time (Open MPI or the MPICH ABI): a plain run never loads it.
+        .target(name: "CMPI", path: "Sources/CMPI", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "ITuneKernels", path: "Kernels",
                 sources: ["KernelSources.swift"],
                 resources: [.copy("attention.cl"), .copy("convert.cl"), .copy("elementwise.cl"), .copy("embedding.cl"), .copy("gemm.cl"), .copy("loss.cl"),
@@ -39,12 +42,13 @@ let package = Package(
         .target(name: "ITuneTokenizers", dependencies: ["ITuneJinja"], swiftSettings: v5),
         .target(name: "ITuneModels", dependencies: ["ITuneTensor"], swiftSettings: v5),
         .target(name: "ITuneData", dependencies: ["ITuneTokenizers"], swiftSettings: v5),
-        .target(name: "ITuneTrain", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels", "ITuneData"],
+        .target(name: "ITuneDistributed", dependencies: ["CMPI"], swiftSettings: v5),
+        .target(name: "ITuneTrain", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels", "ITuneData", "ITuneDistributed"],
                 swiftSettings: v5),
         // GGUF (llama.cpp) and mlx-lm exports; above Models and Tokenizers, below the CLI.
         .target(name: "ITuneExport", dependencies: ["ITuneTensor", "ITuneModels", "ITuneTokenizers"], swiftSettings: v5),
-        .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneJinja", "ITuneTokenizers", "ITuneModels", "ITuneData", "ITuneTrain",
-                                              "ITuneExport"],
+        .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneJinja", "ITuneTokenizers", "ITuneModels", "ITuneData", "ITuneDistributed",
+                                              "ITuneTrain", "ITuneExport"],
                 swiftSettings: v5),
         .executableTarget(name: "itune-gpu",
                           dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -60,6 +64,7 @@ let package = Package(
         .testTarget(name: "ITuneExportTests", dependencies: ["ITuneExport", "ITuneModels", "ITuneTensor"], swiftSettings: v5),
         .testTarget(name: "ITuneJinjaTests", dependencies: ["ITuneJinja"], swiftSettings: v5),
         .testTarget(name: "ITuneTokenizersTests", dependencies: ["ITuneTokenizers", "ITuneJinja"], swiftSettings: v5),
+        .testTarget(name: "ITuneDistributedTests", dependencies: ["ITuneDistributed"], swiftSettings: v5),
         .testTarget(name: "ITuneTrainTests", dependencies: ["ITuneTrain", "ITune", "ITuneData", "ITuneModels", "ITuneTensor", "ITuneTokenizers"],
                     swiftSettings: v5),
     ]

@@ -4,5 +4,6 @@
 @_exported import ITuneTokenizers
 @_exported import ITuneModels
 @_exported import ITuneData
+@_exported import ITuneDistributed
 @_exported import ITuneTrain
 @_exported import ITuneExport

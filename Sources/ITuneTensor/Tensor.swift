@@ -174,6 +174,20 @@ public final class Tensor {
     /// Clears the gradient (before the next step).
     public func zeroGrad() { grad = nil; ownsGrad = false }
 
+    /// Replaces the gradient by `values` (`count` host floats), giving the tensor a gradient
+    /// buffer of its own if it had none or shared one: a data-parallel trainer writes back the
+    /// sum of the ranks' gradients, also where this rank computed none.
+    public func setGradient(_ values: UnsafeBufferPointer<Float>) throws {
+        guard values.count == count, dtype == .f32, let base = values.baseAddress else {
+            throw TensorError.shapeMismatch(op: "setGradient", "\(values.count) values for shape \(shape)")
+        }
+        if grad == nil || !ownsGrad {
+            grad = try Tensor.empty(shape, on: device)
+            ownsGrad = true
+        }
+        try backend.write(grad!.storage, from: base, byteCount: count * 4)
+    }
+
     // MARK: raw access for ops
 
     /// Host floats of a CPU tensor.

@@ -1,5 +1,6 @@
 import Foundation
 import ITuneData
+import ITuneDistributed
 import ITuneModels
 import ITuneTensor
 import ITuneTokenizers
@@ -46,6 +47,11 @@ public struct FineTuneConfig: Sendable, Equatable {
     /// The linear layers' matmul precision; `.bf16` (full fine-tuning) keeps f32 master
     /// weights and optimizer state, as autocast does.
     public var precision = MatmulPrecision.f32
+    /// Data parallel: gradients are summed over the ranks in buckets of this many MB.
+    public var bucketMB = 25.0
+    /// The ranks of the run (set from the launcher, recorded in itune_config.json): the global
+    /// batch is batch-size × ranks × grad-accum.
+    public var ranks = 1
 
     public init(model: String = "", data: [String] = []) {
         self.model = model
@@ -86,20 +92,27 @@ public struct FineTuneResult: Sendable {
 public struct FineTuneJob {
     public let config: FineTuneConfig
     public let device: Device
+    /// The ranks of a data-parallel run: each trains on its share of every global batch, and
+    /// rank 0 alone logs and writes.
+    public let communicator: any Communicator
 
-    public init(config: FineTuneConfig, device: Device) {
+    public init(config: FineTuneConfig, device: Device, communicator: any Communicator = SingleProcessCommunicator()) {
         self.config = config
         self.device = device
+        self.communicator = communicator
     }
 
-    public func run(log: (String) -> Void = { print($0) }, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> FineTuneResult {
+    public func run(log rootLog: (String) -> Void = { print($0) }, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> FineTuneResult {
         var c = config
+        c.ranks = communicator.size
         try c.validate()
+        let root = communicator.isRoot
+        func log(_ line: String) { if root { rootLog(line) } }
         let modelDir = URL(fileURLWithPath: c.model)
         if T5Config.describes(configJSON: modelDir.appendingPathComponent("config.json")) { return try runSeq2Seq(c, log: log) }
         let out = URL(fileURLWithPath: c.output)
         let configURL = out.appendingPathComponent("itune_config.json")
-        if c.resume { try checkResumable(savedConfig: configURL, log: log) }
+        if c.resume, root { try checkResumable(c, savedConfig: configURL, log: log) }
         // Under LoRA the base is frozen and may stay in 16 bits; trained weights are f32.
         let matrices: DType = c.mode == .lora ? try c.baseDType?.dtype ?? Checkpoint(directory: modelDir).matrixDType() : .f32
         let bundle = try ModelBundle(directory: modelDir, on: device, matrices: matrices)
@@ -187,12 +200,20 @@ public struct FineTuneJob {
         var trainerOptions = c.trainer
         trainerOptions.padID = c.padID ?? 0
         let trainer = try Trainer(model: model, trainable: trainable, options: trainerOptions, train: rows,
-                                  validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out)
+                                  validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out,
+                                  communicator: communicator, bucketBytes: Int(c.bucketMB * 1_048_576))
         trainer.context.matmulPrecision = c.precision
-        log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation, lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        try OutputFiles.writeAtomically(c.encodedJSON(), to: configURL)
+        let ranks = communicator.size > 1 ? " × \(communicator.size) ranks = global batch \(trainer.globalBatchSize * trainerOptions.gradientAccumulation)" : ""
+        log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation\(ranks), lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
+        if root {
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            try OutputFiles.writeAtomically(c.encodedJSON(), to: configURL)
+        }
         let summary = try trainer.run(resume: c.resume, onEvent: onEvent)
+        // The other ranks hold the same weights; rank 0 writes them and the samples.
+        guard root else {
+            return FineTuneResult(summary: summary, outputDirectory: out, stats: stats, samples: [])
+        }
 
         // Outputs.
         let final: URL
@@ -221,13 +242,20 @@ public struct FineTuneJob {
 extension FineTuneJob {
     /// Refuses to resume when a checkpoint exists and an option that changes the loss curve
     /// differs from the run that wrote `savedConfig`, naming each, unless `resumeAnyway`.
-    func checkResumable(savedConfig: URL, log: (String) -> Void) throws {
+    func checkResumable(_ config: FineTuneConfig, savedConfig: URL, log: (String) -> Void) throws {
         let checkpoints = URL(fileURLWithPath: config.output).appendingPathComponent("checkpoints")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: checkpoints.path)) ?? []
         guard names.contains(where: { $0.hasPrefix("step-") }) else { return }
         let changes: [String]
         do {
-            changes = config.curveChanges(from: try FineTuneConfig.read(contentsOf: savedConfig))
+            var saved = try FineTuneConfig.read(contentsOf: savedConfig)
+            // Another rank count gives the same curve when the global batch is the same.
+            if saved.ranks != config.ranks, saved.trainer.batchSize * saved.ranks == config.trainer.batchSize * config.ranks {
+                log("resuming the run of \(saved.ranks) rank(s) × batch \(saved.trainer.batchSize) with \(config.ranks) × \(config.trainer.batchSize): the same global batch")
+                saved.trainer.batchSize = config.trainer.batchSize
+                saved.ranks = config.ranks
+            }
+            changes = config.curveChanges(from: saved)
         } catch {
             guard config.resumeAnyway else {
                 throw TrainError.invalid("--resume: cannot compare with the saved options (\(error)); --resume-anyway continues without comparing")

@@ -18,6 +18,9 @@ public struct FineTuneOption: @unchecked Sendable {
     /// Whether a resumed run may change it without changing the loss curve (output, how often
     /// it checkpoints or evaluates); every other option must match the saved run.
     public let keepsCurve: Bool
+    /// false for what a run records but the user does not choose (`ranks`, which the launcher
+    /// decides): read from a file, never offered on the command line.
+    public var onCommandLine: Bool { name != "ranks" }
 
     let encode: (FineTuneConfig, inout KeyedEncodingContainer<OptionKey>) throws -> Void
     let decode: (inout FineTuneConfig, KeyedDecodingContainer<OptionKey>, OptionKey) throws -> Void
@@ -103,6 +106,12 @@ extension FineTuneConfig {
             field("save-every", \.trainer.saveEvery, "Checkpoint every N steps; 0: none" + dflt(d.trainer.saveEvery), keepsCurve: true),
             field("keep-checkpoints", \.trainer.keepCheckpoints, "Checkpoints kept, newest first" + dflt(d.trainer.keepCheckpoints), keepsCurve: true),
             field("samples", \.samples, "Generations written at the end from held-out instructions" + dflt(d.samples), keepsCurve: true),
+            field("bucket-mb", \.bucketMB, "Under mpirun/srun: gradients are summed over the ranks in buckets of this many MB" + dflt(d.bucketMB),
+                  keepsCurve: true),
+            // Not a command-line option: the launcher decides; the file records it so that a
+            // resume with another rank count can tell whether the global batch is the same.
+            field("ranks", \.ranks, "Ranks of the run that wrote this file (set from the launcher; global batch = batch-size × ranks × grad-accum).",
+                  keepsCurve: true),
             field("resume", \.resume, "Continue from the latest checkpoint in --output (the saved options must match).", keepsCurve: true),
             field("resume-anyway", \.resumeAnyway, "With --resume: continue even where options that change the loss curve differ from the saved run.",
                   keepsCurve: true),

@@ -77,6 +77,10 @@ extension FineTuneConfig {
         try OptionCheck.inRange(validationSplit, 0, 1, "validation-split")
         try OptionCheck.atLeast(maxLength, 1, "max-length")
         try OptionCheck.atLeast(samples, 0, "samples")
+        guard bucketMB.isFinite, bucketMB > 0, bucketMB <= 2048 else {
+            throw OptionError(option: "bucket-mb", message: "must be a number of MB in (0, 2048], not \(bucketMB)")
+        }
+        try OptionCheck.atLeast(ranks, 1, "ranks")
         if let padID { try OptionCheck.atLeast(Int(padID), 0, "pad-id") }
         if mode == .lora && initAdapter == nil {
             try OptionCheck.atLeast(lora.rank, 1, "lora-rank")

@@ -1,5 +1,6 @@
 import Foundation
 import ITuneData
+import ITuneDistributed
 import ITuneModels
 import ITuneTensor
 
@@ -64,6 +65,10 @@ public struct StepMetrics: Sendable, Codable {
     public var tokensPerSecond: Double
     public var elapsed: Double
     public var eta: Double
+    /// Seconds this step spent summing gradients over the ranks (0 in a run of one), and of
+    /// those the seconds spent waiting for the network after the last bucket was sent.
+    public var allreduceSeconds = 0.0
+    public var allreduceWaitSeconds = 0.0
 }
 
 public struct TrainingSummary: Sendable {
@@ -86,6 +91,14 @@ public struct TrainingSummary: Sendable {
 /// gradient accumulation (the loss of a step is weighted by scored tokens, not micro-batches),
 /// global-norm clipping, AdamW on a warm-up + decay schedule, checkpoints that resume the same
 /// curve, metrics.jsonl and an SVG loss curve in the output directory.
+///
+/// Data-parallel under a `Communicator` of N ranks: `options.batchSize` is the batch of one
+/// rank, a global micro-batch holds batchSize × N rows (the rows a single process with that
+/// batch would take) and rank r trains on its r-th share; each micro-batch's loss is weighted
+/// by the scored tokens of the whole global micro-batch, so the gradients summed over the ranks
+/// (in buckets, after the step's last backward) are the single process's. AdamW then runs
+/// alike on every rank. Rank 0 alone writes checkpoints, metrics and the loss curve, and
+/// reports events.
 public final class Trainer {
     public let model: any CausalLM
     /// The tensors trained, each with the name it is checkpointed under.
@@ -95,8 +108,14 @@ public final class Trainer {
     public let validation: [TrainingRow]
     public let outputDirectory: URL
     public let optimizer: AdamW
-    /// Held from `init` until the trainer is freed: one run per output directory.
-    let outputLock: OutputLock
+    /// Held from `init` until the trainer is freed: one run per output directory (by rank 0).
+    let outputLock: OutputLock?
+    /// The ranks of a data-parallel run (a single process by default).
+    public let communicator: any Communicator
+    /// Gradients summed over the ranks in buckets of this many bytes (DDP's 25 MB by default).
+    public let bucketBytes: Int
+    /// The gradient buckets' plan and host buffer (built at the first step of a data-parallel run).
+    var allreduceBuffers: BucketedAllreduce?
     /// This run's tape and dropout keys: forward and backward passes run inside it, so that
     /// other models (another device, a reference model) can train beside this one.
     public let context: TrainingContext
@@ -104,23 +123,34 @@ public final class Trainer {
     private var epochOrder: (epoch: Int, order: [Int])?
 
     public init(model: any CausalLM, trainable: [(String, Tensor)], options: TrainerOptions, train: [TrainingRow],
-                validation: [TrainingRow] = [], outputDirectory: URL) throws {
+                validation: [TrainingRow] = [], outputDirectory: URL,
+                communicator: any Communicator = SingleProcessCommunicator(),
+                bucketBytes: Int = GradientBuckets.defaultBucketBytes) throws {
         guard !train.isEmpty else { throw TrainError.invalid("no training rows") }
         try options.validate()
+        guard bucketBytes >= 4 else { throw TrainError.invalid("gradient bucket of \(bucketBytes) bytes: must hold at least one float") }
+        self.communicator = communicator
+        self.bucketBytes = bucketBytes
         self.model = model
         self.trainable = trainable
         self.options = options
         self.train = train
         self.validation = validation
         self.outputDirectory = outputDirectory
-        try OutputFiles.prepareDirectory(outputDirectory)
-        outputLock = try OutputLock(directory: outputDirectory)
+        if communicator.isRoot {
+            try OutputFiles.prepareDirectory(outputDirectory)
+            outputLock = try OutputLock(directory: outputDirectory)
+        } else {
+            outputLock = nil
+        }
         for (_, t) in trainable { t.requiresGrad = true }
         context = TrainingContext(seed: options.seed)
         optimizer = try AdamW(parameters: trainable.map(\.1), config: options.optimizer)
     }
 
-    public var microBatchesPerEpoch: Int { (train.count + options.batchSize - 1) / options.batchSize }
+    /// Rows of one global micro-batch: the per-rank batch times the ranks.
+    public var globalBatchSize: Int { options.batchSize * communicator.size }
+    public var microBatchesPerEpoch: Int { (train.count + globalBatchSize - 1) / globalBatchSize }
     public var stepsPerEpoch: Int { max(1, (microBatchesPerEpoch + options.gradientAccumulation - 1) / options.gradientAccumulation) }
     public var totalSteps: Int { options.maxSteps ?? options.epochs * stepsPerEpoch }
 
@@ -140,30 +170,49 @@ public final class Trainer {
             order = permutation(count: train.count, seed: options.seed &+ UInt64(epoch) &* 0x9E37_79B9)
             epochOrder = (epoch, order)
         }
-        let lo = within * options.batchSize
-        return order[lo..<min(train.count, lo + options.batchSize)].map { train[$0] }
+        let lo = within * globalBatchSize
+        return order[lo..<min(train.count, lo + globalBatchSize)].map { train[$0] }
+    }
+
+    /// This rank's share of a global micro-batch: rows r·batchSize ..< (r+1)·batchSize (fewer,
+    /// or none, in an epoch's last micro-batch).
+    func shard(_ rows: [TrainingRow]) -> ArraySlice<TrainingRow> {
+        let lo = min(rows.count, communicator.rank * options.batchSize)
+        return rows[lo..<min(rows.count, lo + options.batchSize)]
     }
 
     /// Runs until `totalSteps`, from the latest checkpoint when `resume` is set.
-    public func run(resume: Bool = false, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
-        try OutputFiles.prepareDirectory(outputDirectory)
-        if let notice = outputLock.notice { onEvent(.info(notice)) }
-        removeLeftovers(onEvent: onEvent)
+    public func run(resume: Bool = false, onEvent reportEvent: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
+        let root = communicator.isRoot
+        func onEvent(_ event: TrainerEvent) { if root { reportEvent(event) } }
+        if root { try OutputFiles.prepareDirectory(outputDirectory) }
+        if let notice = outputLock?.notice { onEvent(.info(notice)) }
+        if root { removeLeftovers(onEvent: onEvent) }
+        // Ranks that disagree about the data would train different models without a word.
+        try communicator.checkSame(Double(train.count), "the number of training rows")
+        try communicator.checkSame(Double(trainable.reduce(0) { $0 + $1.1.count }), "the number of trainable parameters")
         var history: [(Int, Double)] = []
         var validationHistory: [(Int, Double)] = []
         var start = 0, skippedSteps = 0
         if resume {
-            if let state = try loadLatestCheckpoint(onEvent: onEvent) {
+            // Rank 0 reads the checkpoint and hands it to the others (who need not see the
+            // output directory): a failure on rank 0 ends the run on every rank.
+            let state = root ? try loadLatestCheckpoint(onEvent: onEvent) : nil
+            if communicator.size > 1 { start = try broadcastResumedState(state) }
+            if let state {
                 start = state.step
                 history = state.history
                 validationHistory = state.validation
                 skippedSteps = state.skippedSteps
                 onEvent(.info("resumed from step \(start) of \(totalSteps)"))
-            } else {
+            } else if root {
                 onEvent(.info("no checkpoint in \(checkpointsDirectory.path): starting from step 0"))
             }
         }
-        try metricsLog.trim(keepingUpTo: start)
+        if root { try metricsLog.trim(keepingUpTo: start) }
+        if communicator.size > 1 {
+            onEvent(.info("data parallel: \(communicator.size) ranks × batch \(options.batchSize) × \(options.gradientAccumulation) accumulation = global batch \(globalBatchSize * options.gradientAccumulation) rows per step; gradients summed in \(try gradientBuckets().plan.buckets.count) bucket(s) of up to \(bucketBytes / 1_048_576 > 0 ? "\(bucketBytes / 1_048_576) MiB" : "\(bucketBytes) bytes") (\(communicator.description))"))
+        }
         let schedule = self.schedule
         let began = Date()
         var tokens = 0
@@ -177,17 +226,30 @@ public final class Trainer {
                 // The micro-batches' losses stay on the device until the gradient norm is read:
                 // one blocking read per optimizer step brings both back.
                 var losses: [(loss: Tensor, scored: Int)] = []
-                for (index, rows) in batches {
+                var stepTokens = 0
+                for (index, global) in batches {
+                    let rows = Array(shard(global))
                     let n = rows.reduce(0) { $0 + $1.scoredTokens }
                     guard n > 0 else { continue }
-                    let loss = try context.microBatch(index) {
+                    // Dropout masks from (seed, micro-batch, rank): ranks must not draw the same
+                    // masks for their different rows (a run of one keeps its old keys).
+                    let loss = try context.microBatch(index &* communicator.size &+ communicator.rank) {
                         let loss = try batchLoss(rows)
                         // Weighted by this micro-batch's share of the step's scored tokens.
                         try loss.scaled(by: Float(n) / Float(max(scored, 1))).backward()
                         return loss
                     }
                     losses.append((loss, n))
-                    tokens += rows.reduce(0) { $0 + $1.ids.count }
+                    stepTokens += rows.reduce(0) { $0 + $1.ids.count }
+                }
+                // Gradients summed over the ranks once per optimizer step (after the last
+                // micro-batch's backward, as DDP's no_sync accumulation does).
+                var allreduceSeconds = 0.0, allreduceWait = 0.0
+                if communicator.size > 1 {
+                    let b = try gradientBuckets()
+                    try synchronizeGradients(b)
+                    allreduceSeconds = b.lastSeconds
+                    allreduceWait = b.lastWaitSeconds
                 }
                 // maxGradNorm ≤ 0 turns clipping off, as in transformers; the norm is still reported.
                 let (norm, lossValues) = try clipGradients(optimizer.parameters,
@@ -195,6 +257,12 @@ public final class Trainer {
                                                            reading: losses.map(\.loss))
                 var lossSum = 0.0
                 for (value, micro) in zip(lossValues, losses) { lossSum += Double(value) * Double(micro.scored) }
+                if communicator.size > 1 {
+                    let sums = try communicator.allreduceSum([lossSum, Double(stepTokens)])
+                    lossSum = sums[0]
+                    stepTokens = Int(sums[1])
+                }
+                tokens += stepTokens
                 let lr = schedule.rate(at: step)
                 // A step with nothing scored has no loss (NaN by definition), which is not divergence.
                 let diverged = divergence(loss: scored > 0 ? lossSum / Double(scored) : 0, gradNorm: norm)
@@ -212,11 +280,12 @@ public final class Trainer {
                 let metrics = StepMetrics(step: step, totalSteps: totalSteps,
                                           epoch: Double(step) / Double(stepsPerEpoch), loss: loss, learningRate: lr,
                                           gradNorm: norm, tokensPerSecond: Double(tokens) / max(elapsed, 1e-9), elapsed: elapsed,
-                                          eta: elapsed / Double(done) * Double(totalSteps - step))
-                if diverged == nil { try appendMetrics(metrics) }
+                                          eta: elapsed / Double(done) * Double(totalSteps - step),
+                                          allreduceSeconds: allreduceSeconds, allreduceWaitSeconds: allreduceWait)
+                if diverged == nil, root { try appendMetrics(metrics) }
                 onEvent(.step(metrics))
                 let last = step == totalSteps
-                if !validation.isEmpty, (options.evalEvery > 0 && step % options.evalEvery == 0) || last {
+                if root, !validation.isEmpty, (options.evalEvery > 0 && step % options.evalEvery == 0) || last {
                     let v = try evaluate(model, sequences: validation.map { ($0.ids, $0.labels) }, batchSize: options.batchSize)
                     guard v.meanLoss.isFinite else {
                         throw TrainError.diverged(step: step, what: "validation loss \(v.meanLoss)", lastCheckpoint: lastCheckpointPath())
@@ -226,12 +295,12 @@ public final class Trainer {
                     try metricsLog.append(["type": "validation", "step": step, "loss": v.meanLoss, "perplexity": v.perplexity])
                     onEvent(.validation(step: step, loss: v.meanLoss))
                 }
-                if options.saveEvery > 0, step % options.saveEvery == 0 || (last && options.saveEvery > 0) {
+                if root, options.saveEvery > 0, step % options.saveEvery == 0 || (last && options.saveEvery > 0) {
                     let url = try saveCheckpoint(CheckpointState(step: step, optimizerStep: optimizer.step, history: history,
                                                                  validation: validationHistory, skippedSteps: skippedSteps))
                     onEvent(.checkpoint(step: step, url))
                 }
-                if step % 10 == 0 || last {
+                if root, step % 10 == 0 || last {
                     try LossCurve.write(train: history, validation: validationHistory,
                                         to: outputDirectory.appendingPathComponent("loss_curve.svg"))
                 }
@@ -285,7 +354,9 @@ public final class Trainer {
 
     func appendMetrics(_ m: StepMetrics) throws {
         try metricsLog.append(["type": "train", "step": m.step, "epoch": m.epoch, "loss": m.loss, "lr": m.learningRate,
-                            "grad_norm": m.gradNorm, "tokens_per_s": m.tokensPerSecond, "elapsed_s": m.elapsed])
+                            "grad_norm": m.gradNorm, "tokens_per_s": m.tokensPerSecond, "elapsed_s": m.elapsed]
+                            .merging(communicator.size > 1 ? ["allreduce_s": m.allreduceSeconds, "allreduce_wait_s": m.allreduceWaitSeconds,
+                                                              "ranks": communicator.size] : [:]) { a, _ in a })
     }
 
     /// Under `NaNPolicy.stop` throws the divergence error; under `skipStep` records the skip, or
@@ -297,7 +368,7 @@ public final class Trainer {
         if let bad = try firstNonFinite(trainable.map { (name: $0.0, tensor: $0.1) }) {
             throw TrainError.diverged(step: step, what: "\(what); \(bad) holds NaN or infinite values", lastCheckpoint: lastCheckpointPath())
         }
-        try metricsLog.append(["type": "skipped", "step": step, "reason": what])
+        if communicator.isRoot { try metricsLog.append(["type": "skipped", "step": step, "reason": what]) }
         onEvent(.info("step \(step) skipped (\(what)); the parameters are unchanged"))
     }
 

@@ -115,6 +115,7 @@ final class FineTuneConfigTests: XCTestCase {
             "trainer": "", "maxLength": "max-length", "packing": "packing", "trainOnInputs": "train-on-inputs",
             "skipBadRecords": "skip-bad-records", "initAdapter": "init-adapter", "padID": "pad-id", "resume": "resume",
             "resumeAnyway": "resume-anyway", "samples": "samples", "baseDType": "base-dtype", "precision": "precision",
+            "bucketMB": "bucket-mb", "ranks": "ranks",
             "rank": "lora-rank", "alpha": "lora-alpha", "dropout": "lora-dropout", "targetModules": "lora-targets",
             "useRSLoRA": "rslora",
             "batchSize": "batch-size", "gradientAccumulation": "grad-accum", "epochs": "epochs", "maxSteps": "max-steps",

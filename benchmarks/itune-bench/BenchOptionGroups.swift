@@ -62,7 +62,10 @@ struct StepOptions: BenchOptionGroup {
     var modes: String?
     @Option(help: "step: storage of the frozen base in LoRA rows, comma-separated (f32, bf16, f16; default f32). Full rows are f32.")
     var baseDtype: String?
+    @Option(help: "step: data-parallel scaling on the CPU path: 1 rank of 1 thread, N ranks of 1 thread (mpirun) and 1 process of N threads, with the allreduce time per step.")
+    var ranks: Int?
     func apply(to o: inout BenchOptions) {
+        o.ranks = ranks
         if let configs { o.configs = configs.split(separator: ",").map(String.init) }
         if let modes { o.modes = modes.split(separator: ",").map(String.init) }
         if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }

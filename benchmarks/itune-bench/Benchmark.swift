@@ -31,6 +31,8 @@ struct BenchOptions {
     var modes: [String]? = nil
     /// step: storage of the frozen base under LoRA (f32, bf16, f16); full rows are always f32.
     var baseDTypes: [String]? = nil
+    /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
+    var ranks: Int? = nil
     /// softmax/attention: sequence lengths (nil = defaults).
     var lengths: [Int]? = nil
 

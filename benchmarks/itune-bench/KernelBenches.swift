@@ -119,6 +119,7 @@ struct StepBench: Benchmark {
     }
 
     func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
+        if let ranks = options.ranks { return try RankScaling(options: options, ranks: ranks).run() }
         let configs = options.configs ?? (options.smoke ? ["smoke"] : ["tiny", "smollm2-135m"])
         let modes = options.modes ?? ["full", "lora"]
         for device in options.devices {
