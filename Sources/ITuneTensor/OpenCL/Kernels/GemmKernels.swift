@@ -16,3 +16,4 @@ extension OpenCLBackend {
                     .buffer(C), .int(ldc), .int(strideC)])
     }
 }
+
