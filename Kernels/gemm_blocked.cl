@@ -82,3 +82,95 @@ __kernel void gemm_blocked(int M, int N, int K, float alpha, float beta,
     }
   }
 }
+
+// The same product without local memory or barriers, for CPU devices (PoCL) and others where
+// the caches do the staging: each work-item computes GEMM_DWM rows × GEMM_DWN columns of C
+// (GEMM_DWN a multiple of 8) with float8 registers. op(B) rows contiguous (B not transposed):
+// one float8 of B per 8 columns and a broadcast of op(A) per row, each k. B transposed (the
+// linear layer's x·Wᵀ): both operands run along k, dot products 8 wide, two columns at a
+// time. Neighbouring work-items take neighbouring rows of C (the first global dimension is M)
+// so that they share B's columns in cache. Edge blocks and Aᵀ·Bᵀ go one output at a time.
+// Matmul uses it instead of gemm_blocked when GEMM_DIRECT is 1 (`itune-gpu tune` decides).
+#ifndef GEMM_DIRECT
+#define GEMM_DIRECT 0
+#endif
+#ifndef GEMM_DWM
+#define GEMM_DWM 3
+#endif
+#ifndef GEMM_DWN
+#define GEMM_DWN 32
+#endif
+#define GEMM_DVN (GEMM_DWN / 8)
+
+__kernel void gemm_direct(int M, int N, int K, float alpha, float beta,
+                          __global const float* A, int lda, int strideA, int transA,
+                          __global const float* B, int ldb, int strideB, int transB,
+                          __global float* C, int ldc, int strideC) {
+  const int m0 = get_global_id(0) * GEMM_DWM, n0 = get_global_id(1) * GEMM_DWN;
+  const size_t batch = get_global_id(2);
+  if (m0 >= M || n0 >= N) return;
+  A += batch * strideA; B += batch * strideB; C += batch * strideC;
+  const bool full = m0 + GEMM_DWM <= M && n0 + GEMM_DWN <= N;
+  if (full && !transB) {
+    float8 acc[GEMM_DWM][GEMM_DVN];
+    for (int i = 0; i < GEMM_DWM; i++) for (int j = 0; j < GEMM_DVN; j++) acc[i][j] = (float8)(0.0f);
+    for (int k = 0; k < K; k++) {
+      float8 b[GEMM_DVN];
+      for (int j = 0; j < GEMM_DVN; j++) b[j] = vload8(0, B + (size_t)k * ldb + n0 + 8 * j);
+      for (int i = 0; i < GEMM_DWM; i++) {
+        float a = transA ? A[(size_t)k * lda + m0 + i] : A[(size_t)(m0 + i) * lda + k];
+        for (int j = 0; j < GEMM_DVN; j++) acc[i][j] = fma((float8)(a), b[j], acc[i][j]);
+      }
+    }
+    for (int i = 0; i < GEMM_DWM; i++) for (int j = 0; j < GEMM_DVN; j++) {
+      __global float* c = C + (size_t)(m0 + i) * ldc + n0 + 8 * j;
+      float8 r = alpha * acc[i][j];
+      if (beta != 0.0f) r += beta * vload8(0, c);
+      vstore8(r, 0, c);
+    }
+    return;
+  }
+  if (full && !transA) {
+    // Both operands run along k: dot products 8 wide, two columns of C at a time.
+    const int K8 = K & ~7;
+    for (int j = 0; j < GEMM_DWN; j += 2) {
+      float8 acc0[GEMM_DWM], acc1[GEMM_DWM];
+      for (int i = 0; i < GEMM_DWM; i++) { acc0[i] = (float8)(0.0f); acc1[i] = (float8)(0.0f); }
+      __global const float* b0 = B + (size_t)(n0 + j) * ldb;
+      __global const float* b1 = b0 + ldb;
+      for (int k = 0; k < K8; k += 8) {
+        float8 x0 = vload8(0, b0 + k), x1 = vload8(0, b1 + k);
+        for (int i = 0; i < GEMM_DWM; i++) {
+          float8 a = vload8(0, A + (size_t)(m0 + i) * lda + k);
+          acc0[i] = fma(a, x0, acc0[i]);
+          acc1[i] = fma(a, x1, acc1[i]);
+        }
+      }
+      for (int i = 0; i < GEMM_DWM; i++) {
+        float8 s0 = acc0[i], s1 = acc1[i];
+        float4 h0 = s0.lo + s0.hi, h1 = s1.lo + s1.hi;
+        float2 q0 = h0.lo + h0.hi, q1 = h1.lo + h1.hi;
+        float r0 = q0.x + q0.y, r1 = q1.x + q1.y;
+        __global const float* a = A + (size_t)(m0 + i) * lda;
+        for (int k = K8; k < K; k++) { r0 = fma(a[k], b0[k], r0); r1 = fma(a[k], b1[k], r1); }
+        __global float* c = C + (size_t)(m0 + i) * ldc + n0 + j;
+        c[0] = alpha * r0 + (beta == 0.0f ? 0.0f : beta * c[0]);
+        c[1] = alpha * r1 + (beta == 0.0f ? 0.0f : beta * c[1]);
+      }
+    }
+    return;
+  }
+  // Edges and Aᵀ·Bᵀ: one output at a time.
+  for (int i = 0; i < GEMM_DWM && m0 + i < M; i++) {
+    for (int j = 0; j < GEMM_DWN && n0 + j < N; j++) {
+      float acc = 0.0f;
+      for (int k = 0; k < K; k++) {
+        float a = transA ? A[(size_t)k * lda + m0 + i] : A[(size_t)(m0 + i) * lda + k];
+        float b = transB ? B[(size_t)(n0 + j) * ldb + k] : B[(size_t)k * ldb + n0 + j];
+        acc = fma(a, b, acc);
+      }
+      size_t c = (size_t)(m0 + i) * ldc + n0 + j;
+      C[c] = alpha * acc + (beta == 0.0f ? 0.0f : beta * C[c]);
+    }
+  }
+}

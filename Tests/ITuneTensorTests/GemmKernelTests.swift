@@ -2,8 +2,8 @@ import Foundation
 import XCTest
 @testable import ITuneTensor
 
-/// The own GEMM kernels against the CPU path: the register-blocked gemm_blocked.cl at several
-/// tunings, and gemm_skinny.cl on LoRA's thin products. Each case also checks, by the launch
+/// The own GEMM kernels against the CPU path: gemm_blocked.cl's register-blocked and direct
+/// kernels at several tunings, and gemm_skinny.cl on LoRA's thin products. Each case also checks, by the launch
 /// counters, that the kernel under test is the one that ran.
 final class GemmKernelTests: XCTestCase {
     func ownGemm() throws -> OpenCLBackend {
@@ -31,6 +31,9 @@ final class GemmKernelTests: XCTestCase {
             [:],  // the .cl defaults (64×64 tiles, 4×4 per work-item)
             ["GEMM_TSM": 32, "GEMM_TSN": 64, "GEMM_TSK": 8, "GEMM_WPTM": 8, "GEMM_WPTN": 2],
             ["GEMM_TSM": 16, "GEMM_TSN": 16, "GEMM_TSK": 32, "GEMM_WPTM": 2, "GEMM_WPTN": 4],
+            // gemm_direct: full blocks and edges, K past and short of 8 (the dot products' tail).
+            ["GEMM_DIRECT": 1, "GEMM_DWM": 3, "GEMM_DWN": 32],
+            ["GEMM_DIRECT": 1, "GEMM_DWM": 2, "GEMM_DWN": 8],
         ]
         for tiling in tilings {
             let launches = try withOwnGemm(cl, tuning: tiling) {
@@ -43,7 +46,9 @@ final class GemmKernelTests: XCTestCase {
                 // Batched, with K shorter than one TSK step.
                 try compareBackends([[3, 70, 5], [3, 5, 66]], rtol: 1e-4, atol: 1e-5) { try $0[0].matmul($0[1]) }
             }
-            XCTAssertGreaterThan(launches["gemm_blocked"] ?? 0, 0, "\(tiling): \(launches)")
+            let kernel = tiling["GEMM_DIRECT"] == 1 ? "gemm_direct" : "gemm_blocked"
+            XCTAssertGreaterThan(launches[kernel] ?? 0, 0, "\(tiling): \(launches)")
+            XCTAssertNil(launches[kernel == "gemm_direct" ? "gemm_blocked" : "gemm_direct"], "\(tiling): \(launches)")
             XCTAssertNil(launches["gemm_tiled"], "\(tiling): \(launches)")
         }
     }

@@ -160,18 +160,24 @@ public struct KernelTuner {
             _ = try noGrad { try dy.matmul(x, transposeA: true) }
         }
         let ownMatmulChecks = CheckedOp.matmuls.filter { $0.gemm == .own }
-        let blockedNames = ["GEMM_TSM", "GEMM_TSN", "GEMM_TSK", "GEMM_WPTM", "GEMM_WPTN"]
+        let blockedNames = ["GEMM_DIRECT", "GEMM_DWM", "GEMM_DWN", "GEMM_TSM", "GEMM_TSN", "GEMM_TSK", "GEMM_WPTM", "GEMM_WPTN"]
         var blockedGrid: [[String: Int]] = []
+        // The direct kernel first (few candidates; on CPU devices it is the one that wins).
+        let inForceBlocked = try inForce("gemm_blocked", blockedNames)
+        for (dwm, dwn) in [(3, 32), (4, 16), (6, 16), (2, 32), (4, 8), (8, 8), (1, 64)] {
+            blockedGrid.append(inForceBlocked.merging(["GEMM_DIRECT": 1, "GEMM_DWM": dwm, "GEMM_DWN": dwn]) { _, new in new })
+        }
         for (tsm, tsn) in [(64, 64), (32, 32), (64, 32), (32, 64), (128, 64), (64, 128), (128, 128), (16, 16)] {
             for (wptm, wptn) in [(4, 4), (8, 4), (4, 8), (8, 8), (2, 2), (2, 4), (4, 2)] where tsm % wptm == 0 && tsn % wptn == 0 {
                 let items = (tsm / wptm) * (tsn / wptn)
                 guard items >= 4, items <= cl.info.maxWorkGroupSize else { continue }
                 for tsk in [16, 8, 32] {
-                    blockedGrid.append(["GEMM_TSM": tsm, "GEMM_TSN": tsn, "GEMM_TSK": tsk, "GEMM_WPTM": wptm, "GEMM_WPTN": wptn])
+                    blockedGrid.append(inForceBlocked.merging(["GEMM_DIRECT": 0, "GEMM_TSM": tsm, "GEMM_TSN": tsn, "GEMM_TSK": tsk,
+                                                               "GEMM_WPTM": wptm, "GEMM_WPTN": wptn]) { _, new in new })
                 }
             }
         }
-        searches.append(Search(kernel: "gemm_blocked", share: 4, candidates: candidates(try inForce("gemm_blocked", blockedNames), blockedGrid),
+        searches.append(Search(kernel: "gemm_blocked", share: 4, candidates: candidates(inForceBlocked, blockedGrid),
                                checks: ownMatmulChecks, flops: gemmFlops, workload: { [cl] in
             let saved = cl.gemmImplementation
             cl.gemmImplementation = .own

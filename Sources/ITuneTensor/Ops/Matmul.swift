@@ -94,7 +94,14 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
                 cl.giveUpCLBlast(error)
             }
         }
-        // The register-blocked kernel where its tuned tile fits the device, else gemm.cl.
+        // The direct kernel where tuning chose it (CPU devices), else the register-blocked
+        // one where its tuned tile fits the device, else gemm.cl.
+        if let (dwm, dwn) = try cl.gemmDirectBlock() {
+            try cl.gemmDirect(KernelGrid(global: [(M + dwm - 1) / dwm, (N + dwn - 1) / dwn, batch]),
+                              M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+                              B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
+            return
+        }
         if let tile = try cl.gemmBlockedTile() {
             try cl.gemmBlocked(KernelGrid(global: [(N + tile.tsn - 1) / tile.tsn * tile.groupN,
                                                    (M + tile.tsm - 1) / tile.tsm * tile.groupM, batch],
@@ -136,8 +143,8 @@ extension OpenCLBackend {
 
     /// Kernels/gemm_blocked.cl's tile under this device's tuning, or nil when the tuned
     /// values do not divide (GEMM_TSM by GEMM_WPTM, GEMM_TSN by GEMM_WPTN) or the group does
-    /// not fit the device, the kernel or local memory (matmul then uses gemm.cl). Decided
-    /// once per tuning.
+    /// not fit the device, the kernel or local memory, or the kernel does not build (matmul then
+    /// uses gemm.cl). Decided once per tuning.
     func gemmBlockedTile() throws -> GemmBlockedTile? {
         let d = try tunedDefines("gemm_blocked")
         guard let tsm = d["GEMM_TSM"], let tsn = d["GEMM_TSN"], let tsk = d["GEMM_TSK"],
@@ -150,11 +157,24 @@ extension OpenCLBackend {
         var fits = items <= info.maxWorkGroupSize && info.maxWorkItemSizes.count >= 2
             && tile.groupN <= info.maxWorkItemSizes[0] && tile.groupM <= info.maxWorkItemSizes[1]
         if fits {
-            let l = try kernelLimits("gemm_blocked", "gemm_blocked")
-            fits = items <= l.workGroupSize && l.localMemory <= info.localMemory
+            // A driver that cannot build it (or its tile) leaves the plain kernel in charge.
+            if let l = try? kernelLimits("gemm_blocked", "gemm_blocked") {
+                fits = items <= l.workGroupSize && l.localMemory <= info.localMemory
+            } else {
+                fits = false
+            }
         }
         fitState.withLock { $0.fitted[key] = fits ? 1 : 0 }
         return fits ? tile : nil
+    }
+
+    /// GEMM_DWM × GEMM_DWN of gemm_blocked.cl's gemm_direct when the tuning sets
+    /// GEMM_DIRECT 1 and the block is valid (GEMM_DWN a positive multiple of 8); else nil.
+    func gemmDirectBlock() throws -> (Int, Int)? {
+        let d = try tunedDefines("gemm_blocked")
+        guard d["GEMM_DIRECT"] == 1, let dwm = d["GEMM_DWM"], let dwn = d["GEMM_DWN"],
+              dwm >= 1, dwm <= 16, dwn >= 8, dwn <= 64, dwn % 8 == 0 else { return nil }
+        return (dwm, dwn)
     }
 
     /// The work-group size of Kernels/gemm_skinny.cl: the tuned SKINNY_GROUP within the

@@ -15,4 +15,17 @@ extension OpenCLBackend {
                     .buffer(B), .int(ldb), .int(strideB), .bool(transB),
                     .buffer(C), .int(ldc), .int(strideC)])
     }
+
+    /// The same product without local memory: work-items over a grid of
+    /// (⌈M/GEMM_DWM⌉, ⌈N/GEMM_DWN⌉, batch), each GEMM_DWM × GEMM_DWN outputs.
+    func gemmDirect(_ grid: KernelGrid, M: Int, N: Int, K: Int, alpha: Float, beta: Float,
+                    A: Tensor, lda: Int, strideA: Int, transA: Bool,
+                    B: Tensor, ldb: Int, strideB: Int, transB: Bool,
+                    C: Tensor, ldc: Int, strideC: Int) throws {
+        try launch("gemm_blocked", "gemm_direct", grid,
+                   [.int(M), .int(N), .int(K), .float(alpha), .float(beta),
+                    .buffer(A), .int(lda), .int(strideA), .bool(transA),
+                    .buffer(B), .int(ldb), .int(strideB), .bool(transB),
+                    .buffer(C), .int(ldc), .int(strideC)])
+    }
 }
