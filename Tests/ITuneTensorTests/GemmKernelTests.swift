@@ -28,9 +28,10 @@ final class GemmKernelTests: XCTestCase {
     func testBlockedGemmMatchesCPUForEveryTransposeAtSeveralTilings() throws {
         let cl = try ownGemm()
         let tilings: [[String: Int]] = [
-            [:],  // the .cl defaults (64×64 tiles, 4×4 per work-item)
-            ["GEMM_TSM": 32, "GEMM_TSN": 64, "GEMM_TSK": 8, "GEMM_WPTM": 8, "GEMM_WPTN": 2],
-            ["GEMM_TSM": 16, "GEMM_TSN": 16, "GEMM_TSK": 32, "GEMM_WPTM": 2, "GEMM_WPTN": 4],
+            // The register-blocked kernel: the .cl defaults (64×64 tiles, 4×4 per work-item), others.
+            ["GEMM_DIRECT": 0, "GEMM_TSM": 64, "GEMM_TSN": 64, "GEMM_TSK": 16, "GEMM_WPTM": 4, "GEMM_WPTN": 4],
+            ["GEMM_DIRECT": 0, "GEMM_TSM": 32, "GEMM_TSN": 64, "GEMM_TSK": 8, "GEMM_WPTM": 8, "GEMM_WPTN": 2],
+            ["GEMM_DIRECT": 0, "GEMM_TSM": 16, "GEMM_TSN": 16, "GEMM_TSK": 32, "GEMM_WPTM": 2, "GEMM_WPTN": 4],
             // gemm_direct: full blocks and edges, K past and short of 8 (the dot products' tail).
             ["GEMM_DIRECT": 1, "GEMM_DWM": 3, "GEMM_DWN": 32],
             ["GEMM_DIRECT": 1, "GEMM_DWM": 2, "GEMM_DWN": 8],

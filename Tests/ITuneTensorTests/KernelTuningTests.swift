@@ -77,7 +77,7 @@ final class KernelTuningTests: XCTestCase {
         defer { cl.tuning = savedTuning; cl.gemmImplementation = savedGemm }
         cl.gemmImplementation = .own
         // GEMM_WPTM 3 does not divide GEMM_TSM 64: gemm_blocked does not fit, matmul takes gemm.cl.
-        cl.tuning = KernelTuning(values: ["TS": 8, "BLOCK_K": 8, "REDUCE_GROUP_SHORT": 16, "GEMM_WPTM": 3])
+        cl.tuning = KernelTuning(values: ["TS": 8, "BLOCK_K": 8, "REDUCE_GROUP_SHORT": 16, "GEMM_DIRECT": 0, "GEMM_WPTM": 3])
         XCTAssertEqual(try cl.tunedDefines("gemm")["TS"], 8)
         XCTAssertNil(try cl.gemmBlockedTile())
         XCTAssertEqual(try cl.rowGroupSize(long: false, kernel: "softmax_forward", family: "softmax"), 16)
