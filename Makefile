@@ -90,7 +90,7 @@ gpu-kit-check: gpu-kit
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	tar -C "$$tmp" -xJf dist/itune-gpu-linux-x86_64.tar.xz; \
 	rm -rf dist/kit-check-results; \
-	cd "$$tmp" && env -i PATH=/usr/bin:/bin HOME="$$tmp" TUNE_BUDGET=10 BENCH_ARGS=--smoke SKIP_PEERS=1 \
+	cd "$$tmp" && env -i PATH=/usr/bin:/bin HOME="$$tmp" TUNE_BUDGET=10 BENCH_ARGS=--smoke SKIP_PEERS=1 LIMIT_SCALE=4 \
 	  ./itune-gpu-linux-x86_64/run-checks.sh "$(CURDIR)/dist/kit-check-results"
 
 clean:

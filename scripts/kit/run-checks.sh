@@ -6,7 +6,9 @@
 #   ./run-checks.sh [OUTDIR]        (default: $OUT, else ./itune-results)
 #
 # Environment: TUNE_BUDGET (seconds, default 120), BENCH_ARGS (extra itune-bench options,
-# default "--seconds 0.5"), DRIVER_DIRS (more folders to search for a driver), SKIP_PEERS=1.
+# default "--seconds 0.5"), DRIVER_DIRS (more folders to search for a driver), SKIP_PEERS=1,
+# LIMIT_SCALE (multiplies every step's time limit; a CPU device compiling every kernel family
+# cold on a busy machine needs 4 or more).
 set -uo pipefail
 KIT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUTDIR="${1:-${OUT:-$PWD/itune-results}}"
@@ -96,10 +98,12 @@ fi
 # --- 2. the steps ----------------------------------------------------------------------------
 status=0
 step() {  # step NAME SECONDS OUTFILE COMMAND...
-  local name=$1 limit=$2 out=$3; shift 3
+  local name=$1 limit=$(( $2 * ${LIMIT_SCALE:-1} )) out=$3; shift 3
   local t0=$(date +%s)
   log "== $name (limit ${limit}s): $*"
-  timeout --signal=INT --kill-after=10 "$limit" "$@" > "$OUTDIR/$out" 2> "$OUTDIR/$out.stderr"
+  # Line-buffered output, so that a step cut by its limit leaves what it printed.
+  local buf=(); command -v stdbuf >/dev/null 2>&1 && buf=(stdbuf -oL)
+  timeout --signal=INT --kill-after=10 "$limit" "${buf[@]}" "$@" > "$OUTDIR/$out" 2> "$OUTDIR/$out.stderr"
   local rc=$?
   log "   exit $rc after $(( $(date +%s) - t0 ))s → $out$( [ $rc -eq 124 ] && echo ' (timed out: partial)')"
   [ -s "$OUTDIR/$out.stderr" ] || rm -f "$OUTDIR/$out.stderr"
