@@ -40,6 +40,12 @@ public struct FineTuneConfig: Sendable, Equatable {
     public var resumeAnyway = false
     /// Generations written at the end, from held-out instructions.
     public var samples = 3
+    /// How the frozen base's matrices are stored under LoRA; nil: as the checkpoint stores
+    /// them. Full fine-tuning keeps f32 weights (see `precision`).
+    public var baseDType: BaseDType? = nil
+    /// The linear layers' matmul precision; `.bf16` (full fine-tuning) keeps f32 master
+    /// weights and optimizer state, as autocast does.
+    public var precision = MatmulPrecision.f32
 
     public init(model: String = "", data: [String] = []) {
         self.model = model
@@ -50,6 +56,19 @@ public struct FineTuneConfig: Sendable, Equatable {
     var full: Bool {
         get { mode == .full }
         set { mode = newValue ? .full : .lora }
+    }
+}
+
+/// The storage of a LoRA run's frozen base matrices (`--base-dtype`).
+public enum BaseDType: String, Codable, Sendable, CaseIterable {
+    case f32, bf16, f16
+
+    public var dtype: DType {
+        switch self {
+        case .f32: return .f32
+        case .bf16: return .bf16
+        case .f16: return .f16
+        }
     }
 }
 
@@ -77,20 +96,20 @@ public struct FineTuneJob {
         var c = config
         try c.validate()
         let modelDir = URL(fileURLWithPath: c.model)
+        if T5Config.describes(configJSON: modelDir.appendingPathComponent("config.json")) { return try runSeq2Seq(c, log: log) }
         let out = URL(fileURLWithPath: c.output)
         let configURL = out.appendingPathComponent("itune_config.json")
         if c.resume { try checkResumable(savedConfig: configURL, log: log) }
-        let bundle = try ModelBundle(directory: modelDir, on: device)
+        // Under LoRA the base is frozen and may stay in 16 bits; trained weights are f32.
+        let matrices: DType = c.mode == .lora ? try c.baseDType?.dtype ?? Checkpoint(directory: modelDir).matrixDType() : .f32
+        let bundle = try ModelBundle(directory: modelDir, on: device, matrices: matrices)
         let model = bundle.model, tokenizer = bundle.tokenizer
-        log(String(format: "model: %@ (%@, %.1fM parameters) loaded in %.2f s on %@", modelDir.path, model.config.architecture.rawValue,
-                   Double(model.parameterCount) / 1e6, bundle.loadSeconds, "\(device)"))
-        let template: PromptTemplate
-        if let name = c.template {
-            template = try PromptTemplate.named(name)
-        } else {
-            template = PromptTemplate.detect(chatTemplate: tokenizer.chatTemplate) ?? PromptTemplate(.alpaca)
-            log("template: \(template.name) (\(tokenizer.chatTemplate == nil ? "the model has no chat_template" : PromptTemplate.detect(chatTemplate: tokenizer.chatTemplate) != nil ? "the model's chat_template" : "the model's chat_template is not one we know"); --template overrides)")
-        }
+        log(String(format: "model: %@ (%@, %.1fM parameters, matrices stored as %@) loaded in %.2f s on %@", modelDir.path,
+                   model.config.architecture.rawValue, Double(model.parameterCount) / 1e6, matrices.rawValue, bundle.loadSeconds,
+                   "\(device)"))
+        if c.precision == .bf16 { log("precision: bf16 matmuls (f32 accumulation), f32 master weights and AdamW state") }
+        let (template, why) = try PromptTemplate.resolve(c.template, tokenizer: tokenizer)
+        log("template: \(template.name) (\(why))")
 
         // Data: files, or a task mixture sampled from its files.
         var allExamples: [Example] = []
@@ -169,6 +188,7 @@ public struct FineTuneJob {
         trainerOptions.padID = c.padID ?? 0
         let trainer = try Trainer(model: model, trainable: trainable, options: trainerOptions, train: rows,
                                   validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out)
+        trainer.context.matmulPrecision = c.precision
         log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation, lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try OutputFiles.writeAtomically(c.encodedJSON(), to: configURL)
@@ -188,9 +208,10 @@ public struct FineTuneJob {
         var samples: [(String, String, String)] = []
         for e in (validationExamples.isEmpty ? trainExamples : validationExamples).prefix(c.samples) {
             guard let turn = e.conversation.turns.first, e.conversation.text == nil else { continue }
-            let prompt = e.rawPrompt ? turn.instruction : template.prompt(instruction: turn.instruction, input: turn.input,
-                                                                           system: e.conversation.system)
-            let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: 64), stopStrings: template.stopStrings)
+            let prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(instruction: turn.instruction, input: turn.input,
+                                                                                        system: e.conversation.system)
+            let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: 64), stopStrings: template.stopStrings,
+                                                addSpecialTokens: e.rawPrompt || !template.writesOwnSpecialTokens)
             samples.append((turn.instruction, turn.response, text.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
         return FineTuneResult(summary: summary, outputDirectory: final, stats: stats, samples: samples)

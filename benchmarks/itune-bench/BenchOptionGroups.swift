@@ -60,9 +60,12 @@ struct StepOptions: BenchOptionGroup {
     var configs: String?
     @Option(help: "step: modes, comma-separated (full, lora).")
     var modes: String?
+    @Option(help: "step: storage of the frozen base in LoRA rows, comma-separated (f32, bf16, f16; default f32). Full rows are f32.")
+    var baseDtype: String?
     func apply(to o: inout BenchOptions) {
         if let configs { o.configs = configs.split(separator: ",").map(String.init) }
         if let modes { o.modes = modes.split(separator: ",").map(String.init) }
+        if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }
     }
 }
 

@@ -29,6 +29,8 @@ struct BenchOptions {
     /// step: reference configurations and modes to run (nil = all).
     var configs: [String]? = nil
     var modes: [String]? = nil
+    /// step: storage of the frozen base under LoRA (f32, bf16, f16); full rows are always f32.
+    var baseDTypes: [String]? = nil
     /// softmax/attention: sequence lengths (nil = defaults).
     var lengths: [Int]? = nil
 

@@ -9,7 +9,9 @@ extension Tensor {
     ///
     /// Shapes: (M,K)·(K,N) → (M,N); (B…,M,K)·(B…,K,N) → (B…,M,N) with equal batch dims;
     /// (B…,M,K)·(K,N) → (B…,M,N) (a linear layer over any leading dims).
-    public func matmul(_ other: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
+    /// `alpha` scales the product inside the GEMM (its alpha), forward and backward, so that a
+    /// scaled product (LoRA's scaling) costs no separate pass over the output or its gradient.
+    public func matmul(_ other: Tensor, transposeA: Bool = false, transposeB: Bool = false, alpha: Float = 1) throws -> Tensor {
         let a = self, b = other
         guard a.rank >= 2, b.rank >= 2 else {
             throw TensorError.shapeMismatch(op: "matmul", "operands need rank ≥ 2, got \(a.shape) and \(b.shape)")
@@ -17,7 +19,7 @@ extension Tensor {
         // Leading dims against a matrix: fold them into M.
         if a.rank > 2, b.rank == 2, !transposeA {
             let lead = Array(a.shape.dropLast())
-            let out = try a.reshaped([-1, a.shape.last!]).matmul(b, transposeB: transposeB)
+            let out = try a.reshaped([-1, a.shape.last!]).matmul(b, transposeB: transposeB, alpha: alpha)
             return try out.reshaped(lead + [out.shape[1]])
         }
         guard a.rank == b.rank, a.shape.dropLast(2) == b.shape.dropLast(2) else {
@@ -33,26 +35,27 @@ extension Tensor {
             throw TensorError.shapeMismatch(op: "matmul", "inner dims differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
         }
         let out = try Tensor.empty(batchDims + [M, N], on: a.device)
-        try gemm(a, b, into: out, transA: transposeA, transB: transposeB, M: M, N: N, K: K, batch: batch)
+        try gemm(a, b, into: out, transA: transposeA, transB: transposeB, M: M, N: N, K: K, batch: batch, alpha: alpha)
 
         GradientTape.record("matmul", inputs: [a, b], output: out) { dC in
             var dA: Tensor? = nil, dB: Tensor? = nil
             if a.requiresGrad {
-                dA = transposeA ? try b.matmul(dC, transposeA: transposeB, transposeB: true)
-                                : try dC.matmul(b, transposeB: !transposeB)
+                dA = transposeA ? try b.matmul(dC, transposeA: transposeB, transposeB: true, alpha: alpha)
+                                : try dC.matmul(b, transposeB: !transposeB, alpha: alpha)
             }
             if b.requiresGrad {
-                dB = transposeB ? try dC.matmul(a, transposeA: true, transposeB: transposeA)
-                                : try a.matmul(dC, transposeA: !transposeA)
+                dB = transposeB ? try dC.matmul(a, transposeA: true, transposeB: transposeA, alpha: alpha)
+                                : try a.matmul(dC, transposeA: !transposeA, alpha: alpha)
             }
             return [dA, dB]
         }
         return out
     }
 
-    /// A linear layer: self (…, in) · weightᵀ (out, in) [+ bias (out)] → (…, out).
-    public func linear(_ weight: Tensor, bias: Tensor? = nil) throws -> Tensor {
-        let y = try matmul(weight, transposeB: true)
+    /// A linear layer: self (…, in) · weightᵀ (out, in) [+ bias (out)] → (…, out); `scale`
+    /// multiplies the product inside the GEMM (LoRA's scaling, without a pass of its own).
+    public func linear(_ weight: Tensor, bias: Tensor? = nil, scale: Float = 1) throws -> Tensor {
+        let y = try matmul(weight, transposeB: true, alpha: scale)
         guard let bias else { return y }
         return try y + bias
     }
@@ -63,7 +66,28 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
           batch: Int, alpha: Float = 1, beta: Float = 0) throws {
     let lda = transA ? M : K, ldb = transB ? K : N, ldc = N
     let sA = M * K, sB = K * N, sC = M * N
+    // The B operand may be a frozen weight kept in a 16-bit storage format: it is read as
+    // stored and converted in registers (OpenCL) or block by block (CPU/GemmHalf.swift), with
+    // f32 accumulation. A new storage format (int8, NF4) adds its reader here.
+    guard a.dtype == .f32, out.dtype == .f32, b.dtype == .f32 || b.dtype.isHalfFloat else {
+        throw TensorError.invalidArgument(op: "matmul", "operands are \(a.dtype.rawValue) · \(b.dtype.rawValue) → \(out.dtype.rawValue); only the right operand may be stored as f16 or bf16, the rest must be f32")
+    }
     switch try execution("matmul", a, b, out) {
+    case .cpu where b.dtype.isHalfFloat:
+        let pa = a.floats, pb = b.storage.host.assumingMemoryBound(to: UInt16.self), pc = out.floats
+        for i in 0..<batch {
+            cpuSgemmW16(transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: pa + i * sA, lda: lda,
+                        B: pb + i * sB, format: b.dtype, ldb: ldb, beta: beta, C: pc + i * sC, ldc: ldc)
+        }
+    case let .opencl(cl) where b.dtype.isHalfFloat:
+        // CLBlast has no bf16 (and its half GEMM needs cl_khr_fp16): the own kernel's variant
+        // that loads 16-bit B.
+        if M == 0 || N == 0 { return }
+        let ts = try cl.gemmTile(kernel: "gemm_tiled_w16")
+        try cl.gemmTiledW16(KernelGrid(global: [N, M, batch], local: [ts, ts, 1], constants: ["TS": ts]),
+                            M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+                            B: b, ldb: ldb, strideB: sB, transB: transB, formatB: b.dtype.w16Format,
+                            C: out, ldc: ldc, strideC: sC)
     case .cpu:
         let pa = a.floats, pb = b.floats, pc = out.floats
         for i in 0..<batch {
@@ -133,12 +157,12 @@ struct GemmBlockedTile: Equatable {
 extension OpenCLBackend {
     /// The TS of Kernels/gemm.cl on this device: the tuned value, lowered (halving) until a
     /// TS×TS group fits the device's and the kernel's work-group limits and two TS×(TS+1)
-    /// tiles fit local memory.
-    func gemmTile() throws -> Int {
+    /// tiles fit local memory. `kernel`: gemm_tiled, or gemm_tiled_w16 for a 16-bit B.
+    func gemmTile(kernel: String = "gemm_tiled") throws -> Int {
         let tuned = try tuned("TS", family: "gemm")
         var start = tuned
         while start > 1, start * start > info.maxWorkGroupSize { start /= 2 }
-        return try fittedSize("gemm", "gemm_tiled", start: start, items: { $0 * $0 }, constants: { ["TS": $0] })
+        return try fittedSize("gemm", kernel, start: start, items: { $0 * $0 }, constants: { ["TS": $0] })
     }
 
     /// Kernels/gemm_blocked.cl's tile under this device's tuning, or nil when the tuned
