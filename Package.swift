@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "CMPI", path: "Sources/CMPI", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "ITuneKernels", path: "Kernels",
                 sources: ["KernelSources.swift"],
-                resources: [.copy("attention.cl"), .copy("convert.cl"), .copy("elementwise.cl"), .copy("embedding.cl"), .copy("gemm.cl"), .copy("loss.cl"),
+                resources: [.copy("attention.cl"), .copy("convert.cl"), .copy("elementwise.cl"), .copy("embedding.cl"), .copy("gemm.cl"), .copy("gemm_blocked.cl"), .copy("gemm_skinny.cl"), .copy("loss.cl"),
                             .copy("norm.cl"), .copy("optim.cl"), .copy("reduce.cl"), .copy("rope.cl"), .copy("softmax.cl"),
                             .copy("tuning.json")],
                 swiftSettings: v5),

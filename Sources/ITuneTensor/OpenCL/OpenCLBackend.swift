@@ -73,6 +73,16 @@ public final class OpenCLBackend: Backend {
         tuningValue = KernelTuning.resolve(for: KernelTuning.DeviceKey(platform: platformName, device: info.name,
                                                                         driver: info.driverVersion))
         gemmChoice = GemmImplementation.fromEnvironment
+        // `itune-gpu tune` found the own GEMM faster than CLBlast on this device.
+        if tuningValue.values[GemmImplementation.preferOwnKey] == 1, ProcessInfo.processInfo.environment["ITUNE_OWN_GEMM"] == nil {
+            gemmChoice = .own
+        }
+        // CLBlast's Xgemm parameters tuned for this device (CLBlastTuning.swift), if any.
+        if CLBlastTuning.parameters(in: tuningValue.values) != nil {
+            do { try CLBlastTuning.apply(tuningValue.values, on: self) } catch {
+                FileHandle.standardError.write(Data("itune-gpu: the tuned CLBlast parameters for \(info.name) were refused (\(error)); CLBlast's own are used\n".utf8))
+            }
+        }
     }
 
     // MARK: per-device choices
