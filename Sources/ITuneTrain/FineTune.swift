@@ -40,6 +40,8 @@ public struct FineTuneConfig: Sendable, Equatable {
     public var resumeAnyway = false
     /// Generations written at the end, from held-out instructions.
     public var samples = 3
+    /// Time every kernel of the steps (the summary's `profile`; `itune-gpu train --profile`).
+    public var profile = false
 
     public init(model: String = "", data: [String] = []) {
         self.model = model
@@ -169,6 +171,7 @@ public struct FineTuneJob {
         trainerOptions.padID = c.padID ?? 0
         let trainer = try Trainer(model: model, trainable: trainable, options: trainerOptions, train: rows,
                                   validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out)
+        trainer.profile = c.profile
         log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation, lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try OutputFiles.writeAtomically(c.encodedJSON(), to: configURL)

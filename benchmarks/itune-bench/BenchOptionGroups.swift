@@ -60,9 +60,20 @@ struct StepOptions: BenchOptionGroup {
     var configs: String?
     @Option(help: "step: modes, comma-separated (full, lora).")
     var modes: String?
+    @Option(help: "step: optimizer steps per read of the losses, as itune-gpu train --log-every (one timed run is this many steps).")
+    var logEvery = 1
+    @Flag(help: "step: end each case with a per-kernel table (per op on the CPU path) of the timed steps; in --json, a \"profile\" field.")
+    var profile = false
+
+    func validate() throws {
+        guard logEvery >= 1, logEvery <= 100_000 else { throw ValidationError("--log-every must be in [1, 100000], not \(logEvery)") }
+    }
+
     func apply(to o: inout BenchOptions) {
         if let configs { o.configs = configs.split(separator: ",").map(String.init) }
         if let modes { o.modes = modes.split(separator: ",").map(String.init) }
+        o.logEvery = logEvery
+        o.profile = profile
     }
 }
 

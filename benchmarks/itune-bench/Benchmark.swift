@@ -29,6 +29,9 @@ struct BenchOptions {
     /// step: reference configurations and modes to run (nil = all).
     var configs: [String]? = nil
     var modes: [String]? = nil
+    /// step: optimizer steps per read of their losses; a per-kernel profile of the timed steps.
+    var logEvery = 1
+    var profile = false
     /// softmax/attention: sequence lengths (nil = defaults).
     var lengths: [Int]? = nil
 
