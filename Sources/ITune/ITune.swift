@@ -1,5 +1,6 @@
 // The umbrella library: `import ITune` brings in every layer of itune-gpu.
 @_exported import ITuneTensor
+@_exported import ITuneJinja
 @_exported import ITuneTokenizers
 @_exported import ITuneModels
 @_exported import ITuneData

@@ -62,7 +62,8 @@ public final class LoRAAdapter {
         if dropout > 0, let seed = TrainingContext.dropoutSeed(site: dropoutSite) {
             input = try x.dropout(p: dropout, seed: seed)
         }
-        return try input.linear(a).linear(b).scaled(by: scaling)
+        // The scaling is the second GEMM's alpha (forward and backward): no pass of its own.
+        return try input.linear(a).linear(b, scale: scaling)
     }
 
     /// PEFT's tensor names for this adapter.

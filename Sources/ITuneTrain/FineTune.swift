@@ -86,13 +86,8 @@ public struct FineTuneJob {
         let model = bundle.model, tokenizer = bundle.tokenizer
         log(String(format: "model: %@ (%@, %.1fM parameters) loaded in %.2f s on %@", modelDir.path, model.config.architecture.rawValue,
                    Double(model.parameterCount) / 1e6, bundle.loadSeconds, "\(device)"))
-        let template: PromptTemplate
-        if let name = c.template {
-            template = try PromptTemplate.named(name)
-        } else {
-            template = PromptTemplate.detect(chatTemplate: tokenizer.chatTemplate) ?? PromptTemplate(.alpaca)
-            log("template: \(template.name) (\(tokenizer.chatTemplate == nil ? "the model has no chat_template" : PromptTemplate.detect(chatTemplate: tokenizer.chatTemplate) != nil ? "the model's chat_template" : "the model's chat_template is not one we know"); --template overrides)")
-        }
+        let (template, why) = try PromptTemplate.resolve(c.template, tokenizer: tokenizer)
+        log("template: \(template.name) (\(why))")
 
         // Data: files, or a task mixture sampled from its files.
         var allExamples: [Example] = []
@@ -191,9 +186,10 @@ public struct FineTuneJob {
         var samples: [(String, String, String)] = []
         for e in (validationExamples.isEmpty ? trainExamples : validationExamples).prefix(c.samples) {
             guard let turn = e.conversation.turns.first, e.conversation.text == nil else { continue }
-            let prompt = e.rawPrompt ? turn.instruction : template.prompt(instruction: turn.instruction, input: turn.input,
-                                                                           system: e.conversation.system)
-            let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: 64), stopStrings: template.stopStrings)
+            let prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(instruction: turn.instruction, input: turn.input,
+                                                                                        system: e.conversation.system)
+            let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: 64), stopStrings: template.stopStrings,
+                                                addSpecialTokens: e.rawPrompt || !template.writesOwnSpecialTokens)
             samples.append((turn.instruction, turn.response, text.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
         return FineTuneResult(summary: summary, outputDirectory: final, stats: stats, samples: samples)

@@ -66,7 +66,7 @@ extension FineTuneConfig {
             choice("format", \.format, "Record format, instead of detecting it"),
             list("validation-data", \.validationData, "Validation data file (repeatable); otherwise --validation-split of the data."),
             field("validation-split", \.validationSplit, "Fraction of the data held out for validation, in [0, 1)" + dflt(d.validationSplit)),
-            field("template", \.template, "Prompt template (default: the model's chat_template when known, else alpaca)."),
+            field("template", \.template, "Prompt template: a name, or 'model' (default: the model's own chat_template, rendered, when it has one; else alpaca)."),
             field("output", \.output, "Output directory" + dflt(d.output), keepsCurve: true),
             field("full", \.full, "Train every weight instead of LoRA adapters."),
             field("lora-rank", \.lora.rank, "LoRA rank r, at least 1 and at most the adapted layers' smaller dimension" + dflt(d.lora.rank)),

@@ -13,7 +13,7 @@ struct EvalCommand: ParsableCommand {
     var tasks: String?
     @Option(help: "With --tasks: examples per task.") var examplesPerTask = 50
     @Option(help: "A PEFT LoRA adapter directory to apply.") var adapter: String?
-    @Option(help: "Prompt template for instruction records (default: the model's chat_template when known, else alpaca).")
+    @Option(help: "Prompt template for instruction records: a name, or 'model' (default: the model's own chat_template when it has one, else alpaca).")
     var template: String?
     @Option(help: "Longest sequence in tokens (default: the model's context, at most 2048).") var maxLength: Int?
     @Option(help: "Sequences per forward pass.") var batchSize = 8
@@ -31,8 +31,7 @@ struct EvalCommand: ParsableCommand {
         let device = try deviceOptions.resolve(verbose: !json)
         let bundle = try ModelBundle(directory: URL(fileURLWithPath: model), on: device)
         if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
-        let tpl = try template.map(PromptTemplate.named) ?? PromptTemplate.detect(chatTemplate: bundle.tokenizer.chatTemplate)
-            ?? PromptTemplate(.alpaca)
+        let tpl = try PromptTemplate.resolve(template, tokenizer: bundle.tokenizer).template
         if let tasks {
             let results = try TaskEvaluator.evaluate(tasks: TaskPool.examples(tasks), bundle: bundle, template: tpl,
                                                      maxExamples: examplesPerTask, progress: json ? { _ in } : { print($0) })

@@ -34,7 +34,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "A PEFT LoRA adapter directory to apply.")
     var adapter: String?
 
-    @Option(help: "Wrap the prompt as an instruction in this template (alpaca, alpaca-ja, llm-jp, chatml, llama3, plain).")
+    @Option(help: "Wrap the prompt as an instruction in this template (alpaca, alpaca-ja, llm-jp, chatml, llama3, plain; 'model': the model's own chat_template).")
     var template: String?
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -51,15 +51,17 @@ struct GenerateCommand: ParsableCommand {
         if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
         var stops = stop
         var prompt = self.prompt
+        var addSpecialTokens = true
         if let name = template {
-            let t = try PromptTemplate.named(name)
-            prompt = t.prompt(instruction: prompt)
+            let t = try PromptTemplate.resolve(name, tokenizer: bundle.tokenizer).template
+            prompt = try t.generationPrompt(instruction: prompt)
             stops += t.stopStrings
+            addSpecialTokens = !t.writesOwnSpecialTokens
         }
         // fputs, not FileHandle.write: a closed pipe or a full disk must not trap.
         fputs(prompt, stdout)
         let (_, result) = try bundle.generate(prompt: prompt, options: options,
-                                              stopStrings: stops) { piece in
+                                              stopStrings: stops, addSpecialTokens: addSpecialTokens) { piece in
             fputs(piece, stdout)
             fflush(stdout)
         }

@@ -151,6 +151,9 @@ struct StepBench: Benchmark {
                     // their forward and backward (the last update runs under the next run).
                     var runs = 0
                     var warm = backend.counters
+                    // Resident memory and page faults after the first step: a steady-state step
+                    // should map nothing new (the CPU pool, GemmWorkspace), so both stay flat.
+                    var warmRSS = 0.0, warmFaults = 0
                     let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
                         for k in 0..<L {
                             let loss = try model.loss(ids, labels: tokens)
@@ -163,6 +166,8 @@ struct StepBench: Benchmark {
                         if runs == 1 {
                             if options.profile { try backend.startProfiling() }
                             warm = backend.counters
+                            warmRSS = maxResidentMB()
+                            warmFaults = minorPageFaults()
                         }
                     }
                     // Counted at enqueue, so taken before the closing wait (which is no step's).
@@ -171,13 +176,16 @@ struct StepBench: Benchmark {
                     try backend.synchronize()
                     let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T)
                     let rss = maxResidentMB()  // before the peak's buffers can count
+                    let faultsPerStep = Double(minorPageFaults() - warmFaults) / Double(max((runs - 1) * L, 1))
                     var result = BenchResult(bench: name, name: mode, label: cname, device: label, shape: [B, T],
                                              flops: Double(B * T * L), timing: timing, unit: "tokens/s", unitScale: 1,
                                              extra: ["mode": mode, "config": cname, "parameters": model.parameterCount,
                                                      "trainable": trainable.reduce(0) { $0 + $1.count },
                                                      "flops_per_token": perToken,
                                                      "peak_tensor_mb": Double(backend.peakBytesInUse) / 1e6,
-                                                     "max_rss_mb": rss])
+                                                     "max_rss_mb": rss, "max_rss_after_first_step_mb": warmRSS,
+                                                     "rss_growth_after_first_step_mb": rss - warmRSS,
+                                                     "minor_faults_per_step_after_first": faultsPerStep])
                     result.extra.merge(perStep.json) { a, _ in a }
                     result.extra["log_every"] = L
                     if let profile { result.extra["profile"] = profile.json }
@@ -206,6 +214,17 @@ func maxResidentMB() -> Double {
     getrusage(RUSAGE_SELF, &usage)
     return Double(usage.ru_maxrss) / 1e6  // bytes
     #endif
+}
+
+/// Minor page faults of this process so far (pages mapped for the first time).
+func minorPageFaults() -> Int {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    return Int(usage.ru_minflt)
 }
 
 /// A step bench's device counters after warm-up, per optimizer step.

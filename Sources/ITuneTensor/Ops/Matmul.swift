@@ -9,7 +9,9 @@ extension Tensor {
     ///
     /// Shapes: (M,K)·(K,N) → (M,N); (B…,M,K)·(B…,K,N) → (B…,M,N) with equal batch dims;
     /// (B…,M,K)·(K,N) → (B…,M,N) (a linear layer over any leading dims).
-    public func matmul(_ other: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
+    /// `alpha` scales the product inside the GEMM (its alpha), forward and backward, so that a
+    /// scaled product (LoRA's scaling) costs no separate pass over the output or its gradient.
+    public func matmul(_ other: Tensor, transposeA: Bool = false, transposeB: Bool = false, alpha: Float = 1) throws -> Tensor {
         let a = self, b = other
         guard a.rank >= 2, b.rank >= 2 else {
             throw TensorError.shapeMismatch(op: "matmul", "operands need rank ≥ 2, got \(a.shape) and \(b.shape)")
@@ -17,7 +19,7 @@ extension Tensor {
         // Leading dims against a matrix: fold them into M.
         if a.rank > 2, b.rank == 2, !transposeA {
             let lead = Array(a.shape.dropLast())
-            let out = try a.reshaped([-1, a.shape.last!]).matmul(b, transposeB: transposeB)
+            let out = try a.reshaped([-1, a.shape.last!]).matmul(b, transposeB: transposeB, alpha: alpha)
             return try out.reshaped(lead + [out.shape[1]])
         }
         guard a.rank == b.rank, a.shape.dropLast(2) == b.shape.dropLast(2) else {
@@ -33,26 +35,27 @@ extension Tensor {
             throw TensorError.shapeMismatch(op: "matmul", "inner dims differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
         }
         let out = try Tensor.empty(batchDims + [M, N], on: a.device)
-        try gemm(a, b, into: out, transA: transposeA, transB: transposeB, M: M, N: N, K: K, batch: batch)
+        try gemm(a, b, into: out, transA: transposeA, transB: transposeB, M: M, N: N, K: K, batch: batch, alpha: alpha)
 
         GradientTape.record("matmul", inputs: [a, b], output: out) { dC in
             var dA: Tensor? = nil, dB: Tensor? = nil
             if a.requiresGrad {
-                dA = transposeA ? try b.matmul(dC, transposeA: transposeB, transposeB: true)
-                                : try dC.matmul(b, transposeB: !transposeB)
+                dA = transposeA ? try b.matmul(dC, transposeA: transposeB, transposeB: true, alpha: alpha)
+                                : try dC.matmul(b, transposeB: !transposeB, alpha: alpha)
             }
             if b.requiresGrad {
-                dB = transposeB ? try dC.matmul(a, transposeA: true, transposeB: transposeA)
-                                : try a.matmul(dC, transposeA: !transposeA)
+                dB = transposeB ? try dC.matmul(a, transposeA: true, transposeB: transposeA, alpha: alpha)
+                                : try a.matmul(dC, transposeA: !transposeA, alpha: alpha)
             }
             return [dA, dB]
         }
         return out
     }
 
-    /// A linear layer: self (…, in) · weightᵀ (out, in) [+ bias (out)] → (…, out).
-    public func linear(_ weight: Tensor, bias: Tensor? = nil) throws -> Tensor {
-        let y = try matmul(weight, transposeB: true)
+    /// A linear layer: self (…, in) · weightᵀ (out, in) [+ bias (out)] → (…, out); `scale`
+    /// multiplies the product inside the GEMM (LoRA's scaling, without a pass of its own).
+    public func linear(_ weight: Tensor, bias: Tensor? = nil, scale: Float = 1) throws -> Tensor {
+        let y = try matmul(weight, transposeB: true, alpha: scale)
         guard let bias else { return y }
         return try y + bias
     }
