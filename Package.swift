@@ -26,7 +26,7 @@ let package = Package(
         // resources. KernelSignatureTests fails when a file in Kernels/ is missing here.
         .target(name: "ITuneKernels", path: "Kernels",
                 sources: ["KernelSources.swift"],
-                resources: [.copy("attention.cl"), .copy("elementwise.cl"), .copy("embedding.cl"), .copy("gemm.cl"), .copy("loss.cl"),
+                resources: [.copy("attention.cl"), .copy("convert.cl"), .copy("elementwise.cl"), .copy("embedding.cl"), .copy("gemm.cl"), .copy("loss.cl"),
                             .copy("norm.cl"), .copy("optim.cl"), .copy("reduce.cl"), .copy("rope.cl"), .copy("softmax.cl"),
                             .copy("tuning.json")],
                 swiftSettings: v5),
@@ -41,7 +41,10 @@ let package = Package(
         .target(name: "ITuneData", dependencies: ["ITuneTokenizers"], swiftSettings: v5),
         .target(name: "ITuneTrain", dependencies: ["ITuneTensor", "ITuneTokenizers", "ITuneModels", "ITuneData"],
                 swiftSettings: v5),
-        .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneJinja", "ITuneTokenizers", "ITuneModels", "ITuneData", "ITuneTrain"],
+        // GGUF (llama.cpp) and mlx-lm exports; above Models and Tokenizers, below the CLI.
+        .target(name: "ITuneExport", dependencies: ["ITuneTensor", "ITuneModels", "ITuneTokenizers"], swiftSettings: v5),
+        .target(name: "ITune", dependencies: ["ITuneTensor", "ITuneJinja", "ITuneTokenizers", "ITuneModels", "ITuneData", "ITuneTrain",
+                                              "ITuneExport"],
                 swiftSettings: v5),
         .executableTarget(name: "itune-gpu",
                           dependencies: ["ITune", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -54,6 +57,7 @@ let package = Package(
         .testTarget(name: "ITuneTensorTests", dependencies: ["ITuneTensor"], swiftSettings: v5),
         .testTarget(name: "ITuneDataTests", dependencies: ["ITuneData", "ITuneTokenizers", "ITuneJinja"], swiftSettings: v5),
         .testTarget(name: "ITuneModelsTests", dependencies: ["ITuneModels", "ITuneTensor"], swiftSettings: v5),
+        .testTarget(name: "ITuneExportTests", dependencies: ["ITuneExport", "ITuneModels", "ITuneTensor"], swiftSettings: v5),
         .testTarget(name: "ITuneJinjaTests", dependencies: ["ITuneJinja"], swiftSettings: v5),
         .testTarget(name: "ITuneTokenizersTests", dependencies: ["ITuneTokenizers", "ITuneJinja"], swiftSettings: v5),
         .testTarget(name: "ITuneTrainTests", dependencies: ["ITuneTrain", "ITune", "ITuneData", "ITuneModels", "ITuneTensor", "ITuneTokenizers"],

@@ -9,6 +9,16 @@ __kernel void embedding_forward(__global float* out, __global const float* weigh
   out[(size_t)i * C + c] = weight[(size_t)ids[i] * C + c];
 }
 
+// The same from a 16-bit table (a frozen embedding kept as stored): format 1 = bf16,
+// 2 = IEEE half (vload_half needs no cl_khr_fp16). Global (C, n).
+__kernel void embedding_forward_w16(__global float* out, __global const ushort* weight, __global const int* ids,
+                                    int n, int C, int format) {
+  int c = get_global_id(0), i = get_global_id(1);
+  if (c >= C || i >= n) return;
+  size_t w = (size_t)ids[i] * C + c;
+  out[(size_t)i * C + c] = format == 1 ? as_float((uint)weight[w] << 16) : vload_half(w, (__global const half*)weight);
+}
+
 // The weight gradient without float atomics: the host groups the positions of each distinct
 // id (CSR: unique_ids (U), offsets (U+1), positions (n), positions ascending within an id),
 // and one work-item per (distinct id, channel) sums its gradient rows in that order, so the

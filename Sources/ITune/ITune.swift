@@ -5,3 +5,4 @@
 @_exported import ITuneModels
 @_exported import ITuneData
 @_exported import ITuneTrain
+@_exported import ITuneExport

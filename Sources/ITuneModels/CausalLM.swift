@@ -2,7 +2,7 @@ import Foundation
 import ITuneTensor
 
 /// A decoder-only language model: token ids in, next-token logits out.
-public protocol CausalLM: Module {
+public protocol CausalLM: LoRAHost {
     var config: ModelConfig { get }
     var device: Device { get }
     /// ids is i32 (B,T); positions i32 (B,T) or (T), default the T positions after what
@@ -52,7 +52,13 @@ extension CausalLM {
     public func loss(_ ids: Tensor, targets: Tensor, positions: Tensor? = nil, segments: AttentionSegments? = nil) throws -> Tensor {
         // The head and the loss in chunks of rows: the (B·T, V) logits never exist whole.
         let h = try hiddenStates(ids, positions: positions, cache: nil, segments: segments)
-        return try h.reshaped([-1, config.hiddenSize]).linearCrossEntropy(weight: outputEmbedding, targets: targets.reshaped([-1]))
+        let hidden = try h.reshaped([-1, config.hiddenSize])
+        if MatmulPrecision.current == .bf16 {
+            // --precision bf16: the head's operands in bf16 (the logits and the loss stay f32).
+            return try hidden.roundedToBFloat16().linearCrossEntropy(weight: outputEmbedding.converted(to: .bf16),
+                                                                      targets: targets.reshaped([-1]))
+        }
+        return try hidden.linearCrossEntropy(weight: outputEmbedding, targets: targets.reshaped([-1]))
     }
 
     /// Hugging Face's loss convention: `labels` aligned with ids (-100 = ignored), shifted

@@ -55,6 +55,28 @@ public final class Checkpoint {
         try file(for: name).tensor(name, on: device, expectedShape: shape)
     }
 
+    /// The tensor `name` on `device` stored as `dtype` (a 16-bit one kept as the file stores
+    /// it when the formats agree), checked against `shape` when given.
+    public func tensor(_ name: String, on device: Device, shape: [Int]? = nil, storing dtype: DType) throws -> Tensor {
+        try file(for: name).tensor(name, on: device, expectedShape: shape, storing: dtype)
+    }
+
+    /// The storage format of the checkpoint's matrices (the 2-D tensors: projections and
+    /// embeddings): `.bf16` or `.f16` when most of them are stored so, else `.f32`. What
+    /// `--base-dtype` defaults to under LoRA.
+    public func matrixDType() throws -> DType {
+        var counts: [String: Int] = [:]
+        for name in names {
+            let e = try file(for: name).entry(name)
+            if e.shape.count == 2 { counts[e.dtype, default: 0] += e.count }
+        }
+        switch counts.max(by: { $0.value < $1.value })?.key {
+        case "BF16": return .bf16
+        case "F16": return .f16
+        default: return .f32
+        }
+    }
+
     /// The dtype the checkpoint stores `name` in.
     public func dtype(of name: String) throws -> String { try file(for: name).entry(name).dtype }
 }

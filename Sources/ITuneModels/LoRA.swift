@@ -95,7 +95,20 @@ extension Conv1D: LoRATarget {
     public var fanInFanOut: Bool { true }
 }
 
-extension CausalLM {
+/// A model whose projections LoRA adapts: every decoder (`CausalLM`) and T5's encoder-decoder.
+public protocol LoRAHost: Module {
+    var device: Device { get }
+    /// Every projection (Linear or Conv1D) in module order: what LoRA can adapt.
+    func projections() -> [any LoRATarget]
+    /// PEFT's `task_type` in adapter_config.json ("CAUSAL_LM", T5's "SEQ_2_SEQ_LM").
+    var peftTaskType: String { get }
+}
+
+extension LoRAHost {
+    public var peftTaskType: String { "CAUSAL_LM" }
+}
+
+extension LoRAHost {
     /// Every projection whose name `config` targets.
     public func loraTargets(_ config: LoRAConfig) -> [any LoRATarget] {
         projections().filter { config.targets($0.name) }
@@ -141,7 +154,9 @@ extension CausalLM {
                 // (out, in) = B·A, or (in, out) = Aᵀ·Bᵀ for a weight stored transposed.
                 let delta = try (t.fanInFanOut ? l.a.matmul(l.b, transposeA: true, transposeB: true) : l.b.matmul(l.a))
                     .scaled(by: l.scaling)
-                let merged = try t.weight + delta
+                // A 16-bit base (a frozen bf16/f16 weight) merges into f32: the sum is what
+                // savePretrained writes, in the dtype it is asked for.
+                let merged = try t.weight.converted(to: .f32) + delta
                 merged.requiresGrad = false
                 t.weight = try merged.detached()
                 t.lora = nil
@@ -155,7 +170,7 @@ extension CausalLM {
         guard !adapters.isEmpty else { throw ModelFileError.malformed(file: directory.path, "the model has no LoRA adapters to save") }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let json: [String: Any] = [
-            "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": baseModel,
+            "peft_type": "LORA", "task_type": peftTaskType, "base_model_name_or_path": baseModel,
             "r": config.rank, "lora_alpha": config.alpha, "lora_dropout": config.dropout,
             "target_modules": config.targetModules, "use_rslora": config.useRSLoRA, "bias": "none",
             "fan_in_fan_out": projections().first(where: { $0.lora != nil })?.fanInFanOut ?? false,

@@ -72,13 +72,35 @@ public func makeModel(_ config: ModelConfig, seed: UInt64 = 0, on device: Device
 }
 
 /// Loads a Hugging Face model directory (config.json + safetensors) onto `device`.
-public func loadPretrained(_ directory: URL, on device: Device) throws -> any CausalLM {
+///
+/// `matrices` is the storage of the projection and embedding weights: `.f32` (what training
+/// them needs), or `.bf16` / `.f16` for a frozen base under LoRA, kept as the checkpoint
+/// stores them when it is that format (half the memory; the matmul and the embedding read
+/// them as stored). Biases and norm weights are always f32.
+public func loadPretrained(_ directory: URL, on device: Device, matrices: DType = .f32) throws -> any CausalLM {
+    guard matrices == .f32 || matrices.isHalfFloat else {
+        throw ModelFileError.malformed(file: directory.path, "weights cannot be stored as \(matrices.rawValue) (f32, bf16 or f16)")
+    }
     let config = try ModelConfig(configJSON: directory.appendingPathComponent("config.json"))
     let family = try ModelFamily.of(config)
     let checkpoint = try Checkpoint(directory: directory)
-    let source: WeightSource = { name, shape, _ in
+    let source: WeightSource = { name, shape, role in
         let stored = family.checkpointNames(name).first(where: checkpoint.contains) ?? name
+        if role == .weight, shape.count == 2, matrices.isHalfFloat {
+            return try checkpoint.tensor(stored, on: device, shape: shape, storing: matrices)
+        }
         return try checkpoint.tensor(stored, on: device, shape: shape)
     }
     return try family.make(config, device, source)
+}
+
+/// `source` with its matrices (2-D `.weight` tensors: projections, embeddings) stored as
+/// `dtype` (`.bf16` or `.f16`: a frozen base under LoRA); the rest as `source` gives them.
+public func storingMatrices(as dtype: DType, _ source: @escaping WeightSource) -> WeightSource {
+    guard dtype.isHalfFloat else { return source }
+    return { name, shape, role in
+        let t = try source(name, shape, role)
+        guard role == .weight, shape.count == 2 else { return t }
+        return try noGrad { try t.converted(to: dtype) }
+    }
 }

@@ -64,7 +64,7 @@ public final class Linear: Module {
 
     /// x is (…, in); returns (…, out).
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let y = try x.linear(weight, bias: bias)
+        let y = try x.linear(weight, bias: bias, precision: MatmulPrecision.current)
         guard let lora else { return y }
         return try y + lora.delta(x)
     }

@@ -166,6 +166,28 @@ public final class SafetensorsFile {
         return try Tensor(floats(name), shape: e.shape, on: device)
     }
 
+    /// The tensor `name` on `device` stored as `dtype`: a 16-bit tensor of the same format is
+    /// copied as it is (no f32 copy is made); any other pair is converted, rounding to nearest
+    /// even into a 16-bit format.
+    public func tensor(_ name: String, on device: Device, expectedShape: [Int]? = nil, storing dtype: DType) throws -> Tensor {
+        guard dtype.isHalfFloat else { return try tensor(name, on: device, expectedShape: expectedShape) }
+        let e = try entry(name)
+        if let expectedShape, expectedShape != e.shape {
+            throw ModelFileError.shapeMismatch(name: name, file: url.path, expected: expectedShape, found: e.shape)
+        }
+        if e.dtype == (dtype == .bf16 ? "BF16" : "F16") {
+            let base = UnsafeRawPointer(mapping + dataStart + e.range.lowerBound)
+            let bits = [UInt16](unsafeUninitializedCapacity: e.count) { buf, n in
+                for i in 0..<e.count { buf[i] = base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian }
+                n = e.count
+            }
+            return try Tensor(storing: bits, dtype: dtype, shape: e.shape, on: device)
+        }
+        let values = try floats(name)
+        let bits = values.map { dtype == .bf16 ? floatToBFloat16($0) : floatToHalf($0) }
+        return try Tensor(storing: bits, dtype: dtype, shape: e.shape, on: device)
+    }
+
     /// Writes tensors (converted from f32 to `dtype`: F32, F16 or BF16) and metadata, to a
     /// temporary name first and then renamed, so an interrupted write leaves no half file.
     public static func write(_ tensors: [(name: String, tensor: Tensor)], metadata: [String: String] = ["format": "pt"],

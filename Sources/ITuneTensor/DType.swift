@@ -1,8 +1,16 @@
-/// Element types. Compute is always `f32`; `f16` and `bf16` exist as storage formats of
-/// checkpoints and are converted to `f32` when a tensor is created from them. `i32` holds
-/// indices (token ids, targets).
+/// Element types, which are also the storage formats. Compute is always `f32`. `f16` and
+/// `bf16` are storage only: frozen weights (the base under LoRA) may keep a checkpoint's 16-bit
+/// values, and the matmul and embedding read them as stored, converting in registers (while
+/// packing on the CPU path). `i32` holds indices (token ids, targets).
+///
+/// A new storage format (blockwise int8, NF4) is a new case here plus the readers that
+/// convert it: `Tensor.converted(to:)`, the CPU GEMM's packing (CPU/GemmHalf.swift), the
+/// OpenCL GEMM's loads (Kernels/gemm.cl) and the embedding lookup.
 public enum DType: String, Sendable, CaseIterable {
     case f32, f16, bf16, i32
+
+    /// Whether this is a 16-bit float storage format (`f16`, `bf16`).
+    public var isHalfFloat: Bool { self == .f16 || self == .bf16 }
 
     public var byteSize: Int {
         switch self {

@@ -115,9 +115,14 @@ public final class Tensor {
 
     // MARK: transfer
 
-    /// The values on the host (waits for queued work).
+    /// The values on the host (waits for queued work); 16-bit storage is converted exactly.
     public func toArray() throws -> [Float] {
-        guard dtype == .f32 else { throw TensorError.dtypeMismatch(op: "toArray", expected: .f32, got: dtype) }
+        switch dtype {
+        case .f16: return try toBits().map(halfToFloat)
+        case .bf16: return try toBits().map(bfloat16ToFloat)
+        case .i32: throw TensorError.dtypeMismatch(op: "toArray", expected: .f32, got: dtype)
+        case .f32: break
+        }
         var out = [Float](repeating: 0, count: count)
         try out.withUnsafeMutableBytes { try backend.read(storage, into: $0.baseAddress!, byteCount: count * 4) }
         return out

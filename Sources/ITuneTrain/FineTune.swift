@@ -42,6 +42,12 @@ public struct FineTuneConfig: Sendable, Equatable {
     public var samples = 3
     /// Time every kernel of the steps (the summary's `profile`; `itune-gpu train --profile`).
     public var profile = false
+    /// How the frozen base's matrices are stored under LoRA; nil: as the checkpoint stores
+    /// them. Full fine-tuning keeps f32 weights (see `precision`).
+    public var baseDType: BaseDType? = nil
+    /// The linear layers' matmul precision; `.bf16` (full fine-tuning) keeps f32 master
+    /// weights and optimizer state, as autocast does.
+    public var precision = MatmulPrecision.f32
 
     public init(model: String = "", data: [String] = []) {
         self.model = model
@@ -52,6 +58,19 @@ public struct FineTuneConfig: Sendable, Equatable {
     var full: Bool {
         get { mode == .full }
         set { mode = newValue ? .full : .lora }
+    }
+}
+
+/// The storage of a LoRA run's frozen base matrices (`--base-dtype`).
+public enum BaseDType: String, Codable, Sendable, CaseIterable {
+    case f32, bf16, f16
+
+    public var dtype: DType {
+        switch self {
+        case .f32: return .f32
+        case .bf16: return .bf16
+        case .f16: return .f16
+        }
     }
 }
 
@@ -79,13 +98,18 @@ public struct FineTuneJob {
         var c = config
         try c.validate()
         let modelDir = URL(fileURLWithPath: c.model)
+        if T5Config.describes(configJSON: modelDir.appendingPathComponent("config.json")) { return try runSeq2Seq(c, log: log) }
         let out = URL(fileURLWithPath: c.output)
         let configURL = out.appendingPathComponent("itune_config.json")
         if c.resume { try checkResumable(savedConfig: configURL, log: log) }
-        let bundle = try ModelBundle(directory: modelDir, on: device)
+        // Under LoRA the base is frozen and may stay in 16 bits; trained weights are f32.
+        let matrices: DType = c.mode == .lora ? try c.baseDType?.dtype ?? Checkpoint(directory: modelDir).matrixDType() : .f32
+        let bundle = try ModelBundle(directory: modelDir, on: device, matrices: matrices)
         let model = bundle.model, tokenizer = bundle.tokenizer
-        log(String(format: "model: %@ (%@, %.1fM parameters) loaded in %.2f s on %@", modelDir.path, model.config.architecture.rawValue,
-                   Double(model.parameterCount) / 1e6, bundle.loadSeconds, "\(device)"))
+        log(String(format: "model: %@ (%@, %.1fM parameters, matrices stored as %@) loaded in %.2f s on %@", modelDir.path,
+                   model.config.architecture.rawValue, Double(model.parameterCount) / 1e6, matrices.rawValue, bundle.loadSeconds,
+                   "\(device)"))
+        if c.precision == .bf16 { log("precision: bf16 matmuls (f32 accumulation), f32 master weights and AdamW state") }
         let (template, why) = try PromptTemplate.resolve(c.template, tokenizer: tokenizer)
         log("template: \(template.name) (\(why))")
 
@@ -167,6 +191,7 @@ public struct FineTuneJob {
         let trainer = try Trainer(model: model, trainable: trainable, options: trainerOptions, train: rows,
                                   validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out)
         trainer.profile = c.profile
+        trainer.context.matmulPrecision = c.precision
         log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation, lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try OutputFiles.writeAtomically(c.encodedJSON(), to: configURL)

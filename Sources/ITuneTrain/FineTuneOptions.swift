@@ -75,6 +75,8 @@ extension FineTuneConfig {
             list("lora-targets", \.lora.targetModules, "Modules to adapt, comma-separated (default all attention and MLP projections of the model family).",
                  commas: true),
             field("rslora", \.lora.useRSLoRA, "rsLoRA scaling alpha/√r."),
+            choice("base-dtype", \.baseDType, "Storage of the frozen base's projection and embedding weights under LoRA (the matmuls read them as stored and accumulate in f32; default: the checkpoint's dtype)"),
+            choice("precision", \.precision, "Matmul precision of full fine-tuning: bf16 rounds the linear layers' inputs, weights and outputs to bf16 (f32 accumulation, f32 master weights and AdamW state, as PyTorch autocast)" + dflt(d.precision.rawValue)),
             field("init-adapter", \.initAdapter, "Start LoRA from this PEFT adapter directory."),
             field("epochs", \.trainer.epochs, "Passes over the training data" + dflt(d.trainer.epochs)),
             field("max-steps", \.trainer.maxSteps, "Optimizer steps, overriding --epochs."),
@@ -261,6 +263,8 @@ extension String: OptionValue {}
 extension Array: OptionValue where Element == String {}
 extension RecordFormat: OptionValue {}
 extension LRSchedule.Decay: OptionValue {}
+extension BaseDType: OptionValue {}
+extension MatmulPrecision: OptionValue {}
 extension Optional: OptionValue where Wrapped: OptionValue {
     static func parse(_ text: String) -> Self? { Wrapped.parse(text).map { .some($0) } }
 }
@@ -303,6 +307,8 @@ private protocol OptionChoice: RawRepresentable<String>, CaseIterable, OptionVal
 extension RecordFormat: OptionChoice {}
 extension LRSchedule.Decay: OptionChoice {}
 extension NaNPolicy: OptionChoice {}
+extension BaseDType: OptionChoice {}
+extension MatmulPrecision: OptionChoice {}
 
 private func choice<T: OptionChoice>(_ name: String, _ path: WritableKeyPath<FineTuneConfig, T>, _ help: String) -> FineTuneOption {
     let known = T.allCases.map(\.rawValue).joined(separator: ", ")

@@ -11,10 +11,11 @@ public struct ModelBundle {
     /// Seconds spent reading and converting the weights.
     public let loadSeconds: Double
 
-    public init(directory: URL, on device: Device) throws {
+    /// `matrices`: the storage of the projection and embedding weights (`loadPretrained`).
+    public init(directory: URL, on device: Device, matrices: DType = .f32) throws {
         self.directory = directory
         let start = Date()
-        model = try loadPretrained(directory, on: device)
+        model = try loadPretrained(directory, on: device, matrices: matrices)
         try model.device.backend().synchronize()
         loadSeconds = Date().timeIntervalSince(start)
         tokenizer = try Tokenizer(directory: directory)

@@ -92,6 +92,12 @@ extension FineTuneConfig {
                 throw OptionError(option: "lora-targets", message: "must name at least one module (e.g. q_proj,v_proj), not '\(lora.targetModules.joined(separator: ","))'")
             }
         }
+        if mode == .full, let base = baseDType, base != .f32 {
+            throw OptionError(option: "base-dtype", message: "\(base.rawValue) stores a frozen base; full fine-tuning trains every weight in f32 (--precision bf16 gives bf16 matmuls with f32 master weights)")
+        }
+        if mode == .lora, precision != .f32 {
+            throw OptionError(option: "precision", message: "\(precision.rawValue) is for full fine-tuning (--full); under LoRA, --base-dtype keeps the frozen base in 16 bits")
+        }
         try trainer.validate()
     }
 

@@ -39,15 +39,22 @@ public enum TaskEvaluator {
 
     /// Exact match, answer log-likelihood and (where the answers form a small set) rank
     /// classification for each task, on up to `maxExamples` examples per task (the first ones
-    /// after a seeded shuffle).
+    /// after a seeded shuffle). With `shots` > 0 each question is preceded by that many exemplars
+    /// from the task's other examples (FewShot), the same for every model and run of a seed.
     public static func evaluate(tasks: [(String, [Example])], bundle: ModelBundle, template: PromptTemplate,
-                                maxExamples: Int = 50, maxLength: Int = 512, seed: UInt64 = 0,
+                                maxExamples: Int = 50, maxLength: Int = 512, seed: UInt64 = 0, shots: Int = 0,
                                 progress: (String) -> Void = { _ in }) throws -> [TaskEvalResult] {
         var out: [TaskEvalResult] = []
         for (name, all) in tasks {
             let usable = all.filter { !$0.conversation.turns.isEmpty && $0.conversation.text == nil }
-            let examples = Array(DatasetTokenizer.shuffled(usable, seed: seed).prefix(maxExamples))
-            guard !examples.isEmpty else { continue }
+            let shuffled = DatasetTokenizer.shuffled(usable, seed: seed)
+            let questions = Array(shuffled.prefix(maxExamples))
+            guard !questions.isEmpty else { continue }
+            // Exemplars come from the examples not asked; a task with no others lends its asked ones.
+            let pool = shuffled.count > maxExamples ? Array(shuffled.dropFirst(maxExamples)) : shuffled
+            let examples = questions.enumerated().map { i, q in
+                FewShot.prompting(q, with: FewShot.exemplars(for: q, index: i, pool: pool, shots: shots, seed: seed))
+            }
             let answers = Array(Set(usable.map { $0.conversation.turns.last!.response })).sorted()
             let options = answers.count <= 10 && answers.count >= 2 ? answers : nil
             let perRecordChoices = examples.compactMap(\.choices)

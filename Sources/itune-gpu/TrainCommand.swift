@@ -35,6 +35,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: optionHelp("lora-targets")) var loraTargets: String?
     @Flag(inversion: .prefixedNo, help: optionHelp("rslora")) var rslora: Bool?
     @Option(help: optionHelp("init-adapter")) var initAdapter: String?
+    @Option(help: optionHelp("base-dtype")) var baseDtype: String?
+    @Option(help: optionHelp("precision")) var precision: String?
 
     @Option(help: optionHelp("epochs")) var epochs: Int?
     @Option(help: optionHelp("max-steps")) var maxSteps: Int?
@@ -77,6 +79,7 @@ struct TrainCommand: ParsableCommand {
             "validation-data": validationData.isEmpty ? nil : validationData, "validation-split": validationSplit,
             "template": template, "output": output, "full": full, "lora-rank": loraRank, "lora-alpha": loraAlpha,
             "lora-dropout": loraDropout, "lora-targets": loraTargets, "rslora": rslora, "init-adapter": initAdapter,
+            "base-dtype": baseDtype, "precision": precision,
             "epochs": epochs, "max-steps": maxSteps, "batch-size": batchSize, "grad-accum": gradAccum, "lr": lr,
             "weight-decay": weightDecay, "beta1": beta1, "beta2": beta2, "adam-eps": adamEps, "warmup-ratio": warmupRatio,
             "warmup-steps": warmupSteps, "schedule": schedule, "max-grad-norm": maxGradNorm, "seed": seed,

@@ -114,7 +114,7 @@ final class FineTuneConfigTests: XCTestCase {
             "validationSplit": "validation-split", "template": "template", "output": "output", "mode": "full", "lora": "",
             "trainer": "", "maxLength": "max-length", "packing": "packing", "trainOnInputs": "train-on-inputs",
             "skipBadRecords": "skip-bad-records", "initAdapter": "init-adapter", "padID": "pad-id", "resume": "resume",
-            "resumeAnyway": "resume-anyway", "samples": "samples",
+            "resumeAnyway": "resume-anyway", "samples": "samples", "baseDType": "base-dtype", "precision": "precision",
             "rank": "lora-rank", "alpha": "lora-alpha", "dropout": "lora-dropout", "targetModules": "lora-targets",
             "useRSLoRA": "rslora",
             "batchSize": "batch-size", "gradientAccumulation": "grad-accum", "epochs": "epochs", "maxSteps": "max-steps",

@@ -60,6 +60,8 @@ struct StepOptions: BenchOptionGroup {
     var configs: String?
     @Option(help: "step: modes, comma-separated (full, lora).")
     var modes: String?
+    @Option(help: "step: storage of the frozen base in LoRA rows, comma-separated (f32, bf16, f16; default f32). Full rows are f32.")
+    var baseDtype: String?
     @Option(help: "step: optimizer steps per read of the losses, as itune-gpu train --log-every (one timed run is this many steps).")
     var logEvery = 1
     @Flag(help: "step: end each case with a per-kernel table (per op on the CPU path) of the timed steps; in --json, a \"profile\" field.")
@@ -74,6 +76,7 @@ struct StepOptions: BenchOptionGroup {
         if let modes { o.modes = modes.split(separator: ",").map(String.init) }
         o.logEvery = logEvery
         o.profile = profile
+        if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }
     }
 }
 

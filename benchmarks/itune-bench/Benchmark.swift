@@ -32,6 +32,8 @@ struct BenchOptions {
     /// step: optimizer steps per read of their losses; a per-kernel profile of the timed steps.
     var logEvery = 1
     var profile = false
+    /// step: storage of the frozen base under LoRA (f32, bf16, f16); full rows are always f32.
+    var baseDTypes: [String]? = nil
     /// softmax/attention: sequence lengths (nil = defaults).
     var lengths: [Int]? = nil
 

@@ -129,75 +129,90 @@ struct StepBench: Benchmark {
                 let (B, T) = options.smoke ? (2, 32) : cname == "qwen2.5-0.5b" ? (2, 256) : (4, 256)
                 for mode in modes {
                     guard mode == "full" || mode == "lora" else { throw BenchError.usage("unknown mode '\(mode)' (full, lora)") }
-                    let backend = try device.backend()
-                    backend.releaseCachedBuffers()
-                    backend.resetPeak()
-                    let model = try LlamaModel(config, seed: 1, on: device)
-                    let trainable: [Tensor]
-                    if mode == "lora" {
-                        trainable = try model.addLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0), seed: 1)
-                    } else {
-                        model.setTrainable(true)
-                        trainable = model.parameters
-                    }
-                    let L = options.logEvery
-                    let optimizer = try AdamW(parameters: trainable, config: AdamWConfig(learningRate: 1e-4), stepRecords: L)
-                    var g = SplitMix64(seed: 3)
-                    let tokens = (0..<(B * T)).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
-                    let ids = try Tensor(indices: tokens, shape: [B, T], on: device)
-                    // One timed run is `L` optimizer steps as the trainer takes them with
-                    // --log-every L: clipping, the divergence check and AdamW decided on the
-                    // device, then one read of the L steps' losses and norms, which waits for
-                    // their forward and backward (the last update runs under the next run).
-                    var runs = 0
-                    var warm = backend.counters
-                    // Resident memory and page faults after the first step: a steady-state step
-                    // should map nothing new (the CPU pool, GemmWorkspace), so both stay flat.
-                    var warmRSS = 0.0, warmFaults = 0
-                    let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
-                        for k in 0..<L {
-                            let loss = try model.loss(ids, labels: tokens)
-                            try loss.backward()
-                            try optimizer.step(losses: [loss], maxGradNorm: 1, haltOnNonFinite: false, record: k)
-                            optimizer.zeroGrad()
+                    for baseName in mode == "lora" ? options.baseDTypes ?? ["f32"] : ["f32"] {
+                        guard let base = DType(rawValue: baseName), base == .f32 || base.isHalfFloat else {
+                            throw BenchError.usage("unknown --base-dtype '\(baseName)' (f32, bf16, f16)")
                         }
-                        _ = try optimizer.readSteps(L)
-                        runs += 1
-                        if runs == 1 {
-                            if options.profile { try backend.startProfiling() }
-                            warm = backend.counters
-                            warmRSS = maxResidentMB()
-                            warmFaults = minorPageFaults()
+                        let backend = try device.backend()
+                        backend.releaseCachedBuffers()
+                        backend.resetPeak()
+                        // Under LoRA the frozen matrices are stored as `base` (each made in f32 and
+                        // converted, as a 16-bit checkpoint would be loaded without the f32 step).
+                        let model = try LlamaModel(config, on: device,
+                                                   from: storingMatrices(as: base, randomWeights(seed: 1, on: device)))
+                        let trainable: [Tensor]
+                        if mode == "lora" {
+                            trainable = try model.addLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0), seed: 1)
+                        } else {
+                            model.setTrainable(true)
+                            trainable = model.parameters
                         }
+                        // The peak of the step, from the model as it stays (not the conversion's
+                        // f32 temporaries, which the pool would otherwise keep).
+                        try backend.synchronize()
+                        backend.releaseCachedBuffers()
+                        backend.resetPeak()
+                        let L = options.logEvery
+                        let optimizer = try AdamW(parameters: trainable, config: AdamWConfig(learningRate: 1e-4), stepRecords: L)
+                        var g = SplitMix64(seed: 3)
+                        let tokens = (0..<(B * T)).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
+                        let ids = try Tensor(indices: tokens, shape: [B, T], on: device)
+                        // One timed run is `L` optimizer steps as the trainer takes them with
+                        // --log-every L: clipping, the divergence check and AdamW decided on the
+                        // device, then one read of the L steps' losses and norms, which waits for
+                        // their forward and backward (the last update runs under the next run).
+                        var runs = 0
+                        var warm = backend.counters
+                        // Resident memory and page faults after the first step: a steady-state step
+                        // should map nothing new (the CPU pool, GemmWorkspace), so both stay flat.
+                        var warmRSS = 0.0, warmFaults = 0
+                        let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
+                            for k in 0..<L {
+                                let loss = try model.loss(ids, labels: tokens)
+                                try loss.backward()
+                                try optimizer.step(losses: [loss], maxGradNorm: 1, haltOnNonFinite: false, record: k)
+                                optimizer.zeroGrad()
+                            }
+                            _ = try optimizer.readSteps(L)
+                            runs += 1
+                            if runs == 1 {
+                                if options.profile { try backend.startProfiling() }
+                                warm = backend.counters
+                                warmRSS = maxResidentMB()
+                                warmFaults = minorPageFaults()
+                            }
+                        }
+                        // Counted at enqueue, so taken before the closing wait (which is no step's).
+                        let perStep = StepCounters(delta: backend.counters.since(warm), steps: (runs - 1) * L)
+                        let profile = try backend.stopProfiling().map { StepProfile(profile: $0, steps: (L + 1)...(runs * L)) }
+                        try backend.synchronize()
+                        let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T)
+                        let rss = maxResidentMB()  // before the peak's buffers can count
+                        let faultsPerStep = Double(minorPageFaults() - warmFaults) / Double(max((runs - 1) * L, 1))
+                        var result = BenchResult(bench: name, name: base == .f32 ? mode : "\(mode) \(base.rawValue)", label: cname,
+                                                 device: label, shape: [B, T],
+                                                 flops: Double(B * T * L), timing: timing, unit: "tokens/s", unitScale: 1,
+                                                 extra: ["mode": mode, "config": cname, "base_dtype": base.rawValue,
+                                                         "parameters": model.parameterCount,
+                                                         "trainable": trainable.reduce(0) { $0 + $1.count },
+                                                         "flops_per_token": perToken,
+                                                         "peak_tensor_mb": Double(backend.peakBytesInUse) / 1e6,
+                                                         "max_rss_mb": rss, "max_rss_after_first_step_mb": warmRSS,
+                                                         "rss_growth_after_first_step_mb": rss - warmRSS,
+                                                         "minor_faults_per_step_after_first": faultsPerStep])
+                        result.extra.merge(perStep.json) { a, _ in a }
+                        result.extra["log_every"] = L
+                        if let profile { result.extra["profile"] = profile.json }
+                        if device == .cpu {
+                            // Model FLOP utilisation: the step's FLOPs at this rate over the measured peak.
+                            let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
+                            result.extra["mfu"] = result.gflopsMedian * perToken / 1e9 / peak
+                            result.extra["peak_gflops"] = peak
+                        }
+                        report(result)
+                        if let profile, !options.json { print(profile.table()) }
+                        backend.releaseCachedBuffers()
                     }
-                    // Counted at enqueue, so taken before the closing wait (which is no step's).
-                    let perStep = StepCounters(delta: backend.counters.since(warm), steps: (runs - 1) * L)
-                    let profile = try backend.stopProfiling().map { StepProfile(profile: $0, steps: (L + 1)...(runs * L)) }
-                    try backend.synchronize()
-                    let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T)
-                    let rss = maxResidentMB()  // before the peak's buffers can count
-                    let faultsPerStep = Double(minorPageFaults() - warmFaults) / Double(max((runs - 1) * L, 1))
-                    var result = BenchResult(bench: name, name: mode, label: cname, device: label, shape: [B, T],
-                                             flops: Double(B * T * L), timing: timing, unit: "tokens/s", unitScale: 1,
-                                             extra: ["mode": mode, "config": cname, "parameters": model.parameterCount,
-                                                     "trainable": trainable.reduce(0) { $0 + $1.count },
-                                                     "flops_per_token": perToken,
-                                                     "peak_tensor_mb": Double(backend.peakBytesInUse) / 1e6,
-                                                     "max_rss_mb": rss, "max_rss_after_first_step_mb": warmRSS,
-                                                     "rss_growth_after_first_step_mb": rss - warmRSS,
-                                                     "minor_faults_per_step_after_first": faultsPerStep])
-                    result.extra.merge(perStep.json) { a, _ in a }
-                    result.extra["log_every"] = L
-                    if let profile { result.extra["profile"] = profile.json }
-                    if device == .cpu {
-                        // Model FLOP utilisation: the step's FLOPs at this rate over the measured peak.
-                        let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
-                        result.extra["mfu"] = result.gflopsMedian * perToken / 1e9 / peak
-                        result.extra["peak_gflops"] = peak
-                    }
-                    report(result)
-                    if let profile, !options.json { print(profile.table()) }
-                    backend.releaseCachedBuffers()
                 }
             }
         }

@@ -16,6 +16,11 @@ public final class TrainingContext {
     /// The micro-batch being computed; nil outside one (dropout is then off, as in inference).
     public private(set) var microBatchIndex: UInt64?
 
+    /// The precision of the linear layers' matmuls in this run's forward passes: `.bf16` rounds
+    /// their inputs and outputs to bf16 and reads a bf16 copy of the f32 master weight, as
+    /// PyTorch's autocast does (accumulation stays f32). Outside a context: f32.
+    public var matmulPrecision = MatmulPrecision.f32
+
     /// The context bound to the current task or thread, if any.
     @TaskLocal public static var current: TrainingContext?
 
@@ -43,5 +48,27 @@ public final class TrainingContext {
         guard let context = current, let index = context.microBatchIndex else { return nil }
         var mix = SplitMix64(seed: context.seed ^ (index &* 0x9E37_79B9_7F4A_7C15))
         return site ^ mix.next()
+    }
+}
+
+/// The precision of the linear layers' matmuls (`--precision`).
+public enum MatmulPrecision: String, Sendable, Codable, CaseIterable {
+    /// f32 operands (the reference).
+    case f32
+    /// bf16 operands and results (f32 accumulation), f32 master weights and optimizer state.
+    case bf16
+
+    /// The precision of the bound training context (f32 outside one).
+    public static var current: MatmulPrecision { TrainingContext.current?.matmulPrecision ?? .f32 }
+}
+
+extension Tensor {
+    /// self (…, in) · weightᵀ (out, in) + bias at `precision`: under `.bf16` the input, the
+    /// weight and the result are rounded to bf16 (the weight through a bf16 copy whose
+    /// gradient goes to the f32 weight), as autocast computes `F.linear`.
+    public func linear(_ weight: Tensor, bias: Tensor?, precision: MatmulPrecision) throws -> Tensor {
+        guard precision == .bf16 else { return try linear(weight, bias: bias) }
+        let y = try roundedToBFloat16().matmul(weight.converted(to: .bf16), transposeB: true)
+        return try (bias.map { try y + $0 } ?? y).roundedToBFloat16()
     }
 }

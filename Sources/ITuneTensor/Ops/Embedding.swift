@@ -7,7 +7,8 @@ extension Tensor {
     /// Embedding lookup: self is the weight (V,C), ids an i32 tensor of any shape S; returns
     /// (S..., C), row ids[s] of the weight at s. How token ids become vectors.
     public func embedding(_ ids: Tensor) throws -> Tensor {
-        guard dtype == .f32 else { throw TensorError.dtypeMismatch(op: "embedding", expected: .f32, got: dtype) }
+        // The table may be a frozen 16-bit one (f16, bf16): rows are converted as they are copied.
+        guard dtype == .f32 || dtype.isHalfFloat else { throw TensorError.dtypeMismatch(op: "embedding", expected: .f32, got: dtype) }
         guard ids.dtype == .i32 else { throw TensorError.dtypeMismatch(op: "embedding", expected: .i32, got: ids.dtype) }
         guard rank == 2 else { throw TensorError.shapeMismatch(op: "embedding", "weight must be (V,C), got \(shape)") }
         let (V, C) = (shape[0], shape[1])
@@ -22,11 +23,20 @@ extension Tensor {
         let n = hostIDs.count
         let out = try Tensor.empty(ids.shape + [C], on: device)
         switch try execution("embedding", weight, ids) {
+        case .cpu where weight.dtype.isHalfFloat:
+            let w = weight.storage.host.assumingMemoryBound(to: UInt16.self), o = out.floats, idp = ids.ints
+            let format = weight.dtype
+            CPUParallel.forEach(n, grain: max(1, 16_384 / max(C, 1))) { rows in
+                for i in rows { convertW16(w + Int(idp[i]) * C, count: C, format: format, into: o + i * C) }
+            }
         case .cpu:
             let w = weight.floats, o = out.floats, idp = ids.ints
             CPUParallel.forEach(n, grain: max(1, 16_384 / max(C, 1))) { rows in
                 for i in rows { (o + i * C).update(from: w + Int(idp[i]) * C, count: C) }
             }
+        case let .opencl(cl) where weight.dtype.isHalfFloat:
+            try cl.embeddingForwardW16(KernelGrid(global: [C, n]), out: out, weight: weight, ids: ids, n: n, C: C,
+                                       format: weight.dtype.w16Format)
         case let .opencl(cl):
             try cl.embeddingForward(KernelGrid(global: [C, n]), out: out, weight: weight, ids: ids, n: n, C: C)
         }

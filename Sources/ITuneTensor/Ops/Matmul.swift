@@ -66,7 +66,28 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
           batch: Int, alpha: Float = 1, beta: Float = 0) throws {
     let lda = transA ? M : K, ldb = transB ? K : N, ldc = N
     let sA = M * K, sB = K * N, sC = M * N
+    // The B operand may be a frozen weight kept in a 16-bit storage format: it is read as
+    // stored and converted in registers (OpenCL) or block by block (CPU/GemmHalf.swift), with
+    // f32 accumulation. A new storage format (int8, NF4) adds its reader here.
+    guard a.dtype == .f32, out.dtype == .f32, b.dtype == .f32 || b.dtype.isHalfFloat else {
+        throw TensorError.invalidArgument(op: "matmul", "operands are \(a.dtype.rawValue) · \(b.dtype.rawValue) → \(out.dtype.rawValue); only the right operand may be stored as f16 or bf16, the rest must be f32")
+    }
     switch try execution("matmul", a, b, out) {
+    case .cpu where b.dtype.isHalfFloat:
+        let pa = a.floats, pb = b.storage.host.assumingMemoryBound(to: UInt16.self), pc = out.floats
+        for i in 0..<batch {
+            cpuSgemmW16(transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: pa + i * sA, lda: lda,
+                        B: pb + i * sB, format: b.dtype, ldb: ldb, beta: beta, C: pc + i * sC, ldc: ldc)
+        }
+    case let .opencl(cl) where b.dtype.isHalfFloat:
+        // CLBlast has no bf16 (and its half GEMM needs cl_khr_fp16): the own kernel's variant
+        // that loads 16-bit B.
+        if M == 0 || N == 0 { return }
+        let ts = try cl.gemmTile(kernel: "gemm_tiled_w16")
+        try cl.gemmTiledW16(KernelGrid(global: [N, M, batch], local: [ts, ts, 1], constants: ["TS": ts]),
+                            M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+                            B: b, ldb: ldb, strideB: sB, transB: transB, formatB: b.dtype.w16Format,
+                            C: out, ldc: ldc, strideC: sC)
     case .cpu:
         let pa = a.floats, pb = b.floats, pc = out.floats
         for i in 0..<batch {
@@ -101,12 +122,12 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
 extension OpenCLBackend {
     /// The TS of Kernels/gemm.cl on this device: the tuned value, lowered (halving) until a
     /// TS×TS group fits the device's and the kernel's work-group limits and two TS×(TS+1)
-    /// tiles fit local memory.
-    func gemmTile() throws -> Int {
+    /// tiles fit local memory. `kernel`: gemm_tiled, or gemm_tiled_w16 for a 16-bit B.
+    func gemmTile(kernel: String = "gemm_tiled") throws -> Int {
         let tuned = try tuned("TS", family: "gemm")
         var start = tuned
         while start > 1, start * start > info.maxWorkGroupSize { start /= 2 }
-        return try fittedSize("gemm", "gemm_tiled", start: start, items: { $0 * $0 }, constants: { ["TS": $0] })
+        return try fittedSize("gemm", kernel, start: start, items: { $0 * $0 }, constants: { ["TS": $0] })
     }
 }
 

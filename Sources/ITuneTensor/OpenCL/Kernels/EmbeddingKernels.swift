@@ -8,6 +8,13 @@ extension OpenCLBackend {
         try launch("embedding", "embedding_forward", grid, [.buffer(out), .buffer(weight), .buffer(ids), .int(n), .int(C)])
     }
 
+    /// out[i] = weight[ids[i]] from a 16-bit table (format 1 = bf16, 2 = f16); grid (C, n).
+    func embeddingForwardW16(_ grid: KernelGrid, out: Tensor, weight: Tensor, ids: Tensor, n: Int, C: Int,
+                             format: Int) throws {
+        try launch("embedding", "embedding_forward_w16", grid,
+                   [.buffer(out), .buffer(weight), .buffer(ids), .int(n), .int(C), .int(format)])
+    }
+
     /// dweight rows of the U distinct ids (CSR: uniqueIds (U), offsets (U+1), positions (n));
     /// grid (C, U).
     func embeddingBackward(_ grid: KernelGrid, dweight: Tensor, dy: Tensor, uniqueIds: Tensor, offsets: Tensor,
