@@ -226,7 +226,15 @@ func execution(_ op: String, _ tensors: [Tensor]) throws -> Execution {
         throw TensorError.deviceMismatch(op: op, first.device, t.device)
     }
     if let cl = first.backend as? OpenCLBackend { return .opencl(cl) }
+    (first.backend as? CPUBackend)?.launched(op)
     return .cpu
+}
+
+/// Throws naming `op` when the tensors are not all on one device (a check, not a launch).
+func checkSameDevice(_ op: String, _ tensors: Tensor...) throws {
+    for t in tensors.dropFirst() where t.device != tensors[0].device {
+        throw TensorError.deviceMismatch(op: op, tensors[0].device, t.device)
+    }
 }
 
 /// A small, fast, seedable generator (SplitMix64), used for reproducible initialisation.

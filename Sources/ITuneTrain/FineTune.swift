@@ -41,6 +41,8 @@ public struct FineTuneConfig: Sendable, Equatable {
     public var resumeAnyway = false
     /// Generations written at the end, from held-out instructions.
     public var samples = 3
+    /// Time every kernel of the steps (the summary's `profile`; `itune-gpu train --profile`).
+    public var profile = false
     /// How the frozen base's matrices are stored under LoRA; nil: as the checkpoint stores
     /// them. Full fine-tuning keeps f32 weights (see `precision`).
     public var baseDType: BaseDType? = nil
@@ -202,6 +204,7 @@ public struct FineTuneJob {
         let trainer = try Trainer(model: model, trainable: trainable, options: trainerOptions, train: rows,
                                   validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out,
                                   communicator: communicator, bucketBytes: Int(c.bucketMB * 1_048_576))
+        trainer.profile = c.profile
         trainer.context.matmulPrecision = c.precision
         let ranks = communicator.size > 1 ? " × \(communicator.size) ranks = global batch \(trainer.globalBatchSize * trainerOptions.gradientAccumulation)" : ""
         log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation\(ranks), lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")

@@ -62,6 +62,10 @@ extension TrainerOptions {
         try OptionCheck.atLeast(evalEvery, 0, "eval-every")
         try OptionCheck.atLeast(saveEvery, 0, "save-every")
         try OptionCheck.atLeast(keepCheckpoints, 1, "keep-checkpoints")
+        // Each step between two reads keeps 12 bytes of records on the device.
+        guard logEvery >= 1, logEvery <= 100_000 else {
+            throw OptionError(option: "log-every", message: "must be in [1, 100000], not \(logEvery)")
+        }
         guard padID >= 0 else { throw OptionError(option: "pad-id", message: "must be at least 0, not \(padID)") }
     }
 }

@@ -43,6 +43,9 @@ public struct TrainerOptions: Sendable, Codable, Equatable {
     public var padID: Int32 = 0
     /// A step whose loss or gradient norm is NaN or infinite stops the run (default) or is skipped.
     public var nanPolicy = NaNPolicy.stop
+    /// The losses and gradient norms stay on the device for N optimizer steps and come back in
+    /// one read: one metrics line (the mean loss of the N steps) and one progress event per N.
+    public var logEvery = 1
 
     public init() {}
 }
@@ -85,6 +88,8 @@ public struct TrainingSummary: Sendable {
     /// The process's peak resident memory and the backend's peak bytes in tensors, measured
     /// at the end of the run.
     public var peakMemory = PeakMemory()
+    /// Per-kernel times of the profiled steps (`Trainer.profile`).
+    public var profile: StepProfile?
 }
 
 /// A training loop over fixed rows: shuffled per epoch from the seed, batched, padded, with
@@ -119,6 +124,10 @@ public final class Trainer {
     /// This run's tape and dropout keys: forward and backward passes run inside it, so that
     /// other models (another device, a reference model) can train beside this one.
     public let context: TrainingContext
+    /// Time every kernel (OpenCL) or op (CPU path) of the run's steps from the second on (the
+    /// first builds kernels and fills the pools; a one-step run profiles that step): the
+    /// summary's `profile`.
+    public var profile = false
     /// The epoch whose row order `epochOrder` holds (rebuilt once per epoch, not per micro-batch).
     private var epochOrder: (epoch: Int, order: [Int])?
 
@@ -145,7 +154,11 @@ public final class Trainer {
         }
         for (_, t) in trainable { t.requiresGrad = true }
         context = TrainingContext(seed: options.seed)
-        optimizer = try AdamW(parameters: trainable.map(\.1), config: options.optimizer)
+        // Room on the device for the records of the steps between two reads.
+        let microBatches = (train.count + options.batchSize - 1) / options.batchSize
+        let steps = options.maxSteps ?? options.epochs * max(1, (microBatches + options.gradientAccumulation - 1) / options.gradientAccumulation)
+        optimizer = try AdamW(parameters: trainable.map(\.1), config: options.optimizer,
+                              stepRecords: min(options.logEvery, max(1, steps)))
     }
 
     /// Rows of one global micro-batch: the per-rank batch times the ranks.
@@ -217,15 +230,22 @@ public final class Trainer {
         let began = Date()
         var tokens = 0
         var validationLoss: Double? = validationHistory.last?.1
+        // Steps since the last read of the device's step records (see `readWindow`).
+        var window: [PendingStep] = []
+        var curveWritten = start
+        let backend = try model.device.backend()
+        let profileFrom = totalSteps - start >= 2 ? start + 2 : start + 1
+        var profiled: StepProfile?
         if start < totalSteps {
             for step in (start + 1)...totalSteps {
+                if profile && step == profileFrom { try backend.startProfiling() }
                 let micro = (0..<options.gradientAccumulation).map { (step - 1) * options.gradientAccumulation + $0 }
                     .filter { options.maxSteps != nil || $0 < options.epochs * microBatchesPerEpoch }
                 let batches = micro.map { ($0, rows(ofMicroBatch: $0)) }
                 let scored = batches.reduce(0) { $0 + $1.1.reduce(0) { $0 + $1.scoredTokens } }
-                // The micro-batches' losses stay on the device until the gradient norm is read:
-                // one blocking read per optimizer step brings both back.
-                var losses: [(loss: Tensor, scored: Int)] = []
+                // Each micro-batch's loss, weighted by its share of the step's scored tokens (over
+                // every rank's rows): they sum to the step's loss on the device, and over the ranks.
+                var losses: [Tensor] = []
                 var stepTokens = 0
                 for (index, global) in batches {
                     let rows = Array(shard(global))
@@ -233,59 +253,49 @@ public final class Trainer {
                     guard n > 0 else { continue }
                     // Dropout masks from (seed, micro-batch, rank): ranks must not draw the same
                     // masks for their different rows (a run of one keeps its old keys).
-                    let loss = try context.microBatch(index &* communicator.size &+ communicator.rank) {
-                        let loss = try batchLoss(rows)
-                        // Weighted by this micro-batch's share of the step's scored tokens.
-                        try loss.scaled(by: Float(n) / Float(max(scored, 1))).backward()
-                        return loss
+                    let weighted = try context.microBatch(index &* communicator.size &+ communicator.rank) {
+                        let weighted = try batchLoss(rows).scaled(by: Float(n) / Float(max(scored, 1)))
+                        try weighted.backward()
+                        return weighted
                     }
-                    losses.append((loss, n))
+                    losses.append(weighted)
                     stepTokens += rows.reduce(0) { $0 + $1.ids.count }
                 }
                 // Gradients summed over the ranks once per optimizer step (after the last
-                // micro-batch's backward, as DDP's no_sync accumulation does).
+                // micro-batch's backward, as DDP's no_sync accumulation does); the token count is
+                // a host number, summed on the host.
                 var allreduceSeconds = 0.0, allreduceWait = 0.0
                 if communicator.size > 1 {
                     let b = try gradientBuckets()
                     try synchronizeGradients(b)
                     allreduceSeconds = b.lastSeconds
                     allreduceWait = b.lastWaitSeconds
-                }
-                // maxGradNorm ≤ 0 turns clipping off, as in transformers; the norm is still reported.
-                let (norm, lossValues) = try clipGradients(optimizer.parameters,
-                                                           maxNorm: options.maxGradNorm > 0 ? options.maxGradNorm : .infinity,
-                                                           reading: losses.map(\.loss))
-                var lossSum = 0.0
-                for (value, micro) in zip(lossValues, losses) { lossSum += Double(value) * Double(micro.scored) }
-                if communicator.size > 1 {
-                    let sums = try communicator.allreduceSum([lossSum, Double(stepTokens)])
-                    lossSum = sums[0]
-                    stepTokens = Int(sums[1])
+                    stepTokens = Int(try communicator.allreduceSum([Double(stepTokens)])[0])
                 }
                 tokens += stepTokens
                 let lr = schedule.rate(at: step)
-                // A step with nothing scored has no loss (NaN by definition), which is not divergence.
-                let diverged = divergence(loss: scored > 0 ? lossSum / Double(scored) : 0, gradNorm: norm)
-                if let what = diverged {
-                    try skipDivergedStep(step, what: what, onEvent: onEvent)
-                    skippedSteps += 1
-                } else {
-                    try optimizer.update(learningRate: lr)
-                }
+                // Clipping (maxGradNorm ≤ 0 turns it off, as in transformers; the norm is still
+                // recorded), the divergence check and the update, all on the device: a step
+                // that is not finite is skipped there, and under --nan-policy stop halts every
+                // later update until the host reads the records below.
+                try optimizer.step(losses: losses, maxGradNorm: options.maxGradNorm, learningRate: lr,
+                                   haltOnNonFinite: options.nanPolicy == .stop, record: window.count)
                 optimizer.zeroGrad()
-                let loss = scored > 0 ? lossSum / Double(scored) : .nan
-                if diverged == nil { history.append((step, loss)) }
-                let elapsed = Date().timeIntervalSince(began)
-                let done = step - start
-                let metrics = StepMetrics(step: step, totalSteps: totalSteps,
-                                          epoch: Double(step) / Double(stepsPerEpoch), loss: loss, learningRate: lr,
-                                          gradNorm: norm, tokensPerSecond: Double(tokens) / max(elapsed, 1e-9), elapsed: elapsed,
-                                          eta: elapsed / Double(done) * Double(totalSteps - step),
-                                          allreduceSeconds: allreduceSeconds, allreduceWaitSeconds: allreduceWait)
-                if diverged == nil, root { try appendMetrics(metrics) }
-                onEvent(.step(metrics))
+                window.append(PendingStep(step: step, scored: scored, learningRate: lr,
+                                          allreduceSeconds: allreduceSeconds, allreduceWaitSeconds: allreduceWait))
                 let last = step == totalSteps
-                if root, !validation.isEmpty, (options.evalEvery > 0 && step % options.evalEvery == 0) || last {
+                let validating = !validation.isEmpty && ((options.evalEvery > 0 && step % options.evalEvery == 0) || last)
+                let saving = options.saveEvery > 0 && (step % options.saveEvery == 0 || last)
+                // Every rank reads at the same steps (the records' losses are summed over the ranks).
+                guard step % options.logEvery == 0 || last || validating || saving || window.count == optimizer.control.records
+                else { continue }
+                if profile && last, let p = try backend.stopProfiling() {
+                    profiled = StepProfile(profile: p, steps: profileFrom...step)
+                }
+                try readWindow(window, history: &history, skippedSteps: &skippedSteps, start: start, tokens: tokens,
+                               began: began, onEvent: onEvent)
+                window = []
+                if validating, root {
                     let v = try evaluate(model, sequences: validation.map { ($0.ids, $0.labels) }, batchSize: options.batchSize)
                     guard v.meanLoss.isFinite else {
                         throw TrainError.diverged(step: step, what: "validation loss \(v.meanLoss)", lastCheckpoint: lastCheckpointPath())
@@ -295,12 +305,13 @@ public final class Trainer {
                     try metricsLog.append(["type": "validation", "step": step, "loss": v.meanLoss, "perplexity": v.perplexity])
                     onEvent(.validation(step: step, loss: v.meanLoss))
                 }
-                if root, options.saveEvery > 0, step % options.saveEvery == 0 || (last && options.saveEvery > 0) {
+                if saving, root {
                     let url = try saveCheckpoint(CheckpointState(step: step, optimizerStep: optimizer.step, history: history,
                                                                  validation: validationHistory, skippedSteps: skippedSteps))
                     onEvent(.checkpoint(step: step, url))
                 }
-                if root, step % 10 == 0 || last {
+                if root, step / 10 > curveWritten / 10 || last {
+                    curveWritten = step
                     try LossCurve.write(train: history, validation: validationHistory,
                                         to: outputDirectory.appendingPathComponent("loss_curve.svg"))
                 }
@@ -315,6 +326,7 @@ public final class Trainer {
                                       validationLoss: validationLoss, tokensPerSecond: Double(tokens) / max(seconds, 1e-9),
                                       seconds: seconds, history: history)
         summary.skippedSteps = skippedSteps
+        summary.profile = profiled
         if skippedSteps > 0 { onEvent(.info("skipped \(skippedSteps) step(s) whose loss or gradient norm was not finite (--nan-policy skip-step)")) }
         summary.peakMemory = PeakMemory.measure(model.device)
         onEvent(.info(summary.peakMemory.description))
@@ -346,6 +358,57 @@ public final class Trainer {
         let segments = try AttentionSegments(lengths: lengths, rowLength: T, on: model.device)
         return try model.loss(idT, labels: labels, segments: segments,
                               positions: Tensor(indices: positions, shape: [rows.count, T], on: model.device))
+    }
+
+    /// A step whose records are still on the device.
+    struct PendingStep {
+        var step: Int
+        var scored: Int
+        var learningRate: Float
+        var allreduceSeconds = 0.0
+        var allreduceWaitSeconds = 0.0
+    }
+
+    /// Reads the device's records of `window` (one blocking read) and does what a step's
+    /// numbers decide, in step order: a non-finite step stops the run (`NaNPolicy.stop`: the
+    /// device held every update from that step on, so the parameters are those before it) or is
+    /// recorded as skipped; the others join the history. Then one metrics line and one progress
+    /// event for the window: the mean loss of its steps (as transformers' Trainer logs over
+    /// `logging_steps`), the last step's gradient norm and learning rate.
+    func readWindow(_ window: [PendingStep], history: inout [(Int, Double)], skippedSteps: inout Int, start: Int, tokens: Int,
+                    began: Date, onEvent: (TrainerEvent) -> Void) throws {
+        guard let lastStep = window.last else { return }
+        let readout = try optimizer.readSteps(window.count)
+        // Each rank's record holds its own rows' share of the step's loss: the step's loss is
+        // their sum (one host allreduce per read, not per step).
+        var rankLosses = readout.records.map { Double($0.loss) }
+        if communicator.size > 1 { rankLosses = try communicator.allreduceSum(rankLosses) }
+        var logged: [(loss: Double, norm: Float)] = []
+        var lastLoss = Double.nan, lastNorm = Float.nan
+        for ((pending, record), stepLoss) in zip(zip(window, readout.records), rankLosses) {
+            // A step with nothing scored has no loss (NaN by definition), which is not divergence.
+            let loss = pending.scored > 0 ? stepLoss : .nan
+            (lastLoss, lastNorm) = (loss, record.gradNorm)
+            if record.skipped {
+                let what = divergence(loss: Double(record.loss), gradNorm: record.gradNorm) ?? "an earlier step was not finite"
+                try skipDivergedStep(pending.step, what: what, onEvent: onEvent)
+                skippedSteps += 1
+            } else {
+                history.append((pending.step, loss))
+                logged.append((loss, record.gradNorm))
+            }
+        }
+        let elapsed = Date().timeIntervalSince(began)
+        let done = lastStep.step - start
+        let scoredLosses = logged.map(\.loss).filter { !$0.isNaN }
+        let loss = logged.isEmpty ? lastLoss : scoredLosses.isEmpty ? .nan : scoredLosses.reduce(0, +) / Double(scoredLosses.count)
+        let metrics = StepMetrics(step: lastStep.step, totalSteps: totalSteps, epoch: Double(lastStep.step) / Double(stepsPerEpoch),
+                                  loss: loss, learningRate: lastStep.learningRate, gradNorm: logged.last?.norm ?? lastNorm,
+                                  tokensPerSecond: Double(tokens) / max(elapsed, 1e-9), elapsed: elapsed,
+                                  eta: elapsed / Double(max(done, 1)) * Double(totalSteps - lastStep.step),
+                                  allreduceSeconds: lastStep.allreduceSeconds, allreduceWaitSeconds: lastStep.allreduceWaitSeconds)
+        if !logged.isEmpty, communicator.isRoot { try appendMetrics(metrics) }
+        onEvent(.step(metrics))
     }
 
     // MARK: output

@@ -58,6 +58,8 @@ struct TrainCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: optionHelp("skip-bad-records")) var skipBadRecords: Bool?
     @Option(help: optionHelp("pad-id")) var padId: Int32?
     @Option(help: optionHelp("eval-every")) var evalEvery: Int?
+    @Option(help: optionHelp("log-every")) var logEvery: Int?
+    @Flag(inversion: .prefixedNo, help: optionHelp("profile")) var profile: Bool?
     @Option(help: optionHelp("save-every")) var saveEvery: Int?
     @Option(help: optionHelp("keep-checkpoints")) var keepCheckpoints: Int?
     @Option(help: optionHelp("samples")) var samples: Int?
@@ -83,7 +85,7 @@ struct TrainCommand: ParsableCommand {
             "weight-decay": weightDecay, "beta1": beta1, "beta2": beta2, "adam-eps": adamEps, "warmup-ratio": warmupRatio,
             "warmup-steps": warmupSteps, "schedule": schedule, "max-grad-norm": maxGradNorm, "seed": seed,
             "max-length": maxLength, "packing": packing, "train-on-inputs": trainOnInputs, "skip-bad-records": skipBadRecords,
-            "pad-id": padId, "eval-every": evalEvery, "save-every": saveEvery, "keep-checkpoints": keepCheckpoints,
+            "pad-id": padId, "eval-every": evalEvery, "log-every": logEvery, "profile": profile, "save-every": saveEvery, "keep-checkpoints": keepCheckpoints,
             "samples": samples, "bucket-mb": bucketMb, "resume": resume ? true : nil, "resume-anyway": resumeAnyway ? true : nil,
             "nan-policy": nanPolicy,
         ]
@@ -143,6 +145,7 @@ struct TrainCommand: ParsableCommand {
         let result = try FineTuneJob(config: c, device: device, communicator: communicator).run(log: progress.line, onEvent: progress.event)
         guard communicator.isRoot else { return }
         progress.finish()
+        if let profile = result.summary.profile { print(profile.table()) }
         print(String(format: "done: %d steps, loss %.4f → %.4f%@, %.0f tokens/s, %.1f s", result.summary.steps,
                      result.summary.firstLoss, result.summary.lastLoss,
                      result.summary.validationLoss.map { String(format: ", validation loss %.4f", $0) } ?? "",

@@ -121,7 +121,7 @@ final class FineTuneConfigTests: XCTestCase {
             "batchSize": "batch-size", "gradientAccumulation": "grad-accum", "epochs": "epochs", "maxSteps": "max-steps",
             "optimizer": "", "warmupRatio": "warmup-ratio", "warmupSteps": "warmup-steps", "decay": "schedule",
             "maxGradNorm": "max-grad-norm", "seed": "seed", "evalEvery": "eval-every", "saveEvery": "save-every",
-            "keepCheckpoints": "keep-checkpoints", "nanPolicy": "nan-policy",
+            "keepCheckpoints": "keep-checkpoints", "nanPolicy": "nan-policy", "logEvery": "log-every", "profile": "profile",
             "learningRate": "lr", "beta1": "beta1", "beta2": "beta2", "eps": "adam-eps", "weightDecay": "weight-decay",
         ]
         let d = FineTuneConfig()

@@ -27,7 +27,7 @@ final class TrainCommandLineTests: XCTestCase {
             "weight-decay": 0.25, "beta1": 0.5, "beta2": 0.75, "adam-eps": 0.125, "warmup-ratio": 0.5, "warmup-steps": 7,
             "schedule": "linear", "max-grad-norm": 2, "seed": 11, "max-length": 77, "packing": true, "train-on-inputs": true,
             "skip-bad-records": true, "pad-id": 4, "eval-every": 3, "save-every": 4, "keep-checkpoints": 5, "samples": 6,
-            "resume": true, "resume-anyway": true, "nan-policy": "skip-step", "base-dtype": "f32", "precision": "bf16",
+            "resume": true, "resume-anyway": true, "nan-policy": "skip-step", "base-dtype": "f32", "precision": "bf16", "log-every": 8, "profile": true,
             "bucket-mb": 0.5,
         ]
         XCTAssertEqual(Set(values.keys), Set(FineTuneConfig.options.filter(\.onCommandLine).map(\.name)))
