@@ -4,8 +4,10 @@ export PATH := $(if $(wildcard /opt/swift/usr/bin),/opt/swift/usr/bin:,)$(PATH)
 
 SWIFT ?= swift
 # Debian packages: the OpenCL ICD loader and headers, CLBlast, and PoCL (a CPU OpenCL device,
-# so that the OpenCL path is tested everywhere).
-DEB_PACKAGES := ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers libclblast-dev libclblast1 pocl-opencl-icd clinfo
+# so that the OpenCL path is tested everywhere), and Open MPI (the data-parallel tests launch
+# `mpirun -np 2`; the binaries load libmpi only under an MPI launcher).
+DEB_PACKAGES := ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers libclblast-dev libclblast1 pocl-opencl-icd clinfo \
+                openmpi-bin libopenmpi-dev
 
 # CPU-specific code generation for release builds lives here, not in Package.swift (unsafe
 # flags there would stop other packages from depending on ITune). `make CPU_FLAGS=` builds a
@@ -30,7 +32,7 @@ endif
 RELEASE := -c release $(CPU_FLAGS)
 BIN = $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 
-.PHONY: setup build test demo bench clean
+.PHONY: setup build test demo bench clean gpu-kit gpu-kit-check
 
 setup:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -73,6 +75,25 @@ bench: build
 	for d in cpu opencl; do for c in tiny smollm2-135m; do for m in full lora; do \
 	  $(BIN)/itune-bench step --device $$d --configs $$c --modes $$m --json | tee -a $$out; done; done; done
 	python3 scripts/bench_peers.py --ours $(BENCH_OUT)/itune-bench.jsonl --out $(BENCH_OUT) --update-readme
+
+# The GPU kit (../shared/GPU.md, README "On your GPU"): release binaries with the Swift runtime
+# and Foundation linked in, generic x86-64 code (no CPU_FLAGS: it travels to other machines),
+# the kernels, libOpenCL.so.1 and libclblast.so.1 from this machine's Debian packages, and
+# run-checks.sh; built in its own scratch folder so that it does not replace `make build`'s.
+KIT_BUILD = $(SWIFT) build -c release --static-swift-stdlib --scratch-path .build/kit
+gpu-kit: setup
+	$(KIT_BUILD)
+	scripts/kit/make-gpu-kit.sh "$$($(KIT_BUILD) --show-bin-path)" dist
+
+# The kit unpacked in an empty folder and run end to end against this machine's OpenCL (PoCL
+# in CI) with a tiny tuning budget and the smoke benchmarks; the results land in
+# dist/kit-check-results.
+gpu-kit-check: gpu-kit
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	tar -C "$$tmp" -xJf dist/itune-gpu-linux-x86_64.tar.xz; \
+	rm -rf dist/kit-check-results; \
+	cd "$$tmp" && env -i PATH=/usr/bin:/bin HOME="$$tmp" TUNE_BUDGET=10 BENCH_ARGS=--smoke SKIP_PEERS=1 LIMIT_SCALE=4 \
+	  ./itune-gpu-linux-x86_64/run-checks.sh "$(CURDIR)/dist/kit-check-results"
 
 clean:
 	rm -rf .build

@@ -9,6 +9,11 @@
 //              holds position p and seg_end[b, p] one past its last, so a query sees only keys
 //              of its own example, earlier and (without causal) later ones. Starts and ends are
 //              nondecreasing in p, which bounds each block.
+//   bias       (has_bias) an additive term of each score, read as
+//              bias[b·bias_sb + t·bias_st + j·bias_sj + h·bias_sh] for query t, key j, head h: T5's
+//              relative-position bias and its padding masks (a zero stride broadcasts). It is a
+//              (B|1, Tq|1, Tk, NH|1) tensor; the backward writes dbias (B,Tq,Tk,NH) = dscore.
+//              Without causal and segments, Tq may exceed Tk (cross-attention).
 // Query head h reads kv head h / (NH/NKV). No T×T matrix is ever written to global
 // memory: the forward keeps a running max and sum per query row (online softmax) over blocks
 // of keys, and the backward recomputes the probabilities from q, k and the saved logsumexp.
@@ -55,6 +60,11 @@ int2 query_range(int s, int b, int Tq, int Tk, int causal, int segments, __globa
   return r;
 }
 
+// The additive bias of (query t, key j, head h) of batch row b; 0 without one.
+float score_bias(__global const float* bias, int has_bias, int b, int t, int j, int h, int sb, int st, int sj, int sh) {
+  return has_bias ? bias[(size_t)b * sb + (size_t)t * st + (size_t)j * sj + (size_t)h * sh] : 0.0f;
+}
+
 // Copies rows row0 ..< row0+n of head `head` of x (B,T,H,D) into dst (n, D), all work-items
 // of the group together (consecutive items read consecutive floats).
 void stage_rows(__local float* dst, __global const float* x, int b, int T, int H, int head, int row0, int n) {
@@ -71,7 +81,8 @@ void stage_rows(__local float* dst, __global const float* x, int b, int T, int H
 __kernel void attention_forward(__global float* o, __global float* logsumexp,
                                 __global const float* q, __global const float* k, __global const float* v,
                                 __global const int* seg_start, __global const int* seg_end,
-                                int Tq, int Tk, int NH, int NKV, float scale, int causal, int segments) {
+                                __global const float* bias, int Tq, int Tk, int NH, int NKV, float scale, int causal,
+                                int segments, int has_bias, int bias_sb, int bias_st, int bias_sj, int bias_sh) {
   __local float ks[BLOCK_K * HEAD_DIM];
   __local float vs[BLOCK_K * HEAD_DIM];
   int lid = get_local_id(0), qblock = get_group_id(0), h = get_group_id(1), b = get_group_id(2);
@@ -110,7 +121,7 @@ __kernel void attention_forward(__global float* o, __global float* logsumexp,
     for (int j = jBegin; j < jEnd; j++) {
       float dot = 0.0f;
       for (int d = 0; d < HEAD_DIM; d++) dot += qr[d] * ks[j * HEAD_DIM + d];
-      s[j] = dot * scale;
+      s[j] = dot * scale + score_bias(bias, has_bias, b, t, k0 + j, h, bias_sb, bias_st, bias_sj, bias_sh);
       mNew = fmax(mNew, s[j]);
     }
     float correction = exp(m - mNew);  // 0 for the first block (m = −inf), where l and acc are 0
@@ -142,14 +153,16 @@ __kernel void attention_backward_delta(__global float* delta, __global const flo
   delta[((size_t)b * NH + h) * Tq + t] = s;
 }
 
-// dq_t = scale · Σ_j p_tj·(dout_t·v_j − delta_t)·k_j with p_tj = exp(q_t·k_j·scale − logsumexp_t).
+// dq_t = scale · Σ_j p_tj·(dout_t·v_j − delta_t)·k_j with p_tj = exp(q_t·k_j·scale + bias_tj − logsumexp_t).
 // Same grid and masks as the forward: work-group per (query block, h, b), one query row per
-// work-item.
-__kernel void attention_backward_dq(__global float* dq, __global const float* q, __global const float* k,
-                                    __global const float* v, __global const float* dout,
+// work-item. With write_dbias, dbias (B,Tq,Tk,NH, zeroed by the host) gets each visible dscore.
+__kernel void attention_backward_dq(__global float* dq, __global float* dbias, __global const float* q,
+                                    __global const float* k, __global const float* v, __global const float* dout,
                                     __global const float* logsumexp, __global const float* delta,
                                     __global const int* seg_start, __global const int* seg_end,
-                                    int Tq, int Tk, int NH, int NKV, float scale, int causal, int segments) {
+                                    __global const float* bias, int Tq, int Tk, int NH, int NKV, float scale,
+                                    int causal, int segments, int has_bias, int bias_sb, int bias_st, int bias_sj,
+                                    int bias_sh, int write_dbias) {
   __local float ks[BLOCK_K * HEAD_DIM];
   __local float vs[BLOCK_K * HEAD_DIM];
   int lid = get_local_id(0), qblock = get_group_id(0), h = get_group_id(1), b = get_group_id(2);
@@ -187,8 +200,9 @@ __kernel void attention_backward_dq(__global float* dq, __global const float* q,
         sdot += qr[d] * ks[j * HEAD_DIM + d];
         pdot += dor[d] * vs[j * HEAD_DIM + d];
       }
-      float p = exp(sdot * scale - lse);
+      float p = exp(sdot * scale + score_bias(bias, has_bias, b, t, k0 + j, h, bias_sb, bias_st, bias_sj, bias_sh) - lse);
       float ds = p * (pdot - dlt);
+      if (write_dbias) dbias[(((size_t)b * Tq + t) * Tk + k0 + j) * NH + h] = ds;
       for (int d = 0; d < HEAD_DIM; d++) acc[d] += ds * ks[j * HEAD_DIM + d];
     }
   }
@@ -205,7 +219,9 @@ __kernel void attention_backward_dkv(__global float* dk, __global float* dv, __g
                                      __global const float* k, __global const float* v, __global const float* dout,
                                      __global const float* logsumexp, __global const float* delta,
                                      __global const int* seg_start, __global const int* seg_end,
-                                     int Tq, int Tk, int NH, int NKV, float scale, int causal, int segments) {
+                                     __global const float* bias, int Tq, int Tk, int NH, int NKV, float scale,
+                                     int causal, int segments, int has_bias, int bias_sb, int bias_st, int bias_sj,
+                                     int bias_sh) {
   __local float qs[BLOCK_K * HEAD_DIM];
   __local float dos[BLOCK_K * HEAD_DIM];
   __local float lses[BLOCK_K];
@@ -253,7 +269,8 @@ __kernel void attention_backward_dkv(__global float* dk, __global float* dv, __g
           sdot += qs[i * HEAD_DIM + d] * kr[d];
           pdot += dos[i * HEAD_DIM + d] * vr[d];
         }
-        float p = exp(sdot * scale - lses[i]);
+        float p = exp(sdot * scale + score_bias(bias, has_bias, b, t0 + i, s, h, bias_sb, bias_st, bias_sj, bias_sh)
+                      - lses[i]);
         float ds = p * (pdot - deltas[i]);
         for (int d = 0; d < HEAD_DIM; d++) {
           dvacc[d] += p * dos[i * HEAD_DIM + d];

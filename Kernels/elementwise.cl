@@ -162,3 +162,16 @@ __kernel void gelu_erf_backward(__global float* dx, __global const float* x, __g
     dx[i] = dy[i] * (cdf + v * pdf);
   }
 }
+
+// ReLU (T5's feed-forward): max(x, 0); d/dx = 1 where x > 0, else 0 (PyTorch's choice at 0).
+__kernel void relu_forward(__global float* out, __global const float* x, int n) {
+  int i = get_global_id(0);
+  if (i >= n) return;
+  out[i] = fmax(x[i], 0.0f);
+}
+
+__kernel void relu_backward(__global float* dx, __global const float* x, __global const float* dy, int n) {
+  int i = get_global_id(0);
+  if (i >= n) return;
+  dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+}

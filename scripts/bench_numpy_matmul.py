@@ -23,13 +23,18 @@ import time
 
 DEFAULT_SIZES = [256, 512, 1024, 2048, 4096]
 SMOKE_SIZES = [64, 128]
-# smollm2-135m projections at 1024 tokens (batch 4 x 256): label, M, N, K; B is a weight
+# smollm2-135m projections at 1024 tokens (batch 4 x 256) and qwen2.5-0.5b at 512: label, M, N, K; B is a weight
 # stored (N, K), multiplied transposed as a linear layer does.
 MODEL_CASES = [
     ("smollm2-135m q_proj", 1024, 576, 576),
     ("smollm2-135m gate_proj", 1024, 1536, 576),
     ("smollm2-135m down_proj", 1024, 576, 1536),
     ("smollm2-135m lm_head", 1024, 49152, 576),
+    # Qwen2.5-0.5B at 512 tokens (batch 2 x 256), as `itune-bench matmul` has them.
+    ("qwen2.5-0.5b q_proj", 512, 896, 896),
+    ("qwen2.5-0.5b gate_proj", 512, 4864, 896),
+    ("qwen2.5-0.5b down_proj", 512, 896, 4864),
+    ("qwen2.5-0.5b lm_head", 512, 151936, 896),
 ]
 
 

@@ -40,7 +40,13 @@ struct RecordParser {
             let instruction = try nonEmpty(try string(insKey, in: r), insKey)
             let output = try answer(outKey, in: r)
             let input = try string(inKey, in: r, required: false)
-            return [one(Conversation(turns: [Turn(instruction: instruction, input: input, response: output)]))]
+            var e = one(Conversation(turns: [Turn(instruction: instruction, input: input, response: output)]))
+            if let c = r["choices"], !(c is NSNull) {
+                guard let choices = c as? [String], choices.count >= 2 else { throw fail("choices", "must be an array of at least two strings") }
+                guard choices.contains(output) else { throw fail("choices", "does not hold the answer '\(output)'") }
+                e.choices = choices
+            }
+            return [e]
         case .promptCompletion:
             let prompt = try nonEmpty(try string("prompt", in: r), "prompt")
             let completion = try answer("completion", in: r)
@@ -111,6 +117,12 @@ struct RecordParser {
         guard let v = r[key] else { throw fail(key, "missing") }
         guard let list = v as? [Any] else { throw fail(key, "must be an array of {\(roleKey), \(contentKey)}, got \(jsonType(v))") }
         guard !list.isEmpty else { throw fail(key, "is an empty conversation") }
+        if key == "messages", list.contains(where: { m in
+            guard let d = m as? [String: Any] else { return false }
+            return d["tool_calls"] != nil || ["tool", "ipython"].contains((d["role"] as? String)?.lowercased() ?? "")
+        }) {
+            return try toolConversation(r, list, fail: fail)
+        }
         var system: String?
         var turns: [Turn] = []
         var pendingUser: String?
@@ -141,6 +153,41 @@ struct RecordParser {
         guard !turns.isEmpty else { throw fail(key, "holds no user/assistant exchange") }
         if pendingUser != nil { throw fail(key, "ends with a user message that has no answer") }
         return Conversation(system: system, turns: turns)
+    }
+
+    /// A `messages` record with tool calls or tool results, kept message by message (with its
+    /// `tools`) for the model's chat template to render. It must end with an assistant message.
+    func toolConversation(_ r: [String: Any], _ list: [Any], fail: (String?, String) -> DataError) throws -> Conversation {
+        var messages: [ChatMessage] = []
+        for (i, m) in list.enumerated() {
+            let path = "messages[\(i)]"
+            guard let d = m as? [String: Any] else { throw fail(path, "must be an object with role and content") }
+            guard let role = d["role"] as? String else { throw fail(path + ".role", "missing or not a string") }
+            guard ["system", "user", "assistant", "tool", "ipython"].contains(role) else {
+                throw fail(path + ".role", "unknown role '\(role)' (known with tool calls: system, user, assistant, tool, ipython)")
+            }
+            var content: String? = nil
+            if let c = d["content"], !(c is NSNull) {
+                guard let s = c as? String else { throw fail(path + ".content", "must be a string, got \(jsonType(c))") }
+                content = s
+            } else if !(role == "assistant" && d["tool_calls"] != nil) {
+                throw fail(path + ".content", "missing")
+            }
+            var rest = d
+            rest["role"] = nil
+            rest["content"] = nil
+            let fields = rest.isEmpty ? nil
+                : String(decoding: try JSONSerialization.data(withJSONObject: rest, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+            messages.append(ChatMessage(role: role, content: content, fieldsJSON: fields))
+        }
+        guard messages.last?.role == "assistant" else { throw fail("messages", "must end with an assistant message") }
+        var c = Conversation(turns: [])
+        c.messages = messages
+        if let tools = r["tools"], !(tools is NSNull) {
+            guard tools is [Any] else { throw fail("tools", "must be an array of function schemas") }
+            c.toolsJSON = String(decoding: try JSONSerialization.data(withJSONObject: tools, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+        }
+        return c
     }
 
     /// `s` with the end-of-text normalisation applied (`ReadOptions.stripEndOfTextMarker`).

@@ -52,6 +52,9 @@ public struct Example: Sendable, Equatable {
     /// For prompt/completion records: the prompt is used as written (no template).
     public var rawPrompt: Bool
     public var source: Source
+    /// The answers a multiple-choice record offers (its `choices` field, the reference among
+    /// them): evaluation ranks these by likelihood (rank classification). nil: free-form.
+    public var choices: [String]? = nil
 
     public init(conversation: Conversation, rawPrompt: Bool = false, source: Source) {
         self.conversation = conversation

@@ -147,8 +147,29 @@ public enum DatasetTokenizer {
         return template.render(e.conversation)
     }
 
+    /// One conversation rendered by the model's own chat template: the whole text tokenized as
+    /// transformers' apply_chat_template does (no tokens added), the loss on the tokens of every
+    /// assistant turn as rendering finds them (`PromptTemplate.renderConversation`).
+    static func tokenizeRendered(_ e: Example, _ tokenizer: Tokenizer, _ o: TokenizeOptions) throws -> TokenizedExample {
+        let rendered: RenderedConversation
+        do { rendered = try o.template.renderConversation(e.conversation) } catch {
+            throw DataError(source: e.source.description, field: nil, reason: "\(error)")
+        }
+        let (ids, trained) = rendered.tokenized(with: tokenizer)
+        let ids32 = ids.map(Int32.init)
+        var labels = [Int32](repeating: -100, count: ids.count)
+        for span in trained { for k in span { labels[k] = ids32[k] } }
+        if o.trainOnInputs { labels = ids32 }
+        return TokenizedExample(ids: ids32, labels: labels, task: e.source.task)
+    }
+
     /// One example, not truncated.
     static func tokenizeWhole(_ e: Example, _ tokenizer: Tokenizer, _ o: TokenizeOptions, begin: [Int32]) throws -> TokenizedExample {
+        if o.template.chat != nil, !e.rawPrompt, e.conversation.text == nil { return try tokenizeRendered(e, tokenizer, o) }
+        if e.conversation.messages != nil {
+            throw DataError(source: e.source.description, field: "messages",
+                            reason: "holds tool calls or tool results, which only the model's own chat template renders (--template model; the \(o.template.name) template has no place for them)")
+        }
         var ids: [Int32] = [], labels: [Int32] = []
         ids.reserveCapacity(256)
         labels.reserveCapacity(256)
@@ -198,5 +219,39 @@ extension TokenizeStats {
                          reason: "no training rows: all \(examples) example(s) lost their whole answer to --max-length \(maxLength) "
                              + "(the first, \(first.source), is \(first.tokens) tokens long and \(where_)); "
                              + "raise --max-length or shorten the prompts")
+    }
+}
+
+/// An example as training sees it, for `itune-gpu render`.
+public struct ExamplePreview: Sendable {
+    /// The text the template wrote (special tokens spelled out; the tokenizer's begin tokens
+    /// included when they are added).
+    public var text: String
+    public var ids: [Int32]
+    public var labels: [Int32]
+    /// The trained tokens decoded, runs joined by " … ".
+    public var trainedText: String
+    public var trainedCount: Int { labels.filter { $0 != -100 }.count }
+}
+
+extension DatasetTokenizer {
+    /// One example's text, ids and labels, not truncated.
+    public static func preview(_ e: Example, _ tokenizer: Tokenizer, _ o: TokenizeOptions) throws -> ExamplePreview {
+        let t = try tokenizeWhole(e, tokenizer, o, begin: beginTokens(tokenizer))
+        let text: String
+        if o.template.chat != nil, !e.rawPrompt, e.conversation.text == nil {
+            do { text = try o.template.renderConversation(e.conversation).text } catch {
+                throw DataError(source: e.source.description, field: nil, reason: "\(error)")
+            }
+        } else {
+            text = tokenizer.decode(t.ids.map(Int.init))
+        }
+        var runs: [[Int]] = [], current: [Int] = []
+        for (id, label) in zip(t.ids, t.labels) {
+            if label != -100 { current.append(Int(id)) } else if !current.isEmpty { runs.append(current); current = [] }
+        }
+        if !current.isEmpty { runs.append(current) }
+        let trained = runs.map { tokenizer.decode($0) }.joined(separator: " … ")
+        return ExamplePreview(text: text, ids: t.ids, labels: t.labels, trainedText: trained)
     }
 }

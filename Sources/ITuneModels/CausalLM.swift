@@ -2,7 +2,7 @@ import Foundation
 import ITuneTensor
 
 /// A decoder-only language model: token ids in, next-token logits out.
-public protocol CausalLM: Module {
+public protocol CausalLM: LoRAHost {
     var config: ModelConfig { get }
     var device: Device { get }
     /// ids is i32 (B,T); positions i32 (B,T) or (T), default the T positions after what

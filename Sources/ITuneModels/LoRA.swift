@@ -62,7 +62,8 @@ public final class LoRAAdapter {
         if dropout > 0, let seed = TrainingContext.dropoutSeed(site: dropoutSite) {
             input = try x.dropout(p: dropout, seed: seed)
         }
-        return try input.linear(a).linear(b).scaled(by: scaling)
+        // The scaling is the second GEMM's alpha (forward and backward): no pass of its own.
+        return try input.linear(a).linear(b, scale: scaling)
     }
 
     /// PEFT's tensor names for this adapter.
@@ -99,7 +100,20 @@ extension Conv1D: LoRATarget {
     public var fanInFanOut: Bool { true }
 }
 
-extension CausalLM {
+/// A model whose projections LoRA adapts: every decoder (`CausalLM`) and T5's encoder-decoder.
+public protocol LoRAHost: Module {
+    var device: Device { get }
+    /// Every projection (Linear or Conv1D) in module order: what LoRA can adapt.
+    func projections() -> [any LoRATarget]
+    /// PEFT's `task_type` in adapter_config.json ("CAUSAL_LM", T5's "SEQ_2_SEQ_LM").
+    var peftTaskType: String { get }
+}
+
+extension LoRAHost {
+    public var peftTaskType: String { "CAUSAL_LM" }
+}
+
+extension LoRAHost {
     /// Every projection whose name `config` targets.
     public func loraTargets(_ config: LoRAConfig) -> [any LoRATarget] {
         projections().filter { config.targets($0.name) }
@@ -161,7 +175,7 @@ extension CausalLM {
         guard !adapters.isEmpty else { throw ModelFileError.malformed(file: directory.path, "the model has no LoRA adapters to save") }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let json: [String: Any] = [
-            "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": baseModel,
+            "peft_type": "LORA", "task_type": peftTaskType, "base_model_name_or_path": baseModel,
             "r": config.rank, "lora_alpha": config.alpha, "lora_dropout": config.dropout,
             "target_modules": config.targetModules, "use_rslora": config.useRSLoRA, "bias": "none",
             "fan_in_fan_out": projections().first(where: { $0.lora != nil })?.fanInFanOut ?? false,

@@ -69,6 +69,11 @@ public protocol Backend: AnyObject {
     var counters: DeviceCounters { get }
     /// Starts the counters from zero.
     func resetCounters()
+    /// Starts timing every launch, per kernel or op (see Profiler.swift); a second call starts
+    /// a fresh profile. Costs nothing until called.
+    func startProfiling() throws
+    /// Waits for the device, stops timing and returns the profile (nil when none was started).
+    func stopProfiling() throws -> OpProfile?
 }
 
 extension Backend {

@@ -174,6 +174,20 @@ public final class Tensor {
     /// Clears the gradient (before the next step).
     public func zeroGrad() { grad = nil; ownsGrad = false }
 
+    /// Replaces the gradient by `values` (`count` host floats), giving the tensor a gradient
+    /// buffer of its own if it had none or shared one: a data-parallel trainer writes back the
+    /// sum of the ranks' gradients, also where this rank computed none.
+    public func setGradient(_ values: UnsafeBufferPointer<Float>) throws {
+        guard values.count == count, dtype == .f32, let base = values.baseAddress else {
+            throw TensorError.shapeMismatch(op: "setGradient", "\(values.count) values for shape \(shape)")
+        }
+        if grad == nil || !ownsGrad {
+            grad = try Tensor.empty(shape, on: device)
+            ownsGrad = true
+        }
+        try backend.write(grad!.storage, from: base, byteCount: count * 4)
+    }
+
     // MARK: raw access for ops
 
     /// Host floats of a CPU tensor.
@@ -212,7 +226,15 @@ func execution(_ op: String, _ tensors: [Tensor]) throws -> Execution {
         throw TensorError.deviceMismatch(op: op, first.device, t.device)
     }
     if let cl = first.backend as? OpenCLBackend { return .opencl(cl) }
+    (first.backend as? CPUBackend)?.launched(op)
     return .cpu
+}
+
+/// Throws naming `op` when the tensors are not all on one device (a check, not a launch).
+func checkSameDevice(_ op: String, _ tensors: Tensor...) throws {
+    for t in tensors.dropFirst() where t.device != tensors[0].device {
+        throw TensorError.deviceMismatch(op: op, tensors[0].device, t.device)
+    }
 }
 
 /// A small, fast, seedable generator (SplitMix64), used for reproducible initialisation.

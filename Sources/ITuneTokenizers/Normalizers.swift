@@ -9,7 +9,7 @@ protocol Normalizer {
 
 enum Normalizers {
     static let supported = ["Sequence", "NFC", "NFD", "NFKC", "NFKD", "Lowercase", "Strip", "StripAccents",
-                            "Prepend", "Replace", "BertNormalizer", "ByteLevel"]
+                            "Prepend", "Replace", "BertNormalizer", "ByteLevel", "Precompiled"]
 
     static func load(_ json: JSONCursor) throws -> Normalizer? {
         if json.isNull { return nil }
@@ -35,6 +35,7 @@ enum Normalizers {
                                   stripAccents: try json["strip_accents"].optionalBool() ?? lowercase,
                                   lowercase: lowercase)
         case "ByteLevel": return ByteLevelNormalizer()
+        case "Precompiled": return try PrecompiledNormalizer(json)
         default: fatalError("unreachable: componentType checked the list")
         }
     }

@@ -17,6 +17,21 @@ public struct Turn: Sendable, Equatable, Codable {
     }
 }
 
+/// One message of a chat record kept as written: its role, its content (absent on an assistant
+/// message that only calls tools), and its other fields (`tool_calls`, `tool_call_id`, `name`)
+/// as a JSON object's text, keys sorted.
+public struct ChatMessage: Sendable, Equatable, Codable {
+    public var role: String
+    public var content: String?
+    public var fieldsJSON: String?
+
+    public init(role: String, content: String?, fieldsJSON: String? = nil) {
+        self.role = role
+        self.content = content
+        self.fieldsJSON = fieldsJSON
+    }
+}
+
 /// An example to train on: a conversation (one or more turns, an optional system prompt), or
 /// plain text that is trained on whole.
 public struct Conversation: Sendable, Equatable, Codable {
@@ -24,6 +39,11 @@ public struct Conversation: Sendable, Equatable, Codable {
     public var turns: [Turn]
     /// Set for `text` records: the whole text, no template.
     public var text: String?
+    /// The record's own messages, kept when it holds tool calls or tool results: only the model's
+    /// chat template can render those (as it would at inference); `turns` then holds no turns.
+    public var messages: [ChatMessage]?
+    /// The record's `tools` (function schemas), as JSON text, keys sorted.
+    public var toolsJSON: String?
 
     public init(system: String? = nil, turns: [Turn]) {
         self.system = system
@@ -52,9 +72,16 @@ public enum TemplateSegment: Sendable, Equatable {
 public struct PromptTemplate: Sendable, Equatable {
     public enum Style: String, Sendable, CaseIterable {
         case alpaca, alpacaJA = "alpaca-ja", llmJP = "llm-jp", chatml, llama3, plain
+        /// The model's own chat_template, rendered (`PromptTemplate(model:)`); not a name
+        /// `named(_:)` can build, since it needs the model's tokenizer_config.
+        case model
+
+        public static var allCases: [Style] { [.alpaca, .alpacaJA, .llmJP, .chatml, .llama3, .plain] }
     }
 
     public let style: Style
+    /// The model's chat template when `style` is `.model`.
+    public var chat: ChatTemplate?
     /// A system prompt used when a conversation has none, as the model's own chat_template
     /// does (Qwen2's "You are a helpful assistant."). Why: a model tuned on its template's
     /// default system prompt sees it at inference too; training without it shifts the prompt.
@@ -64,6 +91,14 @@ public struct PromptTemplate: Sendable, Equatable {
     public init(_ style: Style, defaultSystem: String? = nil) {
         self.style = style
         self.defaultSystem = defaultSystem
+    }
+
+    /// The model's own chat template: conversations are rendered by it and the trained tokens
+    /// found by rendering (see `renderConversation`).
+    public init(model chat: ChatTemplate) {
+        style = .model
+        self.chat = chat
+        defaultSystem = nil
     }
 
     public static let all: [PromptTemplate] = Style.allCases.map { PromptTemplate($0) }
@@ -150,6 +185,10 @@ public struct PromptTemplate: Sendable, Equatable {
     /// model should start writing.
     public func render(_ c: Conversation, forGeneration: Bool = false) -> [TemplateSegment] {
         if let text = c.text { return forGeneration ? [.text(text, trainable: false)] : [.text(text, trainable: true), .eos] }
+        if chat != nil {
+            // A model template can refuse a conversation; callers that must know use renderConversation.
+            return (try? modelSegments(c, forGeneration: forGeneration)) ?? []
+        }
         var out: [TemplateSegment] = []
         func prompt(_ s: String) { out.append(.text(s, trainable: false)) }
         let system = c.system ?? defaultSystem
@@ -179,6 +218,8 @@ public struct PromptTemplate: Sendable, Equatable {
                 }
                 prompt("<|start_header_id|>user<|end_header_id|>\n\n\(userText(turn))<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
                 if !skipAnswer { out.append(.text(turn.response + "<|eot_id|>", trainable: true)) }
+            case .model:
+                break
             case .plain:
                 if i == 0, let system { prompt(system + "\n") }
                 prompt(userText(turn) + "\n")
@@ -194,13 +235,15 @@ public struct PromptTemplate: Sendable, Equatable {
 
     /// The prompt text a model continues at inference for one instruction.
     public func prompt(instruction: String, input: String? = nil, system: String? = nil) -> String {
-        render(Conversation(system: system, turns: [Turn(instruction: instruction, input: input, response: "")]), forGeneration: true)
+        if chat != nil { return (try? generationPrompt(instruction: instruction, input: input, system: system)) ?? "" }
+        return render(Conversation(system: system, turns: [Turn(instruction: instruction, input: input, response: "")]), forGeneration: true)
             .map { if case let .text(s, _) = $0 { return s } else { return "" } }.joined()
     }
 
     /// Text the model writes after its answer in this template, which generation stops at.
     public var stopStrings: [String] {
         switch style {
+        case .model: return modelStopStrings
         case .chatml: return ["<|im_end|>"]
         case .llama3: return ["<|eot_id|>"]
         case .alpaca: return ["### Instruction:"]
@@ -209,7 +252,7 @@ public struct PromptTemplate: Sendable, Equatable {
         }
     }
 
-    private func userText(_ t: Turn) -> String { t.input.map { "\(t.instruction)\n\n\($0)" } ?? t.instruction }
+    func userText(_ t: Turn) -> String { t.input.map { "\(t.instruction)\n\n\($0)" } ?? t.instruction }
 
     private func instructionBlock(_ t: Turn, first: Bool) -> String {
         switch style {

@@ -1,4 +1,4 @@
-// tokenizer.json support: byte-level BPE, SentencePiece-style BPE, WordPiece — encoding and
+// tokenizer.json support: byte-level BPE, SentencePiece-style BPE and Unigram, WordPiece — encoding and
 // decoding exactly as the Hugging Face `tokenizers` library does, with no Python at run time.
 //
 // encode: added tokens are cut out of the raw text → each stretch between them is normalized →
@@ -27,7 +27,7 @@ public final class Tokenizer {
     /// The tokenizer_config.json fields (empty when there was no such file).
     public let config: TokenizerConfig
 
-    static let supportedModels = ["BPE", "WordPiece", "WordLevel"]
+    static let supportedModels = ["BPE", "WordPiece", "WordLevel", "Unigram"]
 
     /// Loads `tokenizer.json` from a model directory, with `tokenizer_config.json` (and a
     /// `chat_template.jinja`, which newer transformers writes instead of a config field) when present.
@@ -79,6 +79,8 @@ public final class Tokenizer {
             modelType = try modelJSON.componentType(supported: Self.supportedModels)
         } else if modelJSON.has("merges") {
             modelType = "BPE"  // files from before the model carried its type
+        } else if modelJSON.has("unk_id") {
+            modelType = "Unigram"
         } else if modelJSON.has("max_input_chars_per_word") {
             modelType = "WordPiece"
         } else {
@@ -90,9 +92,13 @@ public final class Tokenizer {
         if case .object(let entries) = modelJSON["vocab"].value, entries.isEmpty {
             throw modelJSON["vocab"].invalid("is empty: a tokenizer needs at least one token")
         }
+        if case .array(let entries) = modelJSON["vocab"].value, entries.isEmpty {
+            throw modelJSON["vocab"].invalid("is empty: a tokenizer needs at least one token")
+        }
         switch modelType {
         case "BPE": model = try BPEModel(modelJSON)
         case "WordPiece": model = try WordPieceModel(modelJSON)
+        case "Unigram": model = try UnigramModel(modelJSON)
         default: model = try WordLevelModel(modelJSON)
         }
         guard model.vocabularyCount > 0 else { throw modelJSON["vocab"].invalid("is empty: a tokenizer needs at least one token") }
@@ -211,6 +217,14 @@ public final class Tokenizer {
     private func encodeStretch(_ raw: UnsafeBufferPointer<UInt8>, atOrigin: Bool, scratch: EncoderScratch) {
         let bytes = normalizer?.normalize(Array(raw)) ?? Array(raw)
         if bytes.isEmpty { return }
+        // The library's Metaspace ("first") prepends only where the normalized text still starts at
+        // original offset 0; a first character the normalizer deletes (a space stripped by
+        // SentencePiece's `\A +` rule, a zero-width mark) moves that start.
+        var atOrigin = atOrigin
+        if atOrigin, let n = normalizer, let lead = raw.first,
+           n.normalize(Array(raw.prefix(min(utf8Length(lead: lead), raw.count)))).isEmpty {
+            atOrigin = false
+        }
         if normalizedAddedTokens.isEmpty {
             encodeNormalized(bytes, 0..<bytes.count, atOrigin: atOrigin, scratch: scratch)
             return

@@ -1,5 +1,6 @@
 import Foundation
 import ITuneData
+import ITuneDistributed
 import ITuneModels
 import ITuneTensor
 import ITuneTokenizers
@@ -40,6 +41,8 @@ public struct FineTuneConfig: Sendable, Equatable {
     public var resumeAnyway = false
     /// Generations written at the end, from held-out instructions.
     public var samples = 3
+    /// Time every kernel of the steps (the summary's `profile`; `itune-gpu train --profile`).
+    public var profile = false
     /// How the frozen base's matrices are stored under LoRA; nil: as the checkpoint stores
     /// them. Full fine-tuning keeps f32 weights (see `precision`).
     public var baseDType: BaseDType? = nil
@@ -53,6 +56,11 @@ public struct FineTuneConfig: Sendable, Equatable {
     public var quantize: QuantFormat? = nil
     /// With `quantize` nf4: the absmax constants quantised too (QLoRA's double quantisation).
     public var doubleQuant = false
+    /// Data parallel: gradients are summed over the ranks in buckets of this many MB.
+    public var bucketMB = 25.0
+    /// The ranks of the run (set from the launcher, recorded in itune_config.json): the global
+    /// batch is batch-size × ranks × grad-accum.
+    public var ranks = 1
 
     public init(model: String = "", data: [String] = []) {
         self.model = model
@@ -93,19 +101,27 @@ public struct FineTuneResult: Sendable {
 public struct FineTuneJob {
     public let config: FineTuneConfig
     public let device: Device
+    /// The ranks of a data-parallel run: each trains on its share of every global batch, and
+    /// rank 0 alone logs and writes.
+    public let communicator: any Communicator
 
-    public init(config: FineTuneConfig, device: Device) {
+    public init(config: FineTuneConfig, device: Device, communicator: any Communicator = SingleProcessCommunicator()) {
         self.config = config
         self.device = device
+        self.communicator = communicator
     }
 
-    public func run(log: (String) -> Void = { print($0) }, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> FineTuneResult {
+    public func run(log rootLog: (String) -> Void = { print($0) }, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> FineTuneResult {
         var c = config
+        c.ranks = communicator.size
         try c.validate()
+        let root = communicator.isRoot
+        func log(_ line: String) { if root { rootLog(line) } }
         let modelDir = URL(fileURLWithPath: c.model)
+        if T5Config.describes(configJSON: modelDir.appendingPathComponent("config.json")) { return try runSeq2Seq(c, log: log) }
         let out = URL(fileURLWithPath: c.output)
         let configURL = out.appendingPathComponent("itune_config.json")
-        if c.resume { try checkResumable(savedConfig: configURL, log: log) }
+        if c.resume, root { try checkResumable(c, savedConfig: configURL, log: log) }
         // Under LoRA the base is frozen and may stay in 16 bits; trained weights are f32.
         let matrices: DType = c.mode == .lora ? try c.baseDType?.dtype ?? Checkpoint(directory: modelDir).matrixDType() : .f32
         let bundle = try ModelBundle(directory: modelDir, on: device, matrices: matrices)
@@ -114,13 +130,8 @@ public struct FineTuneJob {
                    model.config.architecture.rawValue, Double(model.parameterCount) / 1e6, matrices.rawValue, bundle.loadSeconds,
                    "\(device)"))
         if c.precision == .bf16 { log("precision: bf16 matmuls (f32 accumulation), f32 master weights and AdamW state") }
-        let template: PromptTemplate
-        if let name = c.template {
-            template = try PromptTemplate.named(name)
-        } else {
-            template = PromptTemplate.detect(chatTemplate: tokenizer.chatTemplate) ?? PromptTemplate(.alpaca)
-            log("template: \(template.name) (\(tokenizer.chatTemplate == nil ? "the model has no chat_template" : PromptTemplate.detect(chatTemplate: tokenizer.chatTemplate) != nil ? "the model's chat_template" : "the model's chat_template is not one we know"); --template overrides)")
-        }
+        let (template, why) = try PromptTemplate.resolve(c.template, tokenizer: tokenizer)
+        log("template: \(template.name) (\(why))")
 
         // Data: files, or a task mixture sampled from its files.
         var allExamples: [Example] = []
@@ -203,14 +214,23 @@ public struct FineTuneJob {
         var trainerOptions = c.trainer
         trainerOptions.padID = c.padID ?? 0
         let trainer = try Trainer(model: model, trainable: trainable, options: trainerOptions, train: rows,
-                                  validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out)
+                                  validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out,
+                                  communicator: communicator, bucketBytes: Int(c.bucketMB * 1_048_576))
+        trainer.profile = c.profile
         trainer.context.matmulPrecision = c.precision
         trainer.context.gradientCheckpointing = c.gradCheckpoint
         if c.gradCheckpoint { log("gradient checkpointing: each block's input kept, the block recomputed in the backward") }
-        log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation, lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        try OutputFiles.writeAtomically(c.encodedJSON(), to: configURL)
+        let ranks = communicator.size > 1 ? " × \(communicator.size) ranks = global batch \(trainer.globalBatchSize * trainerOptions.gradientAccumulation)" : ""
+        log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation\(ranks), lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
+        if root {
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            try OutputFiles.writeAtomically(c.encodedJSON(), to: configURL)
+        }
         let summary = try trainer.run(resume: c.resume, onEvent: onEvent)
+        // The other ranks hold the same weights; rank 0 writes them and the samples.
+        guard root else {
+            return FineTuneResult(summary: summary, outputDirectory: out, stats: stats, samples: [])
+        }
 
         // Outputs.
         let final: URL
@@ -226,9 +246,10 @@ public struct FineTuneJob {
         var samples: [(String, String, String)] = []
         for e in (validationExamples.isEmpty ? trainExamples : validationExamples).prefix(c.samples) {
             guard let turn = e.conversation.turns.first, e.conversation.text == nil else { continue }
-            let prompt = e.rawPrompt ? turn.instruction : template.prompt(instruction: turn.instruction, input: turn.input,
-                                                                           system: e.conversation.system)
-            let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: 64), stopStrings: template.stopStrings)
+            let prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(instruction: turn.instruction, input: turn.input,
+                                                                                        system: e.conversation.system)
+            let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: 64), stopStrings: template.stopStrings,
+                                                addSpecialTokens: e.rawPrompt || !template.writesOwnSpecialTokens)
             samples.append((turn.instruction, turn.response, text.trimmingCharacters(in: .whitespacesAndNewlines)))
         }
         return FineTuneResult(summary: summary, outputDirectory: final, stats: stats, samples: samples)
@@ -238,13 +259,20 @@ public struct FineTuneJob {
 extension FineTuneJob {
     /// Refuses to resume when a checkpoint exists and an option that changes the loss curve
     /// differs from the run that wrote `savedConfig`, naming each, unless `resumeAnyway`.
-    func checkResumable(savedConfig: URL, log: (String) -> Void) throws {
+    func checkResumable(_ config: FineTuneConfig, savedConfig: URL, log: (String) -> Void) throws {
         let checkpoints = URL(fileURLWithPath: config.output).appendingPathComponent("checkpoints")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: checkpoints.path)) ?? []
         guard names.contains(where: { $0.hasPrefix("step-") }) else { return }
         let changes: [String]
         do {
-            changes = config.curveChanges(from: try FineTuneConfig.read(contentsOf: savedConfig))
+            var saved = try FineTuneConfig.read(contentsOf: savedConfig)
+            // Another rank count gives the same curve when the global batch is the same.
+            if saved.ranks != config.ranks, saved.trainer.batchSize * saved.ranks == config.trainer.batchSize * config.ranks {
+                log("resuming the run of \(saved.ranks) rank(s) × batch \(saved.trainer.batchSize) with \(config.ranks) × \(config.trainer.batchSize): the same global batch")
+                saved.trainer.batchSize = config.trainer.batchSize
+                saved.ranks = config.ranks
+            }
+            changes = config.curveChanges(from: saved)
         } catch {
             guard config.resumeAnyway else {
                 throw TrainError.invalid("--resume: cannot compare with the saved options (\(error)); --resume-anyway continues without comparing")

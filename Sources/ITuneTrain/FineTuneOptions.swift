@@ -18,6 +18,9 @@ public struct FineTuneOption: @unchecked Sendable {
     /// Whether a resumed run may change it without changing the loss curve (output, how often
     /// it checkpoints or evaluates); every other option must match the saved run.
     public let keepsCurve: Bool
+    /// false for what a run records but the user does not choose (`ranks`, which the launcher
+    /// decides): read from a file, never offered on the command line.
+    public var onCommandLine: Bool { name != "ranks" }
 
     let encode: (FineTuneConfig, inout KeyedEncodingContainer<OptionKey>) throws -> Void
     let decode: (inout FineTuneConfig, KeyedDecodingContainer<OptionKey>, OptionKey) throws -> Void
@@ -66,7 +69,7 @@ extension FineTuneConfig {
             choice("format", \.format, "Record format, instead of detecting it"),
             list("validation-data", \.validationData, "Validation data file (repeatable); otherwise --validation-split of the data."),
             field("validation-split", \.validationSplit, "Fraction of the data held out for validation, in [0, 1)" + dflt(d.validationSplit)),
-            field("template", \.template, "Prompt template (default: the model's chat_template when known, else alpaca)."),
+            field("template", \.template, "Prompt template: a name, or 'model' (default: the model's own chat_template, rendered, when it has one; else alpaca)."),
             field("output", \.output, "Output directory" + dflt(d.output), keepsCurve: true),
             field("full", \.full, "Train every weight instead of LoRA adapters."),
             field("lora-rank", \.lora.rank, "LoRA rank r, at least 1 and at most the adapted layers' smaller dimension" + dflt(d.lora.rank)),
@@ -103,9 +106,19 @@ extension FineTuneConfig {
             field("pad-id", \.padID, "Token id that pads batches (default: the tokenizer's pad token, else its eos); itune_config.json records the one used.",
                   keepsCurve: true),
             field("eval-every", \.trainer.evalEvery, "Validation every N steps; 0: at the end only" + dflt(d.trainer.evalEvery), keepsCurve: true),
+            field("log-every", \.trainer.logEvery, "Read the loss back every N optimizer steps (one metrics line and progress update, the mean loss of the N); between reads the device runs on without waiting" + dflt(d.trainer.logEvery),
+                  keepsCurve: true),
+            field("profile", \.profile, "End with a per-kernel table (per op on the CPU path) of the steps from the second on: launches, time, share of the step, idle time before.",
+                  keepsCurve: true),
             field("save-every", \.trainer.saveEvery, "Checkpoint every N steps; 0: none" + dflt(d.trainer.saveEvery), keepsCurve: true),
             field("keep-checkpoints", \.trainer.keepCheckpoints, "Checkpoints kept, newest first" + dflt(d.trainer.keepCheckpoints), keepsCurve: true),
             field("samples", \.samples, "Generations written at the end from held-out instructions" + dflt(d.samples), keepsCurve: true),
+            field("bucket-mb", \.bucketMB, "Under mpirun/srun: gradients are summed over the ranks in buckets of this many MB" + dflt(d.bucketMB),
+                  keepsCurve: true),
+            // Not a command-line option: the launcher decides; the file records it so that a
+            // resume with another rank count can tell whether the global batch is the same.
+            field("ranks", \.ranks, "Ranks of the run that wrote this file (set from the launcher; global batch = batch-size × ranks × grad-accum).",
+                  keepsCurve: true),
             field("resume", \.resume, "Continue from the latest checkpoint in --output (the saved options must match).", keepsCurve: true),
             field("resume-anyway", \.resumeAnyway, "With --resume: continue even where options that change the loss curve differ from the saved run.",
                   keepsCurve: true),

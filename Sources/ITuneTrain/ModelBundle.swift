@@ -32,9 +32,9 @@ public struct ModelBundle {
     /// text as it becomes complete (a token that ends inside a UTF-8 character waits for the
     /// next). Stops at eos, at any of `stopStrings` (which is cut from the text), or at the
     /// token limit. Returns the whole generated text and the generation result.
-    public func generate(prompt: String, options: GenerationOptions, stopStrings: [String] = [],
+    public func generate(prompt: String, options: GenerationOptions, stopStrings: [String] = [], addSpecialTokens: Bool = true,
                          onText: (String) -> Void = { _ in }) throws -> (text: String, result: GenerationResult) {
-        let ids = tokenizer.encode(prompt).map(Int32.init)
+        let ids = tokenizer.encode(prompt, addSpecialTokens: addSpecialTokens).map(Int32.init)
         var opts = options
         opts.stopTokens.formUnion(stopTokens)
         var generated: [Int] = []

@@ -62,6 +62,10 @@ extension TrainerOptions {
         try OptionCheck.atLeast(evalEvery, 0, "eval-every")
         try OptionCheck.atLeast(saveEvery, 0, "save-every")
         try OptionCheck.atLeast(keepCheckpoints, 1, "keep-checkpoints")
+        // Each step between two reads keeps 12 bytes of records on the device.
+        guard logEvery >= 1, logEvery <= 100_000 else {
+            throw OptionError(option: "log-every", message: "must be in [1, 100000], not \(logEvery)")
+        }
         guard padID >= 0 else { throw OptionError(option: "pad-id", message: "must be at least 0, not \(padID)") }
     }
 }
@@ -77,6 +81,10 @@ extension FineTuneConfig {
         try OptionCheck.inRange(validationSplit, 0, 1, "validation-split")
         try OptionCheck.atLeast(maxLength, 1, "max-length")
         try OptionCheck.atLeast(samples, 0, "samples")
+        guard bucketMB.isFinite, bucketMB > 0, bucketMB <= 2048 else {
+            throw OptionError(option: "bucket-mb", message: "must be a number of MB in (0, 2048], not \(bucketMB)")
+        }
+        try OptionCheck.atLeast(ranks, 1, "ranks")
         if let padID { try OptionCheck.atLeast(Int(padID), 0, "pad-id") }
         if mode == .lora && initAdapter == nil {
             try OptionCheck.atLeast(lora.rank, 1, "lora-rank")

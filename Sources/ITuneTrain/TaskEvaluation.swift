@@ -39,39 +39,51 @@ public enum TaskEvaluator {
 
     /// Exact match, answer log-likelihood and (where the answers form a small set) rank
     /// classification for each task, on up to `maxExamples` examples per task (the first ones
-    /// after a seeded shuffle).
+    /// after a seeded shuffle). With `shots` > 0 each question is preceded by that many exemplars
+    /// from the task's other examples (FewShot), the same for every model and run of a seed.
     public static func evaluate(tasks: [(String, [Example])], bundle: ModelBundle, template: PromptTemplate,
-                                maxExamples: Int = 50, maxLength: Int = 512, seed: UInt64 = 0,
+                                maxExamples: Int = 50, maxLength: Int = 512, seed: UInt64 = 0, shots: Int = 0,
                                 progress: (String) -> Void = { _ in }) throws -> [TaskEvalResult] {
         var out: [TaskEvalResult] = []
         for (name, all) in tasks {
             let usable = all.filter { !$0.conversation.turns.isEmpty && $0.conversation.text == nil }
-            let examples = Array(DatasetTokenizer.shuffled(usable, seed: seed).prefix(maxExamples))
-            guard !examples.isEmpty else { continue }
+            let shuffled = DatasetTokenizer.shuffled(usable, seed: seed)
+            let questions = Array(shuffled.prefix(maxExamples))
+            guard !questions.isEmpty else { continue }
+            // Exemplars come from the examples not asked; a task with no others lends its asked ones.
+            let pool = shuffled.count > maxExamples ? Array(shuffled.dropFirst(maxExamples)) : shuffled
+            let examples = questions.enumerated().map { i, q in
+                FewShot.prompting(q, with: FewShot.exemplars(for: q, index: i, pool: pool, shots: shots, seed: seed))
+            }
             let answers = Array(Set(usable.map { $0.conversation.turns.last!.response })).sorted()
             let options = answers.count <= 10 && answers.count >= 2 ? answers : nil
+            let perRecordChoices = examples.compactMap(\.choices)
+            let optionCount = perRecordChoices.isEmpty ? options?.count : perRecordChoices.map(\.count).max()
             var right = 0, rankRight = 0
             var ll = 0.0, llTokens = 0
             for e in examples {
                 let turn = e.conversation.turns.last!
-                let prompt = e.rawPrompt ? turn.instruction
-                    : template.prompt(instruction: turn.instruction, input: turn.input, system: e.conversation.system)
+                let prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(for: e.conversation)
                 let answerTokens = bundle.tokenizer.encode(turn.response, addSpecialTokens: false).count
                 let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: answerTokens + 8),
-                                                    stopStrings: template.stopStrings)
+                                                    stopStrings: template.stopStrings,
+                                                    addSpecialTokens: e.rawPrompt || !template.writesOwnSpecialTokens)
                 if normalise(text) == normalise(turn.response) { right += 1 }
-                // Every option is scored once; the reference is one of them.
-                let candidates = options ?? [turn.response]
+                // Every option is scored once; the reference is one of them. A multiple-choice
+                // record's own choices come first (JCommonsenseQA's five answers differ per question).
+                let candidates = e.choices ?? options ?? [turn.response]
                 let scores = try candidates.map { try answerLogLikelihood(e, response: $0, bundle: bundle, template: template, maxLength: maxLength) }
                 let (l, n) = scores[candidates.firstIndex(of: turn.response)!]
                 if n > 0 { ll += l; llTokens += n }
-                if let options, options[scores.indices.max { scores[$0].0 < scores[$1].0 }!] == turn.response { rankRight += 1 }
+                if e.choices != nil || options != nil, candidates[scores.indices.max { scores[$0].0 < scores[$1].0 }!] == turn.response {
+                    rankRight += 1
+                }
             }
             let r = TaskEvalResult(task: name, examples: examples.count, exactMatch: Double(right) / Double(examples.count),
                                    answerLogLikelihood: llTokens > 0 ? ll / Double(llTokens) : .nan,
-                                   rankAccuracy: options.map { _ in Double(rankRight) / Double(examples.count) }, options: options?.count)
+                                   rankAccuracy: optionCount.map { _ in Double(rankRight) / Double(examples.count) }, options: optionCount)
             progress(String(format: "%@: exact match %.1f%%, answer log-likelihood %.3f/token%@", name, r.exactMatch * 100,
-                            r.answerLogLikelihood, r.rankAccuracy.map { String(format: ", rank accuracy %.1f%% of %d options", $0 * 100, options!.count) } ?? ""))
+                            r.answerLogLikelihood, r.rankAccuracy.map { String(format: ", rank accuracy %.1f%% of %d options", $0 * 100, optionCount ?? 0) } ?? ""))
             out.append(r)
         }
         return out

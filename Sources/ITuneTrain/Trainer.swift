@@ -1,5 +1,6 @@
 import Foundation
 import ITuneData
+import ITuneDistributed
 import ITuneModels
 import ITuneTensor
 
@@ -42,6 +43,9 @@ public struct TrainerOptions: Sendable, Codable, Equatable {
     public var padID: Int32 = 0
     /// A step whose loss or gradient norm is NaN or infinite stops the run (default) or is skipped.
     public var nanPolicy = NaNPolicy.stop
+    /// The losses and gradient norms stay on the device for N optimizer steps and come back in
+    /// one read: one metrics line (the mean loss of the N steps) and one progress event per N.
+    public var logEvery = 1
 
     public init() {}
 }
@@ -64,6 +68,10 @@ public struct StepMetrics: Sendable, Codable {
     public var tokensPerSecond: Double
     public var elapsed: Double
     public var eta: Double
+    /// Seconds this step spent summing gradients over the ranks (0 in a run of one), and of
+    /// those the seconds spent waiting for the network after the last bucket was sent.
+    public var allreduceSeconds = 0.0
+    public var allreduceWaitSeconds = 0.0
 }
 
 public struct TrainingSummary: Sendable {
@@ -80,12 +88,22 @@ public struct TrainingSummary: Sendable {
     /// The process's peak resident memory and the backend's peak bytes in tensors, measured
     /// at the end of the run.
     public var peakMemory = PeakMemory()
+    /// Per-kernel times of the profiled steps (`Trainer.profile`).
+    public var profile: StepProfile?
 }
 
 /// A training loop over fixed rows: shuffled per epoch from the seed, batched, padded, with
 /// gradient accumulation (the loss of a step is weighted by scored tokens, not micro-batches),
 /// global-norm clipping, AdamW on a warm-up + decay schedule, checkpoints that resume the same
 /// curve, metrics.jsonl and an SVG loss curve in the output directory.
+///
+/// Data-parallel under a `Communicator` of N ranks: `options.batchSize` is the batch of one
+/// rank, a global micro-batch holds batchSize × N rows (the rows a single process with that
+/// batch would take) and rank r trains on its r-th share; each micro-batch's loss is weighted
+/// by the scored tokens of the whole global micro-batch, so the gradients summed over the ranks
+/// (in buckets, after the step's last backward) are the single process's. AdamW then runs
+/// alike on every rank. Rank 0 alone writes checkpoints, metrics and the loss curve, and
+/// reports events.
 public final class Trainer {
     public let model: any CausalLM
     /// The tensors trained, each with the name it is checkpointed under.
@@ -95,32 +113,57 @@ public final class Trainer {
     public let validation: [TrainingRow]
     public let outputDirectory: URL
     public let optimizer: AdamW
-    /// Held from `init` until the trainer is freed: one run per output directory.
-    let outputLock: OutputLock
+    /// Held from `init` until the trainer is freed: one run per output directory (by rank 0).
+    let outputLock: OutputLock?
+    /// The ranks of a data-parallel run (a single process by default).
+    public let communicator: any Communicator
+    /// Gradients summed over the ranks in buckets of this many bytes (DDP's 25 MB by default).
+    public let bucketBytes: Int
+    /// The gradient buckets' plan and host buffer (built at the first step of a data-parallel run).
+    var allreduceBuffers: BucketedAllreduce?
     /// This run's tape and dropout keys: forward and backward passes run inside it, so that
     /// other models (another device, a reference model) can train beside this one.
     public let context: TrainingContext
+    /// Time every kernel (OpenCL) or op (CPU path) of the run's steps from the second on (the
+    /// first builds kernels and fills the pools; a one-step run profiles that step): the
+    /// summary's `profile`.
+    public var profile = false
     /// The epoch whose row order `epochOrder` holds (rebuilt once per epoch, not per micro-batch).
     private var epochOrder: (epoch: Int, order: [Int])?
 
     public init(model: any CausalLM, trainable: [(String, Tensor)], options: TrainerOptions, train: [TrainingRow],
-                validation: [TrainingRow] = [], outputDirectory: URL) throws {
+                validation: [TrainingRow] = [], outputDirectory: URL,
+                communicator: any Communicator = SingleProcessCommunicator(),
+                bucketBytes: Int = GradientBuckets.defaultBucketBytes) throws {
         guard !train.isEmpty else { throw TrainError.invalid("no training rows") }
         try options.validate()
+        guard bucketBytes >= 4 else { throw TrainError.invalid("gradient bucket of \(bucketBytes) bytes: must hold at least one float") }
+        self.communicator = communicator
+        self.bucketBytes = bucketBytes
         self.model = model
         self.trainable = trainable
         self.options = options
         self.train = train
         self.validation = validation
         self.outputDirectory = outputDirectory
-        try OutputFiles.prepareDirectory(outputDirectory)
-        outputLock = try OutputLock(directory: outputDirectory)
+        if communicator.isRoot {
+            try OutputFiles.prepareDirectory(outputDirectory)
+            outputLock = try OutputLock(directory: outputDirectory)
+        } else {
+            outputLock = nil
+        }
         for (_, t) in trainable { t.requiresGrad = true }
         context = TrainingContext(seed: options.seed)
-        optimizer = try AdamW(parameters: trainable.map(\.1), config: options.optimizer)
+        // Room on the device for the records of the steps between two reads.
+        let microBatches = (train.count + options.batchSize - 1) / options.batchSize
+        let steps = options.maxSteps ?? options.epochs * max(1, (microBatches + options.gradientAccumulation - 1) / options.gradientAccumulation)
+        optimizer = try AdamW(parameters: trainable.map(\.1), config: options.optimizer,
+                              stepRecords: min(options.logEvery, max(1, steps)))
     }
 
-    public var microBatchesPerEpoch: Int { (train.count + options.batchSize - 1) / options.batchSize }
+    /// Rows of one global micro-batch: the per-rank batch times the ranks.
+    public var globalBatchSize: Int { options.batchSize * communicator.size }
+    public var microBatchesPerEpoch: Int { (train.count + globalBatchSize - 1) / globalBatchSize }
     public var stepsPerEpoch: Int { max(1, (microBatchesPerEpoch + options.gradientAccumulation - 1) / options.gradientAccumulation) }
     public var totalSteps: Int { options.maxSteps ?? options.epochs * stepsPerEpoch }
 
@@ -140,83 +183,119 @@ public final class Trainer {
             order = permutation(count: train.count, seed: options.seed &+ UInt64(epoch) &* 0x9E37_79B9)
             epochOrder = (epoch, order)
         }
-        let lo = within * options.batchSize
-        return order[lo..<min(train.count, lo + options.batchSize)].map { train[$0] }
+        let lo = within * globalBatchSize
+        return order[lo..<min(train.count, lo + globalBatchSize)].map { train[$0] }
+    }
+
+    /// This rank's share of a global micro-batch: rows r·batchSize ..< (r+1)·batchSize (fewer,
+    /// or none, in an epoch's last micro-batch).
+    func shard(_ rows: [TrainingRow]) -> ArraySlice<TrainingRow> {
+        let lo = min(rows.count, communicator.rank * options.batchSize)
+        return rows[lo..<min(rows.count, lo + options.batchSize)]
     }
 
     /// Runs until `totalSteps`, from the latest checkpoint when `resume` is set.
-    public func run(resume: Bool = false, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
-        try OutputFiles.prepareDirectory(outputDirectory)
-        if let notice = outputLock.notice { onEvent(.info(notice)) }
-        removeLeftovers(onEvent: onEvent)
+    public func run(resume: Bool = false, onEvent reportEvent: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
+        let root = communicator.isRoot
+        func onEvent(_ event: TrainerEvent) { if root { reportEvent(event) } }
+        if root { try OutputFiles.prepareDirectory(outputDirectory) }
+        if let notice = outputLock?.notice { onEvent(.info(notice)) }
+        if root { removeLeftovers(onEvent: onEvent) }
+        // Ranks that disagree about the data would train different models without a word.
+        try communicator.checkSame(Double(train.count), "the number of training rows")
+        try communicator.checkSame(Double(trainable.reduce(0) { $0 + $1.1.count }), "the number of trainable parameters")
         var history: [(Int, Double)] = []
         var validationHistory: [(Int, Double)] = []
         var start = 0, skippedSteps = 0
         if resume {
-            if let state = try loadLatestCheckpoint(onEvent: onEvent) {
+            // Rank 0 reads the checkpoint and hands it to the others (who need not see the
+            // output directory): a failure on rank 0 ends the run on every rank.
+            let state = root ? try loadLatestCheckpoint(onEvent: onEvent) : nil
+            if communicator.size > 1 { start = try broadcastResumedState(state) }
+            if let state {
                 start = state.step
                 history = state.history
                 validationHistory = state.validation
                 skippedSteps = state.skippedSteps
                 onEvent(.info("resumed from step \(start) of \(totalSteps)"))
-            } else {
+            } else if root {
                 onEvent(.info("no checkpoint in \(checkpointsDirectory.path): starting from step 0"))
             }
         }
-        try metricsLog.trim(keepingUpTo: start)
+        if root { try metricsLog.trim(keepingUpTo: start) }
+        if communicator.size > 1 {
+            onEvent(.info("data parallel: \(communicator.size) ranks × batch \(options.batchSize) × \(options.gradientAccumulation) accumulation = global batch \(globalBatchSize * options.gradientAccumulation) rows per step; gradients summed in \(try gradientBuckets().plan.buckets.count) bucket(s) of up to \(bucketBytes / 1_048_576 > 0 ? "\(bucketBytes / 1_048_576) MiB" : "\(bucketBytes) bytes") (\(communicator.description))"))
+        }
         let schedule = self.schedule
         let began = Date()
         var tokens = 0
         var validationLoss: Double? = validationHistory.last?.1
+        // Steps since the last read of the device's step records (see `readWindow`).
+        var window: [PendingStep] = []
+        var curveWritten = start
+        let backend = try model.device.backend()
+        let profileFrom = totalSteps - start >= 2 ? start + 2 : start + 1
+        var profiled: StepProfile?
         if start < totalSteps {
             for step in (start + 1)...totalSteps {
+                if profile && step == profileFrom { try backend.startProfiling() }
                 let micro = (0..<options.gradientAccumulation).map { (step - 1) * options.gradientAccumulation + $0 }
                     .filter { options.maxSteps != nil || $0 < options.epochs * microBatchesPerEpoch }
                 let batches = micro.map { ($0, rows(ofMicroBatch: $0)) }
                 let scored = batches.reduce(0) { $0 + $1.1.reduce(0) { $0 + $1.scoredTokens } }
-                // The micro-batches' losses stay on the device until the gradient norm is read:
-                // one blocking read per optimizer step brings both back.
-                var losses: [(loss: Tensor, scored: Int)] = []
-                for (index, rows) in batches {
+                // Each micro-batch's loss, weighted by its share of the step's scored tokens (over
+                // every rank's rows): they sum to the step's loss on the device, and over the ranks.
+                var losses: [Tensor] = []
+                var stepTokens = 0
+                for (index, global) in batches {
+                    let rows = Array(shard(global))
                     let n = rows.reduce(0) { $0 + $1.scoredTokens }
                     guard n > 0 else { continue }
-                    let loss = try context.microBatch(index) {
-                        let loss = try batchLoss(rows)
-                        // Weighted by this micro-batch's share of the step's scored tokens.
-                        try loss.scaled(by: Float(n) / Float(max(scored, 1))).backward()
-                        return loss
+                    // Dropout masks from (seed, micro-batch, rank): ranks must not draw the same
+                    // masks for their different rows (a run of one keeps its old keys).
+                    let weighted = try context.microBatch(index &* communicator.size &+ communicator.rank) {
+                        let weighted = try batchLoss(rows).scaled(by: Float(n) / Float(max(scored, 1)))
+                        try weighted.backward()
+                        return weighted
                     }
-                    losses.append((loss, n))
-                    tokens += rows.reduce(0) { $0 + $1.ids.count }
+                    losses.append(weighted)
+                    stepTokens += rows.reduce(0) { $0 + $1.ids.count }
                 }
-                // maxGradNorm ≤ 0 turns clipping off, as in transformers; the norm is still reported.
-                let (norm, lossValues) = try clipGradients(optimizer.parameters,
-                                                           maxNorm: options.maxGradNorm > 0 ? options.maxGradNorm : .infinity,
-                                                           reading: losses.map(\.loss))
-                var lossSum = 0.0
-                for (value, micro) in zip(lossValues, losses) { lossSum += Double(value) * Double(micro.scored) }
+                // Gradients summed over the ranks once per optimizer step (after the last
+                // micro-batch's backward, as DDP's no_sync accumulation does); the token count is
+                // a host number, summed on the host.
+                var allreduceSeconds = 0.0, allreduceWait = 0.0
+                if communicator.size > 1 {
+                    let b = try gradientBuckets()
+                    try synchronizeGradients(b)
+                    allreduceSeconds = b.lastSeconds
+                    allreduceWait = b.lastWaitSeconds
+                    stepTokens = Int(try communicator.allreduceSum([Double(stepTokens)])[0])
+                }
+                tokens += stepTokens
                 let lr = schedule.rate(at: step)
-                // A step with nothing scored has no loss (NaN by definition), which is not divergence.
-                let diverged = divergence(loss: scored > 0 ? lossSum / Double(scored) : 0, gradNorm: norm)
-                if let what = diverged {
-                    try skipDivergedStep(step, what: what, onEvent: onEvent)
-                    skippedSteps += 1
-                } else {
-                    try optimizer.update(learningRate: lr)
-                }
+                // Clipping (maxGradNorm ≤ 0 turns it off, as in transformers; the norm is still
+                // recorded), the divergence check and the update, all on the device: a step
+                // that is not finite is skipped there, and under --nan-policy stop halts every
+                // later update until the host reads the records below.
+                try optimizer.step(losses: losses, maxGradNorm: options.maxGradNorm, learningRate: lr,
+                                   haltOnNonFinite: options.nanPolicy == .stop, record: window.count)
                 optimizer.zeroGrad()
-                let loss = scored > 0 ? lossSum / Double(scored) : .nan
-                if diverged == nil { history.append((step, loss)) }
-                let elapsed = Date().timeIntervalSince(began)
-                let done = step - start
-                let metrics = StepMetrics(step: step, totalSteps: totalSteps,
-                                          epoch: Double(step) / Double(stepsPerEpoch), loss: loss, learningRate: lr,
-                                          gradNorm: norm, tokensPerSecond: Double(tokens) / max(elapsed, 1e-9), elapsed: elapsed,
-                                          eta: elapsed / Double(done) * Double(totalSteps - step))
-                if diverged == nil { try appendMetrics(metrics) }
-                onEvent(.step(metrics))
+                window.append(PendingStep(step: step, scored: scored, learningRate: lr,
+                                          allreduceSeconds: allreduceSeconds, allreduceWaitSeconds: allreduceWait))
                 let last = step == totalSteps
-                if !validation.isEmpty, (options.evalEvery > 0 && step % options.evalEvery == 0) || last {
+                let validating = !validation.isEmpty && ((options.evalEvery > 0 && step % options.evalEvery == 0) || last)
+                let saving = options.saveEvery > 0 && (step % options.saveEvery == 0 || last)
+                // Every rank reads at the same steps (the records' losses are summed over the ranks).
+                guard step % options.logEvery == 0 || last || validating || saving || window.count == optimizer.control.records
+                else { continue }
+                if profile && last, let p = try backend.stopProfiling() {
+                    profiled = StepProfile(profile: p, steps: profileFrom...step)
+                }
+                try readWindow(window, history: &history, skippedSteps: &skippedSteps, start: start, tokens: tokens,
+                               began: began, onEvent: onEvent)
+                window = []
+                if validating, root {
                     let v = try evaluate(model, sequences: validation.map { ($0.ids, $0.labels) }, batchSize: options.batchSize)
                     guard v.meanLoss.isFinite else {
                         throw TrainError.diverged(step: step, what: "validation loss \(v.meanLoss)", lastCheckpoint: lastCheckpointPath())
@@ -226,12 +305,13 @@ public final class Trainer {
                     try metricsLog.append(["type": "validation", "step": step, "loss": v.meanLoss, "perplexity": v.perplexity])
                     onEvent(.validation(step: step, loss: v.meanLoss))
                 }
-                if options.saveEvery > 0, step % options.saveEvery == 0 || (last && options.saveEvery > 0) {
+                if saving, root {
                     let url = try saveCheckpoint(CheckpointState(step: step, optimizerStep: optimizer.step, history: history,
                                                                  validation: validationHistory, skippedSteps: skippedSteps))
                     onEvent(.checkpoint(step: step, url))
                 }
-                if step % 10 == 0 || last {
+                if root, step / 10 > curveWritten / 10 || last {
+                    curveWritten = step
                     try LossCurve.write(train: history, validation: validationHistory,
                                         to: outputDirectory.appendingPathComponent("loss_curve.svg"))
                 }
@@ -246,6 +326,7 @@ public final class Trainer {
                                       validationLoss: validationLoss, tokensPerSecond: Double(tokens) / max(seconds, 1e-9),
                                       seconds: seconds, history: history)
         summary.skippedSteps = skippedSteps
+        summary.profile = profiled
         if skippedSteps > 0 { onEvent(.info("skipped \(skippedSteps) step(s) whose loss or gradient norm was not finite (--nan-policy skip-step)")) }
         summary.peakMemory = PeakMemory.measure(model.device)
         onEvent(.info(summary.peakMemory.description))
@@ -279,13 +360,66 @@ public final class Trainer {
                               positions: Tensor(indices: positions, shape: [rows.count, T], on: model.device))
     }
 
+    /// A step whose records are still on the device.
+    struct PendingStep {
+        var step: Int
+        var scored: Int
+        var learningRate: Float
+        var allreduceSeconds = 0.0
+        var allreduceWaitSeconds = 0.0
+    }
+
+    /// Reads the device's records of `window` (one blocking read) and does what a step's
+    /// numbers decide, in step order: a non-finite step stops the run (`NaNPolicy.stop`: the
+    /// device held every update from that step on, so the parameters are those before it) or is
+    /// recorded as skipped; the others join the history. Then one metrics line and one progress
+    /// event for the window: the mean loss of its steps (as transformers' Trainer logs over
+    /// `logging_steps`), the last step's gradient norm and learning rate.
+    func readWindow(_ window: [PendingStep], history: inout [(Int, Double)], skippedSteps: inout Int, start: Int, tokens: Int,
+                    began: Date, onEvent: (TrainerEvent) -> Void) throws {
+        guard let lastStep = window.last else { return }
+        let readout = try optimizer.readSteps(window.count)
+        // Each rank's record holds its own rows' share of the step's loss: the step's loss is
+        // their sum (one host allreduce per read, not per step).
+        var rankLosses = readout.records.map { Double($0.loss) }
+        if communicator.size > 1 { rankLosses = try communicator.allreduceSum(rankLosses) }
+        var logged: [(loss: Double, norm: Float)] = []
+        var lastLoss = Double.nan, lastNorm = Float.nan
+        for ((pending, record), stepLoss) in zip(zip(window, readout.records), rankLosses) {
+            // A step with nothing scored has no loss (NaN by definition), which is not divergence.
+            let loss = pending.scored > 0 ? stepLoss : .nan
+            (lastLoss, lastNorm) = (loss, record.gradNorm)
+            if record.skipped {
+                let what = divergence(loss: Double(record.loss), gradNorm: record.gradNorm) ?? "an earlier step was not finite"
+                try skipDivergedStep(pending.step, what: what, onEvent: onEvent)
+                skippedSteps += 1
+            } else {
+                history.append((pending.step, loss))
+                logged.append((loss, record.gradNorm))
+            }
+        }
+        let elapsed = Date().timeIntervalSince(began)
+        let done = lastStep.step - start
+        let scoredLosses = logged.map(\.loss).filter { !$0.isNaN }
+        let loss = logged.isEmpty ? lastLoss : scoredLosses.isEmpty ? .nan : scoredLosses.reduce(0, +) / Double(scoredLosses.count)
+        let metrics = StepMetrics(step: lastStep.step, totalSteps: totalSteps, epoch: Double(lastStep.step) / Double(stepsPerEpoch),
+                                  loss: loss, learningRate: lastStep.learningRate, gradNorm: logged.last?.norm ?? lastNorm,
+                                  tokensPerSecond: Double(tokens) / max(elapsed, 1e-9), elapsed: elapsed,
+                                  eta: elapsed / Double(max(done, 1)) * Double(totalSteps - lastStep.step),
+                                  allreduceSeconds: lastStep.allreduceSeconds, allreduceWaitSeconds: lastStep.allreduceWaitSeconds)
+        if !logged.isEmpty, communicator.isRoot { try appendMetrics(metrics) }
+        onEvent(.step(metrics))
+    }
+
     // MARK: output
 
     var metricsLog: MetricsLog { MetricsLog(url: outputDirectory.appendingPathComponent("metrics.jsonl")) }
 
     func appendMetrics(_ m: StepMetrics) throws {
         try metricsLog.append(["type": "train", "step": m.step, "epoch": m.epoch, "loss": m.loss, "lr": m.learningRate,
-                            "grad_norm": m.gradNorm, "tokens_per_s": m.tokensPerSecond, "elapsed_s": m.elapsed])
+                            "grad_norm": m.gradNorm, "tokens_per_s": m.tokensPerSecond, "elapsed_s": m.elapsed]
+                            .merging(communicator.size > 1 ? ["allreduce_s": m.allreduceSeconds, "allreduce_wait_s": m.allreduceWaitSeconds,
+                                                              "ranks": communicator.size] : [:]) { a, _ in a })
     }
 
     /// Under `NaNPolicy.stop` throws the divergence error; under `skipStep` records the skip, or
@@ -297,7 +431,7 @@ public final class Trainer {
         if let bad = try firstNonFinite(trainable.map { (name: $0.0, tensor: $0.1) }) {
             throw TrainError.diverged(step: step, what: "\(what); \(bad) holds NaN or infinite values", lastCheckpoint: lastCheckpointPath())
         }
-        try metricsLog.append(["type": "skipped", "step": step, "reason": what])
+        if communicator.isRoot { try metricsLog.append(["type": "skipped", "step": step, "reason": what]) }
         onEvent(.info("step \(step) skipped (\(what)); the parameters are unchanged"))
     }
 

@@ -12,8 +12,10 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Held-out tasks: a directory of task files, scored per task by exact match, answer log-likelihood and rank classification.")
     var tasks: String?
     @Option(help: "With --tasks: examples per task.") var examplesPerTask = 50
+    @Option(help: "With --tasks: exemplars of the task put before each question (FLAN's few-shot; 0 is zero-shot).") var shots = 0
+    @Option(help: "With --tasks: seed of the question and exemplar choice.") var seed: UInt64 = 0
     @Option(help: "A PEFT LoRA adapter directory to apply.") var adapter: String?
-    @Option(help: "Prompt template for instruction records (default: the model's chat_template when known, else alpaca).")
+    @Option(help: "Prompt template for instruction records: a name, or 'model' (default: the model's own chat_template when it has one, else alpaca).")
     var template: String?
     @Option(help: "Longest sequence in tokens (default: the model's context, at most 2048).") var maxLength: Int?
     @Option(help: "Sequences per forward pass.") var batchSize = 8
@@ -24,6 +26,7 @@ struct EvalCommand: ParsableCommand {
     func validate() throws {
         try OptionCheck.atLeast(batchSize, 1, "batch-size")
         try OptionCheck.atLeast(examplesPerTask, 1, "examples-per-task")
+        try OptionCheck.atLeast(shots, 0, "shots")
         if let maxLength { try OptionCheck.atLeast(maxLength, 1, "max-length") }
     }
 
@@ -31,11 +34,11 @@ struct EvalCommand: ParsableCommand {
         let device = try deviceOptions.resolve(verbose: !json)
         let bundle = try ModelBundle(directory: URL(fileURLWithPath: model), on: device)
         if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
-        let tpl = try template.map(PromptTemplate.named) ?? PromptTemplate.detect(chatTemplate: bundle.tokenizer.chatTemplate)
-            ?? PromptTemplate(.alpaca)
+        let tpl = try PromptTemplate.resolve(template, tokenizer: bundle.tokenizer).template
         if let tasks {
             let results = try TaskEvaluator.evaluate(tasks: TaskPool.examples(tasks), bundle: bundle, template: tpl,
-                                                     maxExamples: examplesPerTask, progress: json ? { _ in } : { print($0) })
+                                                     maxExamples: examplesPerTask, seed: seed, shots: shots,
+                                                     progress: json ? { _ in } : { print($0) })
             let n = Double(max(results.count, 1))
             let overall: [String: Any] = [
                 "exact_match": results.reduce(0) { $0 + $1.exactMatch } / n,

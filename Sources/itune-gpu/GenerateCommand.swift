@@ -34,7 +34,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "A PEFT LoRA adapter directory to apply.")
     var adapter: String?
 
-    @Option(help: "Wrap the prompt as an instruction in this template (alpaca, alpaca-ja, llm-jp, chatml, llama3, plain).")
+    @Option(help: "Wrap the prompt as an instruction in this template (alpaca, alpaca-ja, llm-jp, chatml, llama3, plain; 'model': the model's own chat_template).")
     var template: String?
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -47,19 +47,22 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         let device = try deviceOptions.resolve(verbose: false)
+        if Seq2SeqBundle.holdsModel(URL(fileURLWithPath: model)) { return try runSeq2Seq(device) }
         let bundle = try ModelBundle(directory: URL(fileURLWithPath: model), on: device)
         if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
         var stops = stop
         var prompt = self.prompt
+        var addSpecialTokens = true
         if let name = template {
-            let t = try PromptTemplate.named(name)
-            prompt = t.prompt(instruction: prompt)
+            let t = try PromptTemplate.resolve(name, tokenizer: bundle.tokenizer).template
+            prompt = try t.generationPrompt(instruction: prompt)
             stops += t.stopStrings
+            addSpecialTokens = !t.writesOwnSpecialTokens
         }
         // fputs, not FileHandle.write: a closed pipe or a full disk must not trap.
         fputs(prompt, stdout)
         let (_, result) = try bundle.generate(prompt: prompt, options: options,
-                                              stopStrings: stops) { piece in
+                                              stopStrings: stops, addSpecialTokens: addSpecialTokens) { piece in
             fputs(piece, stdout)
             fflush(stdout)
         }
@@ -67,5 +70,15 @@ struct GenerateCommand: ParsableCommand {
         let rate = result.decodeSeconds > 0 ? Double(max(result.tokens.count - 1, 0)) / result.decodeSeconds : 0
         fputs(String(format: "[%d tokens, stop: %@, prefill %.0f ms, %.1f tokens/s, device %@]\n",
                      result.tokens.count, result.stopReason.rawValue, result.prefillSeconds * 1000, rate, "\(device)"), stderr)
+    }
+
+    /// T5-family models: the prompt is the encoder's input; greedy decoding only so far.
+    func runSeq2Seq(_ device: Device) throws {
+        guard temperature == 0 else { throw ValidationError("--temperature: only greedy decoding (0) is implemented for T5-family models") }
+        let bundle = try Seq2SeqBundle(directory: URL(fileURLWithPath: model), on: device)
+        if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
+        let (text, tokens) = try bundle.generate(prompt: prompt, maxNewTokens: maxNewTokens)
+        print(text)
+        fputs("[\(tokens.count) tokens, encoder-decoder, device \(device)]\n", stderr)
     }
 }

@@ -7,5 +7,6 @@ struct ITuneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "itune-gpu",
         abstract: "Instruction tuning on any OpenCL device, or on the CPU in pure Swift.",
-        subcommands: [DevicesCommand.self, TrainCommand.self, GenerateCommand.self, EvalCommand.self, MergeCommand.self, SelectCommand.self, DemoPoolCommand.self])
+        subcommands: [DevicesCommand.self, TuneCommand.self, TrainCommand.self, GenerateCommand.self, EvalCommand.self, MergeCommand.self, ExportCommand.self,
+                      SelectCommand.self, DemoPoolCommand.self, RenderCommand.self, JGLUECommand.self])
 }

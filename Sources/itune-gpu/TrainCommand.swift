@@ -61,9 +61,12 @@ struct TrainCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: optionHelp("skip-bad-records")) var skipBadRecords: Bool?
     @Option(help: optionHelp("pad-id")) var padId: Int32?
     @Option(help: optionHelp("eval-every")) var evalEvery: Int?
+    @Option(help: optionHelp("log-every")) var logEvery: Int?
+    @Flag(inversion: .prefixedNo, help: optionHelp("profile")) var profile: Bool?
     @Option(help: optionHelp("save-every")) var saveEvery: Int?
     @Option(help: optionHelp("keep-checkpoints")) var keepCheckpoints: Int?
     @Option(help: optionHelp("samples")) var samples: Int?
+    @Option(help: optionHelp("bucket-mb")) var bucketMb: Double?
     @Flag(help: optionHelp("resume")) var resume = false
     @Option(help: optionHelp("nan-policy")) var nanPolicy: String?
     @Flag(help: optionHelp("resume-anyway")) var resumeAnyway = false
@@ -86,13 +89,30 @@ struct TrainCommand: ParsableCommand {
             "weight-decay": weightDecay, "beta1": beta1, "beta2": beta2, "adam-eps": adamEps, "warmup-ratio": warmupRatio,
             "warmup-steps": warmupSteps, "schedule": schedule, "max-grad-norm": maxGradNorm, "seed": seed,
             "max-length": maxLength, "packing": packing, "train-on-inputs": trainOnInputs, "skip-bad-records": skipBadRecords,
-            "pad-id": padId, "eval-every": evalEvery, "save-every": saveEvery, "keep-checkpoints": keepCheckpoints,
-            "samples": samples, "resume": resume ? true : nil, "resume-anyway": resumeAnyway ? true : nil,
+            "pad-id": padId, "eval-every": evalEvery, "log-every": logEvery, "profile": profile, "save-every": saveEvery, "keep-checkpoints": keepCheckpoints,
+            "samples": samples, "bucket-mb": bucketMb, "resume": resume ? true : nil, "resume-anyway": resumeAnyway ? true : nil,
             "nan-policy": nanPolicy,
         ]
     }
 
+    /// Under mpirun or srun (several ranks) every rank runs this; a plain run never loads MPI.
+    /// An error on one rank ends all of them (MPI_Abort), so none waits in a collective.
     func run() throws {
+        let communicator = try makeCommunicator()
+        guard communicator.size > 1 else { return try train(communicator) }
+        // Before any CPU op: the count of threads is read once.
+        let threads = RankPlacement.shareCores(localSize: communicator.localSize)
+        if communicator.isRoot { print("itune-gpu: \(communicator.description); \(threads) CPU thread(s) per rank") }
+        do {
+            try train(communicator)
+            try communicator.finalize()
+        } catch {
+            FileHandle.standardError.write(Data("itune-gpu train (rank \(communicator.rank) of \(communicator.size)): error: \(error)\n".utf8))
+            communicator.abort(code: 1)
+        }
+    }
+
+    func train(_ communicator: any Communicator) throws {
         // The file's keys, with the command line's values over them (`_` and `-` are one key).
         let fromCommandLine = given.compactMapValues { $0 }
         _ = try FineTuneConfig(options: fromCommandLine, source: "command line")  // errors here are the command line's
@@ -103,6 +123,9 @@ struct TrainCommand: ParsableCommand {
         }
         let c = try FineTuneConfig(options: mapping, source: config ?? "command line")
         guard !c.model.isEmpty || printConfig else {
+            guard communicator.size == 1 else {
+                throw ValidationError("the embedded demonstration runs in one process; under mpirun or srun give --model and --data")
+            }
             try runDemo(device: deviceOptions.resolve(), steps: demoSteps)
             return
         }
@@ -110,13 +133,23 @@ struct TrainCommand: ParsableCommand {
             throw ConfigFileError(source: config ?? "", keys: [e.option], message: e.message)  // the value came from the file
         }
         if printConfig {
-            print(String(decoding: try c.encodedJSON(), as: UTF8.self))
+            if communicator.isRoot { print(String(decoding: try c.encodedJSON(), as: UTF8.self)) }
             return
         }
-        let device = try deviceOptions.resolve()
+        let device: Device
+        if communicator.size > 1 {
+            let placed = try RankPlacement.device(deviceOptions.device, localRank: communicator.localRank)
+            _ = try placed.device.backend()  // fail early, naming the device
+            device = placed.device
+            print("rank \(communicator.rank): device \(device) (\(placed.reason))")
+        } else {
+            device = try deviceOptions.resolve()
+        }
         let progress = Progress()
-        let result = try FineTuneJob(config: c, device: device).run(log: progress.line, onEvent: progress.event)
+        let result = try FineTuneJob(config: c, device: device, communicator: communicator).run(log: progress.line, onEvent: progress.event)
+        guard communicator.isRoot else { return }
         progress.finish()
+        if let profile = result.summary.profile { print(profile.table()) }
         print(String(format: "done: %d steps, loss %.4f → %.4f%@, %.0f tokens/s, %.1f s", result.summary.steps,
                      result.summary.firstLoss, result.summary.lastLoss,
                      result.summary.validationLoss.map { String(format: ", validation loss %.4f", $0) } ?? "",

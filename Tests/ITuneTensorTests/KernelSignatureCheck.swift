@@ -81,9 +81,10 @@ enum KernelSignatureCheck {
         return String(first) + parts.dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
     }
 
-    /// `rope` → RopeKernels.swift.
+    /// `rope` → RopeKernels.swift, `gemm_blocked` → GemmBlockedKernels.swift.
     static func swiftFile(of family: String) -> String {
-        family.prefix(1).uppercased() + family.dropFirst() + "Kernels.swift"
+        let name = camelCase(family)
+        return name.prefix(1).uppercased() + name.dropFirst() + "Kernels.swift"
     }
 
     /// The Swift parameter types and launch argument cases each .cl kind may have.

@@ -30,6 +30,22 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// A scaled product (LoRA's scaling as the GEMM's alpha) equals the plain product times
+    /// the scale, and its gradients match finite differences; on OpenCL it matches the CPU.
+    func testScaledMatmulIsTheGEMMsAlpha() throws {
+        let a = randomValues(37 * 19, seed: 11), b = randomValues(23 * 19, seed: 12)
+        let A = try Tensor(a, shape: [37, 19]), B = try Tensor(b, shape: [23, 19])
+        let scaled = try A.linear(B, scale: 2.5).toArray()
+        let plain = reference(a, b, M: 37, N: 23, K: 19, tA: false, tB: true).map { $0 * 2.5 }
+        assertClose(scaled, plain, rtol: 1e-5, atol: 1e-5)
+        try checkGradients([[3, 4], [5, 4]]) { try $0[0].linear($0[1], scale: 2.5) }
+        try checkGradients([[2, 3, 4], [4, 5]]) { try $0[0].matmul($0[1], alpha: -0.5) }
+        try checkGradients([[4, 3], [5, 4]]) { try $0[0].matmul($0[1], transposeA: true, transposeB: true, alpha: 3) }
+        if TestDevices.opencl != nil || ProcessInfo.processInfo.environment["ITUNE_REQUIRE_OPENCL"] == "1" {
+            try compareBackends([[33, 16], [7, 16]], rtol: 1e-4, atol: 1e-5) { try $0[0].linear($0[1], scale: 2) }
+        }
+    }
+
     func testMatmulBackwardMatchesFiniteDifferences() throws {
         try checkGradients([[3, 4], [4, 5]]) { try $0[0].matmul($0[1]) }
         try checkGradients([[4, 3], [4, 5]]) { try $0[0].matmul($0[1], transposeA: true) }

@@ -116,12 +116,13 @@ final class FineTuneConfigTests: XCTestCase {
             "skipBadRecords": "skip-bad-records", "initAdapter": "init-adapter", "padID": "pad-id", "resume": "resume",
             "resumeAnyway": "resume-anyway", "samples": "samples", "baseDType": "base-dtype", "precision": "precision",
             "gradCheckpoint": "grad-checkpoint", "quantize": "quantize", "doubleQuant": "double-quant",
+            "bucketMB": "bucket-mb", "ranks": "ranks",
             "rank": "lora-rank", "alpha": "lora-alpha", "dropout": "lora-dropout", "targetModules": "lora-targets",
             "useRSLoRA": "rslora",
             "batchSize": "batch-size", "gradientAccumulation": "grad-accum", "epochs": "epochs", "maxSteps": "max-steps",
             "optimizer": "", "warmupRatio": "warmup-ratio", "warmupSteps": "warmup-steps", "decay": "schedule",
             "maxGradNorm": "max-grad-norm", "seed": "seed", "evalEvery": "eval-every", "saveEvery": "save-every",
-            "keepCheckpoints": "keep-checkpoints", "nanPolicy": "nan-policy",
+            "keepCheckpoints": "keep-checkpoints", "nanPolicy": "nan-policy", "logEvery": "log-every", "profile": "profile",
             "learningRate": "lr", "beta1": "beta1", "beta2": "beta2", "eps": "adam-eps", "weightDecay": "weight-decay",
         ]
         let d = FineTuneConfig()

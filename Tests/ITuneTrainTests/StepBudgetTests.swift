@@ -7,14 +7,16 @@ import ITuneTensor
 /// "A GPU step is one stream" (DESIGN.md) as a test: a tiny Llama trained by `Trainer` on the
 /// OpenCL device (PoCL in CI), LoRA and full, with the runtime's counters taken at every step
 /// event. After warm-up a step makes no new buffer, uploads only its batch's own bytes, and
-/// waits for the device once (the read of the gradient norm and the step's losses).
+/// waits for the device once (the read of the step's loss and gradient norm), or once per N
+/// steps with --log-every N: clipping and the divergence check stay on the device.
 final class StepBudgetTests: XCTestCase {
     static let config = ModelConfig(vocabSize: 40, hiddenSize: 16, intermediateSize: 32, numLayers: 2, numHeads: 2,
                                     numKVHeads: 1, maxPositions: 64)
 
-    /// What each optimizer step did on `device` (element k: step k + 2; the first step, which
-    /// builds kernels and fills the pools, is not a steady state), and the trainer that ran.
-    func stepCounters(lora: Bool, accumulation: Int = 1, steps: Int = 4, on device: Device,
+    /// What each window of `logEvery` optimizer steps did on `device` (element k: steps
+    /// (k + 1)·logEvery + 1 … (k + 2)·logEvery; the first window, whose first step builds kernels
+    /// and fills the pools, is not a steady state), and the trainer that ran.
+    func stepCounters(lora: Bool, accumulation: Int = 1, steps: Int = 4, logEvery: Int = 1, on device: Device,
                       name: String = #function) throws -> (perStep: [DeviceCounters], trainer: Trainer) {
         let model = try LlamaModel(Self.config, seed: 1, on: device)
         let trainable: [(String, Tensor)]
@@ -26,6 +28,7 @@ final class StepBudgetTests: XCTestCase {
         }
         var o = TrainerFixtures.options(steps: steps)
         o.gradientAccumulation = accumulation
+        o.logEvery = logEvery
         let dir = TrainerFixtures.directory(name)
         defer { try? FileManager.default.removeItem(at: dir) }
         let trainer = try Trainer(model: model, trainable: trainable, options: o, train: TrainerFixtures.rows(32),
@@ -33,10 +36,10 @@ final class StepBudgetTests: XCTestCase {
         let backend = try device.backend()
         var marks: [DeviceCounters] = []
         _ = try trainer.run { event in if case .step = event { marks.append(backend.counters) } }
-        XCTAssertEqual(marks.count, steps)
+        XCTAssertEqual(marks.count, steps / logEvery, "one progress event per \(logEvery) steps")
         let perStep = zip(marks.dropFirst(), marks).map { $0.since($1) }
         for (k, c) in perStep.enumerated() {
-            print("[step-budget] \(lora ? "lora" : "full") accumulation \(accumulation) step \(k + 2): syncs \(c.blockingSyncs), up \(c.bytesUploaded) B, down \(c.bytesDownloaded) B, launches \(c.totalLaunches), new buffers \(c.newBuffers)")
+            print("[step-budget] \(lora ? "lora" : "full") accumulation \(accumulation) log-every \(logEvery) window \(k + 2): syncs \(c.blockingSyncs), up \(c.bytesUploaded) B, down \(c.bytesDownloaded) B, launches \(c.totalLaunches), new buffers \(c.newBuffers)")
         }
         return (perStep, trainer)
     }
@@ -54,20 +57,22 @@ final class StepBudgetTests: XCTestCase {
         return bytes
     }
 
-    func assertBudget(lora: Bool, accumulation: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertBudget(lora: Bool, accumulation: Int, logEvery: Int = 1, file: StaticString = #filePath, line: UInt = #line) throws {
         let device = try TrainerFixtures.openCLDevice()
-        let (perStep, trainer) = try stepCounters(lora: lora, accumulation: accumulation, on: device)
+        let (perStep, trainer) = try stepCounters(lora: lora, accumulation: accumulation, steps: 4 * logEvery, logEvery: logEvery,
+                                                  on: device)
         for (k, c) in perStep.enumerated() {
-            let step = k + 2
-            let micro = (0..<accumulation).map { (step - 1) * accumulation + $0 }
+            let steps = ((k + 1) * logEvery + 1)...((k + 2) * logEvery)
+            let micro = steps.flatMap { step in (0..<accumulation).map { (step - 1) * accumulation + $0 } }
             let want = micro.reduce(0) { $0 + batchBytes(trainer.rows(ofMicroBatch: $1), full: !lora) }
-            XCTAssertLessThanOrEqual(c.blockingSyncs, 1, "step \(step): at most one blocking sync", file: file, line: line)
-            XCTAssertEqual(c.bytesUploaded, want, "step \(step): uploads are the batch's own bytes", file: file, line: line)
-            // One read: the gradient norm's per-tensor sums and the step's losses, as floats.
-            let sums = trainer.optimizer.parameters.count + accumulation
-            XCTAssertEqual(c.bytesDownloaded, sums * 4, "step \(step): one read of the norm's sums and the losses",
-                           file: file, line: line)
-            if step > 2 { XCTAssertEqual(c.newBuffers, 0, "step \(step): no new buffer after the second", file: file, line: line) }
+            XCTAssertLessThanOrEqual(c.blockingSyncs, 1, "steps \(steps): at most one blocking sync", file: file, line: line)
+            XCTAssertEqual(c.bytesUploaded, want, "steps \(steps): uploads are the batches' own bytes", file: file, line: line)
+            // One read: the step control's header and one record (loss, norm, skipped) per step.
+            XCTAssertEqual(c.bytesDownloaded, (StepControl.headerCount + StepControl.recordWidth * logEvery) * 4,
+                           "steps \(steps): one read of the steps' records", file: file, line: line)
+            if steps.lowerBound > 2 {
+                XCTAssertEqual(c.newBuffers, 0, "steps \(steps): no new buffer after the second step", file: file, line: line)
+            }
             XCTAssertGreaterThan(c.totalLaunches, 0, file: file, line: line)
         }
         // Every step launches the same kernels the same number of times.
@@ -84,5 +89,14 @@ final class StepBudgetTests: XCTestCase {
 
     func testAccumulatedLoRAStepStillWaitsOnce() throws {
         try assertBudget(lora: true, accumulation: 2)
+    }
+
+    /// --log-every 4: one blocking synchronisation per four optimizer steps (0.25 per step).
+    func testLoRAStepsWithLogEvery4WaitOncePerFourSteps() throws {
+        try assertBudget(lora: true, accumulation: 1, logEvery: 4)
+    }
+
+    func testFullStepsWithLogEvery4WaitOncePerFourSteps() throws {
+        try assertBudget(lora: false, accumulation: 1, logEvery: 4)
     }
 }

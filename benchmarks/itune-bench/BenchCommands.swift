@@ -14,6 +14,7 @@ struct ITuneBench: ParsableCommand {
         subcommands: [BenchCommand<MatmulBench, SizeOptions>.self, BenchCommand<SoftmaxBench, LengthOptions>.self,
                       BenchCommand<AttentionBench, LengthOptions>.self, BenchCommand<StepBench, StepOptions>.self,
                       BenchCommand<TokenizeBench, NoOptions>.self, BenchCommand<LoadBench, NoOptions>.self, BenchCommand<PeakBench, NoOptions>.self,
+                      BenchCommand<GenerateBench, StepOptions>.self,
                       AllCommand.self])
 }
 
@@ -26,6 +27,7 @@ extension StepBench: Subcommanded {}
 extension TokenizeBench: Subcommanded {}
 extension LoadBench: Subcommanded {}
 extension PeakBench: Subcommanded {}
+extension GenerateBench: Subcommanded {}
 
 /// The subcommand of benchmark `B`, taking the common options and the group `Extra` of options
 /// particular to it.

@@ -62,9 +62,23 @@ struct StepOptions: BenchOptionGroup {
     var modes: String?
     @Option(help: "step: storage of the frozen base in LoRA rows, comma-separated (f32, bf16, f16; default f32). Full rows are f32.")
     var baseDtype: String?
+    @Option(help: "step: data-parallel scaling on the CPU path: 1 rank of 1 thread, N ranks of 1 thread (mpirun) and 1 process of N threads, with the allreduce time per step.")
+    var ranks: Int?
+    @Option(help: "step: optimizer steps per read of the losses, as itune-gpu train --log-every (one timed run is this many steps).")
+    var logEvery = 1
+    @Flag(help: "step: end each case with a per-kernel table (per op on the CPU path) of the timed steps; in --json, a \"profile\" field.")
+    var profile = false
+
+    func validate() throws {
+        guard logEvery >= 1, logEvery <= 100_000 else { throw ValidationError("--log-every must be in [1, 100000], not \(logEvery)") }
+    }
+
     func apply(to o: inout BenchOptions) {
+        o.ranks = ranks
         if let configs { o.configs = configs.split(separator: ",").map(String.init) }
         if let modes { o.modes = modes.split(separator: ",").map(String.init) }
+        o.logEvery = logEvery
+        o.profile = profile
         if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }
     }
 }

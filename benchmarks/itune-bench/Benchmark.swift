@@ -29,8 +29,13 @@ struct BenchOptions {
     /// step: reference configurations and modes to run (nil = all).
     var configs: [String]? = nil
     var modes: [String]? = nil
+    /// step: optimizer steps per read of their losses; a per-kernel profile of the timed steps.
+    var logEvery = 1
+    var profile = false
     /// step: storage of the frozen base under LoRA (f32, bf16, f16); full rows are always f32.
     var baseDTypes: [String]? = nil
+    /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
+    var ranks: Int? = nil
     /// softmax/attention: sequence lengths (nil = defaults).
     var lengths: [Int]? = nil
 

@@ -119,6 +119,7 @@ struct StepBench: Benchmark {
     }
 
     func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
+        if let ranks = options.ranks { return try RankScaling(options: options, ranks: ranks).run() }
         let configs = options.configs ?? (options.smoke ? ["smoke"] : ["tiny", "smollm2-135m"])
         let modes = options.modes ?? ["full", "lora"]
         for device in options.devices {
@@ -152,39 +153,57 @@ struct StepBench: Benchmark {
                         try backend.synchronize()
                         backend.releaseCachedBuffers()
                         backend.resetPeak()
-                        let optimizer = try AdamW(parameters: trainable, config: AdamWConfig(learningRate: 1e-4))
+                        let L = options.logEvery
+                        let optimizer = try AdamW(parameters: trainable, config: AdamWConfig(learningRate: 1e-4), stepRecords: L)
                         var g = SplitMix64(seed: 3)
                         let tokens = (0..<(B * T)).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
                         let ids = try Tensor(indices: tokens, shape: [B, T], on: device)
-                        // One optimizer step as the trainer takes it: the clipping's one read brings
-                        // the norm and the loss back, and waits for the step's forward and backward
-                        // (the update then runs under the next step's forward).
-                        var steps = 0
+                        // One timed run is `L` optimizer steps as the trainer takes them with
+                        // --log-every L: clipping, the divergence check and AdamW decided on the
+                        // device, then one read of the L steps' losses and norms, which waits for
+                        // their forward and backward (the last update runs under the next run).
+                        var runs = 0
                         var warm = backend.counters
+                        // Resident memory and page faults after the first step: a steady-state step
+                        // should map nothing new (the CPU pool, GemmWorkspace), so both stay flat.
+                        var warmRSS = 0.0, warmFaults = 0
                         let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
-                            let loss = try model.loss(ids, labels: tokens)
-                            try loss.backward()
-                            _ = try clipGradients(trainable, maxNorm: 1, reading: [loss])
-                            try optimizer.update()
-                            optimizer.zeroGrad()
-                            steps += 1
-                            if steps == 1 { warm = backend.counters }
+                            for k in 0..<L {
+                                let loss = try model.loss(ids, labels: tokens)
+                                try loss.backward()
+                                try optimizer.step(losses: [loss], maxGradNorm: 1, haltOnNonFinite: false, record: k)
+                                optimizer.zeroGrad()
+                            }
+                            _ = try optimizer.readSteps(L)
+                            runs += 1
+                            if runs == 1 {
+                                if options.profile { try backend.startProfiling() }
+                                warm = backend.counters
+                                warmRSS = maxResidentMB()
+                                warmFaults = minorPageFaults()
+                            }
                         }
                         // Counted at enqueue, so taken before the closing wait (which is no step's).
-                        let perStep = StepCounters(delta: backend.counters.since(warm), steps: steps - 1)
+                        let perStep = StepCounters(delta: backend.counters.since(warm), steps: (runs - 1) * L)
+                        let profile = try backend.stopProfiling().map { StepProfile(profile: $0, steps: (L + 1)...(runs * L)) }
                         try backend.synchronize()
                         let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T)
                         let rss = maxResidentMB()  // before the peak's buffers can count
+                        let faultsPerStep = Double(minorPageFaults() - warmFaults) / Double(max((runs - 1) * L, 1))
                         var result = BenchResult(bench: name, name: base == .f32 ? mode : "\(mode) \(base.rawValue)", label: cname,
                                                  device: label, shape: [B, T],
-                                                 flops: Double(B * T), timing: timing, unit: "tokens/s", unitScale: 1,
+                                                 flops: Double(B * T * L), timing: timing, unit: "tokens/s", unitScale: 1,
                                                  extra: ["mode": mode, "config": cname, "base_dtype": base.rawValue,
                                                          "parameters": model.parameterCount,
                                                          "trainable": trainable.reduce(0) { $0 + $1.count },
                                                          "flops_per_token": perToken,
                                                          "peak_tensor_mb": Double(backend.peakBytesInUse) / 1e6,
-                                                         "max_rss_mb": rss])
+                                                         "max_rss_mb": rss, "max_rss_after_first_step_mb": warmRSS,
+                                                         "rss_growth_after_first_step_mb": rss - warmRSS,
+                                                         "minor_faults_per_step_after_first": faultsPerStep])
                         result.extra.merge(perStep.json) { a, _ in a }
+                        result.extra["log_every"] = L
+                        if let profile { result.extra["profile"] = profile.json }
                         if device == .cpu {
                             // Model FLOP utilisation: the step's FLOPs at this rate over the measured peak.
                             let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
@@ -192,6 +211,7 @@ struct StepBench: Benchmark {
                             result.extra["peak_gflops"] = peak
                         }
                         report(result)
+                        if let profile, !options.json { print(profile.table()) }
                         backend.releaseCachedBuffers()
                     }
                 }
@@ -210,6 +230,17 @@ func maxResidentMB() -> Double {
     getrusage(RUSAGE_SELF, &usage)
     return Double(usage.ru_maxrss) / 1e6  // bytes
     #endif
+}
+
+/// Minor page faults of this process so far (pages mapped for the first time).
+func minorPageFaults() -> Int {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    return Int(usage.ru_minflt)
 }
 
 /// A step bench's device counters after warm-up, per optimizer step.

@@ -20,7 +20,7 @@
   X(clCreateProgramWithBinary) X(clBuildProgram) X(clGetProgramBuildInfo) X(clGetProgramInfo) \
   X(clReleaseProgram) X(clCreateKernel) X(clReleaseKernel) X(clSetKernelArg) \
   X(clEnqueueNDRangeKernel) X(clFinish) X(clFlush) X(clGetKernelWorkGroupInfo) \
-  X(clWaitForEvents) X(clReleaseEvent)
+  X(clWaitForEvents) X(clReleaseEvent) X(clGetEventProfilingInfo)
 
 #define ITUNE_CLBLAST_FUNCTIONS(X) \
   X(CLBlastSgemm) X(CLBlastSgemmStridedBatched) X(CLBlastSgemmWithTempBuffer) \

@@ -11,6 +11,9 @@ public final class CPUBackend: Backend {
     private var liveBytes = 0
     private var peak = 0
     private let tally = CounterTally()
+    /// The profile being gathered (Profiler.swift); nil while profiling is off.
+    private var recorder: ProfileRecorder?
+    private var activeRecorder: ProfileRecorder? { lock.lock(); defer { lock.unlock() }; return recorder }
 
     public func allocate(byteCount: Int) throws -> Storage {
         let size = BufferPool<UnsafeMutableRawPointer>.sizeClass(byteCount)
@@ -33,25 +36,30 @@ public final class CPUBackend: Backend {
     }
 
     public func write(_ storage: Storage, from source: UnsafeRawPointer, byteCount: Int) throws {
+        activeRecorder?.hostWork()
         storage.host.copyMemory(from: source, byteCount: byteCount)
         tally.uploaded(byteCount)
     }
 
     public func read(_ storage: Storage, into destination: UnsafeMutableRawPointer, byteCount: Int) throws {
+        activeRecorder?.hostWork()
         destination.copyMemory(from: storage.host, byteCount: byteCount)
         tally.downloaded(byteCount)
     }
 
     public func fillZero(_ storage: Storage, byteCount: Int) throws {
+        launched("fill_buffer")
         memset(storage.host, 0, byteCount)
     }
 
     public func fill(_ storage: Storage, value: Float, byteCount: Int) throws {
+        launched("fill_buffer")
         storage.host.assumingMemoryBound(to: Float.self).update(repeating: value, count: byteCount / 4)
     }
 
     public func copy(from source: Storage, at sourceOffset: Int, to destination: Storage, at destinationOffset: Int,
                      byteCount: Int) throws {
+        launched("copy_buffer")
         (destination.host + destinationOffset).copyMemory(from: source.host + sourceOffset, byteCount: byteCount)
     }
 
@@ -70,4 +78,20 @@ public final class CPUBackend: Backend {
     public var allocationCount: Int { lock.lock(); defer { lock.unlock() }; return pool.allocations }
     public var counters: DeviceCounters { tally.snapshot }
     public func resetCounters() { tally.reset() }
+
+    /// An op (or fill, copy) starts on the host: counted as a launch, and timed when profiling.
+    func launched(_ op: String) {
+        tally.launched(op)
+        activeRecorder?.opBegan(op)
+    }
+
+    public func startProfiling() throws {
+        lock.lock(); recorder = ProfileRecorder(); lock.unlock()
+    }
+
+    public func stopProfiling() throws -> OpProfile? {
+        lock.lock(); let r = recorder; recorder = nil; lock.unlock()
+        r?.hostWork()
+        return r?.profile(device: name, clock: .host)
+    }
 }

@@ -41,37 +41,25 @@ func gemmMultiplyAdd(_ acc: GemmVector, _ a: GemmVector, _ b: GemmVector) -> Gem
 #endif
 }
 
-/// Micro-tile and block sizes. MR × NR accumulators = 6 × 2 vectors: enough independent FMA
-/// chains to cover the FMA latency on two pipes, few enough to stay in registers (12 of 16
-/// on AVX2 and SSE, 12 of 32 zmm on AVX-512, 24 of 32 q registers on NEON).
+/// Sizes that do not depend on the micro-kernel. The micro-tile (MR × NR) and the cache
+/// blocking (KC, MC, NC) are chosen when the process starts (GemmDispatch.swift).
 enum GemmBlocking {
-    static let mr = 6
-    static let nr = 2 * GemmVector.scalarCount
-    /// Depth of one packed block: a B micro-panel (KC,NR) is 8-32 KiB, inside L1 next to
-    /// the A micro-panel being read.
-    static let kc = 256
-    /// Upper bound on rows of one packed A block: (MC,KC) = 240 KiB, well inside L2.
-    static let mcMax = 240
-    /// Columns of one packed B block: (KC,NC) = 4 MiB, shared by the workers through L3.
-    static let nc = 4096
     /// Up to this many rows, C is computed without packing (GemmFewRows.swift): each element
     /// of B would be used too few times to pay for copying it.
     static let fewRows = 32
     /// Below this many multiply-adds a call runs on the calling thread: dispatch would cost
     /// more than it saves.
     static let parallelThreshold = 1 << 21
+    /// The largest micro-tile of any kernel (MR × NR floats), for edge-tile scratch.
+    static let maxTile = 12 * 32
+    /// The tile and blocking of the kernel in use (GemmConfig.current), for code that sizes
+    /// its blocks to the GEMM's (e.g. converting 16-bit weights block by block).
+    static var mr: Int { GemmConfig.current.mr }
+    static var nr: Int { GemmConfig.current.nr }
+    static var kc: Int { GemmConfig.current.kc }
+    static var mcMax: Int { GemmConfig.current.mcMax }
+    static var nc: Int { GemmConfig.current.nc }
 }
-
-/// What this build's CPU GEMM compiled to, e.g. "6x32 micro-kernel, 16-wide SIMD, FMA" (it
-/// depends on the build flags above), for benchmark reports.
-public let cpuSgemmKernelDescription: String = {
-#if ITUNE_AVX512 || ITUNE_FMA || arch(arm64)
-    let fma = "FMA"
-#else
-    let fma = "no FMA"
-#endif
-    return "\(GemmBlocking.mr)x\(GemmBlocking.nr) micro-kernel, \(GemmVector.scalarCount)-wide SIMD, \(fma)"
-}()
 
 /// Row-major SGEMM on the CPU: C (M,N) = alpha · op(A) (M,K) · op(B) (K,N) + beta · C.
 ///
@@ -83,13 +71,23 @@ public let cpuSgemmKernelDescription: String = {
 public func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
                      A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
                      beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int, workers maxWorkers: Int? = nil) {
+    cpuSgemm(transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, B: B, ldb: ldb,
+             beta: beta, C: C, ldc: ldc, workers: maxWorkers, config: GemmConfig.current)
+}
+
+/// cpuSgemm with a given micro-kernel and blocking (tests run every kernel the CPU supports).
+/// `fewRows: false` sends small M through the packed path too.
+func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
+              A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
+              beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int, workers maxWorkers: Int?,
+              config cfg: GemmConfig, fewRows: Bool = true) {
     if M <= 0 || N <= 0 { return }
     if K <= 0 || alpha == 0 {
         scaleC(M: M, N: N, beta: beta, C: C, ldc: ldc)
         return
     }
     let workers = M * N * K < GemmBlocking.parallelThreshold ? 1 : min(maxWorkers ?? CPUParallel.threadCount, CPUParallel.threadCount)
-    if M <= GemmBlocking.fewRows {
+    if fewRows && M <= GemmBlocking.fewRows {
         if transB {
             sgemmFewRowsDotB(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, B: B, ldb: ldb,
                              beta: beta, C: C, ldc: ldc, workers: workers)
@@ -99,11 +97,11 @@ public func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: 
         }
         return
     }
-    let mr = GemmBlocking.mr, nr = GemmBlocking.nr
+    let mr = cfg.mr, nr = cfg.nr
 
     // The M split. Blocks of A are made a multiple of the worker count when M is large
     // enough, so that no core idles at the end of a B block.
-    var mBlocks = (M + GemmBlocking.mcMax - 1) / GemmBlocking.mcMax
+    var mBlocks = (M + cfg.mcMax - 1) / cfg.mcMax
     if workers > 1, mBlocks % workers != 0, M >= workers * mr * 4 {
         mBlocks = (mBlocks + workers - 1) / workers * workers
     }
@@ -117,9 +115,9 @@ public func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: 
 
     // Blocks of K and N of equal size rather than full ones and a thin remainder: a thin K
     // block reads and writes all of C for little work.
-    let kBlocks = (K + GemmBlocking.kc - 1) / GemmBlocking.kc
+    let kBlocks = (K + cfg.kc - 1) / cfg.kc
     let kcBlock = (K + kBlocks - 1) / kBlocks
-    let nBlocks = (N + GemmBlocking.nc - 1) / GemmBlocking.nc
+    let nBlocks = (N + cfg.nc - 1) / cfg.nc
     let ncBlock = gemmRoundUp((N + nBlocks - 1) / nBlocks, nr)
     let ws = GemmWorkspace.take(sharedFloats: kcBlock * ncBlock, perWorkerFloats: mc * kcBlock, workers: workers)
     defer { GemmWorkspace.give(ws) }
@@ -136,7 +134,7 @@ public func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: 
             let betaBlock: Float = pc == 0 ? beta : 1
             parallelRanges(panels, workers: workers) { _, range in
                 packBPanels(transB: transB, B: B, ldb: ldb, k0: pc, kc: kc, j0: jc, cols: nc, panels: range,
-                            dst: packedB)
+                            nr: nr, dst: packedB)
             }
             parallelRanges(tasks, workers: workers) { worker, taskRange in
                 // Each range of tasks belongs to one worker: its buffers are its own.
@@ -147,13 +145,13 @@ public func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: 
                     let ic = ib * mc, rows = min(mc, M - ic)
                     if ib != packedBlock {
                         packABlock(transA: transA, A: A, lda: lda, i0: ic, rows: rows, k0: pc, kc: kc,
-                                   dst: scratch.buffer)
+                                   mr: mr, dst: scratch.buffer)
                         packedBlock = ib
                     }
                     let p0 = slice * panels / nSplit, p1 = (slice + 1) * panels / nSplit
                     macroKernel(kc: kc, packedA: scratch.buffer, rows: rows, packedB: packedB, panels: p0..<p1,
                                 cols: nc, C: C + ic * ldc + jc, ldc: ldc, alpha: alpha, beta: betaBlock,
-                                tile: scratch.tile)
+                                tile: scratch.tile, config: cfg)
                 }
             }
             pc += kc
@@ -193,26 +191,51 @@ private func scaleC(M: Int, N: Int, beta: Float, C: UnsafeMutablePointer<Float>,
 /// B panels `panels` of the block op(B)[k0..<k0+kc, j0..<j0+cols] into dst, panel p (kc,NR)
 /// at p·kc·NR, zero past `cols`. Untransposed B is copied a group of panels at a time along
 /// its rows, so that reads are runs of 1 KiB rather than NR floats from each of kc rows.
-private func packBPanels(transB: Bool, B: UnsafePointer<Float>, ldb: Int, k0: Int, kc: Int, j0: Int, cols: Int,
-                         panels: Range<Int>, dst: UnsafeMutablePointer<Float>) {
-    let nr = GemmBlocking.nr, group = 8
+func packBPanels(transB: Bool, B: UnsafePointer<Float>, ldb: Int, k0: Int, kc: Int, j0: Int, cols: Int,
+                 panels: Range<Int>, nr: Int, dst: UnsafeMutablePointer<Float>) {
+    let group = 8
     let fullPanels = cols / nr
     var p = panels.lowerBound
     if !transB {
-        let vb = MemoryLayout<GemmVector>.size, rowBytes = ldb * 4, panelBytes = kc * nr * 4
+        // NR is 8, 16 or 32 floats: copied as NR/8 vectors of 8.
+        typealias V8 = SIMD8<Float>
+        let rowBytes = ldb * 4, panelBytes = kc * nr * 4, nrBytes = nr * 4
         while p < panels.upperBound && p < fullPanels {
             let count = min(group, panels.upperBound - p, fullPanels - p)
             let src = UnsafeRawPointer(B + k0 * ldb + j0 + p * nr), out = UnsafeMutableRawPointer(dst + p * kc * nr)
             for k in 0..<kc {
                 for g in 0..<count {
-                    let from = k * rowBytes + g * 2 * vb, to = g * panelBytes + 2 * k * vb
-                    let v0 = src.loadUnaligned(fromByteOffset: from, as: GemmVector.self)
-                    let v1 = src.loadUnaligned(fromByteOffset: from + vb, as: GemmVector.self)
-                    out.storeBytes(of: v0, toByteOffset: to, as: GemmVector.self)
-                    out.storeBytes(of: v1, toByteOffset: to + vb, as: GemmVector.self)
+                    let from = k * rowBytes + g * nrBytes, to = g * panelBytes + k * nrBytes
+                    var o = 0
+                    while o < nrBytes {
+                        out.storeBytes(of: src.loadUnaligned(fromByteOffset: from + o, as: V8.self),
+                                       toByteOffset: to + o, as: V8.self)
+                        o += 32
+                    }
                 }
             }
             p += count
+        }
+    } else if nr % 8 == 0 {
+        // op(B)[k, j] = B[j, k]: 8 rows of B at a time, 8 values of each, transposed in
+        // registers into 8 runs of 8 along the panel's rows.
+        while p < panels.upperBound && p < fullPanels {
+            let jp = j0 + p * nr, out = dst + p * kc * nr
+            var j = 0
+            while j < nr {
+                let rows = B + (jp + j) * ldb + k0
+                var k = 0
+                while k + 8 <= kc {
+                    transpose8x8(rows + k, ldb, out + k * nr + j, nr)
+                    k += 8
+                }
+                while k < kc {
+                    for t in 0..<8 { out[k * nr + j + t] = rows[t * ldb + k] }
+                    k += 1
+                }
+                j += 8
+            }
+            p += 1
         }
     }
     while p < panels.upperBound {
@@ -239,9 +262,8 @@ private func packBPanels(transB: Bool, B: UnsafePointer<Float>, ldb: Int, k0: In
 
 /// One A block: dst holds ceil(rows/MR) micro-panels, each (kc, MR) with the MR rows of a
 /// column side by side; rows past `rows` are zero.
-private func packABlock(transA: Bool, A: UnsafePointer<Float>, lda: Int, i0: Int, rows: Int, k0: Int, kc: Int,
-                        dst: UnsafeMutablePointer<Float>) {
-    let mr = GemmBlocking.mr
+func packABlock(transA: Bool, A: UnsafePointer<Float>, lda: Int, i0: Int, rows: Int, k0: Int, kc: Int,
+                mr: Int, dst: UnsafeMutablePointer<Float>) {
     var q = 0
     while q * mr < rows {
         let out = dst + q * kc * mr
@@ -253,7 +275,7 @@ private func packABlock(transA: Bool, A: UnsafePointer<Float>, lda: Int, i0: Int
                 for r in 0..<height { col[r] = src[r] }
                 for r in height..<mr { col[r] = 0 }
             }
-        } else if height == mr {
+        } else if height == 6 && mr == 6 {
             let s0 = A + r0 * lda + k0, s1 = s0 + lda, s2 = s1 + lda, s3 = s2 + lda, s4 = s3 + lda, s5 = s4 + lda
             for k in 0..<kc {
                 let col = out + k * mr
@@ -279,8 +301,16 @@ private func packABlock(transA: Bool, A: UnsafePointer<Float>, lda: Int, i0: Int
 private func macroKernel(kc: Int, packedA: UnsafeMutablePointer<Float>, rows: Int,
                          packedB: UnsafeMutablePointer<Float>, panels: Range<Int>, cols: Int,
                          C: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float,
-                         tile: UnsafeMutablePointer<Float>) {
-    let mr = GemmBlocking.mr, nr = GemmBlocking.nr
+                         tile: UnsafeMutablePointer<Float>, config cfg: GemmConfig) {
+    let mr = cfg.mr, nr = cfg.nr
+    @inline(__always) func kernel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                                  _ ldc: Int, _ alpha: Float, _ beta: Float) {
+        if let ukr = cfg.kernel {
+            ukr(kc, a, b, c, ldc, alpha, beta)
+        } else {
+            microKernel(kc: kc, a: a, b: b, c: c, ldc: ldc, alpha: alpha, beta: beta)
+        }
+    }
     for p in panels {
         let bp = UnsafePointer(packedB + p * kc * nr)
         let j0 = p * nr, width = min(nr, cols - j0)
@@ -290,10 +320,10 @@ private func macroKernel(kc: Int, packedA: UnsafeMutablePointer<Float>, rows: In
             let height = min(mr, rows - i0)
             let c = C + i0 * ldc + j0
             if height == mr && width == nr {
-                microKernel(kc: kc, a: ap, b: bp, c: c, ldc: ldc, alpha: alpha, beta: beta)
+                kernel(ap, bp, c, ldc, alpha, beta)
             } else {
                 // Edge tile: compute the whole tile into scratch, then write the part that exists.
-                microKernel(kc: kc, a: ap, b: bp, c: tile, ldc: nr, alpha: 1, beta: 0)
+                kernel(ap, bp, tile, nr, 1, 0)
                 for r in 0..<height {
                     let src = tile + r * nr, dst = c + r * ldc
                     if beta == 0 {
@@ -308,6 +338,7 @@ private func macroKernel(kc: Int, packedA: UnsafeMutablePointer<Float>, rows: In
     }
 }
 
+/// The pure-Swift micro-kernel, 6 × 2 vectors of the build's width (GemmKernelKind.swift):
 /// c (MR,NR) = alpha · a (MR,kc) · b (kc,NR) + beta · c, from a packed A micro-panel (kc,MR)
 /// and a packed B micro-panel (kc,NR). The 12 accumulators stay in registers through the
 /// loop.
@@ -350,4 +381,20 @@ private func microKernel(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Floa
     store(c30, 3 * rowBytes); store(c31, 3 * rowBytes + vb)
     store(c40, 4 * rowBytes); store(c41, 4 * rowBytes + vb)
     store(c50, 5 * rowBytes); store(c51, 5 * rowBytes + vb)
+}
+
+/// dst[t * ldd + r] = src[r * lds + t] for an 8 × 8 block, in registers.
+@inline(__always)
+private func transpose8x8(_ src: UnsafePointer<Float>, _ lds: Int, _ dst: UnsafeMutablePointer<Float>, _ ldd: Int) {
+    typealias V = SIMD8<Float>
+    let s = UnsafeRawPointer(src), rb = lds * 4
+    let r0 = s.loadUnaligned(as: V.self), r1 = s.loadUnaligned(fromByteOffset: rb, as: V.self)
+    let r2 = s.loadUnaligned(fromByteOffset: 2 * rb, as: V.self), r3 = s.loadUnaligned(fromByteOffset: 3 * rb, as: V.self)
+    let r4 = s.loadUnaligned(fromByteOffset: 4 * rb, as: V.self), r5 = s.loadUnaligned(fromByteOffset: 5 * rb, as: V.self)
+    let r6 = s.loadUnaligned(fromByteOffset: 6 * rb, as: V.self), r7 = s.loadUnaligned(fromByteOffset: 7 * rb, as: V.self)
+    let d = UnsafeMutableRawPointer(dst), db = ldd * 4
+    for t in 0..<8 {
+        let v = V(r0[t], r1[t], r2[t], r3[t], r4[t], r5[t], r6[t], r7[t])
+        d.storeBytes(of: v, toByteOffset: t * db, as: V.self)
+    }
 }

@@ -1,3 +1,4 @@
+import CGemmKernels
 import Foundation
 
 // SGEMM for a few rows of C (M ≤ GemmBlocking.fewRows): generating token by token, small
@@ -25,6 +26,7 @@ func sgemmFewRowsDotB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Uns
     // With only a few rows of A there is little to reuse the 4 rows of B for; one pass is
     // faster than blocks.
     let kBlock = M <= 4 ? K : 1024
+    let avx2 = GemmConfig.fewRowsAVX2
     parallelRanges((N + 3) / 4, workers: workers) { _, groups in
         for g in groups {
             let j0 = g * 4, width = min(4, N - j0)
@@ -34,7 +36,15 @@ func sgemmFewRowsDotB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Uns
                 // C is scaled by beta once, with the first K block; later blocks accumulate.
                 let betaBlock: Float = k0 == 0 ? beta : 1
                 for i in 0..<M {
-                    let s = dotRows4(a + i * sa + k0, B + j0 * ldb + k0, ldb, width, kc)
+                    var s = SIMD4<Float>()
+                    if avx2 {
+                        withUnsafeMutableBytes(of: &s) { out in
+                            itune_dot_rows4_avx2(a + i * sa + k0, B + j0 * ldb + k0, ldb, width, kc,
+                                                 out.baseAddress!.assumingMemoryBound(to: Float.self))
+                        }
+                    } else {
+                        s = dotRows4(a + i * sa + k0, B + j0 * ldb + k0, ldb, width, kc)
+                    }
                     let c = C + i * ldc + j0
                     for t in 0..<width {
                         c[t] = betaBlock == 0 ? alpha * s[t] : alpha * s[t] + betaBlock * c[t]
@@ -89,6 +99,7 @@ func sgemmFewRowsAxpyB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Un
     let ws = GemmWorkspace.take(sharedFloats: 0, perWorkerFloats: M * chunk, workers: workers)
     defer { GemmWorkspace.give(ws) }
     @inline(__always) func opA(_ i: Int, _ k: Int) -> Float { transA ? A[k * lda + i] : A[i * lda + k] }
+    let avx2 = GemmConfig.fewRowsAVX2
 
     parallelRanges((N + chunk - 1) / chunk, workers: workers) { worker, chunks in
         let acc = ws.scratch(worker).buffer
@@ -101,6 +112,12 @@ func sgemmFewRowsAxpyB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Un
                 let b2 = b1 + ldb * 4, b3 = b2 + ldb * 4
                 for i in 0..<M {
                     let x0 = opA(i, k), x1 = opA(i, k + 1), x2 = opA(i, k + 2), x3 = opA(i, k + 3)
+                    if avx2 {
+                        itune_axpy4_avx2(acc + i * chunk, width, b0.assumingMemoryBound(to: Float.self),
+                                         b1.assumingMemoryBound(to: Float.self), b2.assumingMemoryBound(to: Float.self),
+                                         b3.assumingMemoryBound(to: Float.self), x0, x1, x2, x3)
+                        continue
+                    }
                     let a0 = V(repeating: x0), a1 = V(repeating: x1), a2 = V(repeating: x2), a3 = V(repeating: x3)
                     let row = UnsafeMutableRawPointer(acc + i * chunk)
                     for v in 0..<vecs {

@@ -51,7 +51,7 @@ final class GemmWorkspace {
         }
         // Each part starts on a 64-byte boundary.
         bufferFloats = gemmRoundUp(perWorkerFloats, 16)
-        stride = bufferFloats + gemmRoundUp(GemmBlocking.mr * GemmBlocking.nr, 16)
+        stride = bufferFloats + gemmRoundUp(GemmBlocking.maxTile, 16)
         if stride * workers > perWorkerCapacity {
             UnsafeMutableRawPointer(perWorker).deallocate()
             perWorkerCapacity = stride * workers

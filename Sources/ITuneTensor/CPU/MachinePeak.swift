@@ -1,3 +1,4 @@
+import CGemmKernels
 import Foundation
 
 // The machine's own limits, measured rather than looked up: the f32 multiply-add throughput
@@ -32,7 +33,21 @@ public struct MachinePeak: Sendable, Codable {
         let read = best(seconds: seconds * 0.3) { readBurst(a, floats) }
         let copy = best(seconds: seconds * 0.3) { copyBurst(from: a, to: b, floats) }
         return MachinePeak(gflops: flops, readGBs: read, copyGBs: copy, threads: threads,
-                           vector: "\(GemmVector.scalarCount)-wide SIMD, \(cpuSgemmKernelDescription.hasSuffix("no FMA") ? "no FMA" : "FMA")")
+                           vector: peakVectorDescription)
+    }
+
+    /// The vectors the FMA probe uses: those of the GEMM kernel in use.
+    static var peakVectorDescription: String {
+        switch GemmConfig.current.kind {
+        case .avx512: return "16-wide AVX-512 FMA"
+        case .avx2: return "8-wide AVX2 FMA"
+        case .swift:
+#if ITUNE_AVX512 || ITUNE_FMA || arch(arm64)
+            return "\(GemmVector.scalarCount)-wide SIMD, FMA"
+#else
+            return "\(GemmVector.scalarCount)-wide SIMD, no FMA"
+#endif
+        }
     }
 
     /// The highest rate of `burst` (which returns its own rate) over repetitions for `seconds`.
@@ -49,6 +64,8 @@ public struct MachinePeak: Sendable, Codable {
     /// run the bursts one after another and halve the figure.
     static func fmaBurst(threads: Int) -> Double {
         let iterations = 1 << 22  // ~10 ms per thread: start-up latency is noise
+        // The widest FMA the GEMM runs: the C kernels' (GemmDispatch.swift), or this build's.
+        let kind = GemmConfig.current.kind
         nonisolated(unsafe) let sink = UnsafeMutablePointer<Float>.allocate(capacity: threads)
         defer { sink.deallocate() }
         let ready = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0), done = DispatchGroup()
@@ -57,7 +74,11 @@ public struct MachinePeak: Sendable, Codable {
             let thread = Thread {
                 ready.signal()
                 go.wait()
-                sink[t] = fmaChains(iterations: iterations, seed: Float(t))
+                switch kind {
+                case .avx512: sink[t] = itune_fma_burst_avx512(iterations / 2, Float(t))
+                case .avx2: sink[t] = itune_fma_burst_avx2(iterations, Float(t))
+                case .swift: sink[t] = fmaChains(iterations: iterations, seed: Float(t))
+                }
                 done.leave()
             }
             thread.start()
@@ -67,7 +88,13 @@ public struct MachinePeak: Sendable, Codable {
         for _ in 0..<threads { go.signal() }
         done.wait()
         let ns = Double(DispatchTime.now().uptimeNanoseconds - start)
-        let flop = 2.0 * Double(GemmVector.scalarCount) * 12 * Double(iterations) * Double(threads)
+        let perStep: Double
+        switch kind {
+        case .avx512: perStep = 16 * 24 / 2  // half the iterations of 24 chains
+        case .avx2: perStep = 8 * 12
+        case .swift: perStep = Double(GemmVector.scalarCount) * 12
+        }
+        let flop = 2.0 * perStep * Double(iterations) * Double(threads)
         return sink[0].isNaN ? 0 : flop / ns
     }
 

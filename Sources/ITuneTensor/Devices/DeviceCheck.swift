@@ -218,6 +218,14 @@ public struct DeviceCheck: Sendable {
         }
         lines.append("work-groups   device maximum \(info.maxWorkGroupSize), per dimension \(info.maxWorkItemSizes)\(kernelLine)")
         var chosen: [String] = []
+        switch Result(catching: { try cl.gemmBlockedTile() }) {
+        case let .success(tile?):
+            chosen.append("gemm_blocked.cl \(tile.tsm)×\(tile.tsn) tiles, \(tile.groupN)×\(tile.groupM) work-items")
+        case .success(nil):
+            chosen.append("gemm_blocked.cl does not fit (tuned tile), own GEMM is gemm.cl")
+        case let .failure(error):
+            chosen.append("gemm_blocked.cl unavailable (\(error)), own GEMM is gemm.cl")
+        }
         if let ts = try? cl.gemmTile(), let tuned = try? cl.tuned("TS", family: "gemm") {
             chosen.append("gemm.cl TS \(ts)\(ts < tuned ? " (lowered from \(tuned))" : "")")
         }

@@ -28,6 +28,7 @@ public struct DeviceReport {
                 lines.append("  opencl:\(p.index):\(d.index)   \(d.name)")
                 lines.append("      type \(d.typeName), \(d.computeUnits) compute units, global memory \(formatBytes(d.globalMemory)) (max buffer \(formatBytes(d.maxAllocation))), local memory \(formatBytes(d.localMemory))")
                 lines.append("      max work-group size \(d.maxWorkGroupSize) (per dimension \(d.maxWorkItemSizes)), fp16 \(d.supportsFP16 ? "yes" : "no"), subgroups \(d.supportsSubgroups ? "yes" : "no"), \(d.version), driver \(d.driverVersion)")
+                lines.append("      tuning \(Self.tuning(p, d).summary)")
             }
         }
         if listing.error == nil {
@@ -48,7 +49,8 @@ public struct DeviceReport {
                      "max_allocation": d.maxAllocation, "local_memory": d.localMemory,
                      "max_work_group_size": d.maxWorkGroupSize, "max_work_item_sizes": d.maxWorkItemSizes,
                      "fp16": d.supportsFP16, "subgroups": d.supportsSubgroups,
-                     "version": d.version, "driver": d.driverVersion]
+                     "version": d.version, "driver": d.driverVersion,
+                     "tuning": Self.tuning(p, d).values, "tuning_origins": Self.tuning(p, d).origins]
                 },
             ])
         }
@@ -59,5 +61,12 @@ public struct DeviceReport {
         if let e = listing.error { out["opencl_error"] = e }
         out["clblast"] = clblastError == nil ? "loaded" : "unavailable: \(clblastError!)"
         return out
+    }
+}
+
+extension DeviceReport {
+    /// The kernel tuning in force for a listed device (cache, then table, then .cl defaults).
+    static func tuning(_ p: OpenCLPlatformInfo, _ d: OpenCLDeviceInfo) -> KernelTuning {
+        KernelTuning.resolve(for: KernelTuning.DeviceKey(platform: p.name, device: d.name, driver: d.driverVersion))
     }
 }

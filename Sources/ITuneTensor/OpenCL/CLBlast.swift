@@ -21,15 +21,23 @@ public enum CLBlast {
         let tb = transB ? CLBlastTransposeYes : CLBlastTransposeNo
         var queue = cl.queue
         let status: CLBlastStatusCode
-        if batch == 1 {
-            status = itune_CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, M, N, K, alpha, a, 0, lda, b, 0, ldb,
-                                        beta, c, 0, ldc, &queue, nil)
-        } else {
-            status = itune_CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta, tb, M, N, K, alpha,
-                                                      a, 0, lda, strideA, b, 0, ldb, strideB, beta,
-                                                      c, 0, ldc, strideC, batch, &queue, nil)
+        // With profiling on, CLBlast's event: that of its last kernel (for an indirect GEMM,
+        // the padding kernels before it fall in the profile's gap column).
+        let profiling = cl.activeRecorder
+        var event: cl_event?
+        status = withUnsafeMutablePointer(to: &event) { ev in
+            let wanted = profiling == nil ? nil : ev
+            if batch == 1 {
+                return itune_CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, M, N, K, alpha, a, 0, lda, b, 0, ldb,
+                                          beta, c, 0, ldc, &queue, wanted)
+            }
+            return itune_CLBlastSgemmStridedBatched(CLBlastLayoutRowMajor, ta, tb, M, N, K, alpha,
+                                                    a, 0, lda, strideA, b, 0, ldb, strideB, beta,
+                                                    c, 0, ldc, strideC, batch, &queue, wanted)
         }
-        cl.tally.launched(batch == 1 ? "clblast_sgemm" : "clblast_sgemm_strided_batched")
+        let launched = batch == 1 ? "clblast_sgemm" : "clblast_sgemm_strided_batched"
+        cl.tally.launched(launched)
+        profiling?.enqueued(launched, event: status == CLBlastSuccess ? event : nil)
         if status != CLBlastSuccess {
             throw TensorError.clblast(call: batch == 1 ? "CLBlastSgemm(\(M)x\(N)x\(K))" : "CLBlastSgemmStridedBatched(\(batch)x\(M)x\(N)x\(K))",
                                       code: status.rawValue)

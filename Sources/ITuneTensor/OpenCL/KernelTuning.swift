@@ -85,6 +85,16 @@ public struct KernelTuning: Sendable, Equatable {
         return best
     }
 
+    /// Which values are in force and where they come from, one clause per source:
+    /// `cache (…): GEMM_TSM=64 …; table (…): TS=16 …; the rest the .cl defaults`.
+    public var summary: String {
+        var bySource: [String: [String]] = [:]
+        for (name, v) in values { bySource[origins[name] ?? "set", default: []].append("\(name)=\(v)") }
+        let clauses = bySource.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value.sorted().joined(separator: " "))" }
+        let text = clauses.isEmpty ? "the .cl defaults" : clauses.joined(separator: "; ") + "; the rest the .cl defaults"
+        return problems.isEmpty ? text : text + " (skipped: \(problems.joined(separator: "; ")))"
+    }
+
     /// The values for `key`: the cache's best entry over the table's best entry, name by name.
     public static func resolve(for key: DeviceKey, cache: [Entry], table: [Entry]) -> KernelTuning {
         var tuning = KernelTuning()

@@ -31,6 +31,10 @@ public final class OpenCLBackend: Backend {
     /// next blocking synchronisation (the queue is in order, so by then it has read them).
     private var staged: [StagedUpload] = []
     private var stagedBytes = 0
+    /// The profile being gathered (Profiler.swift); nil while profiling is off.
+    private var recorder: ProfileRecorder?
+    /// Whether `queue` was made with CL_QUEUE_PROFILING_ENABLE (only once profiling is asked for).
+    private var queueProfiles = false
 
     public var name: String { "\(info.name) (\(platformName))" }
 
@@ -73,6 +77,16 @@ public final class OpenCLBackend: Backend {
         tuningValue = KernelTuning.resolve(for: KernelTuning.DeviceKey(platform: platformName, device: info.name,
                                                                         driver: info.driverVersion))
         gemmChoice = GemmImplementation.fromEnvironment
+        // `itune-gpu tune` found the own GEMM faster than CLBlast on this device.
+        if tuningValue.values[GemmImplementation.preferOwnKey] == 1, ProcessInfo.processInfo.environment["ITUNE_OWN_GEMM"] == nil {
+            gemmChoice = .own
+        }
+        // CLBlast's Xgemm parameters tuned for this device (CLBlastTuning.swift), if any.
+        if CLBlastTuning.parameters(in: tuningValue.values) != nil {
+            do { try CLBlastTuning.apply(tuningValue.values, on: self) } catch {
+                FileHandle.standardError.write(Data("itune-gpu: the tuned CLBlast parameters for \(info.name) were refused (\(error)); CLBlast's own are used\n".utf8))
+            }
+        }
     }
 
     // MARK: per-device choices
@@ -229,8 +243,41 @@ public final class OpenCLBackend: Backend {
         let done = staged
         staged = []
         stagedBytes = 0
+        let profiling = recorder
         lock.unlock()
         _ = done  // freed here, outside the lock
+        profiling?.collect()
+    }
+
+    // MARK: profiling
+
+    /// The recorder of the profile being gathered, or nil (one lock, no allocation).
+    var activeRecorder: ProfileRecorder? { lock.lock(); defer { lock.unlock() }; return recorder }
+
+    /// Starts timing every launch with OpenCL profiling events, from a drained queue. The first
+    /// call replaces the queue by one made with CL_QUEUE_PROFILING_ENABLE (so a run that never
+    /// profiles never pays for it); call it between steps, not while another thread launches.
+    public func startProfiling() throws {
+        try synchronize()
+        lock.lock(); let made = queueProfiles; lock.unlock()
+        if !made {
+            var rc: cl_int = 0
+            let q = itune_clCreateCommandQueue(context, deviceID, cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE), &rc)
+            try check(rc, "clCreateCommandQueue(CL_QUEUE_PROFILING_ENABLE)")
+            guard let q else { throw TensorError.openCL(call: "clCreateCommandQueue(CL_QUEUE_PROFILING_ENABLE)", code: rc) }
+            let old = queue
+            queue = q
+            if let old { _ = itune_clReleaseCommandQueue(old) }
+            lock.lock(); queueProfiles = true; lock.unlock()
+        }
+        lock.lock(); recorder = ProfileRecorder(); lock.unlock()
+    }
+
+    /// Waits for the device, stops timing and returns the profile (nil when none was started).
+    public func stopProfiling() throws -> OpProfile? {
+        try synchronize()
+        lock.lock(); let r = recorder; recorder = nil; lock.unlock()
+        return r?.profile(device: name, clock: .deviceEvents)
     }
 
     public func fillZero(_ storage: Storage, byteCount: Int) throws {
@@ -240,18 +287,28 @@ public final class OpenCLBackend: Backend {
     public func fill(_ storage: Storage, value: Float, byteCount: Int) throws {
         guard byteCount > 0 else { return }
         var v = value
-        try check(itune_clEnqueueFillBuffer(queue, storage.mem, &v, 4, 0, (byteCount + 3) / 4 * 4, 0, nil, nil),
-                  "clEnqueueFillBuffer")
+        let profiling = activeRecorder
+        var event: cl_event?
+        let rc = withUnsafeMutablePointer(to: &event) { ev in
+            itune_clEnqueueFillBuffer(queue, storage.mem, &v, 4, 0, (byteCount + 3) / 4 * 4, 0, nil, profiling == nil ? nil : ev)
+        }
+        try check(rc, "clEnqueueFillBuffer")
         tally.launched("fill_buffer")
+        profiling?.enqueued("fill_buffer", event: event)
     }
 
     public func copy(from source: Storage, at sourceOffset: Int, to destination: Storage, at destinationOffset: Int,
                      byteCount: Int) throws {
         guard byteCount > 0 else { return }
-        try check(itune_clEnqueueCopyBuffer(queue, source.mem, destination.mem, sourceOffset, destinationOffset,
-                                            byteCount, 0, nil, nil),
-                  "clEnqueueCopyBuffer")
+        let profiling = activeRecorder
+        var event: cl_event?
+        let rc = withUnsafeMutablePointer(to: &event) { ev in
+            itune_clEnqueueCopyBuffer(queue, source.mem, destination.mem, sourceOffset, destinationOffset, byteCount, 0, nil,
+                                      profiling == nil ? nil : ev)
+        }
+        try check(rc, "clEnqueueCopyBuffer")
         tally.launched("copy_buffer")
+        profiling?.enqueued("copy_buffer", event: event)
     }
 
     public func synchronize() throws {
@@ -342,14 +399,18 @@ public final class OpenCLBackend: Backend {
         if let local = grid.local {
             for i in g.indices { g[i] = (g[i] + local[i] - 1) / local[i] * local[i] }
         }
-        let rc: cl_int
-        if var l = grid.local {
-            rc = itune_clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, &l, 0, nil, nil)
-        } else {
-            rc = itune_clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, nil, 0, nil, nil)
+        let profiling = activeRecorder
+        var event: cl_event?
+        let rc: cl_int = withUnsafeMutablePointer(to: &event) { ev in
+            let wanted = profiling == nil ? nil : ev
+            if var l = grid.local {
+                return itune_clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, &l, 0, nil, wanted)
+            }
+            return itune_clEnqueueNDRangeKernel(queue, k, cl_uint(g.count), nil, &g, nil, 0, nil, wanted)
         }
         try check(rc, "clEnqueueNDRangeKernel(\(name), global \(g), local \(grid.local.map { "\($0)" } ?? "auto"))")
         tally.launched(name)
+        profiling?.enqueued(name, event: event)
         if Self.synchronous {
             try check(itune_clFinish(queue), "clFinish after \(name)")
             drained()

@@ -50,38 +50,83 @@ extension Tensor {
     /// query t see keys ≤ t + Tk − Tq; `segments` (Tq = Tk) keeps packed examples apart: a
     /// query sees only its own example's keys, earlier ones and, without `causal`, later ones.
     /// `scale` defaults to 1/√D.
+    ///
+    /// `bias`, when given, is added to every score before the softmax: a (B|1, Tq|1, Tk, NH|1)
+    /// tensor, a dimension of 1 broadcast (T5's relative-position bias is (1,Tq,Tk,NH), its
+    /// padding masks (B,1,Tk,1) of 0 and a large negative number). Its gradient is taken when
+    /// it requires one, for the shapes (B,Tq,Tk,NH) and (1,Tq,Tk,NH). Without `causal` and
+    /// `segments`, Tq may exceed Tk (cross-attention).
     public static func scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, causal: Bool = true,
-                                                 scale: Float? = nil, segments: AttentionSegments? = nil) throws -> Tensor {
-        let dims = try AttentionDims(q: q, k: k, v: v, segments: segments)
+                                                 scale: Float? = nil, segments: AttentionSegments? = nil,
+                                                 bias: Tensor? = nil) throws -> Tensor {
+        let dims = try AttentionDims(q: q, k: k, v: v, segments: segments, causal: causal)
+        let biasLayout = try bias.map { try AttentionBiasLayout($0, dims) }
         let scale = scale ?? 1 / Float(dims.D).squareRoot()
         let out = try Tensor.empty(q.shape, on: q.device)
         // (B,NH,Tq): log Σ_j exp(score) of each query row, kept on purpose for the backward.
         let lse = try Tensor.empty([dims.B, dims.NH, dims.Tq], on: q.device)
         let segmentTensors = segments.map { [$0.starts, $0.ends] } ?? []
-        switch try execution("attention", [q, k, v] + segmentTensors) {
+        switch try execution("attention", [q, k, v] + segmentTensors + (bias.map { [$0] } ?? [])) {
         case .cpu:
             attentionForwardCPU(dims, q.floats, k.floats, v.floats, out.floats, lse.floats, scale,
-                                AttentionMask(causal: causal, segments))
+                                AttentionMask(causal: causal, segments, bias: bias, biasLayout))
         case let .opencl(cl):
-            // Without segments the kernels read neither buffer; any buffer stands in.
+            // Without segments (bias) the kernels read neither buffer (nor it); any buffer stands in.
             let (starts, ends) = (segments?.starts ?? lse, segments?.ends ?? lse)
+            let b = biasLayout ?? AttentionBiasLayout.none
             try cl.attentionForward(try dims.grid(cl, rows: dims.Tq, heads: dims.NH), o: out, logsumexp: lse, q: q, k: k,
-                                    v: v, segStart: starts, segEnd: ends, Tq: dims.Tq, Tk: dims.Tk, NH: dims.NH,
-                                    NKV: dims.NKV, scale: scale, causal: causal, segments: segments != nil)
+                                    v: v, segStart: starts, segEnd: ends, bias: bias ?? lse, Tq: dims.Tq, Tk: dims.Tk,
+                                    NH: dims.NH, NKV: dims.NKV, scale: scale, causal: causal, segments: segments != nil,
+                                    hasBias: bias != nil, biasSb: b.sb, biasSt: b.st, biasSj: b.sj, biasSh: b.sh)
         }
-        GradientTape.record("attention", inputs: [q, k, v], output: out) { dout in
-            let (dq, dk, dv) = try attentionBackward(dims, q: q, k: k, v: v, out: out, lse: lse, dout: dout,
-                                                     scale: scale, causal: causal, segments: segments)
-            return [q.requiresGrad ? dq : nil, k.requiresGrad ? dk : nil, v.requiresGrad ? dv : nil]
+        let inputs = [q, k, v] + (bias.map { [$0] } ?? [])
+        GradientTape.record("attention", inputs: inputs, output: out) { dout in
+            let wantBias = bias?.requiresGrad ?? false
+            let (dq, dk, dv, dbias) = try attentionBackward(dims, q: q, k: k, v: v, out: out, lse: lse, dout: dout,
+                                                            scale: scale, causal: causal, segments: segments,
+                                                            bias: bias, biasLayout: biasLayout, wantBias: wantBias)
+            var grads = [q.requiresGrad ? dq : nil, k.requiresGrad ? dk : nil, v.requiresGrad ? dv : nil]
+            if let bias {
+                // dbias is (B,Tq,Tk,NH); a bias shared by the batch rows gets their sum.
+                grads.append(try dbias.map { g in
+                    bias.shape[0] == dims.B ? g
+                        : try g.reshaped([dims.B, dims.Tq * dims.Tk * dims.NH])
+                            .sumToShape([dims.Tq * dims.Tk * dims.NH]).reshaped(bias.shape)
+                })
+            }
+            return grads
         }
         return out
+    }
+}
+
+/// Where the bias of (b, query t, key j, head h) lives: b·sb + t·st + j·sj + h·sh, a stride of 0
+/// broadcasting that dimension.
+struct AttentionBiasLayout {
+    let sb, st, sj, sh: Int
+    static let none = AttentionBiasLayout(sb: 0, st: 0, sj: 0, sh: 0)
+
+    init(sb: Int, st: Int, sj: Int, sh: Int) { (self.sb, self.st, self.sj, self.sh) = (sb, st, sj, sh) }
+
+    init(_ bias: Tensor, _ d: AttentionDims) throws {
+        let s = bias.shape
+        guard s.count == 4, s[0] == 1 || s[0] == d.B, s[1] == 1 || s[1] == d.Tq, s[2] == d.Tk, s[3] == 1 || s[3] == d.NH else {
+            throw TensorError.shapeMismatch(op: "attention", "bias \(s) must be (B|1, Tq|1, Tk, NH|1) = (\(d.B)|1, \(d.Tq)|1, \(d.Tk), \(d.NH)|1)")
+        }
+        if bias.requiresGrad && (s[1] != d.Tq || s[3] != d.NH) {
+            throw TensorError.invalidArgument(op: "attention", "a bias that needs a gradient must be (B|1, Tq, Tk, NH); got \(s)")
+        }
+        sh = s[3] == 1 ? 0 : 1
+        sj = s[3]
+        st = s[1] == 1 ? 0 : s[2] * s[3]
+        sb = s[0] == 1 ? 0 : s[1] * s[2] * s[3]
     }
 }
 
 struct AttentionDims {
     let B, Tq, Tk, NH, NKV, D: Int
 
-    init(q: Tensor, k: Tensor, v: Tensor, segments: AttentionSegments?) throws {
+    init(q: Tensor, k: Tensor, v: Tensor, segments: AttentionSegments?, causal: Bool = true) throws {
         func fail(_ why: String) -> TensorError { .shapeMismatch(op: "attention", why) }
         guard q.rank == 4, k.rank == 4, v.rank == 4 else {
             throw fail("q, k, v must be (B,T,heads,D); got \(q.shape), \(k.shape), \(v.shape)")
@@ -91,7 +136,9 @@ struct AttentionDims {
         (Tk, NKV) = (k.shape[1], k.shape[2])
         guard k.shape[0] == B, k.shape[3] == D else { throw fail("q \(q.shape) and k \(k.shape) disagree on batch or head_dim") }
         guard NKV > 0, NH % NKV == 0 else { throw fail("\(NH) query heads are not a multiple of \(NKV) kv heads") }
-        guard Tq <= Tk, Tk > 0 || Tq == 0 else { throw fail("\(Tq) queries need at least as many keys, got \(Tk)") }
+        // Queries are the last Tq of the keys' positions, unless nothing ties them to positions.
+        let positional = causal || segments != nil
+        guard !positional || Tq <= Tk, Tk > 0 || Tq == 0 else { throw fail("\(Tq) queries need at least as many keys, got \(Tk)") }
         if let segments {
             guard Tq == Tk, segments.batch == B, segments.length == Tk else {
                 throw fail("segments (\(segments.batch), \(segments.length)) need Tq = Tk and shape (\(B), \(Tk))")
@@ -121,10 +168,13 @@ struct AttentionDims {
     }
 }
 
-/// Returns (dq, dk, dv) of the attention for dout (B,Tq,NH,D).
+/// Returns (dq, dk, dv) of the attention for dout (B,Tq,NH,D), and with `wantBias` dbias
+/// (B,Tq,Tk,NH): the gradient of each score, zero where a query does not see a key.
 private func attentionBackward(_ dims: AttentionDims, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
-                               dout: Tensor, scale: Float, causal: Bool,
-                               segments: AttentionSegments?) throws -> (Tensor, Tensor, Tensor) {
+                               dout: Tensor, scale: Float, causal: Bool, segments: AttentionSegments?,
+                               bias: Tensor?, biasLayout: AttentionBiasLayout?,
+                               wantBias: Bool) throws -> (Tensor, Tensor, Tensor, Tensor?) {
+    let dbias = wantBias ? try Tensor.zeros([dims.B, dims.Tq, dims.Tk, dims.NH], on: q.device) : nil
     let dq = try Tensor.empty(q.shape, on: q.device)
     let dk = try Tensor.empty(k.shape, on: k.device)
     let dv = try Tensor.empty(v.shape, on: v.device)
@@ -133,7 +183,8 @@ private func attentionBackward(_ dims: AttentionDims, q: Tensor, k: Tensor, v: T
     switch try execution("attention", q, k, v, out, dout) {
     case .cpu:
         attentionBackwardCPU(dims, q.floats, k.floats, v.floats, out.floats, lse.floats, dout.floats,
-                             delta.floats, dq.floats, dk.floats, dv.floats, scale, AttentionMask(causal: causal, segments))
+                             delta.floats, dq.floats, dk.floats, dv.floats, dbias?.floats, scale,
+                             AttentionMask(causal: causal, segments, bias: bias, biasLayout))
     case let .opencl(cl):
         let rows = dims.B * dims.Tq * dims.NH
         let (starts, ends) = (segments?.starts ?? lse, segments?.ends ?? lse)
@@ -141,15 +192,19 @@ private func attentionBackward(_ dims: AttentionDims, q: Tensor, k: Tensor, v: T
         var deltaGrid = KernelGrid.items(rows, groupSize: try cl.elementwiseGroupSize())
         deltaGrid.constants = queryGrid.constants
         try cl.attentionBackwardDelta(deltaGrid, delta: delta, dout: dout, o: out, Tq: dims.Tq, NH: dims.NH, rows: rows)
-        try cl.attentionBackwardDq(queryGrid, dq: dq, q: q, k: k, v: v, dout: dout, logsumexp: lse, delta: delta,
-                                   segStart: starts, segEnd: ends, Tq: dims.Tq, Tk: dims.Tk, NH: dims.NH,
-                                   NKV: dims.NKV, scale: scale, causal: causal, segments: segments != nil)
+        let b = biasLayout ?? AttentionBiasLayout.none
+        try cl.attentionBackwardDq(queryGrid, dq: dq, dbias: dbias ?? lse, q: q, k: k, v: v, dout: dout, logsumexp: lse,
+                                   delta: delta, segStart: starts, segEnd: ends, bias: bias ?? lse, Tq: dims.Tq,
+                                   Tk: dims.Tk, NH: dims.NH, NKV: dims.NKV, scale: scale, causal: causal,
+                                   segments: segments != nil, hasBias: bias != nil, biasSb: b.sb, biasSt: b.st,
+                                   biasSj: b.sj, biasSh: b.sh, writeDbias: dbias != nil)
         try cl.attentionBackwardDkv(try dims.grid(cl, rows: dims.Tk, heads: dims.NKV), dk: dk, dv: dv, q: q, k: k, v: v,
                                     dout: dout, logsumexp: lse, delta: delta, segStart: starts, segEnd: ends,
-                                    Tq: dims.Tq, Tk: dims.Tk, NH: dims.NH, NKV: dims.NKV, scale: scale,
-                                    causal: causal, segments: segments != nil)
+                                    bias: bias ?? lse, Tq: dims.Tq, Tk: dims.Tk, NH: dims.NH, NKV: dims.NKV,
+                                    scale: scale, causal: causal, segments: segments != nil, hasBias: bias != nil,
+                                    biasSb: b.sb, biasSt: b.st, biasSj: b.sj, biasSh: b.sh)
     }
-    return (dq, dk, dv)
+    return (dq, dk, dv, dbias)
 }
 
 // MARK: CPU path
@@ -188,11 +243,24 @@ struct AttentionMask {
     let causal: Bool
     /// (B, T) first and one-past-last position of each position's example, or nil.
     let starts, ends: UnsafeMutablePointer<Int32>?
+    /// The additive score bias and where each (b, t, j, h) of it lives, or nil.
+    let bias: UnsafeMutablePointer<Float>?
+    let layout: AttentionBiasLayout
 
-    init(causal: Bool, _ segments: AttentionSegments?) {
+    init(causal: Bool, _ segments: AttentionSegments?, bias: Tensor? = nil, _ layout: AttentionBiasLayout? = nil) {
         self.causal = causal
         starts = segments?.starts.ints
         ends = segments?.ends.ints
+        self.bias = bias?.floats
+        self.layout = layout ?? .none
+    }
+
+    /// row[j] += bias of (b, t, key j0 + j, h) for j in a ..< e.
+    @inline(__always)
+    func addBias(_ row: UnsafeMutablePointer<Float>, b: Int, t: Int, h: Int, j0: Int, _ a: Int, _ e: Int) {
+        guard let bias else { return }
+        let base = b * layout.sb + t * layout.st + h * layout.sh + j0 * layout.sj
+        for j in a..<max(a, e) { row[j] += bias[base + j * layout.sj] }
     }
 }
 
@@ -258,6 +326,7 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
                 let (lo, hi) = d.keyRange(b: b, t: t, mask)
                 let row = scores + r * width
                 let (a, e) = (lo - kStart, hi - kStart)
+                mask.addBias(row, b: b, t: t, h: h, j0: kStart, a, e)
                 let m = maxOf(row + a, e - a)
                 let l = maskedExp(row, width, a, e, shift: m)
                 let inv = 1 / l
@@ -279,7 +348,7 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                                   _ lse: UnsafeMutablePointer<Float>, _ dout: UnsafeMutablePointer<Float>,
                                   _ delta: UnsafeMutablePointer<Float>, _ dq: UnsafeMutablePointer<Float>,
                                   _ dk: UnsafeMutablePointer<Float>, _ dv: UnsafeMutablePointer<Float>,
-                                  _ scale: Float, _ mask: AttentionMask) {
+                                  _ dbias: UnsafeMutablePointer<Float>?, _ scale: Float, _ mask: AttentionMask) {
     let (B, Tq, Tk, NH, NKV, D) = (d.B, d.Tq, d.Tk, d.NH, d.NKV, d.D)
     let group = NH / NKV
     CPUParallel.forEach(B * NH * Tq, grain: max(1, 16384 / max(1, D))) { rows in
@@ -318,6 +387,7 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                     for r in 0..<rows {
                         let t = t0 + r
                         let (lo, hi) = d.keyRange(b: b, t: t, mask)
+                        mask.addBias(p + r * width, b: b, t: t, h: h, j0: kStart, lo - kStart, hi - kStart)
                         _ = maskedExp(p + r * width, width, lo - kStart, hi - kStart, shift: lse[(b * NH + h) * Tq + t])
                     }
                     // dV += Pᵀ·dO
@@ -330,6 +400,11 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                         let dl = delta[(b * NH + h) * Tq + t0 + r]
                         let pr = p + r * width, dr = dp + r * width
                         for j in 0..<width { dr[j] = pr[j] * (dr[j] - dl) }
+                        // dbias (B,Tq,Tk,NH) of this (b, t, h): each worker owns its own heads' entries.
+                        if let dbias {
+                            let base = ((b * Tq + t0 + r) * Tk + kStart) * NH + h
+                            for j in 0..<width { dbias[base + j * NH] = dr[j] }
+                        }
                     }
                     // dQ = dS·K·scale; dK += dSᵀ·Q·scale.
                     cpuSgemm(transA: false, transB: false, M: rows, N: D, K: width, alpha: scale, A: dp, lda: width,

@@ -127,6 +127,12 @@ extension Tensor {
                             clForward: OpenCLBackend.siluForward, clBackward: OpenCLBackend.siluBackward)
     }
 
+    /// ReLU: max(x, 0), T5's feed-forward activation (gradient 0 at 0, as PyTorch).
+    public func relu() throws -> Tensor {
+        try unaryActivation("relu", cpuForward: { v in max(v, 0) }, cpuBackward: { v, d in v > 0 ? d : 0 },
+                            clForward: OpenCLBackend.reluForward, clBackward: OpenCLBackend.reluBackward)
+    }
+
     /// GELU in its tanh form (`gelu_new`, `gelu_pytorch_tanh`).
     public func gelu() throws -> Tensor {
         let k: Float = 0.7978845608028654, c: Float = 0.044715

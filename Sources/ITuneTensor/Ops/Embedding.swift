@@ -13,7 +13,7 @@ extension Tensor {
         guard rank == 2 else { throw TensorError.shapeMismatch(op: "embedding", "weight must be (V,C), got \(shape)") }
         let (V, C) = (shape[0], shape[1])
         let weight = self
-        _ = try execution("embedding", weight, ids)
+        try checkSameDevice("embedding", weight, ids)
         // Ids are read to the host (they are B·T values): a bad id must be an error naming
         // it, not a read outside the table; the backward groups them there too.
         let hostIDs = try ids.toIndices()

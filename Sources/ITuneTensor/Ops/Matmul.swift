@@ -9,7 +9,9 @@ extension Tensor {
     ///
     /// Shapes: (M,K)·(K,N) → (M,N); (B…,M,K)·(B…,K,N) → (B…,M,N) with equal batch dims;
     /// (B…,M,K)·(K,N) → (B…,M,N) (a linear layer over any leading dims).
-    public func matmul(_ other: Tensor, transposeA: Bool = false, transposeB: Bool = false) throws -> Tensor {
+    /// `alpha` scales the product inside the GEMM (its alpha), forward and backward, so that a
+    /// scaled product (LoRA's scaling) costs no separate pass over the output or its gradient.
+    public func matmul(_ other: Tensor, transposeA: Bool = false, transposeB: Bool = false, alpha: Float = 1) throws -> Tensor {
         let a = self, b = other
         guard a.rank >= 2, b.rank >= 2 else {
             throw TensorError.shapeMismatch(op: "matmul", "operands need rank ≥ 2, got \(a.shape) and \(b.shape)")
@@ -17,7 +19,7 @@ extension Tensor {
         // Leading dims against a matrix: fold them into M.
         if a.rank > 2, b.rank == 2, !transposeA {
             let lead = Array(a.shape.dropLast())
-            let out = try a.reshaped([-1, a.shape.last!]).matmul(b, transposeB: transposeB)
+            let out = try a.reshaped([-1, a.shape.last!]).matmul(b, transposeB: transposeB, alpha: alpha)
             return try out.reshaped(lead + [out.shape[1]])
         }
         guard a.rank == b.rank, a.shape.dropLast(2) == b.shape.dropLast(2) else {
@@ -33,26 +35,27 @@ extension Tensor {
             throw TensorError.shapeMismatch(op: "matmul", "inner dims differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
         }
         let out = try Tensor.empty(batchDims + [M, N], on: a.device)
-        try gemm(a, b, into: out, transA: transposeA, transB: transposeB, M: M, N: N, K: K, batch: batch)
+        try gemm(a, b, into: out, transA: transposeA, transB: transposeB, M: M, N: N, K: K, batch: batch, alpha: alpha)
 
         GradientTape.record("matmul", inputs: [a, b], output: out) { dC in
             var dA: Tensor? = nil, dB: Tensor? = nil
             if a.requiresGrad {
-                dA = transposeA ? try b.matmul(dC, transposeA: transposeB, transposeB: true)
-                                : try dC.matmul(b, transposeB: !transposeB)
+                dA = transposeA ? try b.matmul(dC, transposeA: transposeB, transposeB: true, alpha: alpha)
+                                : try dC.matmul(b, transposeB: !transposeB, alpha: alpha)
             }
             if b.requiresGrad {
-                dB = transposeB ? try dC.matmul(a, transposeA: true, transposeB: transposeA)
-                                : try a.matmul(dC, transposeA: !transposeA)
+                dB = transposeB ? try dC.matmul(a, transposeA: true, transposeB: transposeA, alpha: alpha)
+                                : try a.matmul(dC, transposeA: !transposeA, alpha: alpha)
             }
             return [dA, dB]
         }
         return out
     }
 
-    /// A linear layer: self (…, in) · weightᵀ (out, in) [+ bias (out)] → (…, out).
-    public func linear(_ weight: Tensor, bias: Tensor? = nil) throws -> Tensor {
-        let y = try matmul(weight, transposeB: true)
+    /// A linear layer: self (…, in) · weightᵀ (out, in) [+ bias (out)] → (…, out); `scale`
+    /// multiplies the product inside the GEMM (LoRA's scaling, without a pass of its own).
+    public func linear(_ weight: Tensor, bias: Tensor? = nil, scale: Float = 1) throws -> Tensor {
+        let y = try matmul(weight, transposeB: true, alpha: scale)
         guard let bias else { return y }
         return try y + bias
     }
@@ -93,6 +96,14 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
         }
     case let .opencl(cl):
         if M == 0 || N == 0 { return }
+        // An output with a thin side (LoRA's tokens × r, r × features; one token's logits):
+        // one work-item per output, no tile padded to 64 wide over a side of 8.
+        if min(M, N) <= skinnyGemmDimension {
+            try cl.gemmSkinny(KernelGrid(global: [M * N, batch], local: [try cl.skinnyGroupSize(), 1]),
+                              M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+                              B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
+            return
+        }
         if K != 0, CLBlast.isAvailable, cl.gemmImplementation == .clblast {
             do {
                 try CLBlast.sgemm(cl, transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha,
@@ -107,6 +118,22 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
                 cl.giveUpCLBlast(error)
             }
         }
+        // The direct kernel where tuning chose it (CPU devices), else the register-blocked
+        // one where its tuned tile fits the device, else gemm.cl.
+        if let (dwm, dwn) = try cl.gemmDirectBlock() {
+            try cl.gemmDirect(KernelGrid(global: [(M + dwm - 1) / dwm, (N + dwn - 1) / dwn, batch]),
+                              M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+                              B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
+            return
+        }
+        if let tile = try cl.gemmBlockedTile() {
+            try cl.gemmBlocked(KernelGrid(global: [(N + tile.tsn - 1) / tile.tsn * tile.groupN,
+                                                   (M + tile.tsm - 1) / tile.tsm * tile.groupM, batch],
+                                          local: [tile.groupN, tile.groupM, 1]),
+                               M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+                               B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
+            return
+        }
         // gemm.cl's groups are TS×TS: the tuned TS, halved until a group fits the device and
         // the kernel built with it (its CL_KERNEL_WORK_GROUP_SIZE, its local tiles).
         let ts = try cl.gemmTile()
@@ -114,6 +141,17 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
                          M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
                          B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
     }
+}
+
+/// Products whose output has a side this thin or thinner run Kernels/gemm_skinny.cl on OpenCL.
+let skinnyGemmDimension = 64
+
+/// The work-group shape of Kernels/gemm_blocked.cl under a device's tuning.
+struct GemmBlockedTile: Equatable {
+    /// Rows and columns of C per work-group.
+    var tsm: Int, tsn: Int
+    /// Work-items per group along M and N (each computes tsm/groupM × tsn/groupN outputs).
+    var groupM: Int, groupN: Int
 }
 
 extension OpenCLBackend {
@@ -126,6 +164,50 @@ extension OpenCLBackend {
         while start > 1, start * start > info.maxWorkGroupSize { start /= 2 }
         return try fittedSize("gemm", kernel, start: start, items: { $0 * $0 }, constants: { ["TS": $0] })
     }
+
+    /// Kernels/gemm_blocked.cl's tile under this device's tuning, or nil when the tuned
+    /// values do not divide (GEMM_TSM by GEMM_WPTM, GEMM_TSN by GEMM_WPTN) or the group does
+    /// not fit the device, the kernel or local memory, or the kernel does not build (matmul then
+    /// uses gemm.cl). Decided once per tuning.
+    func gemmBlockedTile() throws -> GemmBlockedTile? {
+        let d = try tunedDefines("gemm_blocked")
+        guard let tsm = d["GEMM_TSM"], let tsn = d["GEMM_TSN"], let tsk = d["GEMM_TSK"],
+              let wptm = d["GEMM_WPTM"], let wptn = d["GEMM_WPTN"],
+              tsm > 0, tsn > 0, tsk > 0, wptm > 0, wptn > 0, tsm % wptm == 0, tsn % wptn == 0 else { return nil }
+        let tile = GemmBlockedTile(tsm: tsm, tsn: tsn, groupM: tsm / wptm, groupN: tsn / wptn)
+        let key = "gemm_blocked/fits|\(tsm),\(tsn),\(tsk),\(wptm),\(wptn)"
+        if let v = fitState.withLock({ $0.fitted[key] }) { return v == 1 ? tile : nil }
+        let items = tile.groupM * tile.groupN
+        var fits = items <= info.maxWorkGroupSize && info.maxWorkItemSizes.count >= 2
+            && tile.groupN <= info.maxWorkItemSizes[0] && tile.groupM <= info.maxWorkItemSizes[1]
+        if fits {
+            // A driver that cannot build it (or its tile) leaves the plain kernel in charge.
+            if let l = try? kernelLimits("gemm_blocked", "gemm_blocked") {
+                fits = items <= l.workGroupSize && l.localMemory <= info.localMemory
+            } else {
+                fits = false
+            }
+        }
+        fitState.withLock { $0.fitted[key] = fits ? 1 : 0 }
+        return fits ? tile : nil
+    }
+
+    /// GEMM_DWM × GEMM_DWN of gemm_blocked.cl's gemm_direct when the tuning sets
+    /// GEMM_DIRECT 1 and the block is valid (GEMM_DWN a positive multiple of 8); else nil.
+    func gemmDirectBlock() throws -> (Int, Int)? {
+        let d = try tunedDefines("gemm_blocked")
+        guard d["GEMM_DIRECT"] == 1, let dwm = d["GEMM_DWM"], let dwn = d["GEMM_DWN"],
+              dwm >= 1, dwm <= 16, dwn >= 8, dwn <= 64, dwn % 8 == 0 else { return nil }
+        return (dwm, dwn)
+    }
+
+    /// The work-group size of Kernels/gemm_skinny.cl: the tuned SKINNY_GROUP within the
+    /// device's and the kernel's limits.
+    func skinnyGroupSize() throws -> Int {
+        let cap = try tuned("SKINNY_GROUP", family: "gemm_skinny")
+        return try fittedSize("gemm_skinny", "gemm_skinny", start: reductionGroupSize(cap: max(1, cap)),
+                              items: { $0 }, constants: { _ in [:] })
+    }
 }
 
 /// Which GEMM an OpenCL device's matmuls use (`OpenCLBackend.gemmImplementation`).
@@ -134,6 +216,10 @@ public enum GemmImplementation: String, Sendable, CaseIterable {
     case clblast
     /// Our own tiled kernel, Kernels/gemm.cl (for comparisons, and where CLBlast misbehaves).
     case own
+
+    /// The tuning value (`itune-gpu tune` stores 1 where gemm_blocked beat CLBlast at the
+    /// model's shapes) that starts a device on `.own` unless `ITUNE_OWN_GEMM` is set.
+    public static let preferOwnKey = "GEMM_PREFER_OWN"
 
     /// `ITUNE_OWN_GEMM=1` starts every device on `.own` (as the old process-wide switch did).
     static var fromEnvironment: GemmImplementation {

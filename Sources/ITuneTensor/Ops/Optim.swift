@@ -26,25 +26,38 @@ extension Tensor {
     /// p ← p·(1 − lr·wd), then m ← lerp(m, g, 1 − β1), v ← β2·v + (1 − β2)·g², then
     /// p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + eps). `step` is t, counted from 1;
     /// `learningRate` overrides the config's (for schedules). grad, m, v have self's shape.
+    /// The bias corrections are computed here on the host (in Double) and uploaded with the
+    /// update (a small non-blocking write); a trainer uses `adamWUpdate(grad:m:v:config:learningRate:control:)`.
     public func adamWUpdate(grad: Tensor, m: Tensor, v: Tensor, step: Int, config c: AdamWConfig,
                             learningRate: Float? = nil) throws {
+        guard step >= 1 else { throw TensorError.invalidArgument(op: "adamWUpdate", "step counts from 1, got \(step)") }
+        let control = try StepControl(records: 0, on: device)
+        try control.setHostStep(step, config: c)
+        try adamWUpdate(grad: grad, m: m, v: v, config: c, learningRate: learningRate, control: control)
+    }
+
+    /// One AdamW step on self in place (the order above) whose clipping scale, skip flag and
+    /// bias corrections are read on the device from `control` (set by `prepareOptimizerStep`
+    /// or `StepControl.setHostStep`): g is multiplied by the scale as it is read, and a skipped
+    /// step leaves self, m and v unchanged. grad, m, v have self's shape.
+    public func adamWUpdate(grad: Tensor, m: Tensor, v: Tensor, config c: AdamWConfig, learningRate: Float? = nil,
+                            control: StepControl) throws {
         guard grad.shape == shape, m.shape == shape, v.shape == shape else {
             throw TensorError.shapeMismatch(op: "adamWUpdate", "param \(shape), grad \(grad.shape), m \(m.shape), v \(v.shape)")
         }
-        guard step >= 1 else { throw TensorError.invalidArgument(op: "adamWUpdate", "step counts from 1, got \(step)") }
         let lr = learningRate ?? c.learningRate
-        // Bias corrections in Double: β2ᵗ is within a few ulps of 1 for thousands of steps.
-        let bc1 = Float(1 - pow(Double(c.beta1), Double(step)))
-        let bc2Sqrt = Float((1 - pow(Double(c.beta2), Double(step))).squareRoot())
         let n = count
-        switch try execution("adamWUpdate", self, grad, m, v) {
+        switch try execution("adamWUpdate", self, grad, m, v, control.tensor) {
         case .cpu:
+            let k = control.tensor.floats
+            guard k[StepControl.Field.skip] == 0 else { return }
+            let (scale, bc1, bc2Sqrt) = (k[StepControl.Field.scale], k[StepControl.Field.bc1], k[StepControl.Field.bc2Sqrt])
             let p = floats, g = grad.floats, mp = m.floats, vp = v.floats
             let decay = 1 - lr * c.weightDecay, stepSize = lr / bc1
             let (b1, b2, eps) = (c.beta1, c.beta2, c.eps)
             CPUParallel.forEach(n, grain: 16384) { range in
                 for i in range {
-                    let gi = g[i]
+                    let gi = g[i] * scale
                     let mi = mp[i] + (gi - mp[i]) * (1 - b1)
                     let vi = vp[i] * b2 + (1 - b2) * gi * gi
                     let denom = vi.squareRoot() / bc2Sqrt + eps
@@ -56,7 +69,7 @@ extension Tensor {
         case let .opencl(cl):
             try cl.adamwUpdate(.items(n, groupSize: try cl.elementwiseGroupSize()), p: self, g: grad, m: m, v: v, n: n,
                                lr: lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weightDecay: c.weightDecay,
-                               bc1: bc1, bc2Sqrt: bc2Sqrt)
+                               control: control.tensor)
         }
     }
 

@@ -74,7 +74,7 @@ extension Tensor {
         if positions.shape == [B, T] { batched = true } else if positions.shape == [T] { batched = false } else {
             throw TensorError.shapeMismatch(op: "rope", "positions must be (B,T) = [\(B), \(T)] or (T) = [\(T)], got \(positions.shape)")
         }
-        _ = try execution("rope", self, positions, table.cos, table.sin)
+        try checkSameDevice("rope", self, positions, table.cos, table.sin)
         // Checked on the host for both backends: a kernel would read outside the table (or
         // silently clamp) instead. Position ids are B·T values, cheap to read back.
         let ids = try positions.toIndices()

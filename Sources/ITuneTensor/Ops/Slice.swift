@@ -87,7 +87,7 @@ extension Tensor {
         let inner = first.shape[(axis + 1)...].reduce(1, *), outer = first.shape[..<axis].reduce(1, *)
         var offset = 0
         for p in parts {
-            _ = try execution("concatenated", first, p)
+            try checkSameDevice("concatenated", first, p)
             try copyBlocks(outer: outer, from: p, stride: p.shape[axis] * inner, offset: 0,
                            to: out, stride: outShape[axis] * inner, offset: offset * inner, count: p.shape[axis] * inner)
             offset += p.shape[axis]

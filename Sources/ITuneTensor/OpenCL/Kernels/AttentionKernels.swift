@@ -1,18 +1,21 @@
 // The kernels of Kernels/attention.cl, one typed function each: parameters in the order and
 // under the names of the `.cl` signature (KernelSignatureTests checks them against the source).
 // Shapes: q, o, dout, dq (B,Tq,NH,D); k, v, dk, dv (B,Tk,NKV,D); logsumexp, delta (B,NH,Tq);
-// segStart, segEnd (B,Tk) i32. The grid carries HEAD_DIM, BLOCK_Q and BLOCK_K.
+// segStart, segEnd (B,Tk) i32; bias (B|1, Tq|1, Tk, NH|1) read through the strides biasSb, biasSt,
+// biasSj, biasSh; dbias (B,Tq,Tk,NH). The grid carries HEAD_DIM, BLOCK_Q and BLOCK_K.
 
 extension OpenCLBackend {
     /// o = softmax(q·kᵀ·scale + mask)·v and its logsumexp; a group of BLOCK_Q queries per
     /// (query block, head, batch row).
     func attentionForward(_ grid: KernelGrid, o: Tensor, logsumexp: Tensor, q: Tensor, k: Tensor, v: Tensor,
-                          segStart: Tensor, segEnd: Tensor, Tq: Int, Tk: Int, NH: Int, NKV: Int, scale: Float,
-                          causal: Bool, segments: Bool) throws {
+                          segStart: Tensor, segEnd: Tensor, bias: Tensor, Tq: Int, Tk: Int, NH: Int, NKV: Int,
+                          scale: Float, causal: Bool, segments: Bool, hasBias: Bool, biasSb: Int, biasSt: Int,
+                          biasSj: Int, biasSh: Int) throws {
         try launch("attention", "attention_forward", grid,
                    [.buffer(o), .buffer(logsumexp), .buffer(q), .buffer(k), .buffer(v), .buffer(segStart),
-                    .buffer(segEnd), .int(Tq), .int(Tk), .int(NH), .int(NKV), .float(scale), .bool(causal),
-                    .bool(segments)])
+                    .buffer(segEnd), .buffer(bias), .int(Tq), .int(Tk), .int(NH), .int(NKV), .float(scale),
+                    .bool(causal), .bool(segments), .bool(hasBias), .int(biasSb), .int(biasSt), .int(biasSj),
+                    .int(biasSh)])
     }
 
     /// delta = Σ_d dout·o per (b, t, h) row; `rows` = B·Tq·NH work-items.
@@ -23,23 +26,28 @@ extension OpenCLBackend {
     }
 
     /// dq of the attention; same grid as the forward.
-    func attentionBackwardDq(_ grid: KernelGrid, dq: Tensor, q: Tensor, k: Tensor, v: Tensor, dout: Tensor,
-                             logsumexp: Tensor, delta: Tensor, segStart: Tensor, segEnd: Tensor, Tq: Int, Tk: Int,
-                             NH: Int, NKV: Int, scale: Float, causal: Bool, segments: Bool) throws {
+    func attentionBackwardDq(_ grid: KernelGrid, dq: Tensor, dbias: Tensor, q: Tensor, k: Tensor, v: Tensor,
+                             dout: Tensor, logsumexp: Tensor, delta: Tensor, segStart: Tensor, segEnd: Tensor,
+                             bias: Tensor, Tq: Int, Tk: Int, NH: Int, NKV: Int, scale: Float, causal: Bool,
+                             segments: Bool, hasBias: Bool, biasSb: Int, biasSt: Int, biasSj: Int, biasSh: Int,
+                             writeDbias: Bool) throws {
         try launch("attention", "attention_backward_dq", grid,
-                   [.buffer(dq), .buffer(q), .buffer(k), .buffer(v), .buffer(dout), .buffer(logsumexp),
-                    .buffer(delta), .buffer(segStart), .buffer(segEnd), .int(Tq), .int(Tk), .int(NH), .int(NKV),
-                    .float(scale), .bool(causal), .bool(segments)])
+                   [.buffer(dq), .buffer(dbias), .buffer(q), .buffer(k), .buffer(v), .buffer(dout), .buffer(logsumexp),
+                    .buffer(delta), .buffer(segStart), .buffer(segEnd), .buffer(bias), .int(Tq), .int(Tk), .int(NH),
+                    .int(NKV), .float(scale), .bool(causal), .bool(segments), .bool(hasBias), .int(biasSb),
+                    .int(biasSt), .int(biasSj), .int(biasSh), .bool(writeDbias)])
     }
 
     /// dk and dv of the attention; a group of BLOCK_Q keys per (key block, kv head, batch row).
     func attentionBackwardDkv(_ grid: KernelGrid, dk: Tensor, dv: Tensor, q: Tensor, k: Tensor, v: Tensor,
                               dout: Tensor, logsumexp: Tensor, delta: Tensor, segStart: Tensor, segEnd: Tensor,
-                              Tq: Int, Tk: Int, NH: Int, NKV: Int, scale: Float, causal: Bool,
-                              segments: Bool) throws {
+                              bias: Tensor, Tq: Int, Tk: Int, NH: Int, NKV: Int, scale: Float, causal: Bool,
+                              segments: Bool, hasBias: Bool, biasSb: Int, biasSt: Int, biasSj: Int,
+                              biasSh: Int) throws {
         try launch("attention", "attention_backward_dkv", grid,
                    [.buffer(dk), .buffer(dv), .buffer(q), .buffer(k), .buffer(v), .buffer(dout), .buffer(logsumexp),
-                    .buffer(delta), .buffer(segStart), .buffer(segEnd), .int(Tq), .int(Tk), .int(NH), .int(NKV),
-                    .float(scale), .bool(causal), .bool(segments)])
+                    .buffer(delta), .buffer(segStart), .buffer(segEnd), .buffer(bias), .int(Tq), .int(Tk), .int(NH),
+                    .int(NKV), .float(scale), .bool(causal), .bool(segments), .bool(hasBias), .int(biasSb),
+                    .int(biasSt), .int(biasSj), .int(biasSh)])
     }
 }

@@ -33,6 +33,16 @@ extension OpenCLBackend {
         try launch("elementwise", "silu_backward", grid, [.buffer(dx), .buffer(x), .buffer(dy), .int(n)])
     }
 
+    /// out = relu(x).
+    func reluForward(_ grid: KernelGrid, out: Tensor, x: Tensor, n: Int) throws {
+        try launch("elementwise", "relu_forward", grid, [.buffer(out), .buffer(x), .int(n)])
+    }
+
+    /// dx = dy where x > 0, else 0.
+    func reluBackward(_ grid: KernelGrid, dx: Tensor, x: Tensor, dy: Tensor, n: Int) throws {
+        try launch("elementwise", "relu_backward", grid, [.buffer(dx), .buffer(x), .buffer(dy), .int(n)])
+    }
+
     /// out = gelu(x), tanh form.
     func geluForward(_ grid: KernelGrid, out: Tensor, x: Tensor, n: Int) throws {
         try launch("elementwise", "gelu_forward", grid, [.buffer(out), .buffer(x), .int(n)])

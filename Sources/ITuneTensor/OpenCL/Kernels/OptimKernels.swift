@@ -2,12 +2,22 @@
 // names of the `.cl` signature (KernelSignatureTests checks them against the source).
 
 extension OpenCLBackend {
-    /// One AdamW step over n parameters p with gradient g and moments m, v (all (n)).
+    /// One AdamW step over n parameters p with gradient g and moments m, v (all (n)); the
+    /// clipping scale, skip flag and bias corrections come from control (see StepControl).
     func adamwUpdate(_ grid: KernelGrid, p: Tensor, g: Tensor, m: Tensor, v: Tensor, n: Int, lr: Float, beta1: Float,
-                     beta2: Float, eps: Float, weightDecay: Float, bc1: Float, bc2Sqrt: Float) throws {
+                     beta2: Float, eps: Float, weightDecay: Float, control: Tensor) throws {
         try launch("optim", "adamw_update", grid,
                    [.buffer(p), .buffer(g), .buffer(m), .buffer(v), .int(n), .float(lr), .float(beta1), .float(beta2),
-                    .float(eps), .float(weightDecay), .float(bc1), .float(bc2Sqrt)])
+                    .float(eps), .float(weightDecay), .buffer(control)])
+    }
+
+    /// A step's clipping scale, skip flag and bias corrections into control, from the
+    /// gradients' Σg² and the losses in sums (nSums + nLosses); record ≥ 0 keeps its loss and norm.
+    func optimizerStepPrepare(_ grid: KernelGrid, control: Tensor, sums: Tensor, nSums: Int, nLosses: Int, maxNorm: Float,
+                              beta1: Float, beta2: Float, halt: Bool, record: Int) throws {
+        try launch("optim", "optimizer_step_prepare", grid,
+                   [.buffer(control), .buffer(sums), .int(nSums), .int(nLosses), .float(maxNorm), .float(beta1),
+                    .float(beta2), .bool(halt), .int(record)])
     }
 
     /// out[outOffset + group] = Σ x² (square) or Σ x over each group's chunk of x (n).

@@ -1,0 +1,58 @@
+// The CPU GEMM's micro-kernels and the CPU feature probe, in C so that one generic binary can
+// carry AVX2+FMA and AVX-512 code next to its baseline code and pick one when it starts:
+// Swift has neither per-function target attributes nor inline assembly (cpuid, xgetbv), C has
+// both. Everything else of the GEMM (blocking, packing, threading) stays in Swift
+// (Sources/ITuneTensor/CPU/Gemm.swift, GemmDispatch.swift).
+#ifndef ITUNE_CGEMMKERNELS_H
+#define ITUNE_CGEMMKERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Feature bits of itune_cpu_features(). The x86 bits are set only when the OS also saves the
+/// registers (XCR0), i.e. when the instructions can actually run.
+#define ITUNE_CPU_X86_AVX2 0x1u
+#define ITUNE_CPU_X86_FMA 0x2u
+#define ITUNE_CPU_X86_AVX512F 0x4u
+#define ITUNE_CPU_X86_AVX512VL 0x8u
+#define ITUNE_CPU_ARM_ASIMD 0x100u
+#define ITUNE_CPU_ARM_FP16 0x200u
+#define ITUNE_CPU_ARM_SVE 0x400u
+#define ITUNE_CPU_ARM_BF16 0x800u
+
+/// The running CPU's features: cpuid + xgetbv on x86-64, getauxval(AT_HWCAP) on Linux arm64,
+/// sysctl on Apple arm64.
+unsigned itune_cpu_features(void);
+
+/// Data cache sizes in bytes of the running CPU (0 where unknown): level 1 (data), 2 and 3,
+/// from /sys/devices/system/cpu/cpu0/cache on Linux, sysconf, or sysctl on Apple systems.
+void itune_cpu_cache_sizes(long *l1d, long *l2, long *l3);
+
+/// Micro-kernels: c (MR,NR) = alpha · a · b + beta · c, from a packed A micro-panel (kc,MR)
+/// (the MR values of one k side by side) and a packed B micro-panel (kc,NR); c is row-major
+/// with row stride ldc. beta == 0: c is not read. Call only where the features allow
+/// (itune_cpu_features); elsewhere they are absent (return without writing) or never built.
+void itune_sgemm_ukr_avx2_6x16(long kc, const float *a, const float *b, float *c, long ldc,
+                               float alpha, float beta);
+void itune_sgemm_ukr_avx512_12x32(long kc, const float *a, const float *b, float *c, long ldc,
+                                  float alpha, float beta);
+
+/// FMA throughput probes for MachinePeak: `chains` independent multiply-add chains (12 for
+/// AVX2, 24 for AVX-512) of `iterations` steps on vector registers. Returns a sum of the
+/// chains so that the work is not optimised away.
+float itune_fma_burst_avx2(long iterations, float seed);
+float itune_fma_burst_avx512(long iterations, float seed);
+
+/// Few-row GEMM pieces with AVX2+FMA (GemmFewRows.swift): out[0..<count] = dot(x, row r of B)
+/// for count <= 4 rows ldb apart, over K; and acc[0..<n] += x0·b0 + x1·b1 + x2·b2 + x3·b3.
+void itune_dot_rows4_avx2(const float *x, const float *b, long ldb, long count, long K, float *out);
+void itune_axpy4_avx2(float *acc, long n, const float *b0, const float *b1, const float *b2,
+                      const float *b3, float x0, float x1, float x2, float x3);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

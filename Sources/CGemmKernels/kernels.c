@@ -1,0 +1,304 @@
+// See include/CGemmKernels.h. Each kernel carries its own target attribute, so the file is
+// built for the baseline ISA and the wider code runs only after itune_cpu_features() said so.
+#include "CGemmKernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define ITUNE_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+#if defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
+// MARK: features
+
+#if ITUNE_X86
+static unsigned long long itune_xgetbv0(void) {
+    unsigned eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((unsigned long long)edx << 32) | eax;
+}
+#endif
+
+unsigned itune_cpu_features(void) {
+    unsigned f = 0;
+#if ITUNE_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1, avx = (c >> 28) & 1;
+    if (!osxsave || !avx) return 0;
+    unsigned long long xcr0 = itune_xgetbv0();
+    int ymm = (xcr0 & 0x6) == 0x6;            // SSE and AVX state
+    int zmm = ymm && (xcr0 & 0xe0) == 0xe0;   // opmask, ZMM_Hi256, Hi16_ZMM
+    if (!ymm) return 0;
+    if (fma) f |= ITUNE_CPU_X86_FMA;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        if ((b >> 5) & 1) f |= ITUNE_CPU_X86_AVX2;
+        if (zmm && ((b >> 16) & 1)) f |= ITUNE_CPU_X86_AVX512F;
+        if (zmm && ((b >> 31) & 1)) f |= ITUNE_CPU_X86_AVX512VL;
+    }
+#elif defined(__aarch64__)
+    f |= ITUNE_CPU_ARM_ASIMD;  // part of every arm64 CPU
+#if defined(__linux__)
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    if (hw & (1UL << 10)) f |= ITUNE_CPU_ARM_FP16;   // HWCAP_ASIMDHP
+    if (hw & (1UL << 22)) f |= ITUNE_CPU_ARM_SVE;    // HWCAP_SVE
+    if (hw2 & (1UL << 14)) f |= ITUNE_CPU_ARM_BF16;  // HWCAP2_BF16
+#elif defined(__APPLE__)
+    int v = 0; size_t n = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_FP16", &v, &n, NULL, 0) == 0 && v) f |= ITUNE_CPU_ARM_FP16;
+    v = 0; n = sizeof v;
+    if (sysctlbyname("hw.optional.arm.FEAT_BF16", &v, &n, NULL, 0) == 0 && v) f |= ITUNE_CPU_ARM_BF16;
+#endif
+#endif
+    return f;
+}
+
+// MARK: caches
+
+#if defined(__linux__)
+static long itune_read_sys(int index, const char *field, char *text, size_t cap) {
+    char path[128];
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/%s", index, field);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return -1;
+    size_t n = fread(text, 1, cap - 1, fp);
+    fclose(fp);
+    text[n] = 0;
+    return (long)n;
+}
+#endif
+
+void itune_cpu_cache_sizes(long *l1d, long *l2, long *l3) {
+    *l1d = 0; *l2 = 0; *l3 = 0;
+#if defined(__linux__)
+    for (int i = 0; i < 8; i++) {
+        char level[16], type[32], size[32];
+        if (itune_read_sys(i, "level", level, sizeof level) <= 0) break;
+        if (itune_read_sys(i, "type", type, sizeof type) <= 0) continue;
+        if (itune_read_sys(i, "size", size, sizeof size) <= 0) continue;
+        if (strncmp(type, "Instruction", 11) == 0) continue;
+        char *end = NULL;
+        long bytes = strtol(size, &end, 10);
+        if (end && (*end == 'K' || *end == 'k')) bytes <<= 10;
+        else if (end && (*end == 'M' || *end == 'm')) bytes <<= 20;
+        int lv = (int)strtol(level, NULL, 10);
+        if (lv == 1) *l1d = bytes;
+        else if (lv == 2) *l2 = bytes;
+        else if (lv == 3) *l3 = bytes;
+    }
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+    if (*l1d <= 0) *l1d = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    if (*l2 <= 0) *l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (*l3 <= 0) *l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+#elif defined(__APPLE__)
+    long long v = 0; size_t n = sizeof v;
+    if (sysctlbyname("hw.perflevel0.l1dcachesize", &v, &n, NULL, 0) == 0 ||
+        (n = sizeof v, sysctlbyname("hw.l1dcachesize", &v, &n, NULL, 0) == 0)) *l1d = (long)v;
+    v = 0; n = sizeof v;
+    if (sysctlbyname("hw.perflevel0.l2cachesize", &v, &n, NULL, 0) == 0 ||
+        (n = sizeof v, sysctlbyname("hw.l2cachesize", &v, &n, NULL, 0) == 0)) *l2 = (long)v;
+    v = 0; n = sizeof v;
+    if (sysctlbyname("hw.l3cachesize", &v, &n, NULL, 0) == 0) *l3 = (long)v;
+#endif
+    if (*l1d < 0) *l1d = 0;
+    if (*l2 < 0) *l2 = 0;
+    if (*l3 < 0) *l3 = 0;
+}
+
+// MARK: AVX2 + FMA
+
+#if ITUNE_X86
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 static inline void itune_store8(float *p, __m256 x, __m256 va, __m256 vb, float beta) {
+    if (beta == 0) _mm256_storeu_ps(p, _mm256_mul_ps(va, x));
+    else _mm256_storeu_ps(p, _mm256_fmadd_ps(va, x, _mm256_mul_ps(vb, _mm256_loadu_ps(p))));
+}
+
+AVX2 void itune_sgemm_ukr_avx2_6x16(long kc, const float *a, const float *b, float *c, long ldc,
+                                    float alpha, float beta) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    // The C tile is needed only after the loop: start fetching it now (both lines of each row).
+    for (int r = 0; r < 6; r++) {
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 15), _MM_HINT_T0);
+    }
+#pragma clang loop unroll_count(4)
+    for (long k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        __m256 a0 = _mm256_broadcast_ss(a), a1 = _mm256_broadcast_ss(a + 1);
+        c00 = _mm256_fmadd_ps(a0, b0, c00); c01 = _mm256_fmadd_ps(a0, b1, c01);
+        c10 = _mm256_fmadd_ps(a1, b0, c10); c11 = _mm256_fmadd_ps(a1, b1, c11);
+        __m256 a2 = _mm256_broadcast_ss(a + 2), a3 = _mm256_broadcast_ss(a + 3);
+        c20 = _mm256_fmadd_ps(a2, b0, c20); c21 = _mm256_fmadd_ps(a2, b1, c21);
+        c30 = _mm256_fmadd_ps(a3, b0, c30); c31 = _mm256_fmadd_ps(a3, b1, c31);
+        __m256 a4 = _mm256_broadcast_ss(a + 4), a5 = _mm256_broadcast_ss(a + 5);
+        c40 = _mm256_fmadd_ps(a4, b0, c40); c41 = _mm256_fmadd_ps(a4, b1, c41);
+        c50 = _mm256_fmadd_ps(a5, b0, c50); c51 = _mm256_fmadd_ps(a5, b1, c51);
+        a += 6; b += 16;
+    }
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    itune_store8(c, c00, va, vb, beta); itune_store8(c + 8, c01, va, vb, beta); c += ldc;
+    itune_store8(c, c10, va, vb, beta); itune_store8(c + 8, c11, va, vb, beta); c += ldc;
+    itune_store8(c, c20, va, vb, beta); itune_store8(c + 8, c21, va, vb, beta); c += ldc;
+    itune_store8(c, c30, va, vb, beta); itune_store8(c + 8, c31, va, vb, beta); c += ldc;
+    itune_store8(c, c40, va, vb, beta); itune_store8(c + 8, c41, va, vb, beta); c += ldc;
+    itune_store8(c, c50, va, vb, beta); itune_store8(c + 8, c51, va, vb, beta);
+}
+
+AVX2 float itune_fma_burst_avx2(long iterations, float seed) {
+    __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+    __m256 s[12];
+    for (int i = 0; i < 12; i++) s[i] = _mm256_set1_ps(seed + (float)i);
+    __m256 a0 = s[0], a1 = s[1], a2 = s[2], a3 = s[3], a4 = s[4], a5 = s[5];
+    __m256 a6 = s[6], a7 = s[7], a8 = s[8], a9 = s[9], a10 = s[10], a11 = s[11];
+    for (long i = 0; i < iterations; i++) {
+        a0 = _mm256_fmadd_ps(a0, x, y); a1 = _mm256_fmadd_ps(a1, x, y); a2 = _mm256_fmadd_ps(a2, x, y);
+        a3 = _mm256_fmadd_ps(a3, x, y); a4 = _mm256_fmadd_ps(a4, x, y); a5 = _mm256_fmadd_ps(a5, x, y);
+        a6 = _mm256_fmadd_ps(a6, x, y); a7 = _mm256_fmadd_ps(a7, x, y); a8 = _mm256_fmadd_ps(a8, x, y);
+        a9 = _mm256_fmadd_ps(a9, x, y); a10 = _mm256_fmadd_ps(a10, x, y); a11 = _mm256_fmadd_ps(a11, x, y);
+    }
+    __m256 t = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    t = _mm256_add_ps(t, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+    float out[8];
+    _mm256_storeu_ps(out, t);
+    return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
+}
+
+AVX2 static inline float itune_hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 void itune_dot_rows4_avx2(const float *x, const float *b, long ldb, long count, long K, float *out) {
+    // Missing rows repeat row 0; their sums are not stored.
+    const float *r0 = b, *r1 = count > 1 ? b + ldb : b, *r2 = count > 2 ? b + 2 * ldb : b;
+    const float *r3 = count > 3 ? b + 3 * ldb : b;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, t0 = s0, t1 = s0, t2 = s0, t3 = s0;
+    long k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+        s0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r0 + k), s0); t0 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(r0 + k + 8), t0);
+        s1 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r1 + k), s1); t1 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(r1 + k + 8), t1);
+        s2 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r2 + k), s2); t2 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(r2 + k + 8), t2);
+        s3 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r3 + k), s3); t3 = _mm256_fmadd_ps(x1, _mm256_loadu_ps(r3 + k + 8), t3);
+    }
+    for (; k + 8 <= K; k += 8) {
+        __m256 x0 = _mm256_loadu_ps(x + k);
+        s0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r0 + k), s0);
+        s1 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r1 + k), s1);
+        s2 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r2 + k), s2);
+        s3 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(r3 + k), s3);
+    }
+    float o0 = itune_hsum8(_mm256_add_ps(s0, t0)), o1 = itune_hsum8(_mm256_add_ps(s1, t1));
+    float o2 = itune_hsum8(_mm256_add_ps(s2, t2)), o3 = itune_hsum8(_mm256_add_ps(s3, t3));
+    for (; k < K; k++) {
+        o0 += x[k] * r0[k]; o1 += x[k] * r1[k]; o2 += x[k] * r2[k]; o3 += x[k] * r3[k];
+    }
+    out[0] = o0;
+    if (count > 1) out[1] = o1;
+    if (count > 2) out[2] = o2;
+    if (count > 3) out[3] = o3;
+}
+
+AVX2 void itune_axpy4_avx2(float *acc, long n, const float *b0, const float *b1, const float *b2,
+                           const float *b3, float x0, float x1, float x2, float x3) {
+    __m256 a0 = _mm256_set1_ps(x0), a1 = _mm256_set1_ps(x1), a2 = _mm256_set1_ps(x2), a3 = _mm256_set1_ps(x3);
+    long j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 s = _mm256_loadu_ps(acc + j);
+        s = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b0 + j), s);
+        s = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b1 + j), s);
+        s = _mm256_fmadd_ps(a2, _mm256_loadu_ps(b2 + j), s);
+        s = _mm256_fmadd_ps(a3, _mm256_loadu_ps(b3 + j), s);
+        _mm256_storeu_ps(acc + j, s);
+    }
+    for (; j < n; j++) acc[j] += x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j];
+}
+
+// MARK: AVX-512
+
+#define AVX512 __attribute__((target("avx512f")))
+
+AVX512 void itune_sgemm_ukr_avx512_12x32(long kc, const float *a, const float *b, float *c, long ldc,
+                                         float alpha, float beta) {
+    __m512 acc[12][2];
+    for (int r = 0; r < 12; r++) {
+        acc[r][0] = _mm512_setzero_ps();
+        acc[r][1] = _mm512_setzero_ps();
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 31), _MM_HINT_T0);
+    }
+    for (long k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 12; r++) {
+            __m512 ar = _mm512_set1_ps(a[r]);
+            acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+        }
+        a += 12; b += 32;
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int r = 0; r < 12; r++) {
+        float *row = c + r * ldc;
+        if (beta == 0) {
+            _mm512_storeu_ps(row, _mm512_mul_ps(va, acc[r][0]));
+            _mm512_storeu_ps(row + 16, _mm512_mul_ps(va, acc[r][1]));
+        } else {
+            _mm512_storeu_ps(row, _mm512_fmadd_ps(va, acc[r][0], _mm512_mul_ps(vb, _mm512_loadu_ps(row))));
+            _mm512_storeu_ps(row + 16, _mm512_fmadd_ps(va, acc[r][1], _mm512_mul_ps(vb, _mm512_loadu_ps(row + 16))));
+        }
+    }
+}
+
+AVX512 float itune_fma_burst_avx512(long iterations, float seed) {
+    __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+    __m512 s[24];
+#pragma clang loop unroll(full)
+    for (int i = 0; i < 24; i++) s[i] = _mm512_set1_ps(seed + (float)i);
+    for (long i = 0; i < iterations; i++) {
+#pragma clang loop unroll(full)
+        for (int j = 0; j < 24; j++) s[j] = _mm512_fmadd_ps(s[j], x, y);
+    }
+    __m512 t = s[0];
+#pragma clang loop unroll(full)
+    for (int j = 1; j < 24; j++) t = _mm512_add_ps(t, s[j]);
+    return _mm512_reduce_add_ps(t);
+}
+
+#else  // not x86-64: the x86 kernels are never called (itune_cpu_features has no x86 bits)
+
+void itune_sgemm_ukr_avx2_6x16(long kc, const float *a, const float *b, float *c, long ldc,
+                               float alpha, float beta) {
+    (void)kc; (void)a; (void)b; (void)c; (void)ldc; (void)alpha; (void)beta;
+}
+void itune_sgemm_ukr_avx512_12x32(long kc, const float *a, const float *b, float *c, long ldc,
+                                  float alpha, float beta) {
+    (void)kc; (void)a; (void)b; (void)c; (void)ldc; (void)alpha; (void)beta;
+}
+float itune_fma_burst_avx2(long iterations, float seed) { (void)iterations; return seed; }
+float itune_fma_burst_avx512(long iterations, float seed) { (void)iterations; return seed; }
+void itune_dot_rows4_avx2(const float *x, const float *b, long ldb, long count, long K, float *out) {
+    (void)x; (void)b; (void)ldb; (void)count; (void)K; (void)out;
+}
+void itune_axpy4_avx2(float *acc, long n, const float *b0, const float *b1, const float *b2,
+                      const float *b3, float x0, float x1, float x2, float x3) {
+    (void)acc; (void)n; (void)b0; (void)b1; (void)b2; (void)b3; (void)x0; (void)x1; (void)x2; (void)x3;
+}
+#endif

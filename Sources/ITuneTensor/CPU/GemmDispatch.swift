@@ -1,0 +1,158 @@
+import CGemmKernels
+import Foundation
+
+// Which GEMM micro-kernel and cache blocking this process uses, chosen once when it starts
+// from the CPU it runs on (cpuid + xgetbv on x86-64, hwcap / sysctl on arm64, cache sizes from
+// sysfs / sysconf / sysctl), so that one generic binary runs the AVX2+FMA or AVX-512 kernel
+// where the CPU has it. The kernels with wider instructions than the build's baseline live in
+// the C target CGemmKernels, each compiled with its own target attribute (Swift has no
+// per-function target features). The pure-Swift kernel (Gemm.swift) is the fallback: NEON on
+// arm64, and the build's own vectors on x86-64 (SSE, or what -DITUNE_FMA / -DITUNE_AVX512
+// with -target-cpu allow).
+//
+// ITUNE_GEMM_KERNEL=swift|avx2|avx512 forces a kernel (for comparisons); one the CPU lacks is
+// refused with a message on stderr and the automatic choice is kept. ITUNE_GEMM_KC, _MC and
+// _NC override the blocking (for tuning; rounded to the tile, non-positive values ignored).
+
+/// A micro-kernel: c (MR,NR) = alpha · packed A (kc,MR) · packed B (kc,NR) + beta · c.
+typealias GemmMicroKernel = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?,
+                                            UnsafeMutablePointer<Float>?, Int, Float, Float) -> Void
+
+/// The micro-kernels this binary carries.
+public enum GemmKernelKind: String, Sendable, CaseIterable {
+    /// Gemm.swift's SIMD kernel, 6 × 2 vectors of the build's width.
+    case swift
+    /// CGemmKernels' 6 × 16 kernel: 12 ymm accumulators, AVX2 + FMA.
+    case avx2
+    /// CGemmKernels' 12 × 32 kernel: 24 zmm accumulators, AVX-512F.
+    case avx512
+
+    /// Whether the running CPU can execute it.
+    public var isSupported: Bool {
+        let f = GemmCPU.features
+        switch self {
+        case .swift: return true
+        case .avx2: return f & UInt32(ITUNE_CPU_X86_AVX2) != 0 && f & UInt32(ITUNE_CPU_X86_FMA) != 0
+        case .avx512: return f & UInt32(ITUNE_CPU_X86_AVX512F) != 0
+        }
+    }
+}
+
+/// The running CPU as the GEMM sees it.
+public enum GemmCPU {
+    /// itune_cpu_features() bits.
+    public static let features: UInt32 = UInt32(itune_cpu_features())
+
+    /// Data cache sizes in bytes (0 where unknown): L1d, L2, L3.
+    public static let caches: (l1d: Int, l2: Int, l3: Int) = {
+        var l1 = 0, l2 = 0, l3 = 0
+        itune_cpu_cache_sizes(&l1, &l2, &l3)
+        return (l1, l2, l3)
+    }()
+
+    /// Feature names, e.g. "avx2 fma" or "asimd fp16".
+    public static var featureNames: String {
+        let names: [(UInt32, String)] = [
+            (UInt32(ITUNE_CPU_X86_AVX2), "avx2"), (UInt32(ITUNE_CPU_X86_FMA), "fma"),
+            (UInt32(ITUNE_CPU_X86_AVX512F), "avx512f"), (UInt32(ITUNE_CPU_X86_AVX512VL), "avx512vl"),
+            (UInt32(ITUNE_CPU_ARM_ASIMD), "asimd"), (UInt32(ITUNE_CPU_ARM_FP16), "fp16"),
+            (UInt32(ITUNE_CPU_ARM_SVE), "sve"), (UInt32(ITUNE_CPU_ARM_BF16), "bf16"),
+        ]
+        let on = names.filter { features & $0.0 != 0 }.map(\.1)
+        return on.isEmpty ? "baseline" : on.joined(separator: " ")
+    }
+}
+
+/// A micro-kernel with its tile and the cache blocking around it.
+struct GemmConfig: Sendable {
+    let kind: GemmKernelKind
+    /// Micro-tile rows and columns.
+    let mr: Int, nr: Int
+    /// Depth of a packed block (B micro-panel (kc,NR) in half of L1), rows of a packed A block
+    /// ((MC,KC) in half of L2), columns of a packed B block ((KC,NC) in a quarter of L3).
+    private(set) var kc: Int, mcMax: Int, nc: Int
+    /// Vector width in floats, for reports.
+    let vectorWidth: Int
+    let kernel: GemmMicroKernel?
+
+    /// The configuration for `kind` on this CPU's caches.
+    init(kind: GemmKernelKind, caches: (l1d: Int, l2: Int, l3: Int) = GemmCPU.caches) {
+        self.kind = kind
+        switch kind {
+        case .swift:
+            mr = 6; nr = 2 * GemmVector.scalarCount; vectorWidth = GemmVector.scalarCount; kernel = nil
+        case .avx2:
+            mr = 6; nr = 16; vectorWidth = 8; kernel = itune_sgemm_ukr_avx2_6x16
+        case .avx512:
+            mr = 12; nr = 32; vectorWidth = 16; kernel = itune_sgemm_ukr_avx512_12x32
+        }
+        // Unknown sizes fall back to a common modern core: 32 KiB L1d, 512 KiB L2, 8 MiB L3.
+        let l1 = caches.l1d > 0 ? caches.l1d : 32 << 10
+        let l2 = caches.l2 > 0 ? caches.l2 : 512 << 10
+        let l3 = caches.l3 > 0 ? caches.l3 : 8 << 20
+        kc = min(512, max(128, l1 / 2 / (nr * 4) / 8 * 8))
+        mcMax = min(600, max(4 * mr, l2 / 2 / (kc * 4) / mr * mr))
+        nc = min(4096, max(16 * nr, l3 / 4 / (kc * 4) / nr * nr))
+    }
+
+    /// This configuration with KC, MC or NC replaced where given (positive), MC and NC rounded
+    /// up to the tile.
+    func with(kc newKC: Int?, mc newMC: Int?, nc newNC: Int?) -> GemmConfig {
+        var c = self
+        if let v = newKC, v > 0 { c.kc = v }
+        if let v = newMC, v > 0 { c.mcMax = gemmRoundUp(v, mr) }
+        if let v = newNC, v > 0 { c.nc = gemmRoundUp(v, nr) }
+        return c
+    }
+
+    /// The kernel in use: ITUNE_GEMM_KERNEL if set and supported, else the widest the CPU runs.
+    static let current: GemmConfig = {
+        let env = ProcessInfo.processInfo.environment
+        return chosenKind(env).with(kc: env["ITUNE_GEMM_KC"].flatMap { Int($0) }, mc: env["ITUNE_GEMM_MC"].flatMap { Int($0) },
+                                    nc: env["ITUNE_GEMM_NC"].flatMap { Int($0) })
+    }()
+
+    private static func chosenKind(_ env: [String: String]) -> GemmConfig {
+        if let name = env["ITUNE_GEMM_KERNEL"], !name.isEmpty {
+            if let kind = GemmKernelKind(rawValue: name.lowercased()), kind.isSupported {
+                return GemmConfig(kind: kind)
+            }
+            let known = GemmKernelKind.allCases.map(\.rawValue).joined(separator: ", ")
+            FileHandle.standardError.write(Data(
+                "itune: ITUNE_GEMM_KERNEL=\(name) is not a kernel this CPU runs (kernels: \(known)); choosing automatically\n".utf8))
+        }
+        return GemmConfig(kind: bestKind)
+    }
+
+    static var bestKind: GemmKernelKind {
+        if GemmKernelKind.avx512.isSupported { return .avx512 }
+        // A build for an AVX-512 target already vectorises the Swift kernel 16 wide.
+        if GemmKernelKind.avx2.isSupported && GemmVector.scalarCount < 16 { return .avx2 }
+        return .swift
+    }
+
+    /// Whether the few-row paths may use the AVX2 + FMA helpers.
+    static let fewRowsAVX2: Bool = GemmKernelKind.avx2.isSupported && GemmVector.scalarCount < 16
+
+    var description: String {
+        let isa: String
+        switch kind {
+        case .swift:
+#if ITUNE_AVX512 || ITUNE_FMA || arch(arm64)
+            isa = "Swift SIMD, FMA"
+#else
+            isa = "Swift SIMD, no FMA"
+#endif
+        case .avx2: isa = "AVX2+FMA"
+        case .avx512: isa = "AVX-512"
+        }
+        return "\(mr)x\(nr) micro-kernel, \(vectorWidth)-wide \(isa), KC \(kc) MC \(mcMax) NC \(nc)"
+    }
+}
+
+/// What the CPU GEMM runs in this process, e.g. "6x16 micro-kernel, 8-wide AVX2+FMA, KC 256
+/// MC 252 NC 4096", for benchmark reports.
+public var cpuSgemmKernelDescription: String { GemmConfig.current.description }
+
+/// The kind of micro-kernel in use (`ITUNE_GEMM_KERNEL` or the CPU's widest).
+public var cpuSgemmKernelKind: GemmKernelKind { GemmConfig.current.kind }

@@ -1,0 +1,17 @@
+// The kernel of Kernels/gemm_skinny.cl as a typed function: parameters in the order and under
+// the names of the `.cl` signature (KernelSignatureTests checks them against the source).
+
+extension OpenCLBackend {
+    /// The same product for shapes with one small dimension: one work-item per output over
+    /// a grid of (M·N, batch).
+    func gemmSkinny(_ grid: KernelGrid, M: Int, N: Int, K: Int, alpha: Float, beta: Float,
+                    A: Tensor, lda: Int, strideA: Int, transA: Bool,
+                    B: Tensor, ldb: Int, strideB: Int, transB: Bool,
+                    C: Tensor, ldc: Int, strideC: Int) throws {
+        try launch("gemm_skinny", "gemm_skinny", grid,
+                   [.int(M), .int(N), .int(K), .float(alpha), .float(beta),
+                    .buffer(A), .int(lda), .int(strideA), .bool(transA),
+                    .buffer(B), .int(ldb), .int(strideB), .bool(transB),
+                    .buffer(C), .int(ldc), .int(strideC)])
+    }
+}

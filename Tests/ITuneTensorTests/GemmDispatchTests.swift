@@ -1,0 +1,119 @@
+import Foundation
+import XCTest
+@testable import ITuneTensor
+
+/// The GEMM's run-time kernel choice (CPU/GemmDispatch.swift): it follows the CPU's own
+/// features, and every kernel this CPU runs gives the naive product.
+final class GemmDispatchTests: XCTestCase {
+    /// The CPU flags as Linux reports them (an independent reading of cpuid), or nil elsewhere.
+    func procCPUFlags() -> Set<String>? {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return nil }
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
+        return Set(line.split(separator: ":").last?.split(separator: " ").map(String.init) ?? [])
+    }
+
+    func testDispatchPicksTheKernelTheCPUFlagsCallFor() throws {
+        if let forced = ProcessInfo.processInfo.environment["ITUNE_GEMM_KERNEL"], !forced.isEmpty {
+            throw XCTSkip("ITUNE_GEMM_KERNEL=\(forced) overrides the choice")
+        }
+#if arch(x86_64)
+        guard let flags = procCPUFlags() else { throw XCTSkip("no /proc/cpuinfo") }
+        XCTAssertEqual(GemmKernelKind.avx2.isSupported, flags.contains("avx2") && flags.contains("fma"))
+        XCTAssertEqual(GemmKernelKind.avx512.isSupported, flags.contains("avx512f"))
+        let expected: GemmKernelKind
+        if flags.contains("avx512f") {
+            expected = .avx512
+        } else if flags.contains("avx2") && flags.contains("fma") && GemmVector.scalarCount < 16 {
+            expected = .avx2
+        } else {
+            expected = .swift
+        }
+        XCTAssertEqual(cpuSgemmKernelKind, expected, cpuSgemmKernelDescription)
+        print("[itune-tests] GEMM kernel: \(cpuSgemmKernelDescription) (cpu: \(GemmCPU.featureNames))")
+#else
+        XCTAssertEqual(cpuSgemmKernelKind, .swift)
+        XCTAssertFalse(GemmKernelKind.avx2.isSupported)
+#endif
+    }
+
+    func testCacheBlockingFollowsTheCacheSizes() {
+        let small = GemmConfig(kind: .avx2, caches: (l1d: 32 << 10, l2: 512 << 10, l3: 32 << 20))
+        XCTAssertEqual(small.kc, 256)                        // B micro-panel (256,16) = half of L1
+        XCTAssertEqual(small.mcMax, 252)                     // A block (252,256) ≤ half of L2
+        XCTAssertEqual(small.nc, 4096)
+        // ITUNE_GEMM_KC/_MC/_NC: MC and NC rounded up to the tile, non-positive values ignored.
+        let tuned = small.with(kc: 300, mc: 100, nc: 1000)
+        XCTAssertEqual([tuned.kc, tuned.mcMax, tuned.nc], [300, 102, 1008])
+        let ignored = small.with(kc: 0, mc: -5, nc: nil)
+        XCTAssertEqual([ignored.kc, ignored.mcMax, ignored.nc], [256, 252, 4096])
+        let unknown = GemmConfig(kind: .avx512, caches: (l1d: 0, l2: 0, l3: 0))
+        XCTAssertEqual(unknown.kc, 128)
+        XCTAssertEqual(unknown.mcMax % unknown.mr, 0)
+        XCTAssertEqual(unknown.nc % unknown.nr, 0)
+    }
+
+    /// C = alpha · op(A) · op(B) + beta · C in Double.
+    func naive(_ a: [Float], _ b: [Float], _ c0: [Float], M: Int, N: Int, K: Int, tA: Bool, tB: Bool,
+               alpha: Float, beta: Float) -> [Float] {
+        var c = c0
+        for i in 0..<M { for j in 0..<N {
+            var acc = 0.0
+            for k in 0..<K {
+                acc += Double(tA ? a[k * M + i] : a[i * K + k]) * Double(tB ? b[j * K + k] : b[k * N + j])
+            }
+            c[i * N + j] = Float(Double(alpha) * acc + (beta == 0 ? 0 : Double(beta) * Double(c0[i * N + j])))
+        } }
+        return c
+    }
+
+    /// Every kernel the CPU runs, with its own blocking and with tiny caches (so that K and N
+    /// take several blocks), on odd shapes, all transposes, beta 0 and not, 1 and 2 workers,
+    /// through the packed path even for few rows.
+    func testEveryKernelMatchesTheNaiveProduct() throws {
+        let kinds = GemmKernelKind.allCases.filter(\.isSupported)
+        var checked = 0
+        for kind in kinds {
+            for config in [GemmConfig(kind: kind), GemmConfig(kind: kind, caches: (l1d: 4 << 10, l2: 16 << 10, l3: 64 << 10))] {
+                for (M, N, K) in [(1, 1, 1), (5, 17, 3), (13, 67, 300), (37, 301, 129), (26, 33, 513)] {
+                    for tA in [false, true] { for tB in [false, true] { for beta: Float in [0, 0.5] {
+                        let a = randomValues(M * K, seed: 3), b = randomValues(K * N, seed: 4)
+                        // beta = 0 must not read C: NaNs there must not leak.
+                        let c0 = beta == 0 ? [Float](repeating: .nan, count: M * N) : randomValues(M * N, seed: 5)
+                        let want = naive(a, b, c0, M: M, N: N, K: K, tA: tA, tB: tB, alpha: 0.75, beta: beta)
+                        for workers in [1, 2] {
+                            var c = c0
+                            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                                cpuSgemm(transA: tA, transB: tB, M: M, N: N, K: K, alpha: 0.75,
+                                         A: ap.baseAddress!, lda: tA ? M : K, B: bp.baseAddress!, ldb: tB ? K : N,
+                                         beta: beta, C: cp.baseAddress!, ldc: N, workers: workers, config: config, fewRows: false)
+                            } } }
+                            assertClose(c, want, rtol: 1e-4, atol: 1e-4,
+                                        "\(config.description) \(M)x\(N)x\(K) tA=\(tA) tB=\(tB) beta=\(beta) workers=\(workers)")
+                            checked += 1
+                        }
+                    } } }
+                }
+            }
+        }
+        XCTAssertEqual(checked, kinds.count * 2 * 5 * 8 * 2)
+        print("[itune-tests] GEMM kernels checked against the naive product: \(kinds.map(\.rawValue).joined(separator: ", "))")
+    }
+
+    /// The few-row paths (M ≤ 32: generation, small batches), with this process's helpers
+    /// (AVX2 + FMA where the CPU has them), against the naive product.
+    func testFewRowPathsMatchTheNaiveProduct() throws {
+        for (M, N, K) in [(1, 1, 1), (1, 37, 129), (3, 203, 77), (32, 45, 1030)] {
+            for tA in [false, true] { for tB in [false, true] { for beta: Float in [0, 0.5] {
+                let a = randomValues(M * K, seed: 6), b = randomValues(K * N, seed: 7)
+                let c0 = beta == 0 ? [Float](repeating: .nan, count: M * N) : randomValues(M * N, seed: 8)
+                var c = c0
+                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                    cpuSgemm(transA: tA, transB: tB, M: M, N: N, K: K, alpha: 1.5, A: ap.baseAddress!, lda: tA ? M : K,
+                             B: bp.baseAddress!, ldb: tB ? K : N, beta: beta, C: cp.baseAddress!, ldc: N, workers: 2)
+                } } }
+                assertClose(c, naive(a, b, c0, M: M, N: N, K: K, tA: tA, tB: tB, alpha: 1.5, beta: beta), rtol: 1e-4, atol: 1e-4,
+                            "\(M)x\(N)x\(K) tA=\(tA) tB=\(tB) beta=\(beta)")
+            } } }
+        }
+    }
+}

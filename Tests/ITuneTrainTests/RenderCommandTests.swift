@@ -1,0 +1,29 @@
+import Foundation
+import XCTest
+
+/// `itune-gpu render`: what a record becomes before training, from the model's own template.
+final class RenderCommandTests: XCTestCase {
+    func testRenderPrintsTheTemplatesTextAndMarksTrainedTokens() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/chat_templates/qwen2.5-instruct")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("itune-render-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("chat.jsonl")
+        try #"{"messages": [{"role": "user", "content": "こんにちは"}, {"role": "assistant", "content": "はい"}]}"#
+            .write(to: data, atomically: true, encoding: .utf8)
+        let run = try runBuiltExecutable("itune-gpu", ["render", "--model", fixtures.path, "--data", data.path, "--ids"], from: self)
+        XCTAssertEqual(run.status, 0, run.err)
+        XCTAssertTrue(run.out.contains("template: model (the model's own chat_template"), run.out)
+        // Qwen2.5's default system prompt is written by the template itself.
+        XCTAssertTrue(run.out.contains("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+            + "<|im_start|>user\nこんにちは<|im_end|>\n<|im_start|>assistant\nはい<|im_end|>\n"), run.out)
+        XCTAssertTrue(run.out.contains(#"trained: "はい<|im_end|>\n""#), run.out)
+        let idLine = run.out.split(separator: "\n").first { $0.contains("*") && $0.first?.isNumber == true } ?? ""
+        let marked = idLine.split(separator: " ").filter { $0.hasSuffix("*") }.count
+        XCTAssertGreaterThanOrEqual(marked, 3, String(idLine))
+        // A named template still wins.
+        let named = try runBuiltExecutable("itune-gpu", ["render", "--model", fixtures.path, "--data", data.path, "--template", "alpaca"], from: self)
+        XCTAssertTrue(named.out.contains("### Instruction:\nこんにちは"), named.out)
+    }
+}
