@@ -1,4 +1,5 @@
 import Foundation
+import ITuneModels
 import ITuneTensor
 
 /// Peak memory of a run: the process's maximum resident set (what the operating system
@@ -31,5 +32,44 @@ public struct PeakMemory: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         String(format: "peak memory: %.1f MB resident (process max RSS), %.1f MB in tensors (backend peak)",
                Double(residentBytes) / 1e6, Double(tensorBytes) / 1e6)
+    }
+}
+
+/// What a training run is expected to hold at its peak, from the model's shapes (printed by
+/// `itune-gpu train` before the first step, beside the measured peak at the end). Exact for
+/// weights and optimizer state; the activations are an estimate: per decoder layer the
+/// backward keeps about 12·C + 4·I floats per token (norms, q/k/v, attention output, MLP
+/// gate/up/act/product, residuals) and H·T floats per token of attention probabilities;
+/// with checkpointing one C-vector per token per layer plus one layer's full set.
+public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
+    public var weightBytes: Int
+    public var optimizerBytes: Int
+    public var activationBytes: Int
+    public var totalBytes: Int { weightBytes + optimizerBytes + activationBytes }
+
+    public init(weightBytes: Int, optimizerBytes: Int, activationBytes: Int) {
+        self.weightBytes = weightBytes
+        self.optimizerBytes = optimizerBytes
+        self.activationBytes = activationBytes
+    }
+
+    /// `trainable`: the tensors that train (each gets a gradient and two AdamW moments, f32);
+    /// `tokensPerMicroBatch`: batch size × the longest row.
+    public init(model: any CausalLM, trainable: [Tensor], tokensPerMicroBatch tokens: Int, rowLength T: Int, checkpointing: Bool) {
+        var weights = model.parameters.reduce(0) { $0 + $1.count * $1.dtype.byteSize }
+        weights += model.projections().compactMap { ($0 as? Linear)?.quantizedWeight?.byteCount }.reduce(0, +)
+        weights += model.projections().compactMap(\.lora).reduce(0) { $0 + 4 * ($1.a.count + $1.b.count) }
+        let trainableFloats = trainable.reduce(0) { $0 + $1.count }
+        let c = model.config
+        let perLayer = Double(tokens) * Double(12 * c.hiddenSize + 4 * c.intermediateSize + c.numHeads * T) * 4
+        let layers = Double(c.numLayers)
+        let activations = checkpointing ? layers * Double(tokens * c.hiddenSize * 4) + perLayer : layers * perLayer
+        self.init(weightBytes: weights, optimizerBytes: 12 * trainableFloats,
+                  activationBytes: Int(min(activations, Double(Int.max / 4))))
+    }
+
+    public var description: String {
+        String(format: "expected peak memory: about %.1f MB (weights %.1f MB, gradients and AdamW state %.1f MB, activations ≈ %.1f MB)",
+               Double(totalBytes) / 1e6, Double(weightBytes) / 1e6, Double(optimizerBytes) / 1e6, Double(activationBytes) / 1e6)
     }
 }

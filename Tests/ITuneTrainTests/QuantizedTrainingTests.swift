@@ -29,6 +29,7 @@ final class QuantizedTrainingTests: XCTestCase {
         let nf4Checkpointed = try curve(work, "nf4-ckpt") { $0.quantize = .nf4; $0.doubleQuant = true; $0.gradCheckpoint = true }
         XCTAssertTrue(nf4.log.contains { $0.contains("stored as nf4 blocks of 64 with double-quantised constants") }, "\(nf4.log)")
         XCTAssertTrue(nf4Checkpointed.log.contains { $0.contains("gradient checkpointing") })
+        XCTAssertTrue(nf4.log.contains { $0.contains("expected peak memory: about") }, "\(nf4.log)")
         let d = zip(nf4.losses, f32.losses).map { abs($0 - $1) }.max() ?? .infinity
         print("[quantize] LoRA nf4 (double-quant) base vs f32 over 30 steps on cpu: max |Δloss| = \(d) (f32 \(f32.losses.first!) → \(f32.losses.last!))")
         XCTAssertLessThan(d, 2e-2)
@@ -39,5 +40,26 @@ final class QuantizedTrainingTests: XCTestCase {
         let config = try base.loadAdapter(from: nf4.out, trainable: false)
         XCTAssertEqual(config.rank, try FineTuneConfigTests.tinyRun(in: work.appendingPathComponent("again")).lora.rank)
         XCTAssertFalse(base.loraParameters.isEmpty)
+    }
+
+    /// The estimate's exact parts from the shapes: a Llama of C 64, I 128, 2 layers, V 64
+    /// (tied: no), kv heads 2 of 4; nf4 projections, LoRA r 4 on all seven.
+    func testMemoryEstimateCountsWeightsAndOptimizerState() throws {
+        let (V, C, I, L, kv) = (64, 64, 128, 2, 32)
+        let model = try LlamaModel(ModelConfig(vocabSize: V, hiddenSize: C, intermediateSize: I, numLayers: L, numHeads: 4,
+                                               numKVHeads: 2, maxPositions: 64), seed: 1, on: .cpu)
+        try model.addLoRA(LoRAConfig(rank: 4), seed: 1)
+        try model.quantizeBase(.nf4)
+        let projection = C * C + 2 * kv * C + C * C + 3 * C * I  // q, k, v, o, gate, up, down
+        let blocks = L * (projection / 2 + 4 * projection / 64)
+        let others = 4 * (2 * V * C + L * 2 * C + C)  // embeddings, lm_head, norms
+        let lora = 4 * L * 4 * ((C + C) + (C + kv) + (C + kv) + (C + C) + 2 * (C + I) + (I + C))
+        let e = MemoryEstimate(model: model, trainable: model.loraParameters.map(\.1), tokensPerMicroBatch: 64, rowLength: 32,
+                               checkpointing: false)
+        XCTAssertEqual(e.weightBytes, blocks + others + lora)
+        XCTAssertEqual(e.optimizerBytes, 3 * lora)
+        let checkpointed = MemoryEstimate(model: model, trainable: model.loraParameters.map(\.1), tokensPerMicroBatch: 64,
+                                          rowLength: 32, checkpointing: true)
+        XCTAssertLessThan(checkpointed.activationBytes, e.activationBytes)
     }
 }
