@@ -60,7 +60,7 @@ struct StepOptions: BenchOptionGroup {
     var configs: String?
     @Option(help: "step: modes, comma-separated (full, lora).")
     var modes: String?
-    @Option(help: "step: storage of the frozen base in LoRA rows, comma-separated (f32, bf16, f16; default f32). Full rows are f32.")
+    @Option(help: "step: storage of the frozen base in LoRA rows, comma-separated (f32, bf16, f16, nf4, int8; default f32). Full rows are f32.")
     var baseDtype: String?
     @Option(help: "step: data-parallel scaling on the CPU path: 1 rank of 1 thread, N ranks of 1 thread (mpirun) and 1 process of N threads, with the allreduce time per step.")
     var ranks: Int?
@@ -68,6 +68,8 @@ struct StepOptions: BenchOptionGroup {
     var logEvery = 1
     @Flag(help: "step: end each case with a per-kernel table (per op on the CPU path) of the timed steps; in --json, a \"profile\" field.")
     var profile = false
+    @Flag(help: "step: also run each case with gradient checkpointing (each block recomputed in the backward).")
+    var gradCheckpoint = false
 
     func validate() throws {
         guard logEvery >= 1, logEvery <= 100_000 else { throw ValidationError("--log-every must be in [1, 100000], not \(logEvery)") }
@@ -79,6 +81,7 @@ struct StepOptions: BenchOptionGroup {
         if let modes { o.modes = modes.split(separator: ",").map(String.init) }
         o.logEvery = logEvery
         o.profile = profile
+        o.gradCheckpoint = gradCheckpoint
         if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }
     }
 }

@@ -34,6 +34,8 @@ struct BenchOptions {
     var profile = false
     /// step: storage of the frozen base under LoRA (f32, bf16, f16); full rows are always f32.
     var baseDTypes: [String]? = nil
+    /// step: each case also with --grad-checkpoint.
+    var gradCheckpoint = false
     /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
     var ranks: Int? = nil
     /// softmax/attention: sequence lengths (nil = defaults).

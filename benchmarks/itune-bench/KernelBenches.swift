@@ -96,6 +96,15 @@ struct StepBench: Benchmark {
             return ModelConfig(architecture: .qwen2, vocabSize: 151_936, hiddenSize: 896, intermediateSize: 4864, numLayers: 24,
                                numHeads: 14, numKVHeads: 2, headDim: 64, normEps: 1e-6, ropeTheta: 1_000_000, maxPositions: 32768,
                                tieWordEmbeddings: true, qkvBias: true)
+        case "llama-1b":
+            // Llama-3.2-1B's shape: 1.24B parameters, tied embeddings.
+            return ModelConfig(vocabSize: 128_256, hiddenSize: 2048, intermediateSize: 8192, numLayers: 16, numHeads: 32,
+                               numKVHeads: 8, headDim: 64, normEps: 1e-5, ropeTheta: 500_000, maxPositions: 8192,
+                               tieWordEmbeddings: true)
+        case "llama-7b":
+            // Llama-2-7B's shape: 6.7B parameters.
+            return ModelConfig(vocabSize: 32000, hiddenSize: 4096, intermediateSize: 11008, numLayers: 32, numHeads: 32,
+                               numKVHeads: 32, normEps: 1e-5, maxPositions: 4096)
         case "smoke":
             return ModelConfig(vocabSize: 512, hiddenSize: 64, intermediateSize: 128, numLayers: 2, numHeads: 4, numKVHeads: 2,
                                maxPositions: 128)
@@ -125,14 +134,18 @@ struct StepBench: Benchmark {
         for device in options.devices {
             let label = try DeviceLabel(device)
             for cname in configs {
-                guard let config = Self.config(cname) else { throw BenchError.usage("unknown config '\(cname)' (tiny, smollm2-135m, qwen2.5-0.5b)") }
+                guard let config = Self.config(cname) else { throw BenchError.usage("unknown config '\(cname)' (tiny, smollm2-135m, qwen2.5-0.5b, llama-1b, llama-7b)") }
                 // Batch 4 × 256; the 0.5B model 2 × 256, as people tune it on small machines.
-                let (B, T) = options.smoke ? (2, 32) : cname == "qwen2.5-0.5b" ? (2, 256) : (4, 256)
+                // The Llama shapes 1 × 512 (issue 17's memory figures).
+                let (B, T) = options.smoke ? (2, 32) : cname == "qwen2.5-0.5b" ? (2, 256) : cname.hasPrefix("llama-") ? (1, 512) : (4, 256)
                 for mode in modes {
                     guard mode == "full" || mode == "lora" else { throw BenchError.usage("unknown mode '\(mode)' (full, lora)") }
                     for baseName in mode == "lora" ? options.baseDTypes ?? ["f32"] : ["f32"] {
-                        guard let base = DType(rawValue: baseName), base == .f32 || base.isHalfFloat else {
-                            throw BenchError.usage("unknown --base-dtype '\(baseName)' (f32, bf16, f16)")
+                      for checkpointing in options.gradCheckpoint ? [false, true] : [false] {
+                        // nf4/int8: made in f32 and quantised after the adapters are added.
+                        let quant = QuantFormat(rawValue: baseName)
+                        guard let base = quant != nil ? DType.f32 : DType(rawValue: baseName), base == .f32 || base.isHalfFloat else {
+                            throw BenchError.usage("unknown --base-dtype '\(baseName)' (f32, bf16, f16, nf4, int8)")
                         }
                         let backend = try device.backend()
                         backend.releaseCachedBuffers()
@@ -144,6 +157,7 @@ struct StepBench: Benchmark {
                         let trainable: [Tensor]
                         if mode == "lora" {
                             trainable = try model.addLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0), seed: 1)
+                            if let quant { try model.quantizeBase(quant) }
                         } else {
                             model.setTrainable(true)
                             trainable = model.parameters
@@ -162,6 +176,8 @@ struct StepBench: Benchmark {
                         // --log-every L: clipping, the divergence check and AdamW decided on the
                         // device, then one read of the L steps' losses and norms, which waits for
                         // their forward and backward (the last update runs under the next run).
+                        let context = TrainingContext(seed: 1)
+                        context.gradientCheckpointing = checkpointing
                         var runs = 0
                         var warm = backend.counters
                         // Resident memory and page faults after the first step: a steady-state step
@@ -169,8 +185,8 @@ struct StepBench: Benchmark {
                         var warmRSS = 0.0, warmFaults = 0
                         let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
                             for k in 0..<L {
-                                let loss = try model.loss(ids, labels: tokens)
-                                try loss.backward()
+                                let loss = try context.run { try model.loss(ids, labels: tokens) }
+                                try context.run { try loss.backward() }
                                 try optimizer.step(losses: [loss], maxGradNorm: 1, haltOnNonFinite: false, record: k)
                                 optimizer.zeroGrad()
                             }
@@ -190,10 +206,10 @@ struct StepBench: Benchmark {
                         let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T)
                         let rss = maxResidentMB()  // before the peak's buffers can count
                         let faultsPerStep = Double(minorPageFaults() - warmFaults) / Double(max((runs - 1) * L, 1))
-                        var result = BenchResult(bench: name, name: base == .f32 ? mode : "\(mode) \(base.rawValue)", label: cname,
+                        var result = BenchResult(bench: name, name: (baseName == "f32" ? mode : "\(mode) \(baseName)") + (checkpointing ? " ckpt" : ""), label: cname,
                                                  device: label, shape: [B, T],
                                                  flops: Double(B * T * L), timing: timing, unit: "tokens/s", unitScale: 1,
-                                                 extra: ["mode": mode, "config": cname, "base_dtype": base.rawValue,
+                                                 extra: ["mode": mode, "config": cname, "base_dtype": baseName, "grad_checkpoint": checkpointing,
                                                          "parameters": model.parameterCount,
                                                          "trainable": trainable.reduce(0) { $0 + $1.count },
                                                          "flops_per_token": perToken,
@@ -213,6 +229,7 @@ struct StepBench: Benchmark {
                         report(result)
                         if let profile, !options.json { print(profile.table()) }
                         backend.releaseCachedBuffers()
+                      }
                     }
                 }
             }
