@@ -3,8 +3,10 @@
 /// values, and the matmul and embedding read them as stored, converting in registers (while
 /// packing on the CPU path). `i32` holds indices (token ids, targets).
 ///
-/// A new storage format (blockwise int8, NF4) is a new case here plus the readers that
-/// convert it: `Tensor.converted(to:)`, the CPU GEMM's packing (CPU/GemmHalf.swift), the
+/// Blockwise int8 and NF4 (`--quantize`) are not cases here: a quantised matrix is a
+/// `BlockQuantizedMatrix` (Quant/), held by the `Linear` it replaces and read by the quantised
+/// linear op (its GEMM dequantises while packing). A further dense format is a new case here
+/// plus its readers: `Tensor.converted(to:)`, the CPU GEMM's packing (CPU/GemmHalf.swift), the
 /// OpenCL GEMM's loads (Kernels/gemm.cl) and the embedding lookup.
 public enum DType: String, Sendable, CaseIterable {
     case f32, f16, bf16, i32
