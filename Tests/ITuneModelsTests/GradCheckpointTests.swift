@@ -90,4 +90,54 @@ final class GradCheckpointTests: XCTestCase {
         let b = try context.microBatch(8) { try noGrad { try model.loss(ids, labels: labels).toArray()[0] } }
         XCTAssertNotEqual(a, b)
     }
+
+    /// ModelFamilyTests' tiny config of each family.
+    static func tinyConfig(_ architecture: Architecture) -> ModelConfig {
+        ModelConfig(architecture: architecture, vocabSize: 37, hiddenSize: 16, intermediateSize: 24, numLayers: 2, numHeads: 4,
+                    numKVHeads: architecture == .gpt2 ? 4 : 2, maxPositions: 16, tieWordEmbeddings: architecture == .gpt2,
+                    qkvBias: architecture == .qwen2 || architecture == .gpt2, outputBias: architecture == .gpt2,
+                    mlpBias: architecture == .gpt2, bosTokenID: 1, eosTokenIDs: [2],
+                    slidingWindow: architecture == .mistral || architecture == .phi3 ? 12 : nil)
+    }
+
+    /// Every registered family (rotary blocks and GPT-2's), full fine-tuning and LoRA with
+    /// dropout on the CPU: loss and gradients with checkpointing equal those without.
+    func testEveryFamilyEqualsTheRunWithoutCheckpointing() throws {
+        for family in ModelFamily.registered {
+            for lora in [false, true] {
+                func run(_ checkpoint: Bool) throws -> (Float, [[Float]], Int) {
+                    let model = try makeModel(Self.tinyConfig(family.architecture), seed: 7, on: .cpu)
+                    let trainable: [Tensor]
+                    if lora {
+                        try model.addLoRA(LoRAConfig(rank: 2, alpha: 4, dropout: 0.3, targetModules: model.defaultLoRATargets), seed: 7)
+                        for (name, t) in model.loraParameters where name.contains("lora_B") {
+                            var g = SplitMix64(seed: fnv1a64(name))
+                            try t.assign((0..<t.count).map { _ in 0.1 * (2 * g.nextFloat() - 1) })
+                        }
+                        trainable = model.loraParameters.map { $0.1 }
+                    } else {
+                        model.setTrainable(true)
+                        trainable = model.parameters
+                    }
+                    let ids: [Int32] = [3, 9, 1, 30, 7, 12, 5, 8]
+                    let context = TrainingContext(seed: 5)
+                    context.gradientCheckpointing = checkpoint
+                    let loss = try context.microBatch(2) { try model.loss(Tensor(indices: ids, shape: [1, 8]), labels: ids) }
+                    let recorded = context.tape.count
+                    try loss.backward()
+                    return (try loss.toArray()[0], try trainable.map { try XCTUnwrap($0.grad).toArray() }, recorded)
+                }
+                let (plainLoss, plainGrads, plainRecorded) = try run(false)
+                let (loss, grads, recorded) = try run(true)
+                let what = "\(family.architecture) \(lora ? "lora" : "full")"
+                XCTAssertLessThan(recorded, plainRecorded / 3, "\(what): the blocks were checkpointed")
+                XCTAssertEqual(loss, plainLoss, accuracy: 1e-6 * max(1, abs(plainLoss)), what)
+                XCTAssertEqual(grads.count, plainGrads.count, what)
+                for (got, want) in zip(grads, plainGrads) {
+                    let scale = max(want.map(abs).max() ?? 0, 1e-3)
+                    XCTAssertLessThanOrEqual(zip(got, want).map { abs($0 - $1) }.max() ?? 0, 1e-6 * scale, what)
+                }
+            }
+        }
+    }
 }
