@@ -63,6 +63,8 @@ public final class Linear: Module {
         self.name = name
         weight = try source(name + ".weight", [outFeatures, inFeatures], .weight)
         self.bias = bias ? try source(name + ".bias", [outFeatures], .bias) : nil
+        // --quantize: the decoder layers' projections become blocks as they are read.
+        if let setting = QuantizeOnLoad.setting, name.contains(".layers.") { try quantize(setting) }
     }
 
     /// x is (…, in); returns (…, out).

@@ -20,16 +20,40 @@ extension CausalLM {
             guard !linear.weight.requiresGrad else {
                 throw ModelFileError.malformed(file: p.name, "--quantize quantises a frozen base: this weight trains (full fine-tuning?)")
             }
-            let values = try linear.weight.converted(to: .f32).toArray()
-            linear.quantizedWeight = try values.withUnsafeBufferPointer {
-                try BlockQuantizedMatrix(quantizing: $0, rows: linear.outFeatures, cols: linear.inFeatures, format: format,
-                                         doubleQuant: doubleQuant)
-            }
-            let placeholder = try Tensor.zeros([0, linear.inFeatures], on: linear.weight.device)
-            placeholder.name = linear.weight.name
-            linear.weight = placeholder
+            if linear.quantizedWeight == nil { try linear.quantize(QuantizeSetting(format: format, doubleQuant: doubleQuant)) }
             n += 1
         }
         return n
+    }
+}
+
+/// How `--quantize` stores the frozen projections.
+public struct QuantizeSetting: Sendable, Equatable {
+    public var format: QuantFormat
+    public var doubleQuant: Bool
+    public init(format: QuantFormat, doubleQuant: Bool = false) {
+        self.format = format
+        self.doubleQuant = doubleQuant
+    }
+}
+
+/// Quantising while loading: a model built inside `QuantizeOnLoad.$setting.withValue(s) { … }`
+/// quantises each decoder-layer nn.Linear as soon as its weight is read, so that at most one
+/// full matrix exists at a time (the rest of the base as stored, the projections as blocks).
+public enum QuantizeOnLoad {
+    @TaskLocal public static var setting: QuantizeSetting?
+}
+
+extension Linear {
+    /// Replaces the weight by its blocks; the weight becomes an empty (0, in) tensor of the same name.
+    func quantize(_ s: QuantizeSetting) throws {
+        let (rows, cols) = (outFeatures, inFeatures)
+        let values = try weight.converted(to: .f32).toArray()
+        quantizedWeight = try values.withUnsafeBufferPointer {
+            try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: s.format, doubleQuant: s.doubleQuant)
+        }
+        let placeholder = try Tensor.zeros([0, cols], on: weight.device)
+        placeholder.name = weight.name
+        weight = placeholder
     }
 }

@@ -124,7 +124,9 @@ public struct FineTuneJob {
         if c.resume, root { try checkResumable(c, savedConfig: configURL, log: log) }
         // Under LoRA the base is frozen and may stay in 16 bits; trained weights are f32.
         let matrices: DType = c.mode == .lora ? try c.baseDType?.dtype ?? Checkpoint(directory: modelDir).matrixDType() : .f32
-        let bundle = try ModelBundle(directory: modelDir, on: device, matrices: matrices)
+        // --quantize (LoRA): each projection quantised as it is read (one full matrix at a time).
+        let onLoad = c.mode == .lora ? c.quantize.map { QuantizeSetting(format: $0, doubleQuant: c.doubleQuant) } : nil
+        let bundle = try QuantizeOnLoad.$setting.withValue(onLoad) { try ModelBundle(directory: modelDir, on: device, matrices: matrices) }
         let model = bundle.model, tokenizer = bundle.tokenizer
         log(String(format: "model: %@ (%@, %.1fM parameters, matrices stored as %@) loaded in %.2f s on %@", modelDir.path,
                    model.config.architecture.rawValue, Double(model.parameterCount) / 1e6, matrices.rawValue, bundle.loadSeconds,

@@ -35,6 +35,12 @@ final class QuantizedTrainingTests: XCTestCase {
         XCTAssertLessThan(d, 2e-2)
         XCTAssertGreaterThan(d, 0, "the quantised base changed the numbers")
         for (a, b) in zip(nf4Checkpointed.losses, nf4.losses) { XCTAssertEqual(a, b, accuracy: 1e-6 * max(1, abs(b))) }
+        // Quantised while loading: right after the load every decoder projection is blocks.
+        let loaded = try QuantizeOnLoad.$setting.withValue(QuantizeSetting(format: .nf4)) {
+            try ModelBundle(directory: work.appendingPathComponent("model"), on: .cpu).model
+        }
+        XCTAssertTrue(loaded.projections().allSatisfy { ($0 as? Linear)?.quantizedWeight != nil && $0.weight.count == 0 })
+        XCTAssertGreaterThan(loaded.outputEmbedding.count, 0, "the head and the embeddings stay as stored")
         // The adapter trained on the nf4 base loads on the unquantised base.
         let base = try ModelBundle(directory: work.appendingPathComponent("model"), on: .cpu).model
         let config = try base.loadAdapter(from: nf4.out, trainable: false)
