@@ -22,17 +22,11 @@ __kernel void gemm_skinny(int M, int N, int K, float alpha, float beta,
   const size_t ka = transA ? (size_t)lda : 1, kb = transB ? 1 : (size_t)ldb;
   __global const float* a = A + (transA ? (size_t)m : (size_t)m * lda);
   __global const float* b = B + (transB ? (size_t)n * ldb : (size_t)n);
-  // Four partial sums: a shorter dependency chain, and the sum of long K rounds less.
-  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-  int k = 0;
-  for (; k + 4 <= K; k += 4) {
-    s0 = fma(a[k * ka], b[k * kb], s0);
-    s1 = fma(a[(k + 1) * ka], b[(k + 1) * kb], s1);
-    s2 = fma(a[(k + 2) * ka], b[(k + 2) * kb], s2);
-    s3 = fma(a[(k + 3) * ka], b[(k + 3) * kb], s3);
-  }
-  for (; k < K; k++) s0 = fma(a[k * ka], b[k * kb], s0);
-  const float acc = (s0 + s1) + (s2 + s3);
+  // One chain in K order, as the CPU path's micro-kernel and BLAS libraries sum a K panel:
+  // interleaved partial sums round differently, which layer norms downstream amplify
+  // (GPT-2's logits moved by 1.4e-4 relative with four chains, against 3.5e-5 on the CPU).
+  float acc = 0.0f;
+  for (int k = 0; k < K; k++) acc = fma(a[k * ka], b[k * kb], acc);
   const size_t c = (size_t)m * ldc + n;
   C[c] = alpha * acc + (beta == 0.0f ? 0.0f : beta * C[c]);
 }

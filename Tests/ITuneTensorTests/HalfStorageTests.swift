@@ -44,12 +44,14 @@ final class HalfStorageTests: XCTestCase {
         defer { cl.gemmImplementation = saved }
         for format in [DType.bf16, .f16] { for (M, N, K) in shapes { for transB in [true, false] {
             let what = "\(format) \(M)x\(N)x\(K) transB=\(transB)"
-            // The same tiled kernel on the f32 weights sums in the same order: 1e-5 relative.
+            // The own f32 kernel on the converted weights. The tuning table may pick another own
+            // kernel for f32 (gemm_direct on PoCL) that sums K in another order than the 16-bit
+            // kernel: the matmul tolerance between kernels, 1e-4 relative.
             cl.gemmImplementation = .own
             let half = try forwardAndInputGradient(M: M, N: N, K: K, transB: transB, format: format, on: device, asF32: false)
             let own = try forwardAndInputGradient(M: M, N: N, K: K, transB: transB, format: format, on: device, asF32: true)
-            assertClose(half.y, own.y, rtol: 1e-5, atol: 1e-6, "OpenCL own f32 vs 16-bit y \(what)")
-            assertClose(half.dx, own.dx, rtol: 1e-5, atol: 1e-6, "OpenCL own f32 vs 16-bit dX \(what)")
+            assertClose(half.y, own.y, rtol: 1e-4, atol: 1e-5, "OpenCL own f32 vs 16-bit y \(what)")
+            assertClose(half.dx, own.dx, rtol: 1e-4, atol: 1e-5, "OpenCL own f32 vs 16-bit dX \(what)")
             // And the CPU path on f32 weights, at the matmul tolerance between backends.
             let cpu = try forwardAndInputGradient(M: M, N: N, K: K, transB: transB, format: format, on: .cpu, asF32: true)
             assertClose(half.y, cpu.y, rtol: 1e-4, atol: 1e-4, "OpenCL 16-bit vs CPU f32 y \(what)")
