@@ -124,9 +124,23 @@ struct GemmConfig: Sendable {
         return GemmConfig(kind: bestKind)
     }
 
+    /// Whether this build compiled the Swift kernel for FMA vectors (the Makefile's native build:
+    /// -DITUNE_FMA or -DITUNE_AVX512 with -target-cpu native).
+    static var buildHasFMAVectors: Bool {
+#if ITUNE_AVX512 || ITUNE_FMA
+        return true
+#else
+        return false
+#endif
+    }
+
+    /// The automatic choice. A native build keeps its own Swift kernel: measured side by side on
+    /// an AMD EPYC Zen 3 (bench-results/cpu-quiet-2026-11-30), it ran 90–111 GFLOP/s where the
+    /// C AVX2 kernel ran 63–70 at the same shapes. A portable build, whose Swift kernel is 4-wide
+    /// SSE without FMA, takes the C AVX2+FMA kernel when the CPU has it. The C AVX-512 kernel has
+    /// not yet run on an AVX-512 CPU, so it is chosen only by ITUNE_GEMM_KERNEL=avx512.
     static var bestKind: GemmKernelKind {
-        if GemmKernelKind.avx512.isSupported { return .avx512 }
-        // A build for an AVX-512 target already vectorises the Swift kernel 16 wide.
+        if buildHasFMAVectors { return .swift }
         if GemmKernelKind.avx2.isSupported && GemmVector.scalarCount < 16 { return .avx2 }
         return .swift
     }
