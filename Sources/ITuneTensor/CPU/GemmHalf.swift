@@ -26,6 +26,19 @@ enum GemmHalfBlocking {
 func cpuSgemmW16(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
                  A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<UInt16>, format: DType, ldb: Int,
                  beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int) {
+    cpuSgemmConvertingB(transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda,
+                        beta: beta, C: C, ldc: ldc) { row0, rows, col0, cols, block in
+        convertRows(B, ldb: ldb, row0: row0, rows: rows, col0: col0, cols: cols, format: format, into: block)
+    }
+}
+
+/// The blocked driver shared by every stored format of B (16-bit here, blockwise-quantised in
+/// Quant/GemmQuant.swift): `fill(row0, rows, col0, cols, dst)` writes B's stored rows
+/// row0..<row0+rows, columns col0..<col0+cols (B's own layout: (N,K) when `transB`) as dense
+/// f32 into dst, and each filled block goes through cpuSgemm.
+func cpuSgemmConvertingB(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
+                         A: UnsafePointer<Float>, lda: Int, beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int,
+                         fill: (_ row0: Int, _ rows: Int, _ col0: Int, _ cols: Int, _ dst: UnsafeMutablePointer<Float>) -> Void) {
     if M <= 0 || N <= 0 { return }
     if K <= 0 || alpha == 0 {
         // Nothing of B is read: cpuSgemm scales C by beta.
@@ -49,9 +62,9 @@ func cpuSgemmW16(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Floa
             // The block op(B)[k0..<k0+depth, j0..<j0+cols] in B's own layout: (cols, depth) for
             // transB, (depth, cols) otherwise, so that both the reads and the writes run along rows.
             if transB {
-                convertRows(B, ldb: ldb, row0: j0, rows: cols, col0: k0, cols: depth, format: format, into: block)
+                fill(j0, cols, k0, depth, block)
             } else {
-                convertRows(B, ldb: ldb, row0: k0, rows: depth, col0: j0, cols: cols, format: format, into: block)
+                fill(k0, depth, j0, cols, block)
             }
             let a = transA ? A + k0 * lda : A + k0
             cpuSgemm(transA: transA, transB: transB, M: M, N: cols, K: depth, alpha: alpha, A: a, lda: lda,

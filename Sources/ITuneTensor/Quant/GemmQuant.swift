@@ -10,36 +10,9 @@ func cpuSgemmQuantized(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha
                        A: UnsafePointer<Float>, lda: Int, B: BlockQuantizedMatrix,
                        beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int) {
     precondition(transB ? (B.rows == N && B.cols == K) : (B.rows == K && B.cols == N), "cpuSgemmQuantized: B shape")
-    if M <= 0 || N <= 0 { return }
-    if K <= 0 || alpha == 0 {
-        var dummy: Float = 0
-        cpuSgemm(transA: transA, transB: false, M: M, N: N, K: 0, alpha: alpha, A: A, lda: lda, B: &dummy, ldb: 1,
-                 beta: beta, C: C, ldc: ldc)
-        return
-    }
-    let kb = min(K, GemmHalfBlocking.kb)
-    let nbLimit = max(GemmBlocking.nr * 4, GemmHalfBlocking.blockFloats / kb / GemmBlocking.nr * GemmBlocking.nr)
-    let nb = min(N, nbLimit)
-    let ws = GemmWorkspace.take(sharedFloats: kb * nb, perWorkerFloats: 0, workers: 1)
-    defer { GemmWorkspace.give(ws) }
-    let block = ws.shared
-    var j0 = 0
-    while j0 < N {
-        let cols = min(nb, N - j0)
-        var k0 = 0
-        while k0 < K {
-            let depth = min(kb, K - k0)
-            if transB {
-                dequantizeRows(B, row0: j0, rows: cols, col0: k0, cols: depth, into: block)
-            } else {
-                dequantizeRows(B, row0: k0, rows: depth, col0: j0, cols: cols, into: block)
-            }
-            let a = transA ? A + k0 * lda : A + k0
-            cpuSgemm(transA: transA, transB: transB, M: M, N: cols, K: depth, alpha: alpha, A: a, lda: lda,
-                     B: block, ldb: transB ? depth : cols, beta: k0 == 0 ? beta : 1, C: C + j0, ldc: ldc)
-            k0 += depth
-        }
-        j0 += cols
+    cpuSgemmConvertingB(transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda,
+                        beta: beta, C: C, ldc: ldc) { row0, rows, col0, cols, block in
+        dequantizeRows(B, row0: row0, rows: rows, col0: col0, cols: cols, into: block)
     }
 }
 
