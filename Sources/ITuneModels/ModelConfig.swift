@@ -96,12 +96,9 @@ public struct ModelConfig: Sendable, Equatable {
     /// fields and maths this code does not implement are errors naming the file and the field.
     public init(json: [String: Any], file: String = "config.json") throws {
         let fields = ConfigFields(json, file: file)
-        let classes = (json["architectures"] as? [String]) ?? []
-        let modelType = json["model_type"] as? String
-        guard let family = classes.lazy.compactMap(ModelFamily.forClassName).first
-            ?? modelType.flatMap({ ModelFamily.named(Architecture(rawValue: $0)) }) else {
-            throw ModelFileError.unsupportedArchitecture(file: file, found: classes.first ?? modelType ?? "(none given)",
-                                                         supported: ModelFamily.registered.flatMap(\.classNames).sorted())
+        let family = try ModelFamily.of(configJSON: json, file: file)
+        guard family.kind == .decoder else {
+            throw ModelFileError.encoderDecoder(file: file, found: family.classNames[0])
         }
         try fields.refuseUnimplementedMaths()
         self = try family.decode(fields)

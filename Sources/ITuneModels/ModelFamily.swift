@@ -6,8 +6,16 @@ import ITuneTensor
 /// and which projections LoRA adapts by default. Adding a family is one file that defines its
 /// layers and its `ModelFamily`, and one line in `registered`.
 public struct ModelFamily: Sendable {
+    /// What the family's models are: decoder-only (`CausalLM`, built through `make`) or
+    /// encoder-decoder (`T5Model`, whose config and weights T5.swift reads).
+    public enum Kind: String, Sendable {
+        case decoder = "decoder-only"
+        case encoderDecoder = "encoder-decoder"
+    }
+
     /// config.json's `model_type`.
     public let architecture: Architecture
+    public let kind: Kind
     /// config.json's `architectures` class names (the first is the one written).
     public let classNames: [String]
     /// PEFT `target_modules` when the user names none.
@@ -23,12 +31,13 @@ public struct ModelFamily: Sendable {
     /// transformers' `transformer.` prefix).
     let checkpointNames: @Sendable (String) -> [String]
 
-    public init(architecture: Architecture, classNames: [String], defaultLoRATargets: [String],
+    public init(architecture: Architecture, classNames: [String], defaultLoRATargets: [String], kind: Kind = .decoder,
                 decode: @escaping @Sendable (ConfigFields) throws -> ModelConfig,
                 encode: @escaping @Sendable (ModelConfig) -> [String: Any],
                 make: @escaping @Sendable (ModelConfig, Device, @escaping WeightSource) throws -> any CausalLM,
                 checkpointNames: @escaping @Sendable (String) -> [String] = { [$0] }) {
         self.architecture = architecture
+        self.kind = kind
         self.classNames = classNames
         self.defaultLoRATargets = defaultLoRATargets
         self.decode = decode
@@ -38,7 +47,10 @@ public struct ModelFamily: Sendable {
     }
 
     /// The families itune-gpu loads, trains and saves.
-    public static let registered: [ModelFamily] = [.llama, .mistral, .qwen2, .phi3, .gpt2]
+    public static let registered: [ModelFamily] = [.llama, .mistral, .qwen2, .phi3, .gpt2, .t5, .mt5]
+
+    /// The registered decoder-only families: what `makeModel` and `loadPretrained` build.
+    public static var decoders: [ModelFamily] { registered.filter { $0.kind == .decoder } }
 
     public static func named(_ architecture: Architecture) -> ModelFamily? {
         registered.first { $0.architecture == architecture }
@@ -47,6 +59,31 @@ public struct ModelFamily: Sendable {
     /// The family of an `architectures` class name such as "Phi3ForCausalLM".
     public static func forClassName(_ name: String) -> ModelFamily? {
         registered.first { $0.classNames.contains(name) }
+    }
+
+    /// The family config.json's `architectures` (or else its `model_type`) names, or an error
+    /// naming the file and listing every registered class.
+    public static func of(configJSON json: [String: Any], file: String) throws -> ModelFamily {
+        let classes = (json["architectures"] as? [String]) ?? []
+        let modelType = json["model_type"] as? String
+        guard let family = classes.lazy.compactMap(ModelFamily.forClassName).first
+            ?? modelType.flatMap({ ModelFamily.named(Architecture(rawValue: $0)) }) else {
+            throw ModelFileError.unsupportedArchitecture(file: file, found: classes.first ?? modelType ?? "(none given)",
+                                                         supported: registered.flatMap(\.classNames).sorted())
+        }
+        return family
+    }
+
+    /// The family of the model directory `directory` (its config.json).
+    public static func of(directory: URL) throws -> ModelFamily {
+        let url = directory.appendingPathComponent("config.json")
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw ModelFileError.unreadable(file: url.path, "no such file")
+        }
+        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ModelFileError.malformed(file: url.path, "not a JSON object")
+        }
+        return try of(configJSON: json, file: url.path)
     }
 
     /// The family of `config`, or an error naming its architecture.

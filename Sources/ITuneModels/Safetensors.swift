@@ -261,6 +261,8 @@ public enum ModelFileError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(name: String, file: String, expected: [Int], found: [Int])
     case unsupportedArchitecture(file: String, found: String, supported: [String])
     case missingField(file: String, field: String)
+    /// The directory holds an encoder-decoder model (T5 family) where a decoder-only one is needed.
+    case encoderDecoder(file: String, found: String)
     /// The file could not be written (the system's cause: no space left, read-only, …).
     case unwritable(file: String, String)
 
@@ -277,6 +279,9 @@ public enum ModelFileError: Error, CustomStringConvertible, Equatable {
         case let .unsupportedArchitecture(file, found, supported):
             return "\(file): architecture \(found) is not supported; supported: \(supported.joined(separator: ", "))"
         case let .missingField(file, field): return "\(file): field \(field) is missing"
+        case let .encoderDecoder(file, found):
+            return "\(file): \(found) is an encoder-decoder (T5-family) model; this needs a decoder-only model "
+                + "(encoder-decoders train, generate and evaluate; merge, export, select --model and tune --model take decoder-only models)"
         }
     }
 }

@@ -136,13 +136,10 @@ public struct T5Config: Sendable, Equatable {
         try self.init(json: json, file: url.path)
     }
 
-    /// Whether config.json at `url` describes a T5-family model. Why: loaders pick the model type.
+    /// Whether config.json at `url` describes a T5-family model (an encoder-decoder family of
+    /// the registry). Why: loaders pick the model type.
     public static func describes(configJSON url: URL) -> Bool {
-        guard let data = FileManager.default.contents(atPath: url.path),
-              let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return false }
-        let classes = (json["architectures"] as? [String]) ?? []
-        return classes.contains { $0 == "T5ForConditionalGeneration" || $0 == "MT5ForConditionalGeneration" }
-            || ["t5", "mt5"].contains(json["model_type"] as? String ?? "")
+        T5Model.holdsModel(url.deletingLastPathComponent())
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import ITuneData
 import ITuneModels
 import ITuneTensor
 
@@ -44,5 +45,32 @@ public func evaluate(_ model: any CausalLM, sequences: [(ids: [Int32], labels: [
     }
     let mean = total / Double(tokens)
     return EvaluationResult(meanLoss: mean, perplexity: exp(mean), tokens: tokens, sequences: sequences.count,
+                            seconds: Date().timeIntervalSince(start))
+}
+
+/// Mean loss and perplexity of an encoder-decoder model over input → target examples: the
+/// targets' tokens (their </s> included) scored with teacher forcing, averaged over tokens as
+/// T5ForConditionalGeneration's loss averages a batch's. Batches of `batchSize` in order, each
+/// side padded on its own. Throws when no token is scored.
+public func evaluate(_ model: T5Model, examples: [Seq2SeqExample], batchSize: Int = 8) throws -> EvaluationResult {
+    try OptionCheck.atLeast(batchSize, 1, "batch-size")
+    let start = Date()
+    var total = 0.0, tokens = 0
+    try noGrad {
+        for lo in stride(from: 0, to: examples.count, by: batchSize) {
+            let rows = examples[lo..<min(examples.count, lo + batchSize)].filter { !$0.target.isEmpty && !$0.input.isEmpty }
+            guard !rows.isEmpty else { continue }
+            let batch = Seq2SeqBatch(Array(rows), padID: Int32(model.config.padTokenID))
+            let ids = try Tensor(indices: batch.inputIDs, shape: [batch.batch, batch.inputLength], on: model.device)
+            let loss = try model.loss(inputIDs: ids, mask: batch.inputMask, labels: batch.labels, decoderLength: batch.targetLength).item()
+            total += Double(loss) * Double(batch.targetTokens)
+            tokens += batch.targetTokens
+        }
+    }
+    guard tokens > 0 else {
+        throw TrainError.invalid("evaluation scored no tokens: none of the \(examples.count) examples has a target")
+    }
+    let mean = total / Double(tokens)
+    return EvaluationResult(meanLoss: mean, perplexity: exp(mean), tokens: tokens, sequences: examples.count,
                             seconds: Date().timeIntervalSince(start))
 }

@@ -118,7 +118,7 @@ public struct FineTuneJob {
         let root = communicator.isRoot
         func log(_ line: String) { if root { rootLog(line) } }
         let modelDir = URL(fileURLWithPath: c.model)
-        if T5Config.describes(configJSON: modelDir.appendingPathComponent("config.json")) { return try runSeq2Seq(c, log: log) }
+        if try ModelFamily.of(directory: modelDir).kind == .encoderDecoder { return try runSeq2Seq(c, log: log) }
         let out = URL(fileURLWithPath: c.output)
         let configURL = out.appendingPathComponent("itune_config.json")
         if c.resume, root { try checkResumable(c, savedConfig: configURL, log: log) }

@@ -18,13 +18,17 @@ public struct Seq2SeqBundle {
 
     /// Whether `directory` holds a T5-family model (config.json says so).
     public static func holdsModel(_ directory: URL) -> Bool {
-        T5Config.describes(configJSON: directory.appendingPathComponent("config.json"))
+        T5Model.holdsModel(directory)
     }
 
     /// The greedy answer to `prompt` (the encoder reads it with the tokenizer's </s>), up to
     /// `maxNewTokens` tokens or the end-of-sequence token, special tokens dropped from the text.
     public func generate(prompt: String, maxNewTokens: Int) throws -> (text: String, tokens: [Int32]) {
-        let ids = tokenizer.encode(prompt).map(Int32.init)
+        try generate(inputIDs: tokenizer.encode(prompt).map(Int32.init), maxNewTokens: maxNewTokens)
+    }
+
+    /// The greedy answer to the encoder input `ids` (already tokenized, </s> included).
+    public func generate(inputIDs ids: [Int32], maxNewTokens: Int) throws -> (text: String, tokens: [Int32]) {
         let tokens = try model.generateGreedy(Tensor(indices: ids, shape: [1, ids.count], on: model.device),
                                               maxNewTokens: maxNewTokens)
         return (tokenizer.decode(tokens.map(Int.init), skipSpecialTokens: true), tokens)

@@ -26,35 +26,42 @@ public enum TaskEvaluator {
     /// Total log-likelihood of `response` after the prompt of `example` (and its token count).
     static func answerLogLikelihood(_ example: Example, response: String, bundle: ModelBundle, template: PromptTemplate,
                                     maxLength: Int) throws -> (Double, Int) {
-        var e = example
-        e.conversation.turns[e.conversation.turns.count - 1].response = response
-        let t = try DatasetTokenizer.tokenize(e, bundle.tokenizer, TokenizeOptions(template: template, maxLength: maxLength))
-        let scored = t.labels.dropFirst().filter { $0 != -100 }.count
-        guard scored > 0 else { return (-.infinity, 0) }
-        let loss = try noGrad {
-            try bundle.model.loss(Tensor(indices: t.ids, shape: [1, t.ids.count], on: bundle.model.device), labels: t.labels).item()
+        try DecoderTaskModel(bundle: bundle, template: template, maxLength: maxLength).logLikelihood(of: response, answering: example)
+    }
+
+    /// `evaluate(tasks:model:…)` for a decoder-only model behind `template`.
+    public static func evaluate(tasks: [(String, [Example])], bundle: ModelBundle, template: PromptTemplate,
+                                maxExamples: Int = 50, maxLength: Int = 512, seed: UInt64 = 0, shots: Int = 0,
+                                progress: (String) -> Void = { _ in }) throws -> [TaskEvalResult] {
+        try evaluate(tasks: tasks, model: DecoderTaskModel(bundle: bundle, template: template, maxLength: maxLength),
+                     maxExamples: maxExamples, seed: seed, shots: shots, progress: progress)
+    }
+
+    /// The questions asked of a task and the prompts they are asked with: up to `maxExamples`
+    /// of its usable examples after a shuffle seeded by `seed`, each with `shots` exemplars of
+    /// the task's unasked examples in front (FewShot). The same for every model of a seed.
+    public static func prompts(for all: [Example], maxExamples: Int, seed: UInt64, shots: Int) -> [Example] {
+        let usable = all.filter { !$0.conversation.turns.isEmpty && $0.conversation.text == nil }
+        let shuffled = DatasetTokenizer.shuffled(usable, seed: seed)
+        let questions = Array(shuffled.prefix(maxExamples))
+        // Exemplars come from the examples not asked; a task with no others lends its asked ones.
+        let pool = shuffled.count > maxExamples ? Array(shuffled.dropFirst(maxExamples)) : shuffled
+        return questions.enumerated().map { i, q in
+            FewShot.prompting(q, with: FewShot.exemplars(for: q, index: i, pool: pool, shots: shots, seed: seed))
         }
-        return (-Double(loss) * Double(scored), scored)
     }
 
     /// Exact match, answer log-likelihood and (where the answers form a small set) rank
     /// classification for each task, on up to `maxExamples` examples per task (the first ones
     /// after a seeded shuffle). With `shots` > 0 each question is preceded by that many exemplars
     /// from the task's other examples (FewShot), the same for every model and run of a seed.
-    public static func evaluate(tasks: [(String, [Example])], bundle: ModelBundle, template: PromptTemplate,
-                                maxExamples: Int = 50, maxLength: Int = 512, seed: UInt64 = 0, shots: Int = 0,
-                                progress: (String) -> Void = { _ in }) throws -> [TaskEvalResult] {
+    public static func evaluate(tasks: [(String, [Example])], model: any TaskAnswering, maxExamples: Int = 50, seed: UInt64 = 0,
+                                shots: Int = 0, progress: (String) -> Void = { _ in }) throws -> [TaskEvalResult] {
         var out: [TaskEvalResult] = []
         for (name, all) in tasks {
             let usable = all.filter { !$0.conversation.turns.isEmpty && $0.conversation.text == nil }
-            let shuffled = DatasetTokenizer.shuffled(usable, seed: seed)
-            let questions = Array(shuffled.prefix(maxExamples))
-            guard !questions.isEmpty else { continue }
-            // Exemplars come from the examples not asked; a task with no others lends its asked ones.
-            let pool = shuffled.count > maxExamples ? Array(shuffled.dropFirst(maxExamples)) : shuffled
-            let examples = questions.enumerated().map { i, q in
-                FewShot.prompting(q, with: FewShot.exemplars(for: q, index: i, pool: pool, shots: shots, seed: seed))
-            }
+            let examples = prompts(for: all, maxExamples: maxExamples, seed: seed, shots: shots)
+            guard !examples.isEmpty else { continue }
             let answers = Array(Set(usable.map { $0.conversation.turns.last!.response })).sorted()
             let options = answers.count <= 10 && answers.count >= 2 ? answers : nil
             let perRecordChoices = examples.compactMap(\.choices)
@@ -63,17 +70,14 @@ public enum TaskEvaluator {
             var ll = 0.0, llTokens = 0
             for e in examples {
                 let turn = e.conversation.turns.last!
-                let prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(for: e.conversation)
-                let answerTokens = bundle.tokenizer.encode(turn.response, addSpecialTokens: false).count
-                let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: answerTokens + 8),
-                                                    stopStrings: template.stopStrings,
-                                                    addSpecialTokens: e.rawPrompt || !template.writesOwnSpecialTokens)
+                let text = try model.greedyAnswer(to: e, maxNewTokens: model.tokenCount(turn.response) + 8)
                 if normalise(text) == normalise(turn.response) { right += 1 }
                 // Every option is scored once; the reference is one of them. A multiple-choice
                 // record's own choices come first (JCommonsenseQA's five answers differ per question).
-                let candidates = e.choices ?? options ?? [turn.response]
-                let scores = try candidates.map { try answerLogLikelihood(e, response: $0, bundle: bundle, template: template, maxLength: maxLength) }
-                let (l, n) = scores[candidates.firstIndex(of: turn.response)!]
+                // A record whose choices leave out its own answer has the answer added, not a crash.
+                let candidates = e.choices.map { $0.contains(turn.response) ? $0 : $0 + [turn.response] } ?? options ?? [turn.response]
+                let scores = try candidates.map { try model.logLikelihood(of: $0, answering: e) }
+                let (l, n) = scores[candidates.firstIndex(of: turn.response) ?? 0]
                 if n > 0 { ll += l; llTokens += n }
                 if e.choices != nil || options != nil, candidates[scores.indices.max { scores[$0].0 < scores[$1].0 }!] == turn.response {
                     rankRight += 1

@@ -32,18 +32,20 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let device = try deviceOptions.resolve(verbose: !json)
-        let bundle = try ModelBundle(directory: URL(fileURLWithPath: model), on: device)
-        if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
-        let tpl = try PromptTemplate.resolve(template, tokenizer: bundle.tokenizer).template
+        let directory = URL(fileURLWithPath: model)
         if let tasks {
-            let results = try TaskEvaluator.evaluate(tasks: TaskPool.examples(tasks), bundle: bundle, template: tpl,
+            let answering = try loadTaskModel(directory: directory, on: device, adapter: adapter.map { URL(fileURLWithPath: $0) },
+                                              template: template, maxLength: maxLength ?? 512)
+            let results = try TaskEvaluator.evaluate(tasks: TaskPool.examples(tasks), model: answering,
                                                      maxExamples: examplesPerTask, seed: seed, shots: shots,
                                                      progress: json ? { _ in } : { print($0) })
             let n = Double(max(results.count, 1))
-            let overall: [String: Any] = [
+            var overall: [String: Any] = [
                 "exact_match": results.reduce(0) { $0 + $1.exactMatch } / n,
                 "answer_log_likelihood": results.reduce(0) { $0 + $1.answerLogLikelihood } / n,
             ]
+            let ranked = results.compactMap(\.rankAccuracy)
+            if !ranked.isEmpty { overall["rank_accuracy"] = ranked.reduce(0, +) / Double(ranked.count) }
             if json {
                 let rows = try results.map { try JSONSerialization.jsonObject(with: JSONEncoder().encode($0)) }
                 let data = try JSONSerialization.data(withJSONObject: ["model": model, "adapter": adapter ?? NSNull(), "tasks": rows,
@@ -56,12 +58,18 @@ struct EvalCommand: ParsableCommand {
                                  r.examples, r.exactMatch * 100, r.answerLogLikelihood,
                                  r.rankAccuracy.map { String(format: "%.1f%% (%d options)", $0 * 100, r.options!) } ?? "—"))
                 }
-                print(String(format: "overall (mean over %d tasks): exact match %.1f%%, answer log-likelihood %.3f/token", results.count,
-                             (overall["exact_match"] as! Double) * 100, overall["answer_log_likelihood"] as! Double))
+                print(String(format: "overall (mean over %d tasks): exact match %.1f%%, answer log-likelihood %.3f/token%@", results.count,
+                             (overall["exact_match"] as! Double) * 100, overall["answer_log_likelihood"] as! Double,
+                             ranked.isEmpty ? "" : String(format: ", rank accuracy %.1f%% (over %d tasks)",
+                                                          ranked.reduce(0, +) / Double(ranked.count) * 100, ranked.count)))
             }
             return
         }
         guard !data.isEmpty else { throw ValidationError("give --data FILE (loss and perplexity) or --tasks DIR (per-task scores)") }
+        if T5Model.holdsModel(directory) { return try runSeq2Seq(directory, device) }
+        let bundle = try ModelBundle(directory: directory, on: device)
+        if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
+        let tpl = try PromptTemplate.resolve(template, tokenizer: bundle.tokenizer).template
         let loaded = try DatasetReader.read(data)
         let length = maxLength ?? min(bundle.model.config.maxPositions, 2048)
         let (examples, stats) = try DatasetTokenizer.tokenize(loaded.examples, bundle.tokenizer,
@@ -77,6 +85,30 @@ struct EvalCommand: ParsableCommand {
         } else {
             print(String(format: "mean loss %.4f, perplexity %.3f over %d tokens of %d sequences (%d truncated to %d) in %.2f s",
                          r.meanLoss, r.perplexity, r.tokens, r.sequences, stats.truncated, length, r.seconds))
+        }
+    }
+
+    /// Encoder-decoder models: each record's target scored given its input (FLAN's layout), each
+    /// side cut to --max-length (default 512).
+    func runSeq2Seq(_ directory: URL, _ device: Device) throws {
+        if template != nil { throw ValidationError("--template: an encoder-decoder model reads the instruction as its encoder input, not through a template") }
+        if trainOnInputs { throw ValidationError("--train-on-inputs: an encoder-decoder model scores only its targets (the input is the encoder's)") }
+        let bundle = try Seq2SeqBundle(directory: directory, on: device)
+        if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
+        let length = maxLength ?? 512
+        let loaded = try DatasetReader.read(data)
+        let examples = try Seq2SeqData.tokenize(loaded.examples, tokenizer: bundle.tokenizer, maxInputLength: length,
+                                                maxTargetLength: length)
+        let r = try evaluate(bundle.model, examples: examples, batchSize: batchSize)
+        if json {
+            var obj: [String: Any] = ["model": model, "data": data, "mean_loss": r.meanLoss, "perplexity": r.perplexity,
+                                      "tokens": r.tokens, "sequences": r.sequences, "seconds": r.seconds, "device": "\(device)",
+                                      "template": "encoder-decoder"]
+            if let adapter { obj["adapter"] = adapter }
+            print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            print(String(format: "mean loss %.4f, perplexity %.3f over %d target tokens of %d examples (inputs and targets cut to %d) in %.2f s",
+                         r.meanLoss, r.perplexity, r.tokens, r.sequences, length, r.seconds))
         }
     }
 }

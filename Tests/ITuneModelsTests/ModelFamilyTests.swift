@@ -15,7 +15,9 @@ final class ModelFamilyTests: XCTestCase {
     }
 
     func testRegistryLooksUpByModelTypeAndClassName() {
-        XCTAssertEqual(ModelFamily.registered.map(\.architecture.rawValue), ["llama", "mistral", "qwen2", "phi3", "gpt2"])
+        XCTAssertEqual(ModelFamily.registered.map(\.architecture.rawValue), ["llama", "mistral", "qwen2", "phi3", "gpt2", "t5", "mt5"])
+        XCTAssertEqual(ModelFamily.decoders.map(\.architecture.rawValue), ["llama", "mistral", "qwen2", "phi3", "gpt2"])
+        XCTAssertEqual(ModelFamily.forClassName("MT5ForConditionalGeneration")?.kind, .encoderDecoder)
         XCTAssertEqual(ModelFamily.forClassName("Phi3ForCausalLM")?.architecture, .phi3)
         XCTAssertEqual(Architecture(rawValue: "gpt2").family?.classNames, ["GPT2LMHeadModel"])
         XCTAssertNil(ModelFamily.forClassName("Gemma2ForCausalLM"))
@@ -26,7 +28,7 @@ final class ModelFamilyTests: XCTestCase {
     /// family, and config.json records the dtype the weights were written in.
     func testEveryFamilyRoundTripsThroughSavePretrainedWithItsRealDType() throws {
         let ids = try Tensor(indices: [3, 9, 1, 30, 7], shape: [1, 5])
-        for family in ModelFamily.registered {
+        for family in ModelFamily.decoders {
             let config = tinyConfig(family.architecture)
             let model = try makeModel(config, seed: 7, on: .cpu)
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("itune-family-\(getpid())-\(family.architecture)")
@@ -49,7 +51,7 @@ final class ModelFamilyTests: XCTestCase {
     /// hiddenStates is what logits projects: every family exposes it (sentence embeddings use it).
     func testHiddenStatesAreWhatTheLogitsProject() throws {
         let ids = try Tensor(indices: [4, 5, 6, 7], shape: [2, 2])
-        for family in ModelFamily.registered {
+        for family in ModelFamily.decoders {
             let config = tinyConfig(family.architecture)
             let model = try makeModel(config, seed: 2, on: .cpu)
             let h = try noGrad { try model.hiddenStates(ids) }

@@ -1,0 +1,113 @@
+import Foundation
+import ITuneData
+import ITuneModels
+import ITuneTensor
+import ITuneTokenizers
+
+/// What the held-out task protocol (`TaskEvaluator`) asks of a model: its greedy answer to a
+/// question and the log-likelihood of a given answer. One conformance per kind of model — a
+/// decoder behind a prompt template, an encoder-decoder reading the question — so that the
+/// protocol (question and exemplar choice, exact match, rank classification) exists once.
+public protocol TaskAnswering {
+    /// The greedy answer to the last question of `example`, up to `maxNewTokens` tokens.
+    func greedyAnswer(to example: Example, maxNewTokens: Int) throws -> String
+    /// The total log-likelihood of `response` as the answer to `example` (end-of-sequence
+    /// included) and the number of tokens it sums over; (−∞, 0) when nothing is scored.
+    func logLikelihood(of response: String, answering example: Example) throws -> (Double, Int)
+    /// Tokens of `response` alone: greedy answers get this many plus 8.
+    func tokenCount(_ response: String) -> Int
+}
+
+/// A decoder-only model: the question is rendered by `template`, the answer follows it.
+public struct DecoderTaskModel: TaskAnswering {
+    public let bundle: ModelBundle
+    public let template: PromptTemplate
+    public let maxLength: Int
+
+    public init(bundle: ModelBundle, template: PromptTemplate, maxLength: Int = 512) {
+        self.bundle = bundle
+        self.template = template
+        self.maxLength = maxLength
+    }
+
+    public func greedyAnswer(to e: Example, maxNewTokens: Int) throws -> String {
+        guard let turn = e.conversation.turns.last else { return "" }
+        let prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(for: e.conversation)
+        return try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: maxNewTokens),
+                                   stopStrings: template.stopStrings,
+                                   addSpecialTokens: e.rawPrompt || !template.writesOwnSpecialTokens).text
+    }
+
+    public func logLikelihood(of response: String, answering example: Example) throws -> (Double, Int) {
+        guard !example.conversation.turns.isEmpty else { return (-.infinity, 0) }
+        var e = example
+        e.conversation.turns[e.conversation.turns.count - 1].response = response
+        let t = try DatasetTokenizer.tokenize(e, bundle.tokenizer, TokenizeOptions(template: template, maxLength: maxLength))
+        let scored = t.labels.dropFirst().filter { $0 != -100 }.count
+        guard scored > 0 else { return (-.infinity, 0) }
+        let loss = try noGrad {
+            try bundle.model.loss(Tensor(indices: t.ids, shape: [1, t.ids.count], on: bundle.model.device), labels: t.labels).item()
+        }
+        return (-Double(loss) * Double(scored), scored)
+    }
+
+    public func tokenCount(_ response: String) -> Int { bundle.tokenizer.encode(response, addSpecialTokens: false).count }
+}
+
+/// An encoder-decoder model (T5, FLAN-T5, mT5): the question in FLAN's layout
+/// (`Seq2SeqData.texts`) is the encoder's input, the answer the decoder's target, each cut to
+/// `maxLength` as training cuts them.
+public struct Seq2SeqTaskModel: TaskAnswering {
+    public let bundle: Seq2SeqBundle
+    public let maxLength: Int
+
+    public init(bundle: Seq2SeqBundle, maxLength: Int = 512) {
+        self.bundle = bundle
+        self.maxLength = maxLength
+    }
+
+    /// The encoder input and decoder target of `example` answered by `response`.
+    func tokenized(_ example: Example, response: String) throws -> Seq2SeqExample? {
+        guard !example.conversation.turns.isEmpty else { return nil }
+        var e = example
+        e.conversation.turns[e.conversation.turns.count - 1].response = response
+        return try Seq2SeqData.tokenize([e], tokenizer: bundle.tokenizer, maxInputLength: maxLength, maxTargetLength: maxLength).first
+    }
+
+    public func greedyAnswer(to e: Example, maxNewTokens: Int) throws -> String {
+        guard let t = try tokenized(e, response: "") else { return "" }
+        return try bundle.generate(inputIDs: t.input, maxNewTokens: maxNewTokens).text
+    }
+
+    public func logLikelihood(of response: String, answering example: Example) throws -> (Double, Int) {
+        guard let t = try tokenized(example, response: response), !t.target.isEmpty else { return (-.infinity, 0) }
+        let model = bundle.model
+        let loss = try noGrad {
+            try model.loss(inputIDs: Tensor(indices: t.input, shape: [1, t.input.count], on: model.device),
+                           labels: t.target, decoderLength: t.target.count).item()
+        }
+        return (-Double(loss) * Double(t.target.count), t.target.count)
+    }
+
+    public func tokenCount(_ response: String) -> Int { bundle.tokenizer.encode(response, addSpecialTokens: false).count }
+}
+
+/// Loads `directory` for the task protocol by its family: an encoder-decoder as
+/// `Seq2SeqTaskModel`, a decoder as `DecoderTaskModel` behind `template` (nil: the model's own
+/// chat template, else alpaca), with `adapter` applied when given. An encoder-decoder reads the
+/// question in FLAN's layout, so a template for one is refused by name.
+public func loadTaskModel(directory: URL, on device: Device, adapter: URL? = nil, template: String? = nil,
+                          maxLength: Int = 512) throws -> any TaskAnswering {
+    if try ModelFamily.of(directory: directory).kind == .encoderDecoder {
+        if let template {
+            throw OptionError(option: "template", message: "'\(template)' given for an encoder-decoder model, which reads the question as its encoder input (FLAN's layout), not through a template")
+        }
+        let bundle = try Seq2SeqBundle(directory: directory, on: device)
+        if let adapter { try bundle.model.loadAdapter(from: adapter) }
+        return Seq2SeqTaskModel(bundle: bundle, maxLength: maxLength)
+    }
+    let bundle = try ModelBundle(directory: directory, on: device)
+    if let adapter { try bundle.model.loadAdapter(from: adapter) }
+    return DecoderTaskModel(bundle: bundle, template: try PromptTemplate.resolve(template, tokenizer: bundle.tokenizer).template,
+                            maxLength: maxLength)
+}
