@@ -73,18 +73,23 @@ public struct Seq2SeqBatch: Sendable, Equatable {
     public var labels: [Int32]
 
     public init(_ examples: [Seq2SeqExample], padID: Int32) {
-        batch = examples.count
-        inputLength = max(1, examples.map(\.input.count).max() ?? 1)
-        targetLength = max(1, examples.map(\.target.count).max() ?? 1)
+        self.init(inputs: examples.map(\.input), targets: examples.map(\.target), padID: padID)
+    }
+
+    /// The batch of `inputs[b]` → `targets[b]`.
+    public init(inputs: [[Int32]], targets: [[Int32]], padID: Int32) {
+        batch = min(inputs.count, targets.count)
+        inputLength = max(1, inputs.map(\.count).max() ?? 1)
+        targetLength = max(1, targets.map(\.count).max() ?? 1)
         inputIDs = [Int32](repeating: padID, count: batch * inputLength)
         inputMask = [Int32](repeating: 0, count: batch * inputLength)
         labels = [Int32](repeating: -100, count: batch * targetLength)
-        for (b, e) in examples.enumerated() {
-            for (t, id) in e.input.enumerated() {
+        for b in 0..<batch {
+            for (t, id) in inputs[b].enumerated() {
                 inputIDs[b * inputLength + t] = id
                 inputMask[b * inputLength + t] = 1
             }
-            for (t, id) in e.target.enumerated() { labels[b * targetLength + t] = id }
+            for (t, id) in targets[b].enumerated() { labels[b * targetLength + t] = id }
         }
     }
 

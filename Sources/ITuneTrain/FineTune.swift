@@ -118,7 +118,7 @@ public struct FineTuneJob {
         let root = communicator.isRoot
         func log(_ line: String) { if root { rootLog(line) } }
         let modelDir = URL(fileURLWithPath: c.model)
-        if try ModelFamily.of(directory: modelDir).kind == .encoderDecoder { return try runSeq2Seq(c, log: log) }
+        if try ModelFamily.of(directory: modelDir).kind == .encoderDecoder { return try runSeq2Seq(c, log: log, onEvent: onEvent) }
         let out = URL(fileURLWithPath: c.output)
         let configURL = out.appendingPathComponent("itune_config.json")
         if c.resume, root { try checkResumable(c, savedConfig: configURL, log: log) }
@@ -135,37 +135,7 @@ public struct FineTuneJob {
         let (template, why) = try PromptTemplate.resolve(c.template, tokenizer: tokenizer)
         log("template: \(template.name) (\(why))")
 
-        // Data: files, or a task mixture sampled from its files.
-        var allExamples: [Example] = []
-        if !c.data.isEmpty {
-            let loaded = try DatasetReader.read(c.data, format: c.format, skipBadRecords: c.skipBadRecords)
-            for f in loaded.files { log("data: \(f.path): \(f.records) examples (\(f.format.rawValue))") }
-            if loaded.skipped > 0 {
-                log("warning: skipped \(loaded.skipped) bad record(s); first: \(loaded.skipMessages.joined(separator: " | "))")
-            }
-            allExamples = loaded.examples
-        }
-        if let path = c.mixture {
-            let mixture = try Mixture.read(path)
-            let tasks = try mixture.tasks.map { t in
-                try DatasetReader.read(t.files, format: c.format, skipBadRecords: c.skipBadRecords).examples
-            }
-            let (examples, counts) = MixtureSampler.sample(tasks, weights: mixture.tasks.map { $0.weight ?? 1 }, mixture: mixture,
-                                                           seed: c.trainer.seed)
-            let total = max(counts.reduce(0, +), 1)
-            for (t, n) in zip(mixture.tasks, counts) {
-                log(String(format: "mixture: %@: %d of %d examples (%.1f%%)", t.name, n, tasks[mixture.tasks.firstIndex(of: t)!].count,
-                           100 * Double(n) / Double(total)))
-            }
-            allExamples += examples
-        }
-        guard !allExamples.isEmpty else { throw TrainError.invalid("no training data: give --data FILE or --mixture FILE") }
-        var trainExamples = allExamples, validationExamples: [Example] = []
-        if !c.validationData.isEmpty {
-            validationExamples = try DatasetReader.read(c.validationData, format: c.format, skipBadRecords: c.skipBadRecords).examples
-        } else if c.validationSplit > 0, allExamples.count >= 20 {
-            (trainExamples, validationExamples) = DatasetTokenizer.split(allExamples, fraction: c.validationSplit, seed: c.trainer.seed)
-        }
+        let (trainExamples, validationExamples) = try readExamples(c, log: log)
         let options = TokenizeOptions(template: template, maxLength: c.maxLength, trainOnInputs: c.trainOnInputs)
         let (train, stats) = try DatasetTokenizer.tokenize(trainExamples, tokenizer, options)
         if let noRows = stats.noRowsError(maxLength: c.maxLength) { throw noRows }
@@ -262,6 +232,42 @@ public struct FineTuneJob {
 }
 
 extension FineTuneJob {
+    /// The run's examples: the data files, or a task mixture sampled from its files (or both),
+    /// and the validation examples (`--validation-data`, else `--validation-split` of them).
+    func readExamples(_ c: FineTuneConfig, log: (String) -> Void) throws -> (train: [Example], validation: [Example]) {
+        var allExamples: [Example] = []
+        if !c.data.isEmpty {
+            let loaded = try DatasetReader.read(c.data, format: c.format, skipBadRecords: c.skipBadRecords)
+            for f in loaded.files { log("data: \(f.path): \(f.records) examples (\(f.format.rawValue))") }
+            if loaded.skipped > 0 {
+                log("warning: skipped \(loaded.skipped) bad record(s); first: \(loaded.skipMessages.joined(separator: " | "))")
+            }
+            allExamples = loaded.examples
+        }
+        if let path = c.mixture {
+            let mixture = try Mixture.read(path)
+            let tasks = try mixture.tasks.map { t in
+                try DatasetReader.read(t.files, format: c.format, skipBadRecords: c.skipBadRecords).examples
+            }
+            let (examples, counts) = MixtureSampler.sample(tasks, weights: mixture.tasks.map { $0.weight ?? 1 }, mixture: mixture,
+                                                           seed: c.trainer.seed)
+            let total = max(counts.reduce(0, +), 1)
+            for (t, n) in zip(mixture.tasks, counts) {
+                log(String(format: "mixture: %@: %d of %d examples (%.1f%%)", t.name, n, tasks[mixture.tasks.firstIndex(of: t)!].count,
+                           100 * Double(n) / Double(total)))
+            }
+            allExamples += examples
+        }
+        guard !allExamples.isEmpty else { throw TrainError.invalid("no training data: give --data FILE or --mixture FILE") }
+        var trainExamples = allExamples, validationExamples: [Example] = []
+        if !c.validationData.isEmpty {
+            validationExamples = try DatasetReader.read(c.validationData, format: c.format, skipBadRecords: c.skipBadRecords).examples
+        } else if c.validationSplit > 0, allExamples.count >= 20 {
+            (trainExamples, validationExamples) = DatasetTokenizer.split(allExamples, fraction: c.validationSplit, seed: c.trainer.seed)
+        }
+        return (trainExamples, validationExamples)
+    }
+
     /// Refuses to resume when a checkpoint exists and an option that changes the loss curve
     /// differs from the run that wrote `savedConfig`, naming each, unless `resumeAnyway`.
     func checkResumable(_ config: FineTuneConfig, savedConfig: URL, log: (String) -> Void) throws {

@@ -16,6 +16,13 @@ public struct Seq2SeqBundle {
         tokenizer = try Tokenizer(directory: directory)
     }
 
+    /// A model and tokenizer already loaded (a run that has just trained them).
+    public init(directory: URL, model: T5Model, tokenizer: Tokenizer) {
+        self.directory = directory
+        self.model = model
+        self.tokenizer = tokenizer
+    }
+
     /// Whether `directory` holds a T5-family model (config.json says so).
     public static func holdsModel(_ directory: URL) -> Bool {
         T5Model.holdsModel(directory)

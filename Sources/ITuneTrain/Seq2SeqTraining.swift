@@ -5,9 +5,7 @@ import ITuneTensor
 
 // Fine-tuning an encoder-decoder model (T5, FLAN-T5, mT5) on input → target examples: full
 // fine-tuning or LoRA with PEFT's T5 names, AdamW, a warmup + decay schedule, gradient clipping.
-// A library-level loop beside `Trainer` (which trains decoders): same optimizer, schedule and
-// clipping, batches of `Seq2SeqBatch`. Checkpointing, evaluation and the CLI go through
-// `Trainer` for decoders only so far.
+// The loop is `Trainer`'s, whose rows then carry a target (TrainingRow(input:target:)).
 
 public struct Seq2SeqTrainingOptions: Sendable {
     public var steps: Int
@@ -33,49 +31,36 @@ public struct Seq2SeqTrainingOptions: Sendable {
     }
 }
 
-/// Trains `model` on `examples` in place (batches in a seeded shuffle, reshuffled each pass);
-/// returns the loss of every step. With `options.lora`, adapters are added first and only they
-/// train. Why: instruction-tuning T5-family models as transformers + PEFT would.
+/// Trains `model` on `examples` in place with `Trainer` (the loop every run takes: batches in
+/// a seeded shuffle per epoch, AdamW, warm-up then cosine decay, clipping); returns the loss of
+/// every step. With `options.lora`, adapters are added first and only they train. The trainer's
+/// files (metrics.jsonl, the loss curve) go to a temporary directory removed at the end; a run
+/// that wants checkpoints and `--resume` uses `Trainer` (or `itune-gpu train`) with its own
+/// output directory. Why: instruction-tuning T5-family models as transformers + PEFT would.
 public func trainSeq2Seq(_ model: T5Model, examples: [Seq2SeqExample], options o: Seq2SeqTrainingOptions) throws -> [Float] {
     guard !examples.isEmpty else { throw TensorError.invalidArgument(op: "trainSeq2Seq", "no examples to train on") }
     guard o.steps > 0, o.batchSize > 0 else {
         throw TensorError.invalidArgument(op: "trainSeq2Seq", "steps \(o.steps) and batch size \(o.batchSize) must be positive")
     }
-    let parameters: [Tensor]
+    let trainable: [(String, Tensor)]
     if let lora = o.lora {
-        parameters = try model.addLoRA(lora, seed: o.seed)
+        try model.addLoRA(lora, seed: o.seed)
+        trainable = model.loraParameters
     } else {
         model.setTrainable(true)
-        parameters = model.parameters
+        trainable = model.namedParameters()
     }
-    let optimizer = try AdamW(parameters: parameters, config: AdamWConfig(learningRate: o.learningRate, weightDecay: o.weightDecay))
-    let schedule = LRSchedule(peak: o.learningRate, warmupSteps: o.warmupSteps, totalSteps: o.steps)
-    var order: [Int] = []
-    var rng = o.seed &+ 0x9E37_79B9_7F4A_7C15
-    var losses: [Float] = []
-    for step in 0..<o.steps {
-        var rows: [Seq2SeqExample] = []
-        while rows.count < min(o.batchSize, examples.count) {
-            if order.isEmpty {
-                order = Array(examples.indices)
-                for i in stride(from: order.count - 1, to: 0, by: -1) {  // Fisher–Yates, splitmix64
-                    rng = rng &+ 0x9E37_79B9_7F4A_7C15
-                    var z = rng
-                    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                    order.swapAt(i, Int((z ^ (z >> 31)) % UInt64(i + 1)))
-                }
-            }
-            rows.append(examples[order.removeLast()])
-        }
-        let batch = Seq2SeqBatch(rows, padID: Int32(model.config.padTokenID))
-        let ids = try Tensor(indices: batch.inputIDs, shape: [batch.batch, batch.inputLength], on: model.device)
-        let loss = try model.loss(inputIDs: ids, mask: batch.inputMask, labels: batch.labels, decoderLength: batch.targetLength)
-        try loss.backward()
-        _ = try clipGradients(optimizer.parameters, maxNorm: o.maxGradNorm)
-        try optimizer.update(learningRate: schedule.rate(at: step + 1))
-        optimizer.zeroGrad()
-        losses.append(try loss.item())
-    }
-    return losses
+    var t = TrainerOptions()
+    t.batchSize = o.batchSize
+    t.maxSteps = o.steps
+    t.optimizer = AdamWConfig(learningRate: o.learningRate, weightDecay: o.weightDecay)
+    t.warmupSteps = o.warmupSteps
+    t.maxGradNorm = o.maxGradNorm
+    t.seed = o.seed
+    t.padID = Int32(model.config.padTokenID)
+    let out = FileManager.default.temporaryDirectory.appendingPathComponent("itune-seq2seq-\(getpid())-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: out) }
+    let summary = try Trainer(model: model, trainable: trainable, options: t,
+                              train: examples.map { TrainingRow(input: $0.input, target: $0.target) }, outputDirectory: out).run()
+    return summary.history.map { Float($0.1) }
 }

@@ -6,11 +6,14 @@ import ITuneTensor
 
 /// One row of a training batch: token ids and Hugging Face-style labels (aligned with ids, −100
 /// where no loss is taken; the model shifts). `lengths` lists the examples packed into the row
-/// (empty: one example), so that attention stays inside each.
+/// (empty: one example), so that attention stays inside each. An encoder-decoder row has a
+/// `target`: `ids` is then the encoder's input and `target` the decoder's labels (every token
+/// scored, teacher forcing); `labels` is unused.
 public struct TrainingRow: Sendable, Codable, Equatable {
     public var ids: [Int32]
     public var labels: [Int32]
     public var lengths: [Int]
+    public var target: [Int32]?
 
     public init(ids: [Int32], labels: [Int32], lengths: [Int] = []) {
         self.ids = ids
@@ -18,8 +21,23 @@ public struct TrainingRow: Sendable, Codable, Equatable {
         self.lengths = lengths
     }
 
-    /// Tokens whose prediction is scored (labels after the first that are not −100).
-    public var scoredTokens: Int { labels.dropFirst().reduce(0) { $0 + ($1 == -100 ? 0 : 1) } }
+    /// An encoder-decoder row: `input` for the encoder, `target` for the decoder.
+    public init(input: [Int32], target: [Int32]) {
+        ids = input
+        labels = []
+        lengths = []
+        self.target = target
+    }
+
+    /// Tokens whose prediction is scored (labels after the first that are not −100; every
+    /// target token of an encoder-decoder row).
+    public var scoredTokens: Int {
+        if let target { return target.reduce(0) { $0 + ($1 == -100 ? 0 : 1) } }
+        return labels.dropFirst().reduce(0) { $0 + ($1 == -100 ? 0 : 1) }
+    }
+
+    /// Tokens the row feeds the model (both sides of an encoder-decoder row).
+    public var tokenCount: Int { ids.count + (target?.count ?? 0) }
 }
 
 /// How a run trains. Codable: it is saved with every checkpoint and read from `--config`.
@@ -105,7 +123,9 @@ public struct TrainingSummary: Sendable {
 /// alike on every rank. Rank 0 alone writes checkpoints, metrics and the loss curve, and
 /// reports events.
 public final class Trainer {
-    public let model: any CausalLM
+    /// A decoder-only model (`CausalLM`, rows of ids and labels) or an encoder-decoder
+    /// (`T5Model`, rows with a target).
+    public let model: any LoRAHost
     /// The tensors trained, each with the name it is checkpointed under.
     public let trainable: [(String, Tensor)]
     public let options: TrainerOptions
@@ -131,11 +151,19 @@ public final class Trainer {
     /// The epoch whose row order `epochOrder` holds (rebuilt once per epoch, not per micro-batch).
     private var epochOrder: (epoch: Int, order: [Int])?
 
-    public init(model: any CausalLM, trainable: [(String, Tensor)], options: TrainerOptions, train: [TrainingRow],
+    public init(model: any LoRAHost, trainable: [(String, Tensor)], options: TrainerOptions, train: [TrainingRow],
                 validation: [TrainingRow] = [], outputDirectory: URL,
                 communicator: any Communicator = SingleProcessCommunicator(),
                 bucketBytes: Int = GradientBuckets.defaultBucketBytes) throws {
         guard !train.isEmpty else { throw TrainError.invalid("no training rows") }
+        guard model is any CausalLM || model is T5Model else {
+            throw TrainError.invalid("the trainer trains decoder-only (CausalLM) or encoder-decoder (T5Model) models, not \(type(of: model))")
+        }
+        let encoderDecoder = model is T5Model
+        guard (train + validation).allSatisfy({ ($0.target != nil) == encoderDecoder }) else {
+            throw TrainError.invalid(encoderDecoder ? "an encoder-decoder model trains on rows with a target (TrainingRow(input:target:))"
+                                                    : "a decoder-only model trains on rows of ids and labels, not input → target rows")
+        }
         try options.validate()
         guard bucketBytes >= 4 else { throw TrainError.invalid("gradient bucket of \(bucketBytes) bytes: must hold at least one float") }
         self.communicator = communicator
@@ -259,7 +287,7 @@ public final class Trainer {
                         return weighted
                     }
                     losses.append(weighted)
-                    stepTokens += rows.reduce(0) { $0 + $1.ids.count }
+                    stepTokens += rows.reduce(0) { $0 + $1.tokenCount }
                 }
                 // Gradients summed over the ranks once per optimizer step (after the last
                 // micro-batch's backward, as DDP's no_sync accumulation does); the token count is
@@ -296,7 +324,7 @@ public final class Trainer {
                                began: began, onEvent: onEvent)
                 window = []
                 if validating, root {
-                    let v = try evaluate(model, sequences: validation.map { ($0.ids, $0.labels) }, batchSize: options.batchSize)
+                    let v = try validationResult()
                     guard v.meanLoss.isFinite else {
                         throw TrainError.diverged(step: step, what: "validation loss \(v.meanLoss)", lastCheckpoint: lastCheckpointPath())
                     }
@@ -333,8 +361,26 @@ public final class Trainer {
         return summary
     }
 
-    /// Mean cross-entropy of a padded micro-batch (pad id, label −100 on padding).
+    /// The validation rows' mean loss per scored token.
+    func validationResult() throws -> EvaluationResult {
+        if let t5 = model as? T5Model {
+            return try evaluate(t5, examples: validation.map { Seq2SeqExample(input: $0.ids, target: $0.target ?? [], source: Example.Source(file: "validation", task: "validation")) },
+                                batchSize: options.batchSize)
+        }
+        guard let lm = model as? any CausalLM else { fatalError("Trainer.init admits CausalLM and T5Model only") }
+        return try evaluate(lm, sequences: validation.map { ($0.ids, $0.labels) }, batchSize: options.batchSize)
+    }
+
+    /// Mean cross-entropy of a padded micro-batch (pad id, label −100 on padding); for an
+    /// encoder-decoder, of the targets, each side padded on its own (the model's pad id and an
+    /// attention mask on the input, −100 on the target).
     func batchLoss(_ rows: [TrainingRow]) throws -> Tensor {
+        if let t5 = model as? T5Model {
+            let batch = Seq2SeqBatch(inputs: rows.map(\.ids), targets: rows.map { $0.target ?? [] }, padID: Int32(t5.config.padTokenID))
+            let ids = try Tensor(indices: batch.inputIDs, shape: [batch.batch, batch.inputLength], on: t5.device)
+            return try t5.loss(inputIDs: ids, mask: batch.inputMask, labels: batch.labels, decoderLength: batch.targetLength)
+        }
+        guard let model = model as? any CausalLM else { fatalError("Trainer.init admits CausalLM and T5Model only") }
         let T = rows.map(\.ids.count).max()!
         var ids = [Int32](), labels = [Int32]()
         ids.reserveCapacity(rows.count * T)

@@ -138,4 +138,52 @@ final class Seq2SeqTrainingTests: XCTestCase {
         XCTAssertEqual(text, bundle.tokenizer.decode(tokens.map(Int.init), skipSpecialTokens: true))
         XCTAssertFalse(tokens.isEmpty)
     }
+
+    /// `itune-gpu train` on a T5 directory goes through `Trainer`: a run interrupted after its
+    /// step-4 checkpoint and resumed (in a fresh job, LoRA with dropout) gives the uninterrupted
+    /// run's losses, adapter and validation losses.
+    func testResumedRunContinuesTheUninterruptedCurve() throws {
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("t5-resume-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        let modelDir = tmp.appendingPathComponent("model")
+        try FileManager.default.createDirectory(at: modelDir, withIntermediateDirectories: true)
+        for (dir, file) in [("models/t5v11_gated_untied", "config.json"), ("models/t5v11_gated_untied", "model.safetensors"),
+                            ("tokenizers/t5_unigram", "tokenizer.json"), ("tokenizers/t5_unigram", "tokenizer_config.json")] {
+            try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent(dir).appendingPathComponent(file),
+                                             to: modelDir.appendingPathComponent(file))
+        }
+        let data = tmp.appendingPathComponent("train.jsonl")
+        let lines = (0..<24).map { #"{"instruction": "reverse", "input": "a b \#($0)", "output": "\#($0) b a"}"# }
+        try lines.joined(separator: "\n").write(to: data, atomically: true, encoding: .utf8)
+        func config(_ out: String) -> FineTuneConfig {
+            var c = FineTuneConfig(model: modelDir.path, data: [data.path])
+            c.output = tmp.appendingPathComponent(out).path
+            c.trainer.maxSteps = 8
+            c.trainer.batchSize = 4
+            c.trainer.evalEvery = 2
+            c.trainer.saveEvery = 4
+            c.trainer.optimizer.learningRate = 3e-3
+            c.validationSplit = 0.2
+            c.lora = LoRAConfig(rank: 4, alpha: 8, dropout: 0.1)
+            return c
+        }
+        let straight = try FineTuneJob(config: config("straight"), device: .cpu).run(log: { _ in })
+        _ = try FineTuneJob(config: config("resumed"), device: .cpu).run(log: { _ in })
+        try FileManager.default.removeItem(at: tmp.appendingPathComponent("resumed/checkpoints/step-8"))
+        var again = config("resumed")
+        again.resume = true
+        var events: [String] = []
+        let resumed = try FineTuneJob(config: again, device: .cpu).run(log: { _ in }) { if case let .info(s) = $0 { events.append(s) } }
+        XCTAssertTrue(events.contains("resumed from step 4 of 8"), "\(events)")
+        XCTAssertEqual(resumed.summary.history.map(\.0), Array(1...8))
+        for ((_, a), (_, b)) in zip(resumed.summary.history, straight.summary.history) { XCTAssertEqual(a, b, accuracy: 1e-6) }
+        XCTAssertLessThan(straight.summary.history.last!.1, straight.summary.history.first!.1, "the run learns")
+        XCTAssertEqual(try XCTUnwrap(resumed.summary.validationLoss), try XCTUnwrap(straight.summary.validationLoss), accuracy: 1e-6)
+        let a = try SafetensorsFile(url: straight.outputDirectory.appendingPathComponent("adapter_model.safetensors"))
+        let b = try SafetensorsFile(url: resumed.outputDirectory.appendingPathComponent("adapter_model.safetensors"))
+        XCTAssertEqual(a.names.sorted(), b.names.sorted())
+        for name in a.names { XCTAssertEqual(try a.floats(name), try b.floats(name), name) }
+        let metrics = try String(contentsOf: tmp.appendingPathComponent("resumed/metrics.jsonl"), encoding: .utf8)
+        XCTAssertEqual(metrics.split(separator: "\n").filter { $0.contains("\"validation\"") }.count, 4, "validation every 2 steps")
+    }
 }
