@@ -9,7 +9,9 @@ runs, for every row of itune-bench's JSON lines that has a peer:
   attention  torch.nn.functional.scaled_dot_product_attention (causal, GQA by repeat_interleave);
   step       transformers' LlamaForCausalLM in eager fp32 with torch.optim.AdamW, and PEFT's LoRA
              (r 8, alpha 16, q,k,v,o,gate,up,down) for `lora`, batch 4 x 256, random weights,
-             each configuration in a fresh process so that its peak RSS is its own;
+             each configuration in a fresh process so that its peak RSS is its own; for
+             `flan-t5-small`, T5ForConditionalGeneration of google/flan-t5-small's shape, batch
+             4 x (256 input, 64 target) tokens, PEFT LoRA on q,k,v,o,wi_0,wi_1,wo, task SEQ_2_SEQ_LM;
   tokenize   Hugging Face `tokenizers` (scripts/bench_tokenizer.py);
 on the CPU with all cores (torch.set_num_threads), and on a CUDA GPU when torch sees one.
 Writes <out>/peers.jsonl, <out>/bench.json (every row: ours, peer, ratio) and <out>/bench.md.
@@ -68,7 +70,57 @@ STEP_CONFIGS = {
 }
 
 
+# google/flan-t5-small's shape (T5 v1.1: gated-GELU, untied lm_head), random weights, no dropout.
+T5_STEP_CONFIGS = {
+    "flan-t5-small": dict(vocab_size=32128, d_model=512, d_kv=64, d_ff=1024, num_layers=8, num_decoder_layers=8,
+                          num_heads=6, feed_forward_proj="gated-gelu", tie_word_embeddings=False, dropout_rate=0.0,
+                          relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                          decoder_start_token_id=0, pad_token_id=0, eos_token_id=1),
+}
+
+
+def step_child_t5(config, mode, device, batch, inputs, targets, seconds, min_reps):
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+    torch.manual_seed(0)
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count())
+    fields = T5_STEP_CONFIGS[config]
+    model = T5ForConditionalGeneration(T5Config(**fields)).to(device).float()
+    model.config._attn_implementation = "eager"
+    if mode == "lora":
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="SEQ_2_SEQ_LM",
+                                                 target_modules=["q", "k", "v", "o", "wi_0", "wi_1", "wo"]))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    ids = torch.randint(0, fields["vocab_size"], (batch, inputs), device=device)
+    labels = torch.randint(0, fields["vocab_size"], (batch, targets), device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def step():
+        out = model(input_ids=ids, labels=labels)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    times = timed(step, seconds, min_reps, warmup=1, sync=sync)
+    med = statistics.median(times)
+    peak = torch.cuda.max_memory_allocated() / 1e6 if device == "cuda" else None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    print(json.dumps({"bench": "step", "name": mode, "label": config, "device": device, "rate": batch * (inputs + targets) / med,
+                      "unit": "tokens/s", "median_ms": med * 1e3, "reps": len(times), "max_rss_mb": rss,
+                      "peak_tensor_mb": peak, "trainable": sum(p.numel() for p in params),
+                      "driver": f"torch {torch.__version__} eager fp32, {torch.get_num_threads()} threads"}))
+
+
 def step_child(config, mode, device, batch, seq, seconds, min_reps):
+    if config in T5_STEP_CONFIGS:
+        inputs, targets = (int(x) for x in str(seq).split("x"))
+        return step_child_t5(config, mode, device, batch, inputs, targets, seconds, min_reps)
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
     torch.manual_seed(0)
@@ -170,7 +222,7 @@ def main():
     a = ap.parse_args()
     if a.step_child:
         c, m, d, b, s, sec = a.step_child
-        step_child(c, m, d, int(b), int(s), float(sec), 3)
+        step_child(c, m, d, int(b), s if "x" in s else int(s), float(sec), 3)
         return
 
     ours = []
@@ -212,9 +264,10 @@ def main():
         elif b == "step":
             key = (r["label"], r["name"], peer_dev)
             if key not in step_cache:
-                B, T = r["shape"]
+                # Decoder rows are [B, T]; encoder-decoder rows [B, input, target], passed as "IxT".
+                B, T = r["shape"][0], "x".join(str(x) for x in r["shape"][1:])
                 out = subprocess.run([sys.executable, __file__, "--ours", a.ours, "--step-child", r["label"], r["name"], peer_dev,
-                                      str(B), str(T), str(a.seconds)], capture_output=True, text=True)
+                                      str(B), T, str(a.seconds)], capture_output=True, text=True)
                 lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
                 if not lines:
                     print(f"peer step {key} failed:\n{out.stderr[-2000:]}", file=sys.stderr)

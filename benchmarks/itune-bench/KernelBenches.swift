@@ -134,7 +134,14 @@ struct StepBench: Benchmark {
         for device in options.devices {
             let label = try DeviceLabel(device)
             for cname in configs {
-                guard let config = Self.config(cname) else { throw BenchError.usage("unknown config '\(cname)' (tiny, smollm2-135m, qwen2.5-0.5b, llama-1b, llama-7b)") }
+                if cname == "flan-t5-small" {
+                    for mode in modes {
+                        guard mode == "full" || mode == "lora" else { throw BenchError.usage("unknown mode '\(mode)' (full, lora)") }
+                        try runT5(options, device: device, label: label, mode: mode, report)
+                    }
+                    continue
+                }
+                guard let config = Self.config(cname) else { throw BenchError.usage("unknown config '\(cname)' (tiny, smollm2-135m, qwen2.5-0.5b, llama-1b, llama-7b, flan-t5-small)") }
                 // Batch 4 × 256; the 0.5B model 2 × 256, as people tune it on small machines.
                 // The Llama shapes 1 × 512 (issue 17's memory figures).
                 let (B, T) = options.smoke ? (2, 32) : cname == "qwen2.5-0.5b" ? (2, 256) : cname.hasPrefix("llama-") ? (1, 512) : (4, 256)
