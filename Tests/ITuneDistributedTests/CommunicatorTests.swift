@@ -98,6 +98,8 @@ final class CommunicatorTests: XCTestCase {
         let hydra = LaunchEnvironment.detect(["PMI_SIZE": "2", "PMI_RANK": "1", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2"])
         XCTAssertEqual(hydra?.size, 2)
         XCTAssertEqual(hydra?.localRank, 1)
+        XCTAssertEqual(hydra?.prefersMPICH, true, "Hydra's ranks load MPICH's library first")
+        XCTAssertEqual(ompi?.prefersMPICH, false)
         let srun = LaunchEnvironment.detect(["SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1",
                                              "SLURM_STEP_TASKS_PER_NODE": "4(x2)", "SLURM_NTASKS": "8"])
         XCTAssertEqual(srun?.size, 8)

@@ -38,6 +38,8 @@ struct BenchOptions {
     var gradCheckpoint = false
     /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
     var ranks: Int? = nil
+    /// step --ranks: the gradient buckets' size in MB.
+    var bucketMB = 25.0
     /// softmax/attention: sequence lengths (nil = defaults).
     var lengths: [Int]? = nil
 
