@@ -75,17 +75,21 @@ public final class BucketedAllreduce {
     private var stepBegan = Date()
     private var backwardEnded: Date?
     private var secondsIn = 0.0
+    /// Buckets started before the latest `parameterReady` call of the backward.
+    private var startedBeforeLastReady = 0
 
     /// Of the last step: the seconds spent in this type's calls (packing, starting, waiting,
     /// unpacking), those after the backward ended (what the step pays for communication), those
-    /// waiting for the network, and the share of the gradient's elements whose allreduce had
-    /// started before the backward ended.
+    /// waiting for the network, and the share of the gradient's elements whose allreduce
+    /// started while the backward still had gradients to compute — before the last
+    /// `parameterReady` of the backward (the buckets that call starts overlap nothing).
     public private(set) var lastSeconds = 0.0
     public private(set) var lastExposedSeconds = 0.0
     public private(set) var lastWaitSeconds = 0.0
     public private(set) var lastOverlap = 0.0
-    /// The order of the last step's events, for tests: `.started(b)`, `.backwardEnded`, `.reduced(b)`.
-    public enum Event: Equatable, Sendable { case started(Int), backwardEnded, reduced(Int) }
+    /// The order of the last step's events, for tests: `.ready(i)` (a parameter made ready
+    /// during the backward), `.started(b)`, `.backwardEnded`, `.reduced(b)`.
+    public enum Event: Equatable, Sendable { case ready(Int), started(Int), backwardEnded, reduced(Int) }
     public private(set) var lastEvents: [Event] = []
     public var bytesPerRun: Int { plan.totalElements * 4 }
 
@@ -117,6 +121,7 @@ public final class BucketedAllreduce {
         stepBegan = Date()
         backwardEnded = nil
         secondsIn = 0
+        startedBeforeLastReady = 0
     }
 
     /// Parameter i's gradient is final for this step: packs it and starts every bucket, in
@@ -128,6 +133,10 @@ public final class BucketedAllreduce {
         let t = Date()
         defer { secondsIn += Date().timeIntervalSince(t) }
         packed[i] = true
+        if backwardEnded == nil {
+            startedBeforeLastReady = started.count
+            lastEvents.append(.ready(i))
+        }
         try pack(i, slice(i))
         for b in plan.buckets(of: i) { waitingOn[b] -= 1 }
         while started.count < plan.buckets.count, waitingOn[started.count] == 0 {
@@ -145,7 +154,7 @@ public final class BucketedAllreduce {
     public func startRemaining() throws {
         backwardEnded = Date()
         lastEvents.append(.backwardEnded)
-        let overlapped = started.indices.reduce(0) { $0 + plan.buckets[$1].count }
+        let overlapped = plan.buckets[0..<startedBeforeLastReady].reduce(0) { $0 + $1.count }
         lastOverlap = plan.totalElements > 0 ? Double(overlapped) / Double(plan.totalElements) : 0
         for i in plan.counts.indices.reversed() where !packed[i] { try parameterReady(i) }
     }
