@@ -53,9 +53,11 @@ public struct GradientBuckets: Equatable, Sendable {
 
 /// Sums gradients over the ranks bucket by bucket through a host buffer allocated once, as
 /// PyTorch DDP's reducer does: during the step's last backward the trainer says when each
-/// parameter's gradient is final (`parameterReady`); the gradient is packed into its slice of
-/// the flat buffer then, and a bucket's non-blocking allreduce starts as soon as every
-/// parameter in it is packed, so that communication overlaps the rest of the backward.
+/// parameter's gradient is final (`parameterReady`); as soon as every parameter in a bucket
+/// is, their gradients are packed into the flat buffer and the bucket's non-blocking allreduce
+/// starts, so that communication overlaps the rest of the backward. Packing a bucket at once
+/// (not each gradient as it becomes final) makes one device read — on OpenCL one wait for
+/// the queue — per bucket, not one per parameter.
 /// Buckets start strictly in order (0, 1, …) on every rank — MPI matches collectives by the
 /// order they are called — so a ready bucket waits for the ones before it.
 ///
@@ -64,8 +66,10 @@ public struct GradientBuckets: Equatable, Sendable {
 public final class BucketedAllreduce {
     public let plan: GradientBuckets
     private let flat: UnsafeMutableBufferPointer<Float>
-    /// For each bucket, how many of its parameters are not packed yet.
+    /// For each bucket, the parameters with elements in it, and how many are not ready yet.
+    private let members: [[Int]]
     private var waitingOn: [Int]
+    private var ready: [Bool]
     private var packed: [Bool]
     private var started: [PendingReduction] = []
     /// Buckets before this one are known to be reduced (by `test`).
@@ -99,6 +103,10 @@ public final class BucketedAllreduce {
         flat.initialize(repeating: 0)
         waitingOn = [Int](repeating: 0, count: plan.buckets.count)
         packed = [Bool](repeating: false, count: plan.counts.count)
+        ready = packed
+        var members = [[Int]](repeating: [], count: plan.buckets.count)
+        for i in plan.counts.indices.reversed() { for b in plan.buckets(of: i) { members[b].append(i) } }
+        self.members = members
     }
 
     deinit { flat.deallocate() }
@@ -108,13 +116,14 @@ public final class BucketedAllreduce {
     }
 
     /// Starts a step. `pack(i, destination)` fills parameter i's gradient (zeros when it has
-    /// none) into its slice of the flat buffer; it is called once per parameter, from
-    /// `parameterReady` or `startRemaining`.
+    /// none) into its slice of the flat buffer; it is called once per parameter of elements,
+    /// when the first bucket holding it starts.
     public func begin(_ communicator: any Communicator, pack: @escaping (Int, UnsafeMutableBufferPointer<Float>) throws -> Void) {
         self.communicator = communicator
         self.pack = pack
         for b in waitingOn.indices { waitingOn[b] = 0 }
-        for i in plan.counts.indices { packed[i] = false; for b in plan.buckets(of: i) { waitingOn[b] += 1 } }
+        for b in waitingOn.indices { waitingOn[b] = members[b].count }
+        for i in plan.counts.indices { packed[i] = false; ready[i] = false }
         started.removeAll(keepingCapacity: true)
         tested = 0
         lastEvents.removeAll(keepingCapacity: true)
@@ -124,23 +133,27 @@ public final class BucketedAllreduce {
         startedBeforeLastReady = 0
     }
 
-    /// Parameter i's gradient is final for this step: packs it and starts every bucket, in
-    /// order, that has become complete. Also lets MPI progress the buckets in flight.
+    /// Parameter i's gradient is final for this step: starts every bucket, in order, whose
+    /// parameters are all ready, packing them first. Also lets MPI progress the buckets in flight.
     public func parameterReady(_ i: Int) throws {
         guard let communicator, let pack else { throw DistributedError.invalid("BucketedAllreduce.parameterReady before begin") }
         guard plan.counts.indices.contains(i) else { throw DistributedError.invalid("parameter \(i) of \(plan.counts.count) made ready") }
-        guard !packed[i] else { return }
+        guard !ready[i] else { return }
         let t = Date()
         defer { secondsIn += Date().timeIntervalSince(t) }
-        packed[i] = true
+        ready[i] = true
         if backwardEnded == nil {
             startedBeforeLastReady = started.count
             lastEvents.append(.ready(i))
         }
-        try pack(i, slice(i))
         for b in plan.buckets(of: i) { waitingOn[b] -= 1 }
         while started.count < plan.buckets.count, waitingOn[started.count] == 0 {
             let b = started.count
+            // A parameter that spans buckets is packed whole with the first of them.
+            for j in members[b] where !packed[j] {
+                packed[j] = true
+                try pack(j, slice(j))
+            }
             lastEvents.append(.started(b))
             started.append(try communicator.startAllreduceSum(UnsafeMutableBufferPointer(rebasing: flat[plan.buckets[b]])))
         }
@@ -156,7 +169,7 @@ public final class BucketedAllreduce {
         lastEvents.append(.backwardEnded)
         let overlapped = plan.buckets[0..<startedBeforeLastReady].reduce(0) { $0 + $1.count }
         lastOverlap = plan.totalElements > 0 ? Double(overlapped) / Double(plan.totalElements) : 0
-        for i in plan.counts.indices.reversed() where !packed[i] { try parameterReady(i) }
+        for i in plan.counts.indices.reversed() where !ready[i] { try parameterReady(i) }
     }
 
     /// Waits for every bucket and hands each parameter's sum over the ranks to `unpack`, once
