@@ -54,7 +54,7 @@ def main():
     ap.add_argument("--configs", default="llama-1b,llama-7b")
     ap.add_argument("--bases", default="f32,bf16,int8,nf4")
     ap.add_argument("--checkpointing", default="off,on")
-    ap.add_argument("--seconds", type=float, default=0)
+    ap.add_argument("--seconds", type=float, default=0.01)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--no-peer", action="store_true")
     a = ap.parse_args()
