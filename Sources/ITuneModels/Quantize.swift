@@ -52,6 +52,8 @@ extension Linear {
         quantizedWeight = try values.withUnsafeBufferPointer {
             try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: s.format, doubleQuant: s.doubleQuant)
         }
+        // On an OpenCL device the blocks go up now, once; the products then upload nothing.
+        try quantizedWeight?.place(on: weight.device)
         let placeholder = try Tensor.zeros([0, cols], on: weight.device)
         placeholder.name = weight.name
         weight = placeholder

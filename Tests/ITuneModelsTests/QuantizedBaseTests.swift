@@ -3,7 +3,7 @@ import XCTest
 @testable import ITuneModels
 import ITuneTensor
 
-/// --quantize (CPU path and OpenCL panels): the quantised linear against f32 arithmetic on the
+/// --quantize (CPU path and OpenCL kernels): the quantised linear against f32 arithmetic on the
 /// dequantised weight, OpenCL against the CPU, and a tiny Llama's loss with an nf4/int8 base.
 final class QuantizedBaseTests: XCTestCase {
     func quantized(_ rows: Int, _ cols: Int, _ format: QuantFormat, seed: UInt64) throws -> BlockQuantizedMatrix {
@@ -13,8 +13,7 @@ final class QuantizedBaseTests: XCTestCase {
     }
 
     /// Forward and input gradient of the quantised linear equal x·Ŵᵀ and g·Ŵ with Ŵ the
-    /// dequantised matrix as an f32 tensor; on OpenCL with three panels (forward columns
-    /// concatenated, backward depth slices summed).
+    /// dequantised matrix as an f32 tensor, on every device.
     func testQuantizedLinearEqualsF32OfTheDequantisedWeightOnEveryDevice() throws {
         for device in testDevices() {
             for format in QuantFormat.allCases {
@@ -23,7 +22,7 @@ final class QuantizedBaseTests: XCTestCase {
                 let xValues = (0..<(2 * 3 * K)).map { Float(($0 * 37) % 101) / 50 - 1 }
                 let r = try Tensor((0..<(2 * 3 * N)).map { Float(($0 * 13) % 29) / 14 - 1 }, shape: [2, 3, N], on: device)
                 let x = try Tensor(xValues, shape: [2, 3, K], on: device, requiresGrad: true)
-                let y = try x.linear(quantized: q, panelFloats: 30 * K)
+                let y = try x.linear(quantized: q)
                 try (y * r).sum().backward()
                 let xRef = try Tensor(xValues, shape: [2, 3, K], on: device, requiresGrad: true)
                 let yRef = try xRef.linear(Tensor(q.dequantized(), shape: [N, K], on: device))
