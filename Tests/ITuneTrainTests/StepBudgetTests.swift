@@ -77,6 +77,11 @@ final class StepBudgetTests: XCTestCase {
             }
             XCTAssertGreaterThan(c.totalLaunches, 0, file: file, line: line)
         }
+        if let quantize {
+            // The products read the blocks on the device (the own kernels' _quant entry points).
+            XCTAssertTrue(perStep.allSatisfy { $0.launches.keys.contains { $0.hasSuffix("_quant") } },
+                          "\(quantize): \(perStep.map(\.launches))", file: file, line: line)
+        }
         // Every step launches the same kernels the same number of times.
         XCTAssertEqual(Set(perStep.map(\.launches)).count, 1, "\(perStep.map(\.launches))", file: file, line: line)
     }
