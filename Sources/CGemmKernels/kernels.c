@@ -277,6 +277,22 @@ itune_gemv16_block(const int format, const int M, const int R, long k0, long k1,
         for (int r = 0; r < R; r++) acc[i][r] = _mm256_setzero_ps();
     }
     long k = k0, vend = k0 + ((k1 - k0) & ~7L);
+    // A cache line (32 values) of each row at a time, while the same line of the next group's
+    // rows is fetched: a group's rows are short streams (K = 896: 28 lines), too short for the
+    // hardware prefetchers to learn before they end. (A prefetch past the end never faults.)
+    for (; k + 32 <= vend; k += 32) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(b + (R + r) * ldb + k), _MM_HINT_T0);
+#pragma clang loop unroll(full)
+        for (int s = 0; s < 32; s += 8) {
+#pragma clang loop unroll(full)
+            for (int r = 0; r < R; r++) {
+                __m256 bv = itune_load8_w16(format, b + r * ldb + k + s);
+#pragma clang loop unroll(full)
+                for (int i = 0; i < M; i++) acc[i][r] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k + s), bv, acc[i][r]);
+            }
+        }
+    }
     for (; k < vend; k += 8) {
 #pragma clang loop unroll(full)
         for (int r = 0; r < R; r++) {
