@@ -36,8 +36,11 @@ struct BenchOptions {
     var baseDTypes: [String]? = nil
     /// step: each case also with --grad-checkpoint.
     var gradCheckpoint = false
+    var gradCheckpointOnly = false
     /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
     var ranks: Int? = nil
+    /// step --ranks: the gradient buckets' size in MB.
+    var bucketMB = 25.0
     /// softmax/attention: sequence lengths (nil = defaults).
     var lengths: [Int]? = nil
 
