@@ -37,7 +37,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Wrap the prompt as an instruction in this template (alpaca, alpaca-ja, llm-jp, chatml, llama3, plain; 'model': the model's own chat_template).")
     var template: String?
 
-    @Option(help: "Storage of the projection and embedding matrices: f32, bf16 or f16 (default: on the CPU the checkpoint's dtype, so a bf16 checkpoint is read as bf16; on OpenCL f32).")
+    @Option(help: "Storage of the projection and embedding matrices: f32, bf16 or f16 (default: the checkpoint's dtype, so that a bf16 checkpoint is read as bf16).")
     var baseDtype: BaseDType?
 
     @OptionGroup var deviceOptions: DeviceOptions
@@ -52,7 +52,7 @@ struct GenerateCommand: ParsableCommand {
         let device = try deviceOptions.resolve(verbose: false)
         if Seq2SeqBundle.holdsModel(URL(fileURLWithPath: model)) { return try runSeq2Seq(device) }
         let dir = URL(fileURLWithPath: model)
-        let matrices = try baseDtype?.dtype ?? ModelBundle.inferenceMatrices(dir, on: device)
+        let matrices = try baseDtype?.dtype ?? ModelBundle.inferenceMatrices(dir)
         let bundle = try ModelBundle(directory: dir, on: device, matrices: matrices)
         if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
         var stops = stop

@@ -13,13 +13,14 @@ final class HalfWeightGenerationTests: XCTestCase {
     let config = ModelConfig(architecture: .qwen2, vocabSize: 301, hiddenSize: 72, intermediateSize: 100, numLayers: 2,
                              numHeads: 6, numKVHeads: 2, maxPositions: 128, tieWordEmbeddings: true, qkvBias: true)
 
-    func models(_ format: DType) throws -> (half: any CausalLM, full: any CausalLM) {
+    func models(_ format: DType, halfOn device: Device = .cpu) throws -> (half: any CausalLM, full: any CausalLM) {
         let half = storingMatrices(as: format, randomWeights(seed: 3, std: 0.2, on: .cpu))
         let full: WeightSource = { name, shape, role in
             let t = try half(name, shape, role)
             return t.dtype == .f32 ? t : try noGrad { try t.converted(to: .f32) }
         }
-        return (try makeModel(config, on: .cpu, from: half), try makeModel(config, on: .cpu, from: full))
+        let halfOnDevice: WeightSource = { name, shape, role in try half(name, shape, role).to(device) }
+        return (try makeModel(config, on: device, from: halfOnDevice), try makeModel(config, on: .cpu, from: full))
     }
 
     func testGreedyTokensWith16BitMatricesEqualThoseOfTheF32OfTheSameValues() throws {
@@ -45,5 +46,16 @@ final class HalfWeightGenerationTests: XCTestCase {
                 XCTAssertLessThan(worstRelativeError(y16, y32), 1e-5, "\(format) logits T \(T)")
             }
         }
+    }
+
+    func testOpenCLGreedyTokensWith16BitMatricesEqualTheCPUsWithF32() throws {
+        // OpenCL reads the 16-bit matrices in its own GEMM kernels (the thin-output one for
+        // decoding); the CPU path with f32 matrices of the same values is the reference.
+        guard let cl = testDevices().first(where: { $0 != .cpu }) else { throw XCTSkip("no OpenCL device") }
+        let (half, full) = try models(.bf16, halfOn: cl)
+        let prompt: [Int32] = [5, 77, 300, 12, 0, 41]
+        let options = GenerationOptions(maxNewTokens: 24)
+        XCTAssertEqual(try half.generate(prompt: prompt, options: options).tokens,
+                       try full.generate(prompt: prompt, options: options).tokens, "bf16 on \(cl) vs f32 on the CPU")
     }
 }

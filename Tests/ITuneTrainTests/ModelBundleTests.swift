@@ -35,15 +35,14 @@ final class ModelBundleTests: XCTestCase {
         XCTAssertEqual(got, want)
     }
 
-    func testInferenceKeepsTheCheckpointsDTypeOnTheCPU() throws {
-        // A bf16 checkpoint stays bf16 for generation on the CPU (f32 on OpenCL); an f32 one stays f32.
+    func testInferenceKeepsTheCheckpointsDType() throws {
+        // A bf16 checkpoint stays bf16 for generation, an f16 one f16, an f32 one f32.
         let models = Self.fixtures.appendingPathComponent("models")
         let bf16 = models.appendingPathComponent("llama_tied_headdim20_llama3rope")
-        XCTAssertEqual(try ModelBundle.inferenceMatrices(bf16, on: .cpu), .bf16)
-        XCTAssertEqual(try ModelBundle.inferenceMatrices(models.appendingPathComponent("qwen2_qkv_bias"), on: .cpu), .f16)
-        XCTAssertEqual(try ModelBundle.inferenceMatrices(models.appendingPathComponent("llama_gqa_untied"), on: .cpu), .f32)
-        XCTAssertEqual(try ModelBundle.inferenceMatrices(bf16, on: .opencl(platform: 0, device: 0)), .f32)
-        let model = try loadPretrained(bf16, on: .cpu, matrices: try ModelBundle.inferenceMatrices(bf16, on: .cpu))
+        XCTAssertEqual(try ModelBundle.inferenceMatrices(bf16), .bf16)
+        XCTAssertEqual(try ModelBundle.inferenceMatrices(models.appendingPathComponent("qwen2_qkv_bias")), .f16)
+        XCTAssertEqual(try ModelBundle.inferenceMatrices(models.appendingPathComponent("llama_gqa_untied")), .f32)
+        let model = try loadPretrained(bf16, on: .cpu, matrices: try ModelBundle.inferenceMatrices(bf16))
         XCTAssertEqual(model.outputEmbedding.dtype, .bf16, "the tied head reads the bf16 embedding table")
     }
 
