@@ -74,9 +74,12 @@ struct StepOptions: BenchOptionGroup {
     var gradCheckpoint = false
     @Flag(help: "step: run each case with gradient checkpointing only (one process per case, for its own peak RSS).")
     var gradCheckpointOnly = false
+    @Option(help: "step: untimed runs before the timed ones (0 times the first step too: for shapes where a step takes minutes).")
+    var warmup = 1
 
     func validate() throws {
         guard logEvery >= 1, logEvery <= 100_000 else { throw ValidationError("--log-every must be in [1, 100000], not \(logEvery)") }
+        guard warmup >= 0, warmup <= 100 else { throw ValidationError("--warmup must be in [0, 100], not \(warmup)") }
         if let bucketMb { guard bucketMb.isFinite, bucketMb * 1_048_576 >= 4, bucketMb <= 1024 else { throw ValidationError("--bucket-mb must be in [4 bytes, 1024 MB], not \(bucketMb)") } }
     }
 
@@ -89,6 +92,7 @@ struct StepOptions: BenchOptionGroup {
         o.profile = profile
         o.gradCheckpoint = gradCheckpoint
         o.gradCheckpointOnly = gradCheckpointOnly
+        o.warmup = warmup
         if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }
     }
 }
