@@ -41,6 +41,7 @@ unsigned itune_cpu_features(void) {
     int zmm = ymm && (xcr0 & 0xe0) == 0xe0;   // opmask, ZMM_Hi256, Hi16_ZMM
     if (!ymm) return 0;
     if (fma) f |= ITUNE_CPU_X86_FMA;
+    if ((c >> 29) & 1) f |= ITUNE_CPU_X86_F16C;
     if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
         if ((b >> 5) & 1) f |= ITUNE_CPU_X86_AVX2;
         if (zmm && ((b >> 16) & 1)) f |= ITUNE_CPU_X86_AVX512F;
@@ -231,6 +232,197 @@ AVX2 void itune_axpy4_avx2(float *acc, long n, const float *b0, const float *b1,
     for (; j < n; j++) acc[j] += x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j];
 }
 
+
+// MARK: 16-bit weights (AVX2 + FMA + F16C)
+
+// bf16 is the high half of an f32: widened and shifted. f16 goes through F16C's vcvtph2ps.
+// The callers check the features: bf16 needs AVX2 + FMA, f16 also F16C.
+#define AVX2W16 __attribute__((target("avx2,fma,f16c")))
+
+AVX2W16 static inline __m256 itune_load8_w16(int format, const unsigned short *p) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (format == ITUNE_W16_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+/// The first n < 8 values at p, zero-padded to 8, as f32.
+AVX2W16 static inline __m256 itune_load_partial_w16(int format, const unsigned short *p, long n) {
+    unsigned short t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    memcpy(t, p, (size_t)n * sizeof t[0]);
+    return itune_load8_w16(format, t);
+}
+
+AVX2W16 static inline float itune_w16_scalar(int format, unsigned short h) {
+    if (format == ITUNE_W16_BF16) {
+        unsigned bits = (unsigned)h << 16;
+        float f;
+        memcpy(&f, &bits, sizeof f);
+        return f;
+    }
+    return _cvtsh_ss(h);
+}
+
+/// One block of R rows of B (R outputs j..j+R) times M rows of A over k in [k0, k1): R·M
+/// accumulators, each converted vector of B used by all M rows. `tail` (M × 8, zero-padded) holds
+/// A's columns K & ~7 ..< K when k1 == K and K is not a multiple of 8. `first`: the first K block,
+/// which applies beta; later blocks add to c.
+AVX2W16 static inline __attribute__((always_inline)) void
+itune_gemv16_block(const int format, const int M, const int R, long k0, long k1, const float *a, long lda,
+                   const float *tail, const unsigned short *b, long ldb, float *c, long ldc,
+                   float alpha, float beta, int first) {
+    __m256 acc[8][8];
+#pragma clang loop unroll(full)
+    for (int i = 0; i < M; i++) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) acc[i][r] = _mm256_setzero_ps();
+    }
+    long k = k0, vend = k0 + ((k1 - k0) & ~7L);
+    // A cache line (32 values) of each row at a time, while the same line of the next group's
+    // rows is fetched: a group's rows are short streams (K = 896: 28 lines), too short for the
+    // hardware prefetchers to learn before they end. (A prefetch past the end never faults.)
+    for (; k + 32 <= vend; k += 32) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(b + (R + r) * ldb + k), _MM_HINT_T0);
+#pragma clang loop unroll(full)
+        for (int s = 0; s < 32; s += 8) {
+#pragma clang loop unroll(full)
+            for (int r = 0; r < R; r++) {
+                __m256 bv = itune_load8_w16(format, b + r * ldb + k + s);
+#pragma clang loop unroll(full)
+                for (int i = 0; i < M; i++) acc[i][r] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k + s), bv, acc[i][r]);
+            }
+        }
+    }
+    for (; k < vend; k += 8) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+            __m256 bv = itune_load8_w16(format, b + r * ldb + k);
+#pragma clang loop unroll(full)
+            for (int i = 0; i < M; i++) acc[i][r] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k), bv, acc[i][r]);
+        }
+    }
+    if (k < k1) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+            __m256 bv = itune_load_partial_w16(format, b + r * ldb + k, k1 - k);
+#pragma clang loop unroll(full)
+            for (int i = 0; i < M; i++) acc[i][r] = _mm256_fmadd_ps(_mm256_loadu_ps(tail + i * 8), bv, acc[i][r]);
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int i = 0; i < M; i++) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+            float s = alpha * itune_hsum8(acc[i][r]);
+            float *cp = c + i * ldc + r;
+            if (!first) *cp += s;
+            else if (beta == 0) *cp = s;
+            else *cp = s + beta * *cp;
+        }
+    }
+}
+
+typedef void (*itune_gemv16_fn)(long n, long K, long kc, const float *a, long lda, const float *tail,
+                                const unsigned short *b, long ldb, float *c, long ldc, float alpha, float beta);
+
+// One function per (format, M) with its R (rows of B per block) as constants, so that the
+// accumulators are registers: R·M ≤ 12 of the 16 ymm registers (M = 1: 8 rows of B in flight,
+// 8 independent FMA chains to cover the FMA latency on two pipes).
+#define ITUNE_GEMV16(FMT, NAME, MM, RR)                                                                        \
+    AVX2W16 static void itune_gemv16_##NAME##_##MM(long n, long K, long kc, const float *a, long lda,          \
+                                                   const float *tail, const unsigned short *b, long ldb,       \
+                                                   float *c, long ldc, float alpha, float beta) {              \
+        for (long k0 = 0; k0 < K; k0 += kc) {                                                                  \
+            long k1 = k0 + kc < K ? k0 + kc : K;                                                               \
+            long j = 0;                                                                                        \
+            for (; j + RR <= n; j += RR)                                                                       \
+                itune_gemv16_block(FMT, MM, RR, k0, k1, a, lda, tail, b + j * ldb, ldb, c + j, ldc, alpha,     \
+                                   beta, k0 == 0);                                                             \
+            for (; j < n; j++)                                                                                 \
+                itune_gemv16_block(FMT, MM, 1, k0, k1, a, lda, tail, b + j * ldb, ldb, c + j, ldc, alpha,      \
+                                   beta, k0 == 0);                                                             \
+        }                                                                                                      \
+    }
+#define ITUNE_GEMV16_ALL(FMT, NAME)                                                                            \
+    ITUNE_GEMV16(FMT, NAME, 1, 8) ITUNE_GEMV16(FMT, NAME, 2, 6) ITUNE_GEMV16(FMT, NAME, 3, 4)                  \
+    ITUNE_GEMV16(FMT, NAME, 4, 3) ITUNE_GEMV16(FMT, NAME, 5, 2) ITUNE_GEMV16(FMT, NAME, 6, 2)                  \
+    ITUNE_GEMV16(FMT, NAME, 7, 1) ITUNE_GEMV16(FMT, NAME, 8, 1)
+ITUNE_GEMV16_ALL(ITUNE_W16_BF16, bf16)
+ITUNE_GEMV16_ALL(ITUNE_W16_F16, f16)
+
+static const itune_gemv16_fn itune_gemv16_table[2][8] = {
+    {itune_gemv16_bf16_1, itune_gemv16_bf16_2, itune_gemv16_bf16_3, itune_gemv16_bf16_4,
+     itune_gemv16_bf16_5, itune_gemv16_bf16_6, itune_gemv16_bf16_7, itune_gemv16_bf16_8},
+    {itune_gemv16_f16_1, itune_gemv16_f16_2, itune_gemv16_f16_3, itune_gemv16_f16_4,
+     itune_gemv16_f16_5, itune_gemv16_f16_6, itune_gemv16_f16_7, itune_gemv16_f16_8},
+};
+
+void itune_gemv16_avx2(int format, long m, long n, long k, float alpha, const float *a, long lda,
+                       const unsigned short *b, long ldb, float beta, float *c, long ldc) {
+    if (m < 1 || m > 8 || n < 1 || (format != ITUNE_W16_BF16 && format != ITUNE_W16_F16)) return;
+    // A's tail columns, zero-padded to a vector: B's tail is padded with zeros as it is loaded.
+    float tail[8 * 8];
+    long k8 = k & ~7L, rem = k - k8;
+    for (long i = 0; i < m; i++) {
+        for (long t = 0; t < 8; t++) tail[i * 8 + t] = t < rem ? a[i * lda + k8 + t] : 0.0f;
+    }
+    // K blocks that keep the m rows of A (m · kc floats) within 24 KiB of L1 while B streams.
+    long kc = (24576 / (4 * m)) & ~7L;
+    if (k <= 0) kc = 1;
+    itune_gemv16_table[format][m - 1](n, k, kc, a, lda, tail, b, ldb, c, ldc, alpha, beta);
+}
+
+AVX2W16 void itune_w16_to_f32_avx2(int format, const unsigned short *src, long n, float *dst) {
+    long i = 0;
+    if (format == ITUNE_W16_BF16) {
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, itune_load8_w16(ITUNE_W16_BF16, src + i));
+    } else {
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, itune_load8_w16(ITUNE_W16_F16, src + i));
+    }
+    for (; i < n; i++) dst[i] = itune_w16_scalar(format, src[i]);
+}
+
+AVX2W16 static inline void itune_transpose8_store(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5,
+                                                   __m256 r6, __m256 r7, float *dst, long ldd) {
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)), s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)), s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+
+AVX2W16 static inline __attribute__((always_inline)) void
+itune_pack_w16_rows8(const int format, const unsigned short *src, long lds, long kc, float *dst, long ldd) {
+    long k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        const unsigned short *p = src + k;
+        itune_transpose8_store(itune_load8_w16(format, p), itune_load8_w16(format, p + lds),
+                               itune_load8_w16(format, p + 2 * lds), itune_load8_w16(format, p + 3 * lds),
+                               itune_load8_w16(format, p + 4 * lds), itune_load8_w16(format, p + 5 * lds),
+                               itune_load8_w16(format, p + 6 * lds), itune_load8_w16(format, p + 7 * lds),
+                               dst + k * ldd, ldd);
+    }
+    for (; k < kc; k++) {
+        for (int r = 0; r < 8; r++) dst[k * ldd + r] = itune_w16_scalar(format, src[r * lds + k]);
+    }
+}
+
+AVX2W16 void itune_pack_w16_rows8_avx2(int format, const unsigned short *src, long lds, long kc, float *dst, long ldd) {
+    if (format == ITUNE_W16_BF16) itune_pack_w16_rows8(ITUNE_W16_BF16, src, lds, kc, dst, ldd);
+    else itune_pack_w16_rows8(ITUNE_W16_F16, src, lds, kc, dst, ldd);
+}
+
 // MARK: AVX-512
 
 #define AVX512 __attribute__((target("avx512f")))
@@ -300,5 +492,16 @@ void itune_dot_rows4_avx2(const float *x, const float *b, long ldb, long count, 
 void itune_axpy4_avx2(float *acc, long n, const float *b0, const float *b1, const float *b2,
                       const float *b3, float x0, float x1, float x2, float x3) {
     (void)acc; (void)n; (void)b0; (void)b1; (void)b2; (void)b3; (void)x0; (void)x1; (void)x2; (void)x3;
+}
+void itune_gemv16_avx2(int format, long m, long n, long k, float alpha, const float *a, long lda,
+                       const unsigned short *b, long ldb, float beta, float *c, long ldc) {
+    (void)format; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)b; (void)ldb; (void)beta;
+    (void)c; (void)ldc;
+}
+void itune_w16_to_f32_avx2(int format, const unsigned short *src, long n, float *dst) {
+    (void)format; (void)src; (void)n; (void)dst;
+}
+void itune_pack_w16_rows8_avx2(int format, const unsigned short *src, long lds, long kc, float *dst, long ldd) {
+    (void)format; (void)src; (void)lds; (void)kc; (void)dst; (void)ldd;
 }
 #endif

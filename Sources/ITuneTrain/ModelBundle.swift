@@ -21,6 +21,14 @@ public struct ModelBundle {
         tokenizer = try Tokenizer(directory: directory)
     }
 
+    /// The storage of the matrices for inference (generation) when none is asked for: the
+    /// checkpoint's own dtype, so that a bf16 or f16 checkpoint stays 16-bit (each new token
+    /// reads every weight once: half the bytes, and the exact values of the file). The CPU's
+    /// GEMV and the OpenCL GEMM kernels read 16-bit weights as stored.
+    public static func inferenceMatrices(_ directory: URL) throws -> DType {
+        try Checkpoint(directory: directory).matrixDType()
+    }
+
     /// Token ids that end generation: the model's eos ids and the tokenizer's eos token.
     public var stopTokens: Set<Int32> {
         var s = Set(model.config.eosTokenIDs.map(Int32.init))

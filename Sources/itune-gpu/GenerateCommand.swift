@@ -37,6 +37,9 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Wrap the prompt as an instruction in this template (alpaca, alpaca-ja, llm-jp, chatml, llama3, plain; 'model': the model's own chat_template).")
     var template: String?
 
+    @Option(help: "Storage of the projection and embedding matrices: f32, bf16 or f16 (default: the checkpoint's dtype, so that a bf16 checkpoint is read as bf16).")
+    var baseDtype: BaseDType?
+
     @OptionGroup var deviceOptions: DeviceOptions
 
     var options: GenerationOptions {
@@ -48,7 +51,9 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let device = try deviceOptions.resolve(verbose: false)
         if Seq2SeqBundle.holdsModel(URL(fileURLWithPath: model)) { return try runSeq2Seq(device) }
-        let bundle = try ModelBundle(directory: URL(fileURLWithPath: model), on: device)
+        let dir = URL(fileURLWithPath: model)
+        let matrices = try baseDtype?.dtype ?? ModelBundle.inferenceMatrices(dir)
+        let bundle = try ModelBundle(directory: dir, on: device, matrices: matrices)
         if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
         var stops = stop
         var prompt = self.prompt
@@ -68,8 +73,9 @@ struct GenerateCommand: ParsableCommand {
         }
         print()
         let rate = result.decodeSeconds > 0 ? Double(max(result.tokens.count - 1, 0)) / result.decodeSeconds : 0
-        fputs(String(format: "[%d tokens, stop: %@, prefill %.0f ms, %.1f tokens/s, device %@]\n",
-                     result.tokens.count, result.stopReason.rawValue, result.prefillSeconds * 1000, rate, "\(device)"), stderr)
+        fputs(String(format: "[%d tokens, stop: %@, prefill %.0f ms, %.1f tokens/s, device %@, matrices %@]\n",
+                     result.tokens.count, result.stopReason.rawValue, result.prefillSeconds * 1000, rate, "\(device)",
+                     matrices.rawValue), stderr)
     }
 
     /// T5-family models: the prompt is the encoder's input; greedy decoding only so far.
@@ -82,3 +88,5 @@ struct GenerateCommand: ParsableCommand {
         fputs("[\(tokens.count) tokens, encoder-decoder, device \(device)]\n", stderr)
     }
 }
+
+extension BaseDType: ExpressibleByArgument {}

@@ -35,6 +35,17 @@ final class ModelBundleTests: XCTestCase {
         XCTAssertEqual(got, want)
     }
 
+    func testInferenceKeepsTheCheckpointsDType() throws {
+        // A bf16 checkpoint stays bf16 for generation, an f16 one f16, an f32 one f32.
+        let models = Self.fixtures.appendingPathComponent("models")
+        let bf16 = models.appendingPathComponent("llama_tied_headdim20_llama3rope")
+        XCTAssertEqual(try ModelBundle.inferenceMatrices(bf16), .bf16)
+        XCTAssertEqual(try ModelBundle.inferenceMatrices(models.appendingPathComponent("qwen2_qkv_bias")), .f16)
+        XCTAssertEqual(try ModelBundle.inferenceMatrices(models.appendingPathComponent("llama_gqa_untied")), .f32)
+        let model = try loadPretrained(bf16, on: .cpu, matrices: try ModelBundle.inferenceMatrices(bf16))
+        XCTAssertEqual(model.outputEmbedding.dtype, .bf16, "the tied head reads the bf16 embedding table")
+    }
+
     func testGenerateStreamsTheSameTextItReturnsAndHonoursStopStrings() throws {
         let (dir, _) = try makeModelDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

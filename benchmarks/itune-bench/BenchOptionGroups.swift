@@ -60,7 +60,7 @@ struct StepOptions: BenchOptionGroup {
     var configs: String?
     @Option(help: "step: modes, comma-separated (full, lora).")
     var modes: String?
-    @Option(help: "step: storage of the frozen base in LoRA rows, comma-separated (f32, bf16, f16, nf4, int8; default f32). Full rows are f32.")
+    @Option(help: "step: storage of the frozen base in LoRA rows, comma-separated (f32, bf16, f16, nf4, int8; default f32). Full rows are f32. generate: storage of the matrices, comma-separated (f32, bf16, f16; default bf16).")
     var baseDtype: String?
     @Option(help: "step: data-parallel scaling on the CPU path: 1 rank of 1 thread, N ranks of 1 thread (mpirun) and 1 process of N threads, with the allreduce time per step.")
     var ranks: Int?

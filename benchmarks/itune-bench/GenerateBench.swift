@@ -4,11 +4,13 @@ import ITune
 /// `itune-bench generate`: greedy generation with the KV cache from a random-weight model of a
 /// reference shape (default qwen2.5-0.5b; `--configs`), a 16-token prompt and 64 new tokens.
 /// Decode tokens/s, and on the CPU the bound memory bandwidth puts on it: each new token reads
-/// every weight that takes part in a matmul once (the tied embedding as the head), so f32
-/// weights cap decode at read bandwidth / (4 bytes × those weights).
+/// every weight that takes part in a matmul once (the tied embedding as the head), so decode is
+/// capped at read bandwidth / (bytes per weight × those weights). The matrices are stored as
+/// `--base-dtype` says (default bf16, as the reference checkpoints store them and as
+/// `itune-gpu generate` keeps them on the CPU; `--base-dtype f32,bf16` for both side by side).
 struct GenerateBench: Benchmark {
     let name = "generate"
-    let summary = "greedy generation tokens/s (16-token prompt, 64 new tokens, KV cache), qwen2.5-0.5b; CPU: the memory-bandwidth bound"
+    let summary = "greedy generation tokens/s (16-token prompt, 64 new tokens, KV cache), qwen2.5-0.5b, bf16 matrices (--base-dtype); CPU: the memory-bandwidth bound"
 
     func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
         let configs = options.configs ?? (options.smoke ? ["smoke"] : ["qwen2.5-0.5b"])
@@ -19,38 +21,44 @@ struct GenerateBench: Benchmark {
                 guard let config = StepBench.config(cname) else {
                     throw BenchError.usage("unknown config '\(cname)' (tiny, smollm2-135m, qwen2.5-0.5b)")
                 }
-                let backend = try device.backend()
-                backend.releaseCachedBuffers()
-                let model = try LlamaModel(config, seed: 1, on: device)
-                var g = SplitMix64(seed: 5)
-                let prompt = (0..<promptLength).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
-                let generation = GenerationOptions(maxNewTokens: newTokens)
-                var last: GenerationResult?
-                let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
-                    last = try model.generate(prompt: prompt, options: generation)
+                for dtypeName in options.baseDTypes ?? ["bf16"] {
+                    guard let dtype = DType(rawValue: dtypeName), dtype == .f32 || dtype.isHalfFloat else {
+                        throw BenchError.usage("generate: unknown --base-dtype '\(dtypeName)' (f32, bf16, f16)")
+                    }
+                    let backend = try device.backend()
+                    backend.releaseCachedBuffers()
+                    let model = try LlamaModel(config, on: device, from: storingMatrices(as: dtype, randomWeights(seed: 1, on: device)))
+                    var g = SplitMix64(seed: 5)
+                    let prompt = (0..<promptLength).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
+                    let generation = GenerationOptions(maxNewTokens: newTokens)
+                    var last: GenerationResult?
+                    let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
+                        last = try model.generate(prompt: prompt, options: generation)
+                    }
+                    guard let result = last else { continue }
+                    // Weights read per decoded token: every projection and the head.
+                    let projections = model.projections()
+                    let matmulWeights = projections.reduce(0) { $0 + $1.inFeatures * $1.outFeatures } + config.vocabSize * config.hiddenSize
+                    let decoded = max(result.tokens.count - 1, 1)  // the first comes from the prefill
+                    var extra: [String: Any] = [
+                        "config": cname, "prompt_tokens": promptLength, "new_tokens": result.tokens.count,
+                        "prefill_ms": result.prefillSeconds * 1e3, "decode_tokens_per_s": Double(decoded) / result.decodeSeconds,
+                        "matmul_weights": matmulWeights, "weight_bytes_per_token": matmulWeights * dtype.byteSize,
+                        "weights_dtype": dtypeName,
+                    ]
+                    if device == .cpu {
+                        let peak = MachinePeak.ofThisMachine(smoke: options.smoke)
+                        let bound = peak.readGBs * 1e9 / Double(matmulWeights * dtype.byteSize)
+                        extra["bandwidth_bound_tokens_per_s"] = bound
+                        extra["read_gbs"] = peak.readGBs
+                        extra["fraction_of_bound"] = Double(decoded) / result.decodeSeconds / bound
+                    }
+                    // The rate columns: generated tokens over the whole call (prefill included).
+                    report(BenchResult(bench: name, name: "greedy \(dtypeName)", label: cname, device: label, shape: [promptLength, newTokens],
+                                       flops: Double(result.tokens.count), timing: timing, unit: "tokens/s", unitScale: 1,
+                                       extra: extra))
+                    backend.releaseCachedBuffers()
                 }
-                guard let result = last else { continue }
-                // Weights read per decoded token: every projection and the head.
-                let projections = model.projections()
-                let matmulWeights = projections.reduce(0) { $0 + $1.inFeatures * $1.outFeatures } + config.vocabSize * config.hiddenSize
-                let decoded = max(result.tokens.count - 1, 1)  // the first comes from the prefill
-                var extra: [String: Any] = [
-                    "config": cname, "prompt_tokens": promptLength, "new_tokens": result.tokens.count,
-                    "prefill_ms": result.prefillSeconds * 1e3, "decode_tokens_per_s": Double(decoded) / result.decodeSeconds,
-                    "matmul_weights": matmulWeights, "weight_bytes_per_token": matmulWeights * 4,
-                ]
-                if device == .cpu {
-                    let peak = MachinePeak.ofThisMachine(smoke: options.smoke)
-                    let bound = peak.readGBs * 1e9 / Double(matmulWeights * 4)
-                    extra["bandwidth_bound_tokens_per_s"] = bound
-                    extra["read_gbs"] = peak.readGBs
-                    extra["fraction_of_bound"] = Double(decoded) / result.decodeSeconds / bound
-                }
-                // The rate columns: generated tokens over the whole call (prefill included).
-                report(BenchResult(bench: name, name: "greedy", label: cname, device: label, shape: [promptLength, newTokens],
-                                   flops: Double(result.tokens.count), timing: timing, unit: "tokens/s", unitScale: 1,
-                                   extra: extra))
-                backend.releaseCachedBuffers()
             }
         }
     }

@@ -18,6 +18,7 @@ extern "C" {
 #define ITUNE_CPU_X86_FMA 0x2u
 #define ITUNE_CPU_X86_AVX512F 0x4u
 #define ITUNE_CPU_X86_AVX512VL 0x8u
+#define ITUNE_CPU_X86_F16C 0x10u
 #define ITUNE_CPU_ARM_ASIMD 0x100u
 #define ITUNE_CPU_ARM_FP16 0x200u
 #define ITUNE_CPU_ARM_SVE 0x400u
@@ -51,6 +52,25 @@ float itune_fma_burst_avx512(long iterations, float seed);
 void itune_dot_rows4_avx2(const float *x, const float *b, long ldb, long count, long K, float *out);
 void itune_axpy4_avx2(float *acc, long n, const float *b0, const float *b1, const float *b2,
                       const float *b3, float x0, float x1, float x2, float x3);
+
+/// 16-bit weight formats of the functions below.
+#define ITUNE_W16_BF16 0
+#define ITUNE_W16_F16 1
+
+/// The few-row product with a 16-bit B stored (N,K) (a linear layer's weight, bf16 or f16 as
+/// the checkpoint keeps it), AVX2 + FMA (and F16C for f16): for i < m (1...8), j < n,
+///   c[i*ldc + j] = alpha * sum_k a[i*lda + k] * B(j, k) + beta * c[i*ldc + j]
+/// with B(j, k) = b[j*ldb + k] widened to f32 in registers. Each row of B is read once for all m
+/// rows of A; beta == 0: c is not read. Splitting n over threads is the caller's (GemvHalf.swift).
+void itune_gemv16_avx2(int format, long m, long n, long k, float alpha, const float *a, long lda,
+                       const unsigned short *b, long ldb, float beta, float *c, long ldc);
+
+/// dst[0..<n] = the 16-bit values at src as f32 (exact), AVX2 (bf16) or F16C (f16).
+void itune_w16_to_f32_avx2(int format, const unsigned short *src, long n, float *dst);
+
+/// Packs 8 rows of a 16-bit B into 8 columns of a GEMM panel, converting and transposing in
+/// registers: dst[k*ldd + r] = f32(src[r*lds + k]) for r < 8, k < kc.
+void itune_pack_w16_rows8_avx2(int format, const unsigned short *src, long lds, long kc, float *dst, long ldd);
 
 #ifdef __cplusplus
 }

@@ -97,6 +97,24 @@ func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
         }
         return
     }
+    sgemmPacked(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, beta: beta, C: C, ldc: ldc,
+                workers: workers, config: cfg) { k0, kc, j0, cols, panels, nr, dst in
+        packBPanels(transB: transB, B: B, ldb: ldb, k0: k0, kc: kc, j0: j0, cols: cols, panels: panels, nr: nr, dst: dst)
+    }
+}
+
+/// Writes the panels `panels` of the block op(B)[k0..<k0+kc, j0..<j0+cols] into dst as
+/// packBPanels does (panel p (kc,NR) at p·kc·NR, zero past `cols`). Called from several threads
+/// at once, for disjoint panels.
+typealias GemmBPacker = (_ k0: Int, _ kc: Int, _ j0: Int, _ cols: Int, _ panels: Range<Int>, _ nr: Int,
+                         _ dst: UnsafeMutablePointer<Float>) -> Void
+
+/// The packed path of cpuSgemm (M > 0, N > 0, K > 0, alpha ≠ 0), with op(B) read only through
+/// `packB`: f32 B is copied into panels, a B kept in another storage format (16-bit, quantised:
+/// GemmHalf.swift) is converted while it is packed, in one pass.
+func sgemmPacked(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePointer<Float>, lda: Int,
+                 beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int, workers: Int, config cfg: GemmConfig,
+                 packB: GemmBPacker) {
     let mr = cfg.mr, nr = cfg.nr
 
     // The M split. Blocks of A are made a multiple of the worker count when M is large
@@ -133,8 +151,7 @@ func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
             // C is scaled by beta once, with the first K block; later blocks accumulate.
             let betaBlock: Float = pc == 0 ? beta : 1
             parallelRanges(panels, workers: workers) { _, range in
-                packBPanels(transB: transB, B: B, ldb: ldb, k0: pc, kc: kc, j0: jc, cols: nc, panels: range,
-                            nr: nr, dst: packedB)
+                packB(pc, kc, jc, nc, range, nr, packedB)
             }
             parallelRanges(tasks, workers: workers) { worker, taskRange in
                 // Each range of tasks belongs to one worker: its buffers are its own.

@@ -58,7 +58,7 @@ func sgemmFewRowsDotB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Uns
 
 /// The dot products of x (K) with `count` ≤ 4 rows of B (ldb apart), vectorised along K.
 @inline(__always)
-private func dotRows4(_ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ldb: Int, _ count: Int,
+func dotRows4(_ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ldb: Int, _ count: Int,
                       _ K: Int) -> SIMD4<Float> {
     typealias V = GemmVector
     let w = V.scalarCount

@@ -1,29 +1,27 @@
 import Foundation
 
-// GEMM with a blockwise-quantised B operand (an nf4 or int8 frozen weight): as GemmHalf.swift
-// does for 16-bit weights, op(B) is dequantised one cache-sized block at a time into a reused
-// workspace that cpuSgemm then packs; the whole f32 matrix never exists.
+// GEMM with a blockwise-quantised B operand (an nf4 or int8 frozen weight): CPU/GemmHalf.swift's
+// driver with the dequantisation of a run of a stored row as its reader, so that B is dequantised
+// while the GEMM packs it (or, for a few rows, one cache-sized block at a time); the whole f32
+// matrix never exists.
 
 /// Row-major C (M,N) = alpha · op(A) (M,K) · op(B) (K,N) + beta · C, where B is the quantised
 /// matrix: (K,N), or (N,K) when `transB` (a linear layer's weight). beta = 0: C is not read.
 func cpuSgemmQuantized(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
                        A: UnsafePointer<Float>, lda: Int, B: BlockQuantizedMatrix,
-                       beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int) {
+                       beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int, onePass: Bool = true) {
     precondition(transB ? (B.rows == N && B.cols == K) : (B.rows == K && B.cols == N), "cpuSgemmQuantized: B shape")
     cpuSgemmConvertingB(transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda,
-                        beta: beta, C: C, ldc: ldc) { row0, rows, col0, cols, block in
-        dequantizeRows(B, row0: row0, rows: rows, col0: col0, cols: cols, into: block)
-    }
+                        beta: beta, C: C, ldc: ldc, reader: B.rowReader, onePass: onePass)
 }
 
-/// dst (rows, cols), densely packed = B[row0..<row0+rows, col0..<col0+cols] dequantised.
-private func dequantizeRows(_ b: BlockQuantizedMatrix, row0: Int, rows: Int, col0: Int, cols: Int,
-                            into dst: UnsafeMutablePointer<Float>) {
-    let grain = max(1, 16_384 / max(cols, 1))
-    let ld = b.cols
-    nonisolated(unsafe) let dst = dst
-    CPUParallel.forEach(rows, grain: grain) { range in
-        for r in range { b.dequantize(from: (row0 + r) * ld + col0, count: cols, into: dst + r * cols) }
+extension BlockQuantizedMatrix {
+    /// Runs of rows dequantised (for the converting GEMM).
+    var rowReader: StoredRowReader {
+        let ld = cols
+        return StoredRowReader(read: { row, col0, count, dst in
+            self.dequantize(from: row * ld + col0, count: count, into: dst)
+        })
     }
 }
 
