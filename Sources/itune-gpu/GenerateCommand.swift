@@ -37,13 +37,19 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Wrap the prompt as an instruction in this template (alpaca, alpaca-ja, llm-jp, chatml, llama3, plain; 'model': the model's own chat_template).")
     var template: String?
 
+    @Option(help: "With --template: the start of the answer, which the model continues (the conversation rendered with its final message left open, as transformers' continue_final_message).")
+    var responsePrefix: String?
+
     @OptionGroup var deviceOptions: DeviceOptions
 
     var options: GenerationOptions {
         GenerationOptions(maxNewTokens: maxNewTokens, sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed))
     }
 
-    func validate() throws { try options.validate() }
+    func validate() throws {
+        try options.validate()
+        if responsePrefix != nil, template == nil { throw ValidationError("--response-prefix needs --template: the prefix opens the template's answer") }
+    }
 
     func run() throws {
         let device = try deviceOptions.resolve(verbose: false)
@@ -55,7 +61,11 @@ struct GenerateCommand: ParsableCommand {
         var addSpecialTokens = true
         if let name = template {
             let t = try PromptTemplate.resolve(name, tokenizer: bundle.tokenizer).template
-            prompt = try t.generationPrompt(instruction: prompt)
+            if let responsePrefix {
+                prompt = try t.continuationPrompt(for: Conversation(turns: [Turn(instruction: prompt, response: responsePrefix)]))
+            } else {
+                prompt = try t.generationPrompt(instruction: prompt)
+            }
             stops += t.stopStrings
             addSpecialTokens = !t.writesOwnSpecialTokens
         }
