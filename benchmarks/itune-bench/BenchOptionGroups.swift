@@ -70,6 +70,8 @@ struct StepOptions: BenchOptionGroup {
     var profile = false
     @Flag(help: "step: also run each case with gradient checkpointing (each block recomputed in the backward).")
     var gradCheckpoint = false
+    @Flag(help: "step: run each case with gradient checkpointing only (one process per case, for its own peak RSS).")
+    var gradCheckpointOnly = false
 
     func validate() throws {
         guard logEvery >= 1, logEvery <= 100_000 else { throw ValidationError("--log-every must be in [1, 100000], not \(logEvery)") }
@@ -82,6 +84,7 @@ struct StepOptions: BenchOptionGroup {
         o.logEvery = logEvery
         o.profile = profile
         o.gradCheckpoint = gradCheckpoint
+        o.gradCheckpointOnly = gradCheckpointOnly
         if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }
     }
 }

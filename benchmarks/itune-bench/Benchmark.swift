@@ -36,6 +36,7 @@ struct BenchOptions {
     var baseDTypes: [String]? = nil
     /// step: each case also with --grad-checkpoint.
     var gradCheckpoint = false
+    var gradCheckpointOnly = false
     /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
     var ranks: Int? = nil
     /// softmax/attention: sequence lengths (nil = defaults).
