@@ -1,15 +1,25 @@
 // Our own SGEMM, used when CLBlast is not installed and as a comparison in itune-bench.
 // Row-major C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C, batched by the third
 // global dimension with element strides. TS×TS tiles staged in local memory; TS is a
-// compile-time constant (-DTS=16 by default). B may be stored 16-bit (GEMM_B16, storage.cl).
+// compile-time constant (-DTS=16 by default). B may be stored 16-bit (GEMM_B16, storage.cl) or
+// blockwise quantised (GEMM_BQ, the entry point gemm_tiled_quant).
 #ifndef TS
 #define TS 16
 #endif
 
+#if GEMM_BQ
+__kernel void gemm_tiled_quant(int M, int N, int K, float alpha, float beta,
+                               __global const float* A, int lda, int strideA, int transA,
+                               __global const gemm_b_t* B, int ldb, int strideB, int transB,
+                               __global float* C, int ldc, int strideC,
+                               __global const float* scales, __global const char* scale_codes, float scale_offset)
+#else
 __kernel void gemm_tiled(int M, int N, int K, float alpha, float beta,
                          __global const float* A, int lda, int strideA, int transA,
                          __global const gemm_b_t* B, int ldb, int strideB, int transB,
-                         __global float* C, int ldc, int strideC) {
+                         __global float* C, int ldc, int strideC)
+#endif
+{
   __local float As[TS][TS + 1];
   __local float Bs[TS][TS + 1];
   int lr = get_local_id(1), lc = get_local_id(0);

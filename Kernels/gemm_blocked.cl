@@ -1,7 +1,8 @@
 // The own SGEMM with register blocking, the one matmul uses when CLBlast is missing, refuses
 // or is slower (Kernels/gemm.cl's gemm_tiled is the plain fallback for devices this one does
 // not fit). Row-major C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C, batched by the
-// third global dimension with element strides. B may be stored 16-bit (GEMM_B16, storage.cl):
+// third global dimension with element strides. B may be stored 16-bit (GEMM_B16, storage.cl) or
+// blockwise quantised (GEMM_BQ, the entry points gemm_blocked_quant and gemm_direct_quant):
 // converted to f32 as it is loaded.
 //
 // A work-group computes a GEMM_TSM × GEMM_TSN tile of C; each of its
@@ -31,10 +32,19 @@
 #define GEMM_RTSN (GEMM_TSN / GEMM_WPTN)
 #define GEMM_THREADS (GEMM_RTSM * GEMM_RTSN)
 
+#if GEMM_BQ
+__kernel void gemm_blocked_quant(int M, int N, int K, float alpha, float beta,
+                                 __global const float* A, int lda, int strideA, int transA,
+                                 __global const gemm_b_t* B, int ldb, int strideB, int transB,
+                                 __global float* C, int ldc, int strideC,
+                                 __global const float* scales, __global const char* scale_codes, float scale_offset)
+#else
 __kernel void gemm_blocked(int M, int N, int K, float alpha, float beta,
                            __global const float* A, int lda, int strideA, int transA,
                            __global const gemm_b_t* B, int ldb, int strideB, int transB,
-                           __global float* C, int ldc, int strideC) {
+                           __global float* C, int ldc, int strideC)
+#endif
+{
   // As[k][m] holds op(A)(m0 + m, k0 + k); Bs[k][n] holds op(B)(k0 + k, n0 + n).
   __local float As[GEMM_TSK][GEMM_TSM];
   __local float Bs[GEMM_TSK][GEMM_TSN];
@@ -103,10 +113,19 @@ __kernel void gemm_blocked(int M, int N, int K, float alpha, float beta,
 #endif
 #define GEMM_DVN (GEMM_DWN / 8)
 
+#if GEMM_BQ
+__kernel void gemm_direct_quant(int M, int N, int K, float alpha, float beta,
+                                __global const float* A, int lda, int strideA, int transA,
+                                __global const gemm_b_t* B, int ldb, int strideB, int transB,
+                                __global float* C, int ldc, int strideC,
+                                __global const float* scales, __global const char* scale_codes, float scale_offset)
+#else
 __kernel void gemm_direct(int M, int N, int K, float alpha, float beta,
                           __global const float* A, int lda, int strideA, int transA,
                           __global const gemm_b_t* B, int ldb, int strideB, int transB,
-                          __global float* C, int ldc, int strideC) {
+                          __global float* C, int ldc, int strideC)
+#endif
+{
   const int m0 = get_global_id(0) * GEMM_DWM, n0 = get_global_id(1) * GEMM_DWN;
   const size_t batch = get_global_id(2);
   if (m0 >= M || n0 >= N) return;
@@ -137,10 +156,10 @@ __kernel void gemm_direct(int M, int N, int K, float alpha, float beta,
     for (int j = 0; j < GEMM_DWN; j += 2) {
       float8 acc0[GEMM_DWM], acc1[GEMM_DWM];
       for (int i = 0; i < GEMM_DWM; i++) { acc0[i] = (float8)(0.0f); acc1[i] = (float8)(0.0f); }
-      __global const gemm_b_t* b0 = B + (size_t)(n0 + j) * ldb;
-      __global const gemm_b_t* b1 = b0 + ldb;
+      // Offsets as indices, not pointers: a quantised B's LOAD_B needs the flat index.
+      const size_t b0 = (size_t)(n0 + j) * ldb, b1 = b0 + ldb;
       for (int k = 0; k < K8; k += 8) {
-        float8 x0 = LOAD_B8(b0, k), x1 = LOAD_B8(b1, k);
+        float8 x0 = LOAD_B8(B, b0 + k), x1 = LOAD_B8(B, b1 + k);
         for (int i = 0; i < GEMM_DWM; i++) {
           float8 a = vload8(0, A + (size_t)(m0 + i) * lda + k);
           acc0[i] = fma(a, x0, acc0[i]);
@@ -153,7 +172,7 @@ __kernel void gemm_direct(int M, int N, int K, float alpha, float beta,
         float2 q0 = h0.lo + h0.hi, q1 = h1.lo + h1.hi;
         float r0 = q0.x + q0.y, r1 = q1.x + q1.y;
         __global const float* a = A + (size_t)(m0 + i) * lda;
-        for (int k = K8; k < K; k++) { r0 = fma(a[k], LOAD_B(b0, k), r0); r1 = fma(a[k], LOAD_B(b1, k), r1); }
+        for (int k = K8; k < K; k++) { r0 = fma(a[k], LOAD_B(B, b0 + k), r0); r1 = fma(a[k], LOAD_B(B, b1 + k), r1); }
         __global float* c = C + (size_t)(m0 + i) * ldc + n0 + j;
         c[0] = alpha * r0 + (beta == 0.0f ? 0.0f : beta * c[0]);
         c[1] = alpha * r1 + (beta == 0.0f ? 0.0f : beta * c[1]);

@@ -54,8 +54,9 @@ def main():
     ap.add_argument("--configs", default="llama-1b,llama-7b")
     ap.add_argument("--bases", default="f32,bf16,int8,nf4")
     ap.add_argument("--checkpointing", default="off,on")
-    ap.add_argument("--seconds", type=float, default=0)
+    ap.add_argument("--seconds", type=float, default=0.01)
     ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps first (0: one step only, timed from a cold start)")
     ap.add_argument("--no-peer", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -72,7 +73,7 @@ def main():
                     rows.append(dict(config=config, base=base, ckpt=ckpt, skipped=f"base alone {need:.0f} GB > {limit:.0f} GB"))
                     continue
                 cmd = [a.bench, "step", "--device", "cpu", "--configs", config, "--modes", "lora", "--base-dtype", base,
-                       "--json", "--seconds", str(a.seconds)] + (["--grad-checkpoint-only"] if ckpt == "on" else [])
+                       "--json", "--seconds", str(a.seconds), "--warmup", str(a.warmup)] + (["--grad-checkpoint-only"] if ckpt == "on" else [])
                 print("+", " ".join(cmd), flush=True)
                 r, err = run(cmd, a.timeout)
                 if r is None:

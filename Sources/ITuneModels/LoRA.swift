@@ -84,6 +84,8 @@ public protocol LoRATarget: AnyObject {
     var outFeatures: Int { get }
     var weight: Tensor { get set }
     var lora: LoRAAdapter? { get set }
+    /// The frozen weight as blocks (`quantizeBase`), (out, in); nil when `weight` holds it.
+    var quantizedWeight: BlockQuantizedMatrix? { get }
     /// Whether the weight is stored (in, out), PEFT's `fan_in_fan_out`.
     var fanInFanOut: Bool { get }
 }
@@ -95,8 +97,8 @@ extension Linear: LoRATarget {
 }
 
 extension Conv1D: LoRATarget {
-    public var inFeatures: Int { weight.shape[0] }
-    public var outFeatures: Int { weight.shape[1] }
+    public var inFeatures: Int { quantizedWeight?.cols ?? weight.shape[0] }
+    public var outFeatures: Int { quantizedWeight?.rows ?? weight.shape[1] }
     public var fanInFanOut: Bool { true }
 }
 

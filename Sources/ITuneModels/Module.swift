@@ -92,16 +92,22 @@ public final class Conv1D: Module {
     public var weight: Tensor
     public var bias: Tensor
     public var lora: LoRAAdapter?
+    /// The frozen weight blockwise quantised (`quantizeBase`) as Wᵀ (out, in), so that its blocks
+    /// run along `in` as an nn.Linear's do (bitsandbytes quantises a Conv1D so too: transformers
+    /// transposes it into a Linear first); when set, the forward reads it instead of `weight`.
+    public var quantizedWeight: BlockQuantizedMatrix?
 
     public init(_ name: String, inFeatures: Int, outFeatures: Int, from source: WeightSource) throws {
         self.name = name
         weight = try source(name + ".weight", [inFeatures, outFeatures], .weight)
         bias = try source(name + ".bias", [outFeatures], .bias)
+        // --quantize: GPT-2's Conv1Ds are all decoder-block projections; blocks as they are read.
+        if let setting = QuantizeOnLoad.setting { try quantize(setting) }
     }
 
     /// x is (…, in); returns (…, out).
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        let y = try x.matmul(weight) + bias
+        let y = try quantizedWeight.map { try x.linear(quantized: $0) + bias } ?? x.matmul(weight) + bias
         guard let lora else { return y }
         return try y + lora.delta(x)
     }

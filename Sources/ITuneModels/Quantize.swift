@@ -2,25 +2,29 @@ import Foundation
 import ITuneTensor
 
 extension CausalLM {
-    /// Quantises every frozen nn.Linear projection (attention and MLP; not the embeddings or the
-    /// head) blockwise to `format`; the forward then reads the blocks. Returns how many were
-    /// quantised. Refused for a projection whose weight trains (full fine-tuning) or is a
-    /// GPT-2 Conv1D (not yet).
+    /// Quantises every frozen projection (attention and MLP, nn.Linear or GPT-2's Conv1D; not
+    /// the embeddings or the head) blockwise to `format`; the forward then reads the blocks.
+    /// Returns how many were quantised. Refused for a projection whose weight trains (full
+    /// fine-tuning).
     ///
-    /// The f32 (or 16-bit) `weight` is then released: it becomes an empty (0, in) tensor of the
-    /// same name, so that only the blocks hold the matrix (merging such a model is refused by
-    /// the shapes; load the adapter on the unquantised base to merge).
+    /// The f32 (or 16-bit) `weight` is then released: it becomes an empty (0, in) tensor (a
+    /// Conv1D's: (0, out)) of the same name, so that only the blocks hold the matrix (merging
+    /// such a model is refused by the shapes; load the adapter on the unquantised base to merge).
     @discardableResult
     public func quantizeBase(_ format: QuantFormat, doubleQuant: Bool = false) throws -> Int {
         var n = 0
+        let setting = QuantizeSetting(format: format, doubleQuant: doubleQuant)
         for p in projections() {
-            guard let linear = p as? Linear else {
-                throw ModelFileError.malformed(file: p.name, "--quantize: only nn.Linear projections can be quantised (this is a Conv1D)")
-            }
-            guard !linear.weight.requiresGrad else {
+            guard !p.weight.requiresGrad else {
                 throw ModelFileError.malformed(file: p.name, "--quantize quantises a frozen base: this weight trains (full fine-tuning?)")
             }
-            if linear.quantizedWeight == nil { try linear.quantize(QuantizeSetting(format: format, doubleQuant: doubleQuant)) }
+            if p.quantizedWeight == nil {
+                switch p {
+                case let linear as Linear: try linear.quantize(setting)
+                case let conv as Conv1D: try conv.quantize(setting)
+                default: throw ModelFileError.malformed(file: p.name, "--quantize: \(type(of: p)) projections cannot be quantised")
+                }
+            }
             n += 1
         }
         return n
@@ -52,7 +56,27 @@ extension Linear {
         quantizedWeight = try values.withUnsafeBufferPointer {
             try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: s.format, doubleQuant: s.doubleQuant)
         }
+        // On an OpenCL device the blocks go up now, once; the products then upload nothing.
+        try quantizedWeight?.place(on: weight.device)
         let placeholder = try Tensor.zeros([0, cols], on: weight.device)
+        placeholder.name = weight.name
+        weight = placeholder
+    }
+}
+
+extension Conv1D {
+    /// Replaces the (in, out) weight by the blocks of its transpose (out, in); the weight becomes
+    /// an empty (0, out) tensor of the same name.
+    func quantize(_ s: QuantizeSetting) throws {
+        let (inF, outF) = (weight.shape[0], weight.shape[1])
+        let values = try weight.converted(to: .f32).toArray()
+        var transposed = [Float](repeating: 0, count: values.count)
+        for i in 0..<inF { for o in 0..<outF { transposed[o * inF + i] = values[i * outF + o] } }
+        quantizedWeight = try transposed.withUnsafeBufferPointer {
+            try BlockQuantizedMatrix(quantizing: $0, rows: outF, cols: inF, format: s.format, doubleQuant: s.doubleQuant)
+        }
+        try quantizedWeight?.place(on: weight.device)
+        let placeholder = try Tensor.zeros([0, outF], on: weight.device)
         placeholder.name = weight.name
         weight = placeholder
     }

@@ -196,7 +196,7 @@ public struct FineTuneJob {
             trainable = model.loraParameters
             if let format = c.quantize {
                 let n = try model.quantizeBase(format, doubleQuant: c.doubleQuant)
-                let quantizedBytes = model.projections().compactMap { ($0 as? Linear)?.quantizedWeight?.byteCount }.reduce(0, +)
+                let quantizedBytes = model.projections().compactMap { $0.quantizedWeight?.byteCount }.reduce(0, +)
                 log("quantize: \(n) frozen projections stored as \(format.rawValue) blocks of \(BlockQuantizedMatrix.blockSize)\(c.doubleQuant ? " with double-quantised constants" : ""): \(String(format: "%.1f", Double(quantizedBytes) / 1e6)) MB")
             }
             let count = trainable.reduce(0) { $0 + $1.1.count }

@@ -57,7 +57,7 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
     /// `tokensPerMicroBatch`: batch size × the longest row.
     public init(model: any CausalLM, trainable: [Tensor], tokensPerMicroBatch tokens: Int, rowLength T: Int, checkpointing: Bool) {
         var weights = model.parameters.reduce(0) { $0 + $1.count * $1.dtype.byteSize }
-        weights += model.projections().compactMap { ($0 as? Linear)?.quantizedWeight?.byteCount }.reduce(0, +)
+        weights += model.projections().compactMap { $0.quantizedWeight?.byteCount }.reduce(0, +)
         weights += model.projections().compactMap(\.lora).reduce(0) { $0 + 4 * ($1.a.count + $1.b.count) }
         let trainableFloats = trainable.reduce(0) { $0 + $1.count }
         let c = model.config

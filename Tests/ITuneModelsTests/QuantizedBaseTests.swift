@@ -3,7 +3,7 @@ import XCTest
 @testable import ITuneModels
 import ITuneTensor
 
-/// --quantize (CPU path and OpenCL panels): the quantised linear against f32 arithmetic on the
+/// --quantize (CPU path and OpenCL kernels): the quantised linear against f32 arithmetic on the
 /// dequantised weight, OpenCL against the CPU, and a tiny Llama's loss with an nf4/int8 base.
 final class QuantizedBaseTests: XCTestCase {
     func quantized(_ rows: Int, _ cols: Int, _ format: QuantFormat, seed: UInt64) throws -> BlockQuantizedMatrix {
@@ -13,8 +13,7 @@ final class QuantizedBaseTests: XCTestCase {
     }
 
     /// Forward and input gradient of the quantised linear equal x·Ŵᵀ and g·Ŵ with Ŵ the
-    /// dequantised matrix as an f32 tensor; on OpenCL with three panels (forward columns
-    /// concatenated, backward depth slices summed).
+    /// dequantised matrix as an f32 tensor, on every device.
     func testQuantizedLinearEqualsF32OfTheDequantisedWeightOnEveryDevice() throws {
         for device in testDevices() {
             for format in QuantFormat.allCases {
@@ -23,7 +22,7 @@ final class QuantizedBaseTests: XCTestCase {
                 let xValues = (0..<(2 * 3 * K)).map { Float(($0 * 37) % 101) / 50 - 1 }
                 let r = try Tensor((0..<(2 * 3 * N)).map { Float(($0 * 13) % 29) / 14 - 1 }, shape: [2, 3, N], on: device)
                 let x = try Tensor(xValues, shape: [2, 3, K], on: device, requiresGrad: true)
-                let y = try x.linear(quantized: q, panelFloats: 30 * K)
+                let y = try x.linear(quantized: q)
                 try (y * r).sum().backward()
                 let xRef = try Tensor(xValues, shape: [2, 3, K], on: device, requiresGrad: true)
                 let yRef = try xRef.linear(Tensor(q.dequantized(), shape: [N, K], on: device))
@@ -83,6 +82,57 @@ final class QuantizedBaseTests: XCTestCase {
                 XCTAssertLessThan(worstRelativeError(grads, dequantizedGrads), 1e-4, what)
                 XCTAssertNotEqual(quantizedLoss, reference, "\(what): quantisation changed nothing — the test would not see it")
                 XCTAssertEqual(quantizedLoss, reference, accuracy: tolerance * reference, what)
+            }
+        }
+    }
+
+    /// GPT-2's Conv1D projections (weights stored (in, out)) quantise as their transposes: a tiny
+    /// GPT-2 with an nf4 (double-quantised) or int8 base gives the loss and LoRA gradients of the
+    /// same model whose Conv1D weights are the dequantised values transposed back, on every
+    /// device, and its loss moved from the f32 base's by a little.
+    func testGPT2Conv1DProjectionsQuantiseAsTheirTransposes() throws {
+        let config = GradCheckpointTests.tinyConfig(.gpt2)
+        func gpt2(on device: Device) throws -> any CausalLM {
+            let model = try makeModel(config, seed: 8, on: device)
+            try model.addLoRA(LoRAConfig(rank: 4, alpha: 8, dropout: 0, targetModules: model.defaultLoRATargets), seed: 8)
+            for (name, t) in model.loraParameters where name.contains("lora_B") {
+                var g = SplitMix64(seed: fnv1a64(name))
+                try t.assign((0..<t.count).map { _ in 0.05 * (2 * g.nextFloat() - 1) })
+            }
+            return model
+        }
+        func loss(_ model: any CausalLM) throws -> (Float, [Float]) {
+            let ids = (0..<32).map { Int32(($0 * 7 + 3) % config.vocabSize) }
+            let loss = try model.loss(Tensor(indices: ids, shape: [2, 16], on: model.device), labels: ids)
+            try loss.backward()
+            let grads = try model.loraParameters.flatMap { try XCTUnwrap($0.1.grad).toArray() }
+            for (_, t) in model.loraParameters { t.zeroGrad() }
+            return (try loss.toArray()[0], grads)
+        }
+        for device in testDevices() {
+            let (reference, _) = try loss(try gpt2(on: device))
+            for (format, dq) in [(QuantFormat.nf4, true), (.int8, false)] {
+                let m = try gpt2(on: device)
+                let shapes = m.projections().map { ($0.inFeatures, $0.outFeatures) }
+                XCTAssertEqual(try m.quantizeBase(format, doubleQuant: dq), 4 * config.numLayers)
+                XCTAssertEqual(m.projections().map { ($0.inFeatures, $0.outFeatures) }.map { "\($0)" }, shapes.map { "\($0)" })
+                XCTAssertEqual(m.projections().reduce(0) { $0 + $1.weight.count }, 0, "the f32 matrices are released")
+                let (quantizedLoss, grads) = try loss(m)
+                let d = try gpt2(on: device)
+                for (p, source) in zip(d.projections(), m.projections()) {
+                    let q = try XCTUnwrap(source.quantizedWeight)
+                    XCTAssertEqual([q.rows, q.cols], [p.outFeatures, p.inFeatures], "blocks of Wᵀ (out, in)")
+                    let w = q.dequantized()
+                    var t = [Float](repeating: 0, count: w.count)
+                    for o in 0..<q.rows { for i in 0..<q.cols { t[i * q.rows + o] = w[o * q.cols + i] } }
+                    p.weight = try Tensor(t, shape: [q.cols, q.rows], on: device)
+                }
+                let (dequantizedLoss, dequantizedGrads) = try loss(d)
+                let what = "gpt2 \(format)\(dq ? "+dq" : "") on \(device)"
+                XCTAssertEqual(quantizedLoss, dequantizedLoss, accuracy: 1e-5 * dequantizedLoss, what)
+                XCTAssertLessThan(worstRelativeError(grads, dequantizedGrads), 1e-4, what)
+                XCTAssertNotEqual(quantizedLoss, reference, "\(what): quantisation changed nothing — the test would not see it")
+                XCTAssertEqual(quantizedLoss, reference, accuracy: 1e-2 * reference, what)
             }
         }
     }

@@ -22,6 +22,12 @@ final class DeviceCheckTests: XCTestCase {
         XCTAssertTrue(names.contains("matmul gemm.cl") && names.contains("matmul CLBlast"))
         if CLBlast.isAvailable { XCTAssertEqual(check.results.first { $0.op == "matmul CLBlast" }?.outcome, .pass) }
         XCTAssertTrue(check.results.first { $0.op == "attention (causal, GQA)" }?.backward ?? false)
+        // A quantised base's projection, forward and input gradient, read from its blocks.
+        for op in ["linear nf4 double-quant 67×130·(70×130)ᵀ", "linear int8 67×130·(70×130)ᵀ"] {
+            let r = check.results.first { $0.op == op }
+            XCTAssertEqual(r?.outcome, .pass, op)
+            XCTAssertTrue(r?.backward ?? false, op)
+        }
         XCTAssertTrue(check.text.contains("work-groups   device maximum"), check.text)
         XCTAssertTrue(check.text.contains("fp16 "), check.text)
         XCTAssertTrue(check.text.contains("all \(check.results.filter { $0.outcome == .pass }.count) ops match"), check.text)

@@ -16,13 +16,14 @@ final class StepBudgetTests: XCTestCase {
     /// What each window of `logEvery` optimizer steps did on `device` (element k: steps
     /// (k + 1)·logEvery + 1 … (k + 2)·logEvery; the first window, whose first step builds kernels
     /// and fills the pools, is not a steady state), and the trainer that ran.
-    func stepCounters(lora: Bool, accumulation: Int = 1, steps: Int = 4, logEvery: Int = 1, on device: Device,
-                      name: String = #function) throws -> (perStep: [DeviceCounters], trainer: Trainer) {
+    func stepCounters(lora: Bool, accumulation: Int = 1, steps: Int = 4, logEvery: Int = 1, quantize: QuantFormat? = nil,
+                      on device: Device, name: String = #function) throws -> (perStep: [DeviceCounters], trainer: Trainer) {
         let model = try LlamaModel(Self.config, seed: 1, on: device)
         let trainable: [(String, Tensor)]
         if lora {
             try model.addLoRA(LoRAConfig(rank: 4, alpha: 8, dropout: 0), seed: 2)
             trainable = model.loraParameters
+            if let quantize { try model.quantizeBase(quantize) }
         } else {
             trainable = model.namedParameters()
         }
@@ -39,7 +40,7 @@ final class StepBudgetTests: XCTestCase {
         XCTAssertEqual(marks.count, steps / logEvery, "one progress event per \(logEvery) steps")
         let perStep = zip(marks.dropFirst(), marks).map { $0.since($1) }
         for (k, c) in perStep.enumerated() {
-            print("[step-budget] \(lora ? "lora" : "full") accumulation \(accumulation) log-every \(logEvery) window \(k + 2): syncs \(c.blockingSyncs), up \(c.bytesUploaded) B, down \(c.bytesDownloaded) B, launches \(c.totalLaunches), new buffers \(c.newBuffers)")
+            print("[step-budget] \(lora ? "lora" : "full")\(quantize.map { " " + $0.rawValue } ?? "") accumulation \(accumulation) log-every \(logEvery) window \(k + 2): syncs \(c.blockingSyncs), up \(c.bytesUploaded) B, down \(c.bytesDownloaded) B, launches \(c.totalLaunches), new buffers \(c.newBuffers)")
         }
         return (perStep, trainer)
     }
@@ -57,10 +58,11 @@ final class StepBudgetTests: XCTestCase {
         return bytes
     }
 
-    func assertBudget(lora: Bool, accumulation: Int, logEvery: Int = 1, file: StaticString = #filePath, line: UInt = #line) throws {
+    func assertBudget(lora: Bool, accumulation: Int, logEvery: Int = 1, quantize: QuantFormat? = nil,
+                      file: StaticString = #filePath, line: UInt = #line) throws {
         let device = try TrainerFixtures.openCLDevice()
         let (perStep, trainer) = try stepCounters(lora: lora, accumulation: accumulation, steps: 4 * logEvery, logEvery: logEvery,
-                                                  on: device)
+                                                  quantize: quantize, on: device)
         for (k, c) in perStep.enumerated() {
             let steps = ((k + 1) * logEvery + 1)...((k + 2) * logEvery)
             let micro = steps.flatMap { step in (0..<accumulation).map { (step - 1) * accumulation + $0 } }
@@ -75,12 +77,23 @@ final class StepBudgetTests: XCTestCase {
             }
             XCTAssertGreaterThan(c.totalLaunches, 0, file: file, line: line)
         }
+        if let quantize {
+            // The products read the blocks on the device (the own kernels' _quant entry points).
+            XCTAssertTrue(perStep.allSatisfy { $0.launches.keys.contains { $0.hasSuffix("_quant") } },
+                          "\(quantize): \(perStep.map(\.launches))", file: file, line: line)
+        }
         // Every step launches the same kernels the same number of times.
         XCTAssertEqual(Set(perStep.map(\.launches)).count, 1, "\(perStep.map(\.launches))", file: file, line: line)
     }
 
     func testLoRAStepOnOpenCLWaitsOnceUploadsItsBatchAndAllocatesNothing() throws {
         try assertBudget(lora: true, accumulation: 1)
+    }
+
+    /// An nf4 base (--quantize nf4): its blocks went up once, when quantised on the device; the
+    /// steps' products read them there, so a step uploads its batch and nothing else.
+    func testLoRAStepOnAnNF4BaseOnOpenCLUploadsOnlyItsBatch() throws {
+        try assertBudget(lora: true, accumulation: 1, quantize: .nf4)
     }
 
     func testFullStepOnOpenCLWaitsOnceUploadsItsBatchAndAllocatesNothing() throws {

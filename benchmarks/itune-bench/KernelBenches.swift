@@ -187,7 +187,7 @@ struct StepBench: Benchmark {
                         // Resident memory and page faults after the first step: a steady-state step
                         // should map nothing new (the CPU pool, GemmWorkspace), so both stay flat.
                         var warmRSS = 0.0, warmFaults = 0
-                        let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
+                        let timing = try measure(warmup: options.warmup, seconds: options.secondsPerCase, minReps: options.minReps) {
                             for k in 0..<L {
                                 let loss = try context.run { try model.loss(ids, labels: tokens) }
                                 try context.run { try loss.backward() }

@@ -115,6 +115,18 @@ extension CheckedOp {
             },
         ] : [])
         return ops
+    } + [(QuantFormat.nf4, true), (.int8, false)].map { format, dq in
+        // A quantised base's projection (--quantize): the device reads the blocks; the backward
+        // checks the input gradient (g·W, the other layout of the same blocks).
+        CheckedOp(name: "linear \(format.rawValue)\(dq ? " double-quant" : "") 67×130·(70×130)ᵀ", tolerance: .reduction,
+                  shapes: [[67, 130]]) { inputs in
+            var g = SplitMix64(seed: 0xB10C)
+            let w = (0..<(70 * 130)).map { _ in 0.1 * (2 * g.nextFloat() - 1) }
+            let q = try w.withUnsafeBufferPointer {
+                try BlockQuantizedMatrix(quantizing: $0, rows: 70, cols: 130, format: format, doubleQuant: dq)
+            }
+            return try inputs[0].linear(quantized: q)
+        }
     }
 
     static let attention: [CheckedOp] = [

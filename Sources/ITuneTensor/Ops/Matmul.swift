@@ -68,7 +68,8 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
     let sA = M * K, sB = K * N, sC = M * N
     // The B operand may be a frozen weight kept in a 16-bit storage format: it is read as
     // stored and converted in registers (OpenCL) or block by block (CPU/GemmHalf.swift), with
-    // f32 accumulation. A new storage format (int8, NF4) adds its reader here.
+    // f32 accumulation. Blockwise-quantised weights (int8, NF4) are not tensors: their product is
+    // Quant/QuantizedLinear.swift's, through the same own kernels (gemmBlockQuantized).
     guard a.dtype == .f32, out.dtype == .f32, b.dtype == .f32 || b.dtype.isHalfFloat else {
         throw TensorError.invalidArgument(op: "matmul", "operands are \(a.dtype.rawValue) · \(b.dtype.rawValue) → \(out.dtype.rawValue); only the right operand may be stored as f16 or bf16, the rest must be f32")
     }
@@ -90,15 +91,8 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
         // A 16-bit B: the own kernels' programs built with GEMM_B16 (Kernels/storage.cl), which
         // convert B as they load it; CLBlast has no bf16 (and its half GEMM needs cl_khr_fp16).
         let storage: [String: Int] = b.dtype.isHalfFloat ? ["GEMM_B16": b.dtype.w16Format] : [:]
-        // An output with a thin side (LoRA's tokens × r, r × features; one token's logits):
-        // one work-item per output, no tile padded to 64 wide over a side of 8.
-        if min(M, N) <= skinnyGemmDimension {
-            try cl.gemmSkinny(KernelGrid(global: [M * N, batch], local: [try cl.skinnyGroupSize(), 1], constants: storage),
-                              M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
-                              B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
-            return
-        }
-        if K != 0, storage.isEmpty, CLBlast.isAvailable, cl.gemmImplementation == .clblast {
+        // A thin output takes gemm_skinny (ownGemmKernel) even where CLBlast is the GEMM.
+        if min(M, N) > skinnyGemmDimension, K != 0, storage.isEmpty, CLBlast.isAvailable, cl.gemmImplementation == .clblast {
             do {
                 try CLBlast.sgemm(cl, transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha,
                                   a: a.storage.mem, lda: lda, strideA: sA, b: b.storage.mem, ldb: ldb, strideB: sB,
@@ -112,28 +106,50 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
                 cl.giveUpCLBlast(error)
             }
         }
-        // The direct kernel where tuning chose it (CPU devices), else the register-blocked
-        // one where its tuned tile fits the device, else gemm.cl.
-        if let (dwm, dwn) = try cl.gemmDirectBlock() {
-            try cl.gemmDirect(KernelGrid(global: [(M + dwm - 1) / dwm, (N + dwn - 1) / dwn, batch], constants: storage),
-                              M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+        switch try cl.ownGemmKernel(M: M, N: N, batch: batch, constants: storage) {
+        case let .skinny(grid):
+            try cl.gemmSkinny(grid, M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
                               B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
-            return
-        }
-        if let tile = try cl.gemmBlockedTile() {
-            try cl.gemmBlocked(KernelGrid(global: [(N + tile.tsn - 1) / tile.tsn * tile.groupN,
-                                                   (M + tile.tsm - 1) / tile.tsm * tile.groupM, batch],
-                                          local: [tile.groupN, tile.groupM, 1], constants: storage),
-                               M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+        case let .direct(grid):
+            try cl.gemmDirect(grid, M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+                              B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
+        case let .blocked(grid):
+            try cl.gemmBlocked(grid, M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
                                B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
-            return
+        case let .tiled(grid):
+            try cl.gemmTiled(grid, M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
+                             B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
+        }
+    }
+}
+
+/// Which of the own GEMM kernels a product runs on a device, with its grid.
+enum OwnGemmKernel {
+    case skinny(KernelGrid), direct(KernelGrid), blocked(KernelGrid), tiled(KernelGrid)
+}
+
+extension OpenCLBackend {
+    /// The own kernel for an (M,N) output over `batch` matrices, its program built with
+    /// `constants` (B's storage format): gemm_skinny for an output with a thin side (LoRA's
+    /// tokens × r, r × features; one token's logits: one work-item per output, no tile padded
+    /// to 64 wide over a side of 8); else gemm_direct where tuning chose it (CPU devices); else
+    /// gemm_blocked where its tuned tile fits the device; else gemm.cl's gemm_tiled.
+    func ownGemmKernel(M: Int, N: Int, batch: Int, constants: [String: Int]) throws -> OwnGemmKernel {
+        if min(M, N) <= skinnyGemmDimension {
+            return .skinny(KernelGrid(global: [M * N, batch], local: [try skinnyGroupSize(), 1], constants: constants))
+        }
+        if let (dwm, dwn) = try gemmDirectBlock() {
+            return .direct(KernelGrid(global: [(M + dwm - 1) / dwm, (N + dwn - 1) / dwn, batch], constants: constants))
+        }
+        if let tile = try gemmBlockedTile() {
+            return .blocked(KernelGrid(global: [(N + tile.tsn - 1) / tile.tsn * tile.groupN,
+                                                (M + tile.tsm - 1) / tile.tsm * tile.groupM, batch],
+                                       local: [tile.groupN, tile.groupM, 1], constants: constants))
         }
         // gemm.cl's groups are TS×TS: the tuned TS, halved until a group fits the device and
         // the kernel built with it (its CL_KERNEL_WORK_GROUP_SIZE, its local tiles).
-        let ts = try cl.gemmTile()
-        try cl.gemmTiled(KernelGrid(global: [N, M, batch], local: [ts, ts, 1], constants: storage.merging(["TS": ts]) { a, _ in a }),
-                         M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
-                         B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
+        let ts = try gemmTile()
+        return .tiled(KernelGrid(global: [N, M, batch], local: [ts, ts, 1], constants: constants.merging(["TS": ts]) { a, _ in a }))
     }
 }
 

@@ -46,6 +46,8 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
     public let scaleCodes: [Int8]?
     public let scaleAbsmax: [Float]?
     public let scaleOffset: Float?
+    /// The blocks as uploaded to each OpenCL device they are used on (QuantizedLinear.swift).
+    let deviceCopies = DeviceQuantizedBlocksCache()
 
     public var count: Int { rows * cols }
     public var blockCount: Int { (count + Self.blockSize - 1) / Self.blockSize }

@@ -4,72 +4,130 @@ import Foundation
 // the op records the gradient of x only (g · W, through the same dequantising GEMM).
 //
 // CPU: cpuSgemmQuantized dequantises one cache-sized block of W at a time into the GEMM's
-// workspace. OpenCL (until a dequantising kernel exists): W is dequantised on the host one panel
-// of rows at a time (at most `panelFloats` values) into a per-call scratch tensor on the device,
-// and each panel's product is computed there; the f32 matrix never exists whole on either side.
-
-extension BlockQuantizedMatrix {
-    /// f32 values of one dequantised panel on an OpenCL device (16 MiB).
-    public static let panelFloats = 1 << 22
-}
+// workspace. OpenCL: the blocks (codes, absmax constants) are uploaded to the device once, when
+// the weight is quantised on or first used there, and kept; the own GEMM kernels' `_quant` entry
+// points (Kernels/storage.cl, GEMM_BQ) read them and dequantise in registers. No product uploads
+// anything, and the f32 matrix never exists on either side.
 
 extension Tensor {
     /// self (…, in) · wᵀ, w (out, in) quantised: (…, out).
-    /// On OpenCL, W is dequantised `panelFloats` values at a time (tests make it small).
-    public func linear(quantized w: BlockQuantizedMatrix, panelFloats: Int = BlockQuantizedMatrix.panelFloats) throws -> Tensor {
+    public func linear(quantized w: BlockQuantizedMatrix) throws -> Tensor {
         guard dtype == .f32, let K = shape.last, K == w.cols else {
             throw TensorError.shapeMismatch(op: "quantized linear", "input \(dtype.rawValue) \(shape) against a weight of \(w.rows)×\(w.cols) (out, in)")
         }
-        let out = try quantizedProduct(w, transposed: true, outer: Array(shape.dropLast()), panelFloats: panelFloats)
+        let out = try quantizedProduct(w, transposed: true, outer: Array(shape.dropLast()))
         GradientTape.record("linearQuantized", inputs: [self], output: out) { g in
-            [try g.quantizedProduct(w, transposed: false, outer: Array(g.shape.dropLast()), panelFloats: panelFloats)]
+            [try g.quantizedProduct(w, transposed: false, outer: Array(g.shape.dropLast()))]
         }
         return out
     }
 
     /// self (M, ·) · op(w): op = ᵀ for the forward (M, in) → (M, out), none for the input
     /// gradient (M, out) → (M, in). Records nothing.
-    fileprivate func quantizedProduct(_ w: BlockQuantizedMatrix, transposed: Bool, outer: [Int], panelFloats: Int) throws -> Tensor {
+    fileprivate func quantizedProduct(_ w: BlockQuantizedMatrix, transposed: Bool, outer: [Int]) throws -> Tensor {
         let K = transposed ? w.cols : w.rows, N = transposed ? w.rows : w.cols
         let M = count / max(K, 1)
+        let out = try Tensor.empty(outer + [N], on: device)
         switch try execution("quantized linear", self) {
         case .cpu:
-            let out = try Tensor.empty(outer + [N], on: device)
             cpuSgemmQuantized(transA: false, transB: transposed, M: M, N: N, K: K, alpha: 1, A: floats, lda: K,
                               B: w, beta: 0, C: out.floats, ldc: N)
-            return out
-        case .opencl:
-            return try noGrad {
-                let x = try reshaped([M, K])
-                // Panels of whole rows of W (W is (out, in)): forward, a panel gives columns of y
-                // (concatenated); backward, a panel is a depth slice of the product (summed).
-                let rowsPerPanel = max(1, min(w.rows, max(panelFloats, 1) / max(w.cols, 1)))
-                var host = [Float](repeating: 0, count: rowsPerPanel * w.cols)
-                var parts: [Tensor] = []
-                var sum: Tensor?
-                var r0 = 0
-                while r0 < w.rows {
-                    let rows = min(rowsPerPanel, w.rows - r0)
-                    host.withUnsafeMutableBufferPointer { w.dequantize(from: r0 * w.cols, count: rows * w.cols, into: $0.baseAddress!) }
-                    let panel = try Tensor(Array(host[0..<(rows * w.cols)]), shape: [rows, w.cols], on: device)
-                    if transposed {
-                        parts.append(try x.matmul(panel, transposeB: true))
-                    } else {
-                        let slice = rows == w.rows ? x : try x.columns(r0, rows)
-                        let p = try slice.matmul(panel)
-                        if let s = sum { try s.addInPlace(p) } else { sum = p }
-                    }
-                    r0 += rows
-                }
-                let y: Tensor
-                if transposed {
-                    y = parts.isEmpty ? try Tensor.zeros([M, N], on: device)
-                        : parts.count == 1 ? parts[0] : try Tensor.concatenated(parts, axis: 1)
-                } else {
-                    y = try sum ?? Tensor.zeros([M, N], on: device)
-                }
-                return try y.reshaped(outer + [N])
-            }
+        case let .opencl(cl):
+            try cl.gemmBlockQuantized(M: M, N: N, K: K, A: self, B: try w.deviceBlocks(on: cl), transB: transposed, C: out)
+        }
+        return out
+    }
+}
+
+/// A `BlockQuantizedMatrix` on one OpenCL device, as Kernels/storage.cl's GEMM_BQ reads it.
+struct DeviceQuantizedBlocks {
+    /// The codes' bytes (nf4: two indices a byte; int8: one), in an i32 tensor of ⌈bytes/4⌉.
+    let codes: Tensor
+    /// f32: the absmax per block, or under double quantisation the absmax per 256 blocks.
+    let scales: Tensor
+    /// Double quantisation: the absmax codes' Int8 bytes (an i32 tensor); else `scales` again,
+    /// which the kernel then does not read.
+    let scaleCodes: Tensor
+    let scaleOffset: Float
+    /// The program's constants: GEMM_BQ (1 nf4, 2 int8) and GEMM_BQ_DQ.
+    let constants: [String: Int]
+
+    /// Uploads `w`'s blocks to `backend` (the only time they cross).
+    init(_ w: BlockQuantizedMatrix, on backend: any Backend) throws {
+        func upload(_ bytes: UnsafeRawBufferPointer, dtype: DType) throws -> Tensor {
+            let n = max(1, (bytes.count + 3) / 4)
+            let storage = try backend.allocate(byteCount: 4 * n)
+            if bytes.count > 0 { try backend.write(storage, from: bytes.baseAddress!, byteCount: bytes.count) }
+            return Tensor(storage: storage, shape: [n], dtype: dtype)
+        }
+        codes = try w.codes.withUnsafeBytes { try upload($0, dtype: .i32) }
+        if let second = w.scaleAbsmax, let q = w.scaleCodes, let offset = w.scaleOffset {
+            scales = try second.withUnsafeBytes { try upload($0, dtype: .f32) }
+            scaleCodes = try q.withUnsafeBytes { try upload($0, dtype: .i32) }
+            scaleOffset = offset
+        } else {
+            scales = try w.absmax.withUnsafeBytes { try upload($0, dtype: .f32) }
+            scaleCodes = scales
+            scaleOffset = 0
+        }
+        constants = ["GEMM_BQ": w.format == .nf4 ? 1 : 2, "GEMM_BQ_DQ": w.scaleCodes == nil ? 0 : 1]
+    }
+}
+
+/// The device copies of one quantised matrix, one per OpenCL device it has been used on.
+final class DeviceQuantizedBlocksCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var copies: [Device: DeviceQuantizedBlocks] = [:]
+
+    func blocks(of w: BlockQuantizedMatrix, on backend: any Backend) throws -> DeviceQuantizedBlocks {
+        lock.lock(); defer { lock.unlock() }
+        if let b = copies[backend.device] { return b }
+        let b = try DeviceQuantizedBlocks(w, on: backend)
+        copies[backend.device] = b
+        return b
+    }
+
+    var devices: Set<Device> { lock.lock(); defer { lock.unlock() }; return Set(copies.keys) }
+}
+
+extension BlockQuantizedMatrix {
+    /// Places the blocks on `device` now (an OpenCL device; nothing to do on the CPU), so that the
+    /// products there upload nothing: what quantising a weight that lives on the device does.
+    public func place(on device: Device) throws {
+        let backend = try device.backend()
+        if let cl = backend as? OpenCLBackend { _ = try deviceBlocks(on: cl) }
+    }
+
+    /// The blocks on `cl`, uploaded at the first call there and kept.
+    func deviceBlocks(on cl: OpenCLBackend) throws -> DeviceQuantizedBlocks {
+        try deviceCopies.blocks(of: self, on: cl)
+    }
+}
+
+extension OpenCLBackend {
+    /// C (M,N) = A (M,K) · op(B), B the quantised weight: op = ᵀ for x·Wᵀ (B (N,K), ldb K),
+    /// none for g·W (B (K,N), ldb N); either way B's index is the flat index into W. The own
+    /// kernel the shape and tuning pick (ownGemmKernel), as its `_quant` entry point.
+    func gemmBlockQuantized(M: Int, N: Int, K: Int, A: Tensor, B: DeviceQuantizedBlocks, transB: Bool, C: Tensor) throws {
+        if M == 0 || N == 0 { return }
+        let ldb = transB ? K : N
+        switch try ownGemmKernel(M: M, N: N, batch: 1, constants: B.constants) {
+        case let .skinny(grid):
+            try gemmSkinnyQuant(grid, M: M, N: N, K: K, alpha: 1, beta: 0, A: A, lda: K, strideA: 0, transA: false,
+                                B: B.codes, ldb: ldb, strideB: 0, transB: transB, C: C, ldc: N, strideC: 0,
+                                scales: B.scales, scaleCodes: B.scaleCodes, scaleOffset: B.scaleOffset)
+        case let .direct(grid):
+            try gemmDirectQuant(grid, M: M, N: N, K: K, alpha: 1, beta: 0, A: A, lda: K, strideA: 0, transA: false,
+                                B: B.codes, ldb: ldb, strideB: 0, transB: transB, C: C, ldc: N, strideC: 0,
+                                scales: B.scales, scaleCodes: B.scaleCodes, scaleOffset: B.scaleOffset)
+        case let .blocked(grid):
+            try gemmBlockedQuant(grid, M: M, N: N, K: K, alpha: 1, beta: 0, A: A, lda: K, strideA: 0, transA: false,
+                                 B: B.codes, ldb: ldb, strideB: 0, transB: transB, C: C, ldc: N, strideC: 0,
+                                 scales: B.scales, scaleCodes: B.scaleCodes, scaleOffset: B.scaleOffset)
+        case let .tiled(grid):
+            try gemmTiledQuant(grid, M: M, N: N, K: K, alpha: 1, beta: 0, A: A, lda: K, strideA: 0, transA: false,
+                               B: B.codes, ldb: ldb, strideB: 0, transB: transB, C: C, ldc: N, strideC: 0,
+                               scales: B.scales, scaleCodes: B.scaleCodes, scaleOffset: B.scaleOffset)
         }
     }
 }

@@ -15,4 +15,19 @@ extension OpenCLBackend {
                     .buffer(B), .int(ldb), .int(strideB), .bool(transB),
                     .buffer(C), .int(ldc), .int(strideC)])
     }
+
+    /// The same product with B blockwise quantised (a program built with GEMM_BQ, storage.cl):
+    /// B the codes, `scales`/`scaleCodes`/`scaleOffset` the absmax constants. One matrix (batch 1).
+    func gemmTiledQuant(_ grid: KernelGrid, M: Int, N: Int, K: Int, alpha: Float, beta: Float,
+                        A: Tensor, lda: Int, strideA: Int, transA: Bool,
+                        B: Tensor, ldb: Int, strideB: Int, transB: Bool,
+                        C: Tensor, ldc: Int, strideC: Int,
+                        scales: Tensor, scaleCodes: Tensor, scaleOffset: Float) throws {
+        try launch("gemm", "gemm_tiled_quant", grid,
+                   [.int(M), .int(N), .int(K), .float(alpha), .float(beta),
+                    .buffer(A), .int(lda), .int(strideA), .bool(transA),
+                    .buffer(B), .int(ldb), .int(strideB), .bool(transB),
+                    .buffer(C), .int(ldc), .int(strideC),
+                    .buffer(scales), .buffer(scaleCodes), .float(scaleOffset)])
+    }
 }
