@@ -24,11 +24,24 @@ public enum TaskEvaluator {
     }
 
     /// Total log-likelihood of `response` after the prompt of `example` (and its token count).
+    /// With `prefix`, the answer is `prefix + response` and the tokens that the prompt with the
+    /// prefix left open (`continuationPrompt`) already holds are not scored.
     static func answerLogLikelihood(_ example: Example, response: String, bundle: ModelBundle, template: PromptTemplate,
-                                    maxLength: Int) throws -> (Double, Int) {
+                                    maxLength: Int, prefix: String? = nil) throws -> (Double, Int) {
         var e = example
-        e.conversation.turns[e.conversation.turns.count - 1].response = response
-        let t = try DatasetTokenizer.tokenize(e, bundle.tokenizer, TokenizeOptions(template: template, maxLength: maxLength))
+        let last = e.conversation.turns.count - 1
+        e.conversation.turns[last].response = (prefix ?? "") + response
+        var t = try DatasetTokenizer.tokenize(e, bundle.tokenizer, TokenizeOptions(template: template, maxLength: maxLength))
+        if let prefix {
+            var open = e.conversation
+            open.turns[last].response = prefix
+            let given = e.rawPrompt
+                ? bundle.tokenizer.encode(open.turns[last].instruction + prefix, addSpecialTokens: true)
+                : bundle.tokenizer.encode(try template.continuationPrompt(for: open), addSpecialTokens: !template.writesOwnSpecialTokens)
+            var shared = 0
+            while shared < given.count, shared < t.ids.count, Int32(given[shared]) == t.ids[shared] { shared += 1 }
+            for i in 0..<min(shared, t.labels.count) { t.labels[i] = -100 }
+        }
         let scored = t.labels.dropFirst().filter { $0 != -100 }.count
         guard scored > 0 else { return (-.infinity, 0) }
         let loss = try noGrad {
@@ -41,8 +54,11 @@ public enum TaskEvaluator {
     /// classification for each task, on up to `maxExamples` examples per task (the first ones
     /// after a seeded shuffle). With `shots` > 0 each question is preceded by that many exemplars
     /// from the task's other examples (FewShot), the same for every model and run of a seed.
+    /// `responsePrefix` begins every answer (the prompt leaves it open, as transformers'
+    /// continue_final_message): the model's continuation is what is matched and scored.
     public static func evaluate(tasks: [(String, [Example])], bundle: ModelBundle, template: PromptTemplate,
                                 maxExamples: Int = 50, maxLength: Int = 512, seed: UInt64 = 0, shots: Int = 0,
+                                responsePrefix: String? = nil,
                                 progress: (String) -> Void = { _ in }) throws -> [TaskEvalResult] {
         var out: [TaskEvalResult] = []
         for (name, all) in tasks {
@@ -63,7 +79,12 @@ public enum TaskEvaluator {
             var ll = 0.0, llTokens = 0
             for e in examples {
                 let turn = e.conversation.turns.last!
-                let prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(for: e.conversation)
+                var prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(for: e.conversation)
+                if let responsePrefix {
+                    var open = e.conversation
+                    open.turns[open.turns.count - 1].response = responsePrefix
+                    prompt = e.rawPrompt ? prompt + responsePrefix : try template.continuationPrompt(for: open)
+                }
                 let answerTokens = bundle.tokenizer.encode(turn.response, addSpecialTokens: false).count
                 let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: answerTokens + 8),
                                                     stopStrings: template.stopStrings,
@@ -72,7 +93,8 @@ public enum TaskEvaluator {
                 // Every option is scored once; the reference is one of them. A multiple-choice
                 // record's own choices come first (JCommonsenseQA's five answers differ per question).
                 let candidates = e.choices ?? options ?? [turn.response]
-                let scores = try candidates.map { try answerLogLikelihood(e, response: $0, bundle: bundle, template: template, maxLength: maxLength) }
+                let scores = try candidates.map { try answerLogLikelihood(e, response: $0, bundle: bundle, template: template, maxLength: maxLength,
+                                                                        prefix: responsePrefix) }
                 let (l, n) = scores[candidates.firstIndex(of: turn.response)!]
                 if n > 0 { ll += l; llTokens += n }
                 if e.choices != nil || options != nil, candidates[scores.indices.max { scores[$0].0 < scores[$1].0 }!] == turn.response {
