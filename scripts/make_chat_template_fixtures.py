@@ -13,6 +13,7 @@ Output, under Tests/Fixtures/chat_templates/:
   <model>/tokenizer.json           the tokenizer
   <model>/tokenizer_config.json    bos/eos/unk and the chat_template
   <model>/expected.json            [{conversation, add_generation_prompt, text | error, ids}]
+  continue_final_message.json      the same with continue_final_message=True (see continue_final_message())
 
     python3 scripts/make_chat_template_fixtures.py
 """
@@ -176,3 +177,51 @@ def tool_records():
 
 if __name__ == "__main__":
     tool_records()
+
+
+# continue_final_message: the final message left open so that generation continues it (the way to
+# prefill the start of an answer). Conversations that end in a partial answer (one with a trailing
+# space, which templates that trim content cut differently), finished conversations, one that ends
+# in a user message, and the tool call; and, for every template, add_generation_prompt together
+# with continue_final_message, which transformers refuses.
+CONTINUE_CONVERSATIONS = {
+    "prefill_ja": [
+        {"role": "user", "content": "富士山の高さは？"},
+        {"role": "assistant", "content": "富士山の高さは"},
+    ],
+    "prefill_trailing_space": [
+        {"role": "system", "content": "You are a concise assistant."},
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": "Sure, the colour is "},
+    ],
+    "system_multi_turn": CONVERSATIONS["system_multi_turn"],
+    "japanese_multi_turn": CONVERSATIONS["japanese_multi_turn"],
+    "single_user": CONVERSATIONS["single_user"],
+    "tool_call": CONVERSATIONS["tool_call"],
+}
+
+
+def continue_final_message():
+    out = []
+    for name, (template, base, bos, eos, markers, _) in MODELS.items():
+        _, fast, _ = build_tokenizer(template, base, bos, eos, markers)
+        for conv_name, messages in CONTINUE_CONVERSATIONS.items():
+            tools = TOOLS if conv_name in USES_TOOLS else None
+            for gen in (False, True) if conv_name == "prefill_ja" else (False,):
+                case = {"model": name, "conversation": conv_name, "add_generation_prompt": gen}
+                try:
+                    case["text"] = fast.apply_chat_template(messages, tools=tools, add_generation_prompt=gen, continue_final_message=True,
+                                                            tokenize=False, **TEMPLATE_KWARGS)
+                    case["ids"] = list(fast.apply_chat_template(messages, tools=tools, add_generation_prompt=gen, continue_final_message=True,
+                                                                tokenize=True, return_dict=False, **TEMPLATE_KWARGS))
+                except Exception as e:  # the template's raise_exception, or transformers' own refusal
+                    case["error"] = f"{type(e).__name__}: {e}"
+                out.append(case)
+    (OUT / "continue_final_message.json").write_text(json.dumps(
+        {"transformers": transformers.__version__, "tools": TOOLS, "uses_tools": sorted(USES_TOOLS),
+         "conversations": CONTINUE_CONVERSATIONS, "cases": out}, ensure_ascii=False, indent=1) + "\n")
+    print(f"continue_final_message.json: {len(out)} cases, {sum('error' in c for c in out)} refused")
+
+
+if __name__ == "__main__":
+    continue_final_message()

@@ -39,6 +39,10 @@ private func isPythonSpace(_ u: Unicode.Scalar) -> Bool {
     u.properties.isWhitespace || (0x1C...0x1F).contains(u.value)
 }
 
+/// Python's `str.strip()` (or `lstrip`/`rstrip`) without arguments: whitespace as `str.isspace`
+/// sees it, one code point at a time. For callers that mirror transformers' string handling.
+public func pythonStripped(_ s: String, left: Bool = true, right: Bool = true) -> String { pyStrip(s, nil, left: left, right: right) }
+
 private func pyStrip(_ s: String, _ chars: String?, left: Bool, right: Bool) -> String {
     let set = chars.map { Set($0.unicodeScalars) }
     func strip(_ u: Unicode.Scalar) -> Bool { set.map { $0.contains(u) } ?? isPythonSpace(u) }

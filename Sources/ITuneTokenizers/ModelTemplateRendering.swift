@@ -94,6 +94,17 @@ extension PromptTemplate {
         return try wrap { try chat.render(messages: all, tools: tools, addGenerationPrompt: true) }
     }
 
+    /// The text a model continues when its answer is already begun: the conversation with its
+    /// final message (the last turn's response, the start of the answer) left open, as
+    /// transformers' `apply_chat_template(…, continue_final_message=True)` renders it with the
+    /// model's template. A named template writes the generation prompt and the response after it.
+    public func continuationPrompt(for c: Conversation) throws -> String {
+        guard let chat else { return try generationPrompt(for: c) + (c.text == nil ? (c.turns.last?.response ?? "") : "") }
+        let all = try allMessages(c)
+        let tools = try toolList(c)
+        return try wrap { try chat.render(messages: all, tools: tools, continueFinalMessage: true) }
+    }
+
     func modelSegments(_ c: Conversation, forGeneration: Bool) throws -> [TemplateSegment] {
         if forGeneration { return [.text(try generationPrompt(for: c), trainable: false)] }
         let r = try renderConversation(c)

@@ -18,9 +18,11 @@ public final class Tokenizer {
     private let decoder: Decoder?
     private let rawAddedTokens: AddedTokenTrie
     private let normalizedAddedTokens: AddedTokenTrie
-    private let addedIDByContent: [String: Int]
+    // Keyed by UTF-8 bytes, not String: String == is canonical equivalence, and "é" (U+00E9) and
+    // "e" + U+0301 are two tokens of a vocabulary that keeps both (the library compares bytes).
+    private let addedIDByContent: [[UInt8]: Int]
     private let addedContentByID: [Int: String]
-    private let specialTokens: Set<String>
+    private let specialTokens: Set<[UInt8]>
     private let maxAddedID: Int
     private let scratchPool = ScratchPool()
 
@@ -110,16 +112,17 @@ public final class Tokenizer {
         // Ids of added tokens are assigned as the reference library does when it loads the file:
         // a token the model knows keeps the model's id, a new one gets the next free id after the
         // model's vocabulary (the ids written in the file are not consulted).
-        var idByContent: [String: Int] = [:]
+        var idByContent: [[UInt8]: Int] = [:]
         var contentByID: [Int: String] = [:]
         var specials: [AddedToken] = []
         var others: [AddedToken] = []
-        var specialSet = Set<String>()
+        var specialSet = Set<[UInt8]>()
         var maxAdded = -1
         let addedField = root["added_tokens"]
         for entry in addedField.isNull ? [] : try addedField.array() {
             let token = try AddedToken(entry)
-            if token.content.isEmpty || idByContent[token.content] != nil { continue }
+            let contentBytes = Array(token.content.utf8)
+            if token.content.isEmpty || idByContent[contentBytes] != nil { continue }
             let id: Int
             if let known = model.id(of: token.content) {
                 id = known
@@ -128,7 +131,7 @@ public final class Tokenizer {
             } else {
                 id = maxAdded >= model.vocabularyCount || model.vocabularyCount == 0 ? maxAdded + 1 : model.vocabularyCount
             }
-            idByContent[token.content] = id
+            idByContent[contentBytes] = id
             // The library spells a normalized added token, id → token, as the normalizer spells it.
             if token.normalized, let n = normalizer {
                 contentByID[id] = String(decoding: n.normalize(Array(token.content.utf8)), as: UTF8.self)
@@ -138,7 +141,7 @@ public final class Tokenizer {
             maxAdded = max(maxAdded, id)
             let resolved = token.with(id: id)
             if token.special {
-                if specialSet.insert(token.content).inserted { specials.append(resolved) }
+                if specialSet.insert(contentBytes).inserted { specials.append(resolved) }
             } else {
                 others.append(resolved)
             }
@@ -275,7 +278,7 @@ public final class Tokenizer {
         tokens.reserveCapacity(ids.count)
         for id in ids {
             guard let t = addedContentByID[id] ?? model.token(of: id) else { continue }
-            if skipSpecialTokens && specialTokens.contains(t) { continue }
+            if skipSpecialTokens && specialTokens.contains(Array(t.utf8)) { continue }
             tokens.append(t)
         }
         guard let decoder = decoder else { return tokens.joined(separator: " ") }
@@ -291,7 +294,7 @@ public final class Tokenizer {
     /// The id of a token string (added tokens first, then the model's vocabulary).
     /// Why: to find the ids of template markers such as `<|im_end|>`.
     public func id(of token: String) -> Int? {
-        addedIDByContent[token] ?? model.id(of: token)
+        addedIDByContent[Array(token.utf8)] ?? model.id(of: token)
     }
 
     /// The token string of an id. Why: to show what the model sees, token by token.
@@ -300,7 +303,7 @@ public final class Tokenizer {
     }
 
     /// Whether `token` is a special added token (what `skipSpecialTokens` drops).
-    public func isSpecialToken(_ token: String) -> Bool { specialTokens.contains(token) }
+    public func isSpecialToken(_ token: String) -> Bool { specialTokens.contains(Array(token.utf8)) }
 
     /// The id of tokenizer_config.json's bos_token. Why: prompts and packing need it.
     public var bosTokenID: Int? { config.bosToken.flatMap { id(of: $0) } }

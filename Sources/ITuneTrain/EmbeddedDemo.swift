@@ -62,29 +62,22 @@ public struct EmbeddedDemo {
             .filter { !heldPrompts.contains($0.conversation.turns[0].instruction) }
         log("data: built-in mixture of \(families) task families in English and Japanese: \(train.count) training examples, \(held.count) held out")
 
-        // Tokenizer: byte-level BPE trained on the rendered training texts.
+        // Tokenizer (byte-level BPE trained on the rendered training texts) and model (Llama-shaped,
+        // GQA, tied embeddings), written in Hugging Face format.
         let rendered = train.prefix(3000).map { e -> String in
             Self.template(forTask: e.source.task).render(e.conversation).map {
                 if case let .text(s, _) = $0 { return s } else { return "" }
             }.joined()
         }
-        let tokenizerJSON = try BPETrainer.trainByteLevel(texts: rendered, vocabSize: 1024, specialTokens: ["<|endoftext|>", "<|pad|>"])
         let base = outputDirectory.appendingPathComponent("base")
-        try fm.createDirectory(at: base, withIntermediateDirectories: true)
-        try OutputFiles.writeAtomically(tokenizerJSON, to: base.appendingPathComponent("tokenizer.json"))
-        let tokenizerConfig: [String: Any] = ["eos_token": "<|endoftext|>", "pad_token": "<|pad|>", "bos_token": NSNull(),
-                                              "add_bos_token": false, "model_max_length": 256, "tokenizer_class": "PreTrainedTokenizerFast"]
-        try OutputFiles.writeAtomically(JSONSerialization.data(withJSONObject: tokenizerConfig, options: [.prettyPrinted, .sortedKeys]),
-                                        to: base.appendingPathComponent("tokenizer_config.json"))
-        let tokenizer = try Tokenizer(directory: base)
-        let eos = Int32(tokenizer.eosTokenID!), pad = Int32(tokenizer.padTokenID ?? Int(eos))
-
-        // Model: Llama-shaped, GQA, tied embeddings, written in Hugging Face format.
-        var config = ModelConfig(vocabSize: tokenizer.vocabularySize, hiddenSize: hiddenSize, intermediateSize: hiddenSize * 11 / 4,
-                                 numLayers: layers, numHeads: 4, numKVHeads: 2, maxPositions: 256, tieWordEmbeddings: true)
-        config.eosTokenIDs = [Int(eos)]
-        let model = try LlamaModel(config, seed: seed, on: device)
-        try model.savePretrained(to: base)
+        var scratch = ScratchModel()
+        scratch.vocabSize = 1024
+        scratch.hiddenSize = hiddenSize
+        scratch.layers = layers
+        scratch.seed = seed
+        let (tokenizer, model) = try scratch.write(to: base, texts: Array(rendered), on: device)
+        let config = model.config
+        let eos = Int32(config.eosTokenIDs[0]), pad = Int32(tokenizer.padTokenID ?? Int(eos))
         log(String(format: "model: Llama-shaped, %d layers, hidden %d, 4 heads / 2 kv-heads, vocab %d (byte-level BPE trained here): %.2fM parameters, written to %@",
                    layers, hiddenSize, config.vocabSize, Double(model.parameterCount) / 1e6, base.path))
 

@@ -18,31 +18,53 @@ public protocol TaskAnswering {
     func tokenCount(_ response: String) -> Int
 }
 
-/// A decoder-only model: the question is rendered by `template`, the answer follows it.
+/// A decoder-only model: the question is rendered by `template`, the answer follows it. With
+/// `responsePrefix` every answer begins with it (the prompt leaves it open, as transformers'
+/// continue_final_message): the model's continuation is what is matched and scored.
 public struct DecoderTaskModel: TaskAnswering {
     public let bundle: ModelBundle
     public let template: PromptTemplate
     public let maxLength: Int
+    public let responsePrefix: String?
 
-    public init(bundle: ModelBundle, template: PromptTemplate, maxLength: Int = 512) {
+    public init(bundle: ModelBundle, template: PromptTemplate, maxLength: Int = 512, responsePrefix: String? = nil) {
         self.bundle = bundle
         self.template = template
         self.maxLength = maxLength
+        self.responsePrefix = responsePrefix
     }
 
     public func greedyAnswer(to e: Example, maxNewTokens: Int) throws -> String {
         guard let turn = e.conversation.turns.last else { return "" }
-        let prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(for: e.conversation)
+        var prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(for: e.conversation)
+        if let responsePrefix {
+            var open = e.conversation
+            open.turns[open.turns.count - 1].response = responsePrefix
+            prompt = e.rawPrompt ? prompt + responsePrefix : try template.continuationPrompt(for: open)
+        }
         return try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: maxNewTokens),
                                    stopStrings: template.stopStrings,
                                    addSpecialTokens: e.rawPrompt || !template.writesOwnSpecialTokens).text
     }
 
+    /// With a prefix, the answer is `prefix + response` and the tokens that the prompt with the
+    /// prefix left open (`continuationPrompt`) already holds are not scored.
     public func logLikelihood(of response: String, answering example: Example) throws -> (Double, Int) {
         guard !example.conversation.turns.isEmpty else { return (-.infinity, 0) }
         var e = example
-        e.conversation.turns[e.conversation.turns.count - 1].response = response
-        let t = try DatasetTokenizer.tokenize(e, bundle.tokenizer, TokenizeOptions(template: template, maxLength: maxLength))
+        let last = e.conversation.turns.count - 1
+        e.conversation.turns[last].response = (responsePrefix ?? "") + response
+        var t = try DatasetTokenizer.tokenize(e, bundle.tokenizer, TokenizeOptions(template: template, maxLength: maxLength))
+        if let prefix = responsePrefix {
+            var open = e.conversation
+            open.turns[last].response = prefix
+            let given = e.rawPrompt
+                ? bundle.tokenizer.encode(open.turns[last].instruction + prefix, addSpecialTokens: true)
+                : bundle.tokenizer.encode(try template.continuationPrompt(for: open), addSpecialTokens: !template.writesOwnSpecialTokens)
+            var shared = 0
+            while shared < given.count, shared < t.ids.count, Int32(given[shared]) == t.ids[shared] { shared += 1 }
+            for i in 0..<min(shared, t.labels.count) { t.labels[i] = -100 }
+        }
         let scored = t.labels.dropFirst().filter { $0 != -100 }.count
         guard scored > 0 else { return (-.infinity, 0) }
         let loss = try noGrad {
@@ -97,10 +119,13 @@ public struct Seq2SeqTaskModel: TaskAnswering {
 /// chat template, else alpaca), with `adapter` applied when given. An encoder-decoder reads the
 /// question in FLAN's layout, so a template for one is refused by name.
 public func loadTaskModel(directory: URL, on device: Device, adapter: URL? = nil, template: String? = nil,
-                          maxLength: Int = 512) throws -> any TaskAnswering {
+                          maxLength: Int = 512, responsePrefix: String? = nil) throws -> any TaskAnswering {
     if try ModelFamily.of(directory: directory).kind == .encoderDecoder {
         if let template {
             throw OptionError(option: "template", message: "'\(template)' given for an encoder-decoder model, which reads the question as its encoder input (FLAN's layout), not through a template")
+        }
+        if responsePrefix != nil {
+            throw OptionError(option: "response-prefix", message: "is for decoder-only models (it continues a rendered template); an encoder-decoder's answer is its decoder's whole output")
         }
         let bundle = try Seq2SeqBundle(directory: directory, on: device)
         if let adapter { try bundle.model.loadAdapter(from: adapter) }
@@ -109,5 +134,5 @@ public func loadTaskModel(directory: URL, on device: Device, adapter: URL? = nil
     let bundle = try ModelBundle(directory: directory, on: device)
     if let adapter { try bundle.model.loadAdapter(from: adapter) }
     return DecoderTaskModel(bundle: bundle, template: try PromptTemplate.resolve(template, tokenizer: bundle.tokenizer).template,
-                            maxLength: maxLength)
+                            maxLength: maxLength, responsePrefix: responsePrefix)
 }

@@ -24,16 +24,23 @@ public enum TaskEvaluator {
     }
 
     /// Total log-likelihood of `response` after the prompt of `example` (and its token count).
+    /// With `prefix`, the answer is `prefix + response` and the tokens that the prompt with the
+    /// prefix left open (`continuationPrompt`) already holds are not scored.
     static func answerLogLikelihood(_ example: Example, response: String, bundle: ModelBundle, template: PromptTemplate,
-                                    maxLength: Int) throws -> (Double, Int) {
-        try DecoderTaskModel(bundle: bundle, template: template, maxLength: maxLength).logLikelihood(of: response, answering: example)
+                                    maxLength: Int, prefix: String? = nil) throws -> (Double, Int) {
+        try DecoderTaskModel(bundle: bundle, template: template, maxLength: maxLength, responsePrefix: prefix)
+            .logLikelihood(of: response, answering: example)
     }
 
-    /// `evaluate(tasks:model:…)` for a decoder-only model behind `template`.
+    /// `evaluate(tasks:model:…)` for a decoder-only model behind `template`; `responsePrefix`
+    /// begins every answer (the prompt leaves it open, as transformers' continue_final_message):
+    /// the model's continuation is what is matched and scored.
     public static func evaluate(tasks: [(String, [Example])], bundle: ModelBundle, template: PromptTemplate,
                                 maxExamples: Int = 50, maxLength: Int = 512, seed: UInt64 = 0, shots: Int = 0,
+                                responsePrefix: String? = nil,
                                 progress: (String) -> Void = { _ in }) throws -> [TaskEvalResult] {
-        try evaluate(tasks: tasks, model: DecoderTaskModel(bundle: bundle, template: template, maxLength: maxLength),
+        try evaluate(tasks: tasks, model: DecoderTaskModel(bundle: bundle, template: template, maxLength: maxLength,
+                                                           responsePrefix: responsePrefix),
                      maxExamples: maxExamples, seed: seed, shots: shots, progress: progress)
     }
 

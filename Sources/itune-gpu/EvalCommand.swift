@@ -14,6 +14,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "With --tasks: examples per task.") var examplesPerTask = 50
     @Option(help: "With --tasks: exemplars of the task put before each question (FLAN's few-shot; 0 is zero-shot).") var shots = 0
     @Option(help: "With --tasks: seed of the question and exemplar choice.") var seed: UInt64 = 0
+    @Option(help: "With --tasks: the start of every answer, left open for the model to continue (transformers' continue_final_message); what follows it is matched and scored.")
+    var responsePrefix: String?
     @Option(help: "A PEFT LoRA adapter directory to apply.") var adapter: String?
     @Option(help: "Prompt template for instruction records: a name, or 'model' (default: the model's own chat_template when it has one, else alpaca).")
     var template: String?
@@ -35,7 +37,7 @@ struct EvalCommand: ParsableCommand {
         let directory = URL(fileURLWithPath: model)
         if let tasks {
             let answering = try loadTaskModel(directory: directory, on: device, adapter: adapter.map { URL(fileURLWithPath: $0) },
-                                              template: template, maxLength: maxLength ?? 512)
+                                              template: template, maxLength: maxLength ?? 512, responsePrefix: responsePrefix)
             let results = try TaskEvaluator.evaluate(tasks: TaskPool.examples(tasks), model: answering,
                                                      maxExamples: examplesPerTask, seed: seed, shots: shots,
                                                      progress: json ? { _ in } : { print($0) })

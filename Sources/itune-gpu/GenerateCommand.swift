@@ -40,13 +40,19 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Storage of the projection and embedding matrices: f32, bf16 or f16 (default: the checkpoint's dtype, so that a bf16 checkpoint is read as bf16).")
     var baseDtype: BaseDType?
 
+    @Option(help: "With --template: the start of the answer, which the model continues (the conversation rendered with its final message left open, as transformers' continue_final_message).")
+    var responsePrefix: String?
+
     @OptionGroup var deviceOptions: DeviceOptions
 
     var options: GenerationOptions {
         GenerationOptions(maxNewTokens: maxNewTokens, sampling: SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed))
     }
 
-    func validate() throws { try options.validate() }
+    func validate() throws {
+        try options.validate()
+        if responsePrefix != nil, template == nil { throw ValidationError("--response-prefix needs --template: the prefix opens the template's answer") }
+    }
 
     func run() throws {
         let device = try deviceOptions.resolve(verbose: false)
@@ -60,7 +66,11 @@ struct GenerateCommand: ParsableCommand {
         var addSpecialTokens = true
         if let name = template {
             let t = try PromptTemplate.resolve(name, tokenizer: bundle.tokenizer).template
-            prompt = try t.generationPrompt(instruction: prompt)
+            if let responsePrefix {
+                prompt = try t.continuationPrompt(for: Conversation(turns: [Turn(instruction: prompt, response: responsePrefix)]))
+            } else {
+                prompt = try t.generationPrompt(instruction: prompt)
+            }
             stops += t.stopStrings
             addSpecialTokens = !t.writesOwnSpecialTokens
         }

@@ -15,6 +15,8 @@ struct RenderCommand: ParsableCommand {
     @Option(help: "Records to print.") var limit = 5
     @Flag(help: "Also print token ids, trained ones marked with *.") var ids = false
     @Flag(help: "Loss on every token, as train --train-on-inputs.") var trainOnInputs = false
+    @Flag(help: "Leave each record's final message open, as generation continues it (transformers' continue_final_message): nothing is trained.")
+    var continueFinalMessage = false
 
     func validate() throws { try OptionCheck.atLeast(limit, 1, "limit") }
 
@@ -25,6 +27,14 @@ struct RenderCommand: ParsableCommand {
         let loaded = try DatasetReader.read(data)
         let options = TokenizeOptions(template: tpl, maxLength: Int.max / 2, trainOnInputs: trainOnInputs)
         for e in loaded.examples.prefix(limit) {
+            if continueFinalMessage {
+                let text = try tpl.continuationPrompt(for: e.conversation)
+                let tokens = tokenizer.encode(text, addSpecialTokens: !tpl.writesOwnSpecialTokens)
+                print("── \(e.source) ── \(tokens.count) tokens, final message left open")
+                print(text)
+                if ids { print(tokens.map(String.init).joined(separator: " ")) }
+                continue
+            }
             let p = try DatasetTokenizer.preview(e, tokenizer, options)
             print("── \(e.source) ── \(p.ids.count) tokens, \(p.trainedCount) trained")
             print(p.text)

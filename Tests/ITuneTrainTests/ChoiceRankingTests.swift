@@ -44,4 +44,45 @@ final class ChoiceRankingTests: XCTestCase {
             XCTAssertEqual(r.rankAccuracy ?? -1, Double(right) / Double(examples.count), accuracy: 1e-9, r.task)
         }
     }
+
+    /// `responsePrefix` (eval --response-prefix): the answer is begun by the prefix, which the
+    /// prompt leaves open as transformers' continue_final_message does; only what follows it is
+    /// scored. Reference: the model's loss over the rendered conversation with labels only after
+    /// the tokens of the continuation prompt.
+    func testResponsePrefixIsLeftOpenAndNotScored() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+        let tokDir = fixtures.appendingPathComponent("chat_templates/qwen2.5-instruct")
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("itune-prefix-\(getpid())")
+        try? FileManager.default.removeItem(at: work)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let model = try LlamaModel(ModelConfig(vocabSize: try Tokenizer(directory: tokDir).vocabularySize, hiddenSize: 32,
+                                               intermediateSize: 64, numLayers: 1, numHeads: 4, numKVHeads: 2, maxPositions: 512),
+                                   seed: 5, on: .cpu)
+        try model.savePretrained(to: work, tokenizerDirectory: tokDir)
+        let bundle = try ModelBundle(directory: work, on: .cpu)
+        let template = try PromptTemplate.resolve("model", tokenizer: bundle.tokenizer).template
+        let e = Example(conversation: Conversation(turns: [Turn(instruction: "富士山の高さは？", response: "x")]), source: .init(file: "t", task: "t"))
+        let prefix = "答えは", answer = "3776メートルです。"
+
+        var open = e.conversation
+        open.turns[0].response = prefix
+        let context = bundle.tokenizer.encode(try template.continuationPrompt(for: open), addSpecialTokens: false)
+        var whole = e.conversation
+        whole.turns[0].response = prefix + answer
+        let full = bundle.tokenizer.encode(try template.renderConversation(whole).text, addSpecialTokens: false)
+        XCTAssertEqual(Array(full.prefix(context.count)), context, "the open prompt is where the whole rendering begins")
+        XCTAssertTrue(try template.continuationPrompt(for: open).hasSuffix("<|im_start|>assistant\n答えは"))
+        // Scored: the answer's tokens and what the template writes after the answer (<|im_end|>\n).
+        let labels = full.indices.map { $0 < context.count ? Int32(-100) : Int32(full[$0]) }
+        let scored = labels.dropFirst().filter { $0 != -100 }.count
+        let loss = try noGrad { try model.loss(Tensor(indices: full.map(Int32.init), shape: [1, full.count], on: .cpu), labels: labels).item() }
+
+        let (ll, n) = try TaskEvaluator.answerLogLikelihood(e, response: answer, bundle: bundle, template: template, maxLength: 512, prefix: prefix)
+        XCTAssertEqual(n, scored)
+        XCTAssertEqual(n, bundle.tokenizer.encode(answer + "<|im_end|>\n", addSpecialTokens: false).count)
+        XCTAssertEqual(ll, -Double(loss) * Double(scored), accuracy: 1e-4)
+        // Without the prefix the prefix's tokens count too.
+        let (_, nWhole) = try TaskEvaluator.answerLogLikelihood(e, response: prefix + answer, bundle: bundle, template: template, maxLength: 512)
+        XCTAssertGreaterThan(nWhole, n)
+    }
 }
