@@ -362,7 +362,13 @@ public final class Trainer {
                     validationHistory.append((step, meanLoss))
                     line["loss"] = meanLoss
                     try metricsLog.append(line)
-                    onEvent(.validation(step: step, loss: meanLoss))
+                    if options.preference != nil {
+                        // No perplexity for a preference loss: the held-out pairs' reward accuracy and margin instead.
+                        let f = { (k: String) in (line[k] as? Double).map { String(format: "%.4f", $0) } ?? "?" }
+                        onEvent(.info("validation at step \(step): loss \(f("loss")), rewards/accuracies \(f("rewards/accuracies")), rewards/margins \(f("rewards/margins")) over \(validation.count) held-out pairs"))
+                    } else {
+                        onEvent(.validation(step: step, loss: meanLoss))
+                    }
                 }
                 if saving, root {
                     let url = try saveCheckpoint(CheckpointState(step: step, optimizerStep: optimizer.step, history: history,

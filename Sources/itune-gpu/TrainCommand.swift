@@ -8,7 +8,7 @@ import Yams
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Instruction-tune a Hugging Face model (LoRA or full). With no --model: the embedded demonstration.",
+        abstract: "Instruction-tune (--method sft) or preference-tune (dpo, orpo) a Hugging Face model (LoRA or full). With no --model: the embedded demonstration.",
         discussion: """
         Options may also come from --config FILE (YAML or JSON, keys as the long option names, \
         e.g. `lora-rank: 16`; `_` may stand for `-`); the command line wins. The itune_config.json \
@@ -55,6 +55,12 @@ struct TrainCommand: ParsableCommand {
     @Option(help: optionHelp("schedule")) var schedule: String?
     @Option(help: optionHelp("max-grad-norm")) var maxGradNorm: Float?
     @Option(help: optionHelp("seed")) var seed: UInt64?
+    @Option(help: optionHelp("method")) var method: String?
+    @Option(help: optionHelp("beta")) var beta: Double?
+    @Option(help: optionHelp("label-smoothing")) var labelSmoothing: Double?
+    @Option(help: optionHelp("loss-type")) var lossType: String?
+    @Option(help: optionHelp("lambda")) var lambda: Double?
+    @Flag(inversion: .prefixedNo, help: optionHelp("precompute-ref")) var precomputeRef: Bool?
     @Option(help: optionHelp("max-length")) var maxLength: Int?
     @Flag(inversion: .prefixedNo, help: optionHelp("packing")) var packing: Bool?
     @Flag(inversion: .prefixedNo, help: optionHelp("train-on-inputs")) var trainOnInputs: Bool?
@@ -91,7 +97,8 @@ struct TrainCommand: ParsableCommand {
             "max-length": maxLength, "packing": packing, "train-on-inputs": trainOnInputs, "skip-bad-records": skipBadRecords,
             "pad-id": padId, "eval-every": evalEvery, "log-every": logEvery, "profile": profile, "save-every": saveEvery, "keep-checkpoints": keepCheckpoints,
             "samples": samples, "bucket-mb": bucketMb, "resume": resume ? true : nil, "resume-anyway": resumeAnyway ? true : nil,
-            "nan-policy": nanPolicy,
+            "nan-policy": nanPolicy, "method": method, "beta": beta, "label-smoothing": labelSmoothing, "loss-type": lossType,
+            "lambda": lambda, "precompute-ref": precomputeRef,
         ]
     }
 

@@ -169,3 +169,63 @@ final class PreferenceTrainingTests: XCTestCase {
         XCTAssertTrue(TrainerFixtures.message { try t.run() }.contains("has no LoRA adapters"))
     }
 }
+
+/// `FineTuneJob` (what `itune-gpu train --method dpo|orpo` runs) from preference files.
+final class PreferenceJobTests: XCTestCase {
+    static func data(in work: URL) throws -> String {
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        var lines: [String] = []
+        for i in 0..<6 {
+            let record: [String: Any] = i % 2 == 0
+                ? ["prompt": "Add \(i) and 2.", "chosen": "\(i + 2)", "rejected": "\(i + 3)"]
+                : ["prompt": [["role": "system", "content": "Be brief."], ["role": "user", "content": "Double \(i)."]],
+                   "chosen": [["role": "assistant", "content": "\(2 * i)"]], "rejected": [["role": "assistant", "content": "\(2 * i + 1)"]]]
+            lines.append(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self))
+        }
+        let path = work.appendingPathComponent("pairs.jsonl").path
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func testJobsTrainDPOAndORPOWithEachReferenceAndResume() throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("itune-pref-job-\(getpid())")
+        try? FileManager.default.removeItem(at: work)
+        defer { try? FileManager.default.removeItem(at: work) }
+        var base = try FineTuneConfigTests.tinyRun(in: work)
+        base.data = [try Self.data(in: work)]
+        base.template = "chatml"
+        for (method, full, precompute) in [(TrainingMethod.dpo, false, false), (.dpo, false, true), (.dpo, true, false), (.dpo, true, true),
+                                           (.orpo, false, false)] {
+            var c = base
+            c.method = method
+            c.full = full
+            c.precomputeRef = precompute
+            c.output = work.appendingPathComponent("out-\(method)-\(full)-\(precompute)").path
+            var log: [String] = []
+            let r = try FineTuneJob(config: c, device: .cpu).run(log: { log.append($0) })
+            let what = "\(method) full \(full) precompute \(precompute)"
+            XCTAssertEqual(r.summary.history.count, 4, what)
+            if method == .dpo { XCTAssertEqual(r.summary.history[0].1, log2Value, accuracy: 1e-6, "\(what): the policy starts as its reference") }
+            XCTAssertEqual(r.outputDirectory.lastPathComponent, full ? "model" : "adapter", what)
+            XCTAssertTrue(log.contains { $0.contains("6 preference pairs") }, "\(what): \(log)")
+            let metrics = try String(contentsOf: URL(fileURLWithPath: c.output).appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+            XCTAssertTrue(metrics.contains("\"rewards\\/accuracies\"") || metrics.contains("\"rewards/accuracies\""), what)
+        }
+        // --resume of a DPO job continues the same curve.
+        var c = base
+        c.method = .dpo
+        c.trainer.saveEvery = 2
+        c.output = work.appendingPathComponent("resume").path
+        let straight = try FineTuneJob(config: c, device: .cpu).run(log: { _ in })
+        try FileManager.default.removeItem(at: URL(fileURLWithPath: c.output).appendingPathComponent("checkpoints/step-4"))
+        c.resume = true
+        let resumed = try FineTuneJob(config: c, device: .cpu).run(log: { _ in })
+        XCTAssertEqual(resumed.summary.history.map(\.1), straight.summary.history.map(\.1))
+        // Packing is refused for preference data, naming the option.
+        c.resume = false
+        c.packing = true
+        XCTAssertTrue(TrainerFixtures.message { try FineTuneJob(config: c, device: .cpu).run(log: { _ in }) }.contains("--packing is off for --method dpo"))
+    }
+
+    let log2Value = log(2.0)
+}
