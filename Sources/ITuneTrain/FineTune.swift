@@ -135,7 +135,12 @@ public struct FineTuneJob {
         let root = communicator.isRoot
         func log(_ line: String) { if root { rootLog(line) } }
         let modelDir = URL(fileURLWithPath: c.model)
-        if T5Config.describes(configJSON: modelDir.appendingPathComponent("config.json")) { return try runSeq2Seq(c, log: log) }
+        if T5Config.describes(configJSON: modelDir.appendingPathComponent("config.json")) {
+            guard c.method == .sft else {
+                throw OptionError(option: "method", message: "\(c.method.rawValue) trains decoder-only models; \(c.model) is an encoder-decoder (T5) model")
+            }
+            return try runSeq2Seq(c, log: log)
+        }
         let out = URL(fileURLWithPath: c.output)
         let configURL = out.appendingPathComponent("itune_config.json")
         if c.resume, root { try checkResumable(c, savedConfig: configURL, log: log) }

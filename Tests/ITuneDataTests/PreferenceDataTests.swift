@@ -77,6 +77,22 @@ final class PreferenceDataTests: XCTestCase {
         }
     }
 
+    /// The demonstration's rejected answers: wrong, and close to the right one.
+    func testPlausibleWrongAnswersDifferFromTheAnswerAndStayClose() {
+        for (i, e) in SyntheticTasks.examples(count: 400, seed: 3).enumerated() {
+            let answer = e.conversation.turns[0].response
+            let wrong = SyntheticTasks.plausibleWrongAnswer(answer, seed: UInt64(i))
+            XCTAssertNotEqual(wrong, answer, e.source.task)
+            if let n = Int(answer) {
+                let w = Int(wrong)!
+                XCTAssertTrue([1, 2, 10].contains(abs(w - n)) && (n < 0 || w >= 0), "\(answer) → \(wrong)")
+            } else {
+                XCTAssertEqual(wrong.sorted(), answer.count > 1 && Set(answer).count > 1 ? answer.sorted() : wrong.sorted(), "\(answer) → \(wrong)")
+                XCTAssertEqual(wrong.count, answer.count)
+            }
+        }
+    }
+
     func testBadRecordsNameFileLineAndField() throws {
         let cases: [([String: Any], String, String)] = [
             (["prompt": "p", "chosen": "a"], "rejected", "missing"),

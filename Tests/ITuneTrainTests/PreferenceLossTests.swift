@@ -119,6 +119,19 @@ final class PreferenceLossTests: XCTestCase {
         }
     }
 
+    /// A quantised base under LoRA: the reference is the nf4 base itself, so at B = 0 the loss
+    /// is again exactly ln 2, and the gradients reach the adapters.
+    func testDPOOnAQuantisedBaseStartsAtLn2() throws {
+        let model = try loadPretrained(Self.fixtures.appendingPathComponent("models/llama_gqa_untied"), on: .cpu)
+        try model.addLoRA(LoRAConfig(rank: 4, alpha: 8, dropout: 0), seed: 7)
+        XCTAssertGreaterThan(try model.quantizeBase(.nf4, doubleQuant: true), 0)
+        let (loss, _) = try preferenceLoss(model: model, reference: .adaptersOff, rows: pairs(Self.fixture.cases[0]),
+                                           objective: PreferenceObjective(method: .dpo), padID: 0)
+        XCTAssertEqual(try loss.item(), Float(log(2.0)))
+        try loss.backward()
+        XCTAssertNotNil(model.loraAdapters[0].b.grad)
+    }
+
     /// The host formulas' derivatives against central differences (double precision).
     func testHostLossDerivativesMatchFiniteDifferences() {
         let pc = [-12.5, -3.25], pr = [-11.0, -4.5], rc = [-12.0, -3.0], rr = [-11.5, -4.0], nc = [3, 5], nr = [2, 4]
