@@ -47,13 +47,14 @@ build: setup
 	$(SWIFT) build $(RELEASE)
 
 # The OpenCL cases must run, not skip: ITUNE_REQUIRE_OPENCL=1 turns a missing device into a
-# failure. The last line is a plain "N passed, N failed" summary.
+# failure. The last line is a plain "N passed, N failed" summary, counted in tests (XCTest's own
+# summary counts failed assertions).
 test: setup
 	@set -o pipefail; ITUNE_REQUIRE_OPENCL=1 $(SWIFT) test --disable-swift-testing 2>&1 | tee .test-output.log; \
 	status=$$?; \
 	summary=$$(grep -E "^[[:space:]]*Executed [0-9]+ tests?" .test-output.log | tail -1); \
 	total=$$(echo "$$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/'); \
-	failed=$$(echo "$$summary" | sed -E 's/.* ([0-9]+) failures? \(.*/\1/'); \
+	failed=$$(grep -E "^Test Case '.*' failed \(" .test-output.log | sort -u | wc -l); \
 	skipped=$$(echo "$$summary" | sed -nE 's/.*with ([0-9]+) tests? skipped.*/\1/p'); \
 	skipped=$${skipped:-0}; \
 	grep -h "\[itune-tests\]" .test-output.log | sort -u; \

@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "ITuneKernels", path: "Kernels",
                 sources: ["KernelSources.swift"],
                 resources: [.copy("attention.cl"), .copy("convert.cl"), .copy("elementwise.cl"), .copy("embedding.cl"), .copy("gemm.cl"), .copy("gemm_blocked.cl"), .copy("gemm_skinny.cl"), .copy("loss.cl"),
-                            .copy("norm.cl"), .copy("optim.cl"), .copy("reduce.cl"), .copy("rope.cl"), .copy("softmax.cl"),
+                            .copy("norm.cl"), .copy("optim.cl"), .copy("reduce.cl"), .copy("rope.cl"), .copy("softmax.cl"), .copy("storage.cl"),
                             .copy("tuning.json")],
                 swiftSettings: v5),
         // The CPU GEMM's micro-kernels with wider instructions than the build's baseline

@@ -6,12 +6,17 @@ import Foundation
 /// executables. A binary that travels alone (see shared/GPU.md) can point
 /// `ITUNE_KERNELS_DIR` at a copy of `Kernels/`.
 public enum KernelSources {
-    /// The source text of one family as it is compiled: `reduce.cl` (the work-group reductions
-    /// every family may use) followed by the family's file, e.g. `softmax.cl`.
+    /// The source text of one family as it is compiled: the shared files every family may use,
+    /// `reduce.cl` (work-group reductions) and `storage.cl` (reading 16-bit weights), followed by
+    /// the family's file, e.g. `softmax.cl`.
     public static func source(of family: String) throws -> String {
         let body = try file(family)
-        return family == "reduce" ? body : try file("reduce") + "\n" + body
+        if sharedFiles.contains(family) { return body }
+        return try (sharedFiles.map(file) + [body]).joined(separator: "\n")
     }
+
+    /// The files compiled in front of every family.
+    static let sharedFiles = ["reduce", "storage"]
 
     /// The text of one .cl file.
     static func file(_ family: String) throws -> String {

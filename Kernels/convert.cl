@@ -22,7 +22,7 @@ __kernel void convert_to_w16(__global ushort* out, __global const float* x, int 
 __kernel void convert_from_w16(__global float* out, __global const ushort* x, int n, int format) {
   int i = get_global_id(0);
   if (i >= n) return;
-  out[i] = format == 1 ? as_float((uint)x[i] << 16) : vload_half(i, (__global const half*)x);
+  out[i] = load_w16(x, i, format);
 }
 
 // out = x rounded to the nearest bf16 value, kept as f32 (the activations of a matmul under

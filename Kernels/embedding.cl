@@ -16,7 +16,7 @@ __kernel void embedding_forward_w16(__global float* out, __global const ushort* 
   int c = get_global_id(0), i = get_global_id(1);
   if (c >= C || i >= n) return;
   size_t w = (size_t)ids[i] * C + c;
-  out[(size_t)i * C + c] = format == 1 ? as_float((uint)weight[w] << 16) : vload_half(w, (__global const half*)weight);
+  out[(size_t)i * C + c] = load_w16(weight, w, format);
 }
 
 // The weight gradient without float atomics: the host groups the positions of each distinct

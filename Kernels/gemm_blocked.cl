@@ -1,7 +1,8 @@
 // The own SGEMM with register blocking, the one matmul uses when CLBlast is missing, refuses
 // or is slower (Kernels/gemm.cl's gemm_tiled is the plain fallback for devices this one does
 // not fit). Row-major C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C, batched by the
-// third global dimension with element strides.
+// third global dimension with element strides. B may be stored 16-bit (GEMM_B16, storage.cl):
+// converted to f32 as it is loaded.
 //
 // A work-group computes a GEMM_TSM × GEMM_TSN tile of C; each of its
 // (GEMM_TSN/GEMM_WPTN) × (GEMM_TSM/GEMM_WPTM) work-items computes GEMM_WPTM × GEMM_WPTN
@@ -32,7 +33,7 @@
 
 __kernel void gemm_blocked(int M, int N, int K, float alpha, float beta,
                            __global const float* A, int lda, int strideA, int transA,
-                           __global const float* B, int ldb, int strideB, int transB,
+                           __global const gemm_b_t* B, int ldb, int strideB, int transB,
                            __global float* C, int ldc, int strideC) {
   // As[k][m] holds op(A)(m0 + m, k0 + k); Bs[k][n] holds op(B)(k0 + k, n0 + n).
   __local float As[GEMM_TSK][GEMM_TSM];
@@ -59,7 +60,7 @@ __kernel void gemm_blocked(int M, int N, int K, float alpha, float beta,
       int kk = transB ? i % GEMM_TSK : i / GEMM_TSN;
       int nn = transB ? i / GEMM_TSK : i % GEMM_TSN;
       int gn = n0 + nn, gk = k0 + kk;
-      Bs[kk][nn] = (gn < N && gk < K) ? (transB ? B[(size_t)gn * ldb + gk] : B[(size_t)gk * ldb + gn]) : 0.0f;
+      Bs[kk][nn] = (gn < N && gk < K) ? LOAD_B(B, transB ? (size_t)gn * ldb + gk : (size_t)gk * ldb + gn) : 0.0f;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int k = 0; k < GEMM_TSK; k++) {
@@ -104,7 +105,7 @@ __kernel void gemm_blocked(int M, int N, int K, float alpha, float beta,
 
 __kernel void gemm_direct(int M, int N, int K, float alpha, float beta,
                           __global const float* A, int lda, int strideA, int transA,
-                          __global const float* B, int ldb, int strideB, int transB,
+                          __global const gemm_b_t* B, int ldb, int strideB, int transB,
                           __global float* C, int ldc, int strideC) {
   const int m0 = get_global_id(0) * GEMM_DWM, n0 = get_global_id(1) * GEMM_DWN;
   const size_t batch = get_global_id(2);
@@ -116,7 +117,7 @@ __kernel void gemm_direct(int M, int N, int K, float alpha, float beta,
     for (int i = 0; i < GEMM_DWM; i++) for (int j = 0; j < GEMM_DVN; j++) acc[i][j] = (float8)(0.0f);
     for (int k = 0; k < K; k++) {
       float8 b[GEMM_DVN];
-      for (int j = 0; j < GEMM_DVN; j++) b[j] = vload8(0, B + (size_t)k * ldb + n0 + 8 * j);
+      for (int j = 0; j < GEMM_DVN; j++) b[j] = LOAD_B8(B, (size_t)k * ldb + n0 + 8 * j);
       for (int i = 0; i < GEMM_DWM; i++) {
         float a = transA ? A[(size_t)k * lda + m0 + i] : A[(size_t)(m0 + i) * lda + k];
         for (int j = 0; j < GEMM_DVN; j++) acc[i][j] = fma((float8)(a), b[j], acc[i][j]);
@@ -136,10 +137,10 @@ __kernel void gemm_direct(int M, int N, int K, float alpha, float beta,
     for (int j = 0; j < GEMM_DWN; j += 2) {
       float8 acc0[GEMM_DWM], acc1[GEMM_DWM];
       for (int i = 0; i < GEMM_DWM; i++) { acc0[i] = (float8)(0.0f); acc1[i] = (float8)(0.0f); }
-      __global const float* b0 = B + (size_t)(n0 + j) * ldb;
-      __global const float* b1 = b0 + ldb;
+      __global const gemm_b_t* b0 = B + (size_t)(n0 + j) * ldb;
+      __global const gemm_b_t* b1 = b0 + ldb;
       for (int k = 0; k < K8; k += 8) {
-        float8 x0 = vload8(0, b0 + k), x1 = vload8(0, b1 + k);
+        float8 x0 = LOAD_B8(b0, k), x1 = LOAD_B8(b1, k);
         for (int i = 0; i < GEMM_DWM; i++) {
           float8 a = vload8(0, A + (size_t)(m0 + i) * lda + k);
           acc0[i] = fma(a, x0, acc0[i]);
@@ -152,7 +153,7 @@ __kernel void gemm_direct(int M, int N, int K, float alpha, float beta,
         float2 q0 = h0.lo + h0.hi, q1 = h1.lo + h1.hi;
         float r0 = q0.x + q0.y, r1 = q1.x + q1.y;
         __global const float* a = A + (size_t)(m0 + i) * lda;
-        for (int k = K8; k < K; k++) { r0 = fma(a[k], b0[k], r0); r1 = fma(a[k], b1[k], r1); }
+        for (int k = K8; k < K; k++) { r0 = fma(a[k], LOAD_B(b0, k), r0); r1 = fma(a[k], LOAD_B(b1, k), r1); }
         __global float* c = C + (size_t)(m0 + i) * ldc + n0 + j;
         c[0] = alpha * r0 + (beta == 0.0f ? 0.0f : beta * c[0]);
         c[1] = alpha * r1 + (beta == 0.0f ? 0.0f : beta * c[1]);
@@ -166,7 +167,7 @@ __kernel void gemm_direct(int M, int N, int K, float alpha, float beta,
       float acc = 0.0f;
       for (int k = 0; k < K; k++) {
         float a = transA ? A[(size_t)k * lda + m0 + i] : A[(size_t)(m0 + i) * lda + k];
-        float b = transB ? B[(size_t)(n0 + j) * ldb + k] : B[(size_t)k * ldb + n0 + j];
+        float b = LOAD_B(B, transB ? (size_t)(n0 + j) * ldb + k : (size_t)k * ldb + n0 + j);
         acc = fma(a, b, acc);
       }
       size_t c = (size_t)(m0 + i) * ldc + n0 + j;

@@ -63,6 +63,10 @@ STEP_CONFIGS = {
     "qwen2.5-0.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864,
                          num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, rms_norm_eps=1e-6,
                          rope_theta=1000000.0, max_position_embeddings=32768, tie_word_embeddings=True),
+    # Llama-3.2-1B's shape, batch 1 x 512, LoRA r 16 (issue 17's memory rows).
+    "llama-1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                     num_attention_heads=32, num_key_value_heads=8, head_dim=64, rms_norm_eps=1e-5, rope_theta=500000.0,
+                     max_position_embeddings=8192, tie_word_embeddings=True),
     "smoke": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=128),
 }
@@ -81,7 +85,8 @@ def step_child(config, mode, device, batch, seq, seconds, min_reps):
     model.config._attn_implementation = "eager"
     if mode == "lora":
         from peft import LoraConfig, get_peft_model
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
+        rank = 16 if config.startswith("llama-") else 8
+        model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM",
                                                  target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                                  "up_proj", "down_proj"]))
     model.train()
@@ -210,10 +215,12 @@ def main():
             t = peer_attention(r["shape"], r["name"] != "forward", peer_dev, a.seconds)
             add(r, r["flops"] / t / 1e9, t * 1e3, f"torch {torch.__version__} sdpa", peer_dev)
         elif b == "step":
-            key = (r["label"], r["name"], peer_dev)
+            # "lora nf4 ckpt" and the like: every LoRA row is compared with PyTorch+PEFT's fp32 LoRA step.
+            mode = r["name"].split()[0]
+            key = (r["label"], mode, peer_dev)
             if key not in step_cache:
                 B, T = r["shape"]
-                out = subprocess.run([sys.executable, __file__, "--ours", a.ours, "--step-child", r["label"], r["name"], peer_dev,
+                out = subprocess.run([sys.executable, __file__, "--ours", a.ours, "--step-child", r["label"], mode, peer_dev,
                                       str(B), str(T), str(a.seconds)], capture_output=True, text=True)
                 lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
                 if not lines:
@@ -224,7 +231,7 @@ def main():
                     peers.append(step_cache[key])
             p = step_cache[key]
             if p:
-                add(r, p["rate"], p["median_ms"], p["driver"] + (" + PEFT" if r["name"] == "lora" else ""), peer_dev,
+                add(r, p["rate"], p["median_ms"], p["driver"] + (" + PEFT" if mode == "lora" else ""), peer_dev,
                     {"ours_max_rss_mb": r.get("max_rss_mb"), "ours_peak_tensor_mb": r.get("peak_tensor_mb"),
                      "theirs_max_rss_mb": p["max_rss_mb"], "theirs_peak_tensor_mb": p["peak_tensor_mb"]})
         elif b == "tokenize":

@@ -22,6 +22,7 @@ static int (*o_comm_size)(H, int *);
 static int (*o_allreduce)(const void *, void *, int, H, H, H);
 static int (*o_iallreduce)(const void *, void *, int, H, H, H, H *);
 static int (*o_wait)(H *, void *);
+static int (*o_test)(H *, int *, void *);
 static int (*o_bcast)(void *, int, H, int, H);
 static int (*o_barrier)(H);
 static int (*o_abort)(H, int);
@@ -37,6 +38,7 @@ static int (*m_comm_size)(int, int *);
 static int (*m_allreduce)(const void *, void *, int, int, int, int);
 static int (*m_iallreduce)(const void *, void *, int, int, int, int, int *);
 static int (*m_wait)(int *, void *);
+static int (*m_test)(int *, int *, void *);
 static int (*m_bcast)(void *, int, int, int, int);
 static int (*m_barrier)(int);
 static int (*m_abort)(int, int);
@@ -49,10 +51,12 @@ static int (*m_set_errhandler)(int, int);
 int itune_mpi_flavour(void) { return flavour; }
 const char *itune_mpi_library_version(void) { return version; }
 
-int itune_mpi_load(char *err, size_t errlen) {
+int itune_mpi_load(int prefer_mpich, char *err, size_t errlen) {
   if (flavour) return 1;
   const char *override = getenv("ITUNE_MPI_LIBRARY");
-  static const char *const names[] = {"libmpi.so.40", "libmpi.so.12", "libmpich.so.12", "libmpi.so", "libmpi.dylib", NULL};
+  static const char *const openmpi_first[] = {"libmpi.so.40", "libmpi.so.12", "libmpich.so.12", "libmpi.so", "libmpi.dylib", NULL};
+  static const char *const mpich_first[] = {"libmpich.so.12", "libmpi.so.12", "libmpi.so.40", "libmpi.so", "libmpi.dylib", NULL};
+  const char *const *names = prefer_mpich ? mpich_first : openmpi_first;
   void *h = NULL;
   const char *last = "not found";
   if (override && *override) {
@@ -92,6 +96,7 @@ int itune_mpi_load(char *err, size_t errlen) {
     SYM(o_allreduce, "MPI_Allreduce");
     SYM(o_iallreduce, "MPI_Iallreduce");
     SYM(o_wait, "MPI_Wait");
+    SYM(o_test, "MPI_Test");
     SYM(o_bcast, "MPI_Bcast");
     SYM(o_barrier, "MPI_Barrier");
     SYM(o_abort, "MPI_Abort");
@@ -103,6 +108,7 @@ int itune_mpi_load(char *err, size_t errlen) {
     SYM(m_allreduce, "MPI_Allreduce");
     SYM(m_iallreduce, "MPI_Iallreduce");
     SYM(m_wait, "MPI_Wait");
+    SYM(m_test, "MPI_Test");
     SYM(m_bcast, "MPI_Bcast");
     SYM(m_barrier, "MPI_Barrier");
     SYM(m_abort, "MPI_Abort");
@@ -153,6 +159,11 @@ int itune_mpi_wait(itune_mpi_request *request) {
   // MPI_STATUS_IGNORE is NULL in Open MPI, (MPI_Status *)1 in MPICH.
   if (flavour == ITUNE_MPI_OPENMPI) return o_wait(&request->pointer, NULL);
   return m_wait(&request->integer, M_STATUS_IGNORE);
+}
+
+int itune_mpi_test(itune_mpi_request *request, int *done) {
+  if (flavour == ITUNE_MPI_OPENMPI) return o_test(&request->pointer, done, NULL);
+  return m_test(&request->integer, done, M_STATUS_IGNORE);
 }
 
 int itune_mpi_bcast(void *buffer, int bytes, int root) {

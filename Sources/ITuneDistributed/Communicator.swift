@@ -37,6 +37,13 @@ public protocol Communicator: AnyObject {
 public protocol PendingReduction: AnyObject {
     /// Blocks until the collective has completed on this rank.
     func wait() throws
+    /// Whether it has completed, without blocking (MPI_Test): also lets the library move it
+    /// on, which Open MPI does only inside MPI calls.
+    func test() throws -> Bool
+}
+
+extension PendingReduction {
+    public func test() throws -> Bool { false }
 }
 
 public enum DistributedError: Error, CustomStringConvertible, Equatable {
@@ -115,5 +122,8 @@ public final class SingleProcessCommunicator: Communicator {
     public func finalize() throws {}
     public func abort(code: Int32) -> Never { exit(code) }
 
-    final class Completed: PendingReduction { func wait() throws {} }
+    final class Completed: PendingReduction {
+        func wait() throws {}
+        func test() throws -> Bool { true }
+    }
 }

@@ -9,6 +9,9 @@ public struct LaunchEnvironment: Equatable, Sendable {
     public var rank: Int?
     public var localRank: Int?
     public var localSize: Int?
+    /// Started by MPICH's Hydra (or Intel MPI's): load a library of the MPICH ABI before Open
+    /// MPI's when both are installed.
+    public var prefersMPICH = false
 
     /// nil when no launcher started more than one process (a plain run, or `-np 1`).
     public static func detect(_ env: [String: String] = ProcessInfo.processInfo.environment) -> LaunchEnvironment? {
@@ -21,7 +24,7 @@ public struct LaunchEnvironment: Equatable, Sendable {
         } else if let size = int("PMI_SIZE") {
             // MPICH's Hydra (mpiexec) and Intel MPI.
             found = LaunchEnvironment(launcher: "an MPI launcher (PMI_SIZE=\(size))", size: size, rank: int("PMI_RANK"),
-                                      localRank: int("MPI_LOCALRANKID"), localSize: int("MPI_LOCALNRANKS"))
+                                      localRank: int("MPI_LOCALRANKID"), localSize: int("MPI_LOCALNRANKS"), prefersMPICH: true)
         } else if let size = int("PMIX_SIZE") ?? int("SLURM_STEP_NUM_TASKS") {
             // srun sets SLURM_STEP_NUM_TASKS for the tasks of a step (a batch script's own
             // process has the allocation's SLURM_NTASKS but is one task).

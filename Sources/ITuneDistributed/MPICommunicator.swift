@@ -16,7 +16,7 @@ public final class MPICommunicator: Communicator {
     /// the node-local rank and count, which MPI_COMM_WORLD does not.
     public init(launch: LaunchEnvironment) throws {
         var err = [CChar](repeating: 0, count: 512)
-        guard itune_mpi_load(&err, err.count) == 1 else {
+        guard itune_mpi_load(launch.prefersMPICH ? 1 : 0, &err, err.count) == 1 else {
             throw DistributedError.unavailable("started by \(launch.launcher) as one of \(launch.size) processes, but MPI cannot be loaded: \(String(cString: err)). Install Open MPI (Debian: apt-get install openmpi-bin libopenmpi-dev) or set ITUNE_MPI_LIBRARY to the libmpi of the launcher used")
         }
         // "Open MPI v4.1.4, package: Debian OpenMPI, …" or "MPICH Version: 4.1 …": the first part.
@@ -100,6 +100,13 @@ public final class MPICommunicator: Communicator {
             guard !done else { return }
             done = true
             try MPICommunicator.check(itune_mpi_wait(&request), "MPI_Wait")
+        }
+        func test() throws -> Bool {
+            guard !done else { return true }
+            var flag: Int32 = 0
+            try MPICommunicator.check(itune_mpi_test(&request, &flag), "MPI_Test")
+            done = flag != 0
+            return done
         }
     }
 }

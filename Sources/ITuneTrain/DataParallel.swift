@@ -15,24 +15,35 @@ extension Trainer {
         return b
     }
 
-    /// Replaces every trainable tensor's gradient by the sum over the ranks. The buckets are
-    /// started after the step's last backward, in reverse parameter order: the tape does not
-    /// say when a parameter's gradient is final, and a per-parameter read-back in the middle of
-    /// the backward would stall an OpenCL queue; so what overlaps is the transfer of one bucket
-    /// with the device read of the next and the write-back of the previous.
-    func synchronizeGradients(_ buckets: BucketedAllreduce) throws {
+    /// Starts a step's gradient sum: the buckets' `parameterReady` (called from the last
+    /// backward of the step as each gradient becomes final) packs the gradient into the host
+    /// buffer — a device read; on OpenCL a blocking one, which waits for the kernels queued
+    /// so far — and starts every bucket that is complete.
+    func beginGradientSync(_ buckets: BucketedAllreduce) {
         let params = trainable.map(\.1)
-        // A parameter that got a gradient on no rank keeps none (AdamW skips it, as a single
-        // process would); one that got it on some ranks gets the sum everywhere.
-        let has = try communicator.allreduceSum(params.map { $0.grad == nil ? 0.0 : 1.0 })
-        try buckets.run(communicator, pack: { i, destination in
+        buckets.begin(communicator) { i, destination in
             guard let g = params[i].grad else { destination.update(repeating: 0); return }
             guard let base = destination.baseAddress else { return }
             try g.backend.read(g.storage, into: base, byteCount: destination.count * 4)
-        }, unpack: { i, sum in
-            guard has[i] > 0 else { return }
+        }
+    }
+
+    /// Ends it after the step's last backward: starts the buckets not yet started, sums on the
+    /// host which parameters have a gradient on any rank and the step's token count (one small
+    /// allreduce, called after every bucket so that the ranks call collectives in one order),
+    /// then replaces every trainable tensor's gradient by the sum over the ranks. Returns the
+    /// token count over the ranks.
+    func finishGradientSync(_ buckets: BucketedAllreduce, tokens: Int) throws -> Int {
+        let params = trainable.map(\.1)
+        try buckets.startRemaining()
+        // A parameter that got a gradient on no rank keeps none (AdamW skips it, as a single
+        // process would); one that got it on some ranks gets the sum everywhere.
+        let sums = try communicator.allreduceSum(params.map { $0.grad == nil ? 0.0 : 1.0 } + [Double(tokens)])
+        try buckets.finish { i, sum in
+            guard sums[i] > 0 else { return }
             try params[i].setGradient(sum)
-        })
+        }
+        return Int(sums[params.count])
     }
 
     /// Rank 0's resumed state on every rank: the step, the optimizer's step and moments and the

@@ -93,10 +93,13 @@ public struct StepMetrics: Sendable, Codable {
     public var tokensPerSecond: Double
     public var elapsed: Double
     public var eta: Double
-    /// Seconds this step spent summing gradients over the ranks (0 in a run of one), and of
-    /// those the seconds spent waiting for the network after the last bucket was sent.
+    /// Seconds this step spent summing gradients over the ranks after its backward ended (0 in
+    /// a run of one: what communication added to the step), and of those the seconds spent
+    /// waiting for the network.
     public var allreduceSeconds = 0.0
     public var allreduceWaitSeconds = 0.0
+    /// The share of the gradient whose allreduce started during the backward (overlapped with it).
+    public var allreduceOverlap = 0.0
     /// Preference runs: the logged steps' means over pairs of what TRL logs (rewards/chosen,
     /// rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen, logps/rejected; ORPO
     /// also nll_loss, log_odds_ratio, log_odds_chosen). Empty for SFT.
@@ -130,7 +133,8 @@ public struct TrainingSummary: Sendable {
 /// rank, a global micro-batch holds batchSize × N rows (the rows a single process with that
 /// batch would take) and rank r trains on its r-th share; each micro-batch's loss is weighted
 /// by the scored tokens of the whole global micro-batch, so the gradients summed over the ranks
-/// (in buckets, after the step's last backward) are the single process's. AdamW then runs
+/// (in buckets, each started during the step's last backward once its gradients are final)
+/// are the single process's. AdamW then runs
 /// alike on every rank. Rank 0 alone writes checkpoints, metrics and the loss curve, and
 /// reports events.
 public final class Trainer {
@@ -292,30 +296,36 @@ public final class Trainer {
                 // every rank's rows): they sum to the step's loss on the device, and over the ranks.
                 var losses: [Tensor] = []
                 var stepTokens = 0
-                for (index, global) in batches {
+                let shards = batches.map { index, global in
                     let rows = Array(shard(global))
-                    let n = rows.reduce(0) { $0 + $1.lossWeight }
-                    guard n > 0 else { continue }
+                    return (index: index, rows: rows, scored: rows.reduce(0) { $0 + $1.lossWeight })
+                }
+                // Gradients are summed over the ranks once per optimizer step, as DDP's no_sync
+                // accumulation does: buckets start during this rank's last backward of the step.
+                let buckets = communicator.size > 1 ? try gradientBuckets() : nil
+                if let buckets { beginGradientSync(buckets) }
+                let lastBackward = shards.lastIndex { $0.scored > 0 }
+                for (k, micro) in shards.enumerated() where micro.scored > 0 {
                     // Dropout masks from (seed, micro-batch, rank): ranks must not draw the same
                     // masks for their different rows (a run of one keeps its old keys).
-                    let weighted = try context.microBatch(index &* communicator.size &+ communicator.rank) {
-                        let weighted = try batchLoss(rows).scaled(by: Float(n) / Float(max(scored, 1)))
-                        try weighted.backward()
+                    let weighted = try context.microBatch(micro.index &* communicator.size &+ communicator.rank) {
+                        let weighted = try batchLoss(micro.rows).scaled(by: Float(micro.scored) / Float(max(scored, 1)))
+                        if let buckets, k == lastBackward {
+                            try weighted.backward(watching: trainable.map(\.1)) { try buckets.parameterReady($0) }
+                        } else {
+                            try weighted.backward()
+                        }
                         return weighted
                     }
                     losses.append(weighted)
-                    stepTokens += rows.reduce(0) { $0 + $1.tokenCount }
+                    stepTokens += micro.rows.reduce(0) { $0 + $1.tokenCount }
                 }
-                // Gradients summed over the ranks once per optimizer step (after the last
-                // micro-batch's backward, as DDP's no_sync accumulation does); the token count is
-                // a host number, summed on the host.
-                var allreduceSeconds = 0.0, allreduceWait = 0.0
-                if communicator.size > 1 {
-                    let b = try gradientBuckets()
-                    try synchronizeGradients(b)
-                    allreduceSeconds = b.lastSeconds
-                    allreduceWait = b.lastWaitSeconds
-                    stepTokens = Int(try communicator.allreduceSum([Double(stepTokens)])[0])
+                var allreduceSeconds = 0.0, allreduceWait = 0.0, allreduceOverlap = 0.0
+                if let buckets {
+                    stepTokens = try finishGradientSync(buckets, tokens: stepTokens)
+                    allreduceSeconds = buckets.lastExposedSeconds
+                    allreduceWait = buckets.lastWaitSeconds
+                    allreduceOverlap = buckets.lastOverlap
                 }
                 tokens += stepTokens
                 let lr = schedule.rate(at: step)
@@ -328,7 +338,7 @@ public final class Trainer {
                 optimizer.zeroGrad()
                 window.append(PendingStep(step: step, scored: scored, learningRate: lr,
                                           allreduceSeconds: allreduceSeconds, allreduceWaitSeconds: allreduceWait,
-                                          preference: stepPreference))
+                                          allreduceOverlap: allreduceOverlap, preference: stepPreference))
                 stepPreference = PreferenceMetrics()
                 let last = step == totalSteps
                 let validating = !validation.isEmpty && ((options.evalEvery > 0 && step % options.evalEvery == 0) || last)
@@ -439,6 +449,7 @@ public final class Trainer {
         var learningRate: Float
         var allreduceSeconds = 0.0
         var allreduceWaitSeconds = 0.0
+        var allreduceOverlap = 0.0
         var preference = PreferenceMetrics()
     }
 
@@ -489,6 +500,7 @@ public final class Trainer {
                                   tokensPerSecond: Double(tokens) / max(elapsed, 1e-9), elapsed: elapsed,
                                   eta: elapsed / Double(max(done, 1)) * Double(totalSteps - lastStep.step),
                                   allreduceSeconds: lastStep.allreduceSeconds, allreduceWaitSeconds: lastStep.allreduceWaitSeconds,
+                                  allreduceOverlap: lastStep.allreduceOverlap,
                                   preference: preference.pairs > 0 ? preference.means : [:])
         if !logged.isEmpty, communicator.isRoot { try appendMetrics(metrics) }
         onEvent(.step(metrics))
@@ -502,7 +514,7 @@ public final class Trainer {
         try metricsLog.append(["type": "train", "step": m.step, "epoch": m.epoch, "loss": m.loss, "lr": m.learningRate,
                             "grad_norm": m.gradNorm, "tokens_per_s": m.tokensPerSecond, "elapsed_s": m.elapsed]
                             .merging(communicator.size > 1 ? ["allreduce_s": m.allreduceSeconds, "allreduce_wait_s": m.allreduceWaitSeconds,
-                                                              "ranks": communicator.size] : [:]) { a, _ in a }
+                                                              "allreduce_overlap": m.allreduceOverlap, "ranks": communicator.size] : [:]) { a, _ in a }
                             .merging(m.preference.mapValues { $0 as Any }) { a, _ in a })
     }
 

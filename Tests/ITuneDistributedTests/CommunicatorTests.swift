@@ -86,6 +86,39 @@ final class CommunicatorTests: XCTestCase {
         XCTAssertEqual(reduce.bytesPerRun, 34 * 4)
     }
 
+    func testABucketIsPackedAndStartedOnceAllItsParametersAreReadyAndThoseBeforeItStarted() throws {
+        // Elements: parameter 3 at 0..<4, 2 at 4..<6, 1 at 6..<31, 0 at 31..<34; buckets of 10.
+        let counts = [3, 25, 2, 4]
+        let comm = ReplicatedCommunicator(size: 2)
+        let reduce = BucketedAllreduce(plan: try GradientBuckets(counts: counts, bucketBytes: 40))
+        var log: [String] = []
+        reduce.begin(comm) { i, d in
+            log.append("pack \(i)")
+            for k in d.indices { d[k] = Float(i * 100 + k) }
+        }
+        func ready(_ i: Int) throws {
+            log.append("ready \(i)")
+            try reduce.parameterReady(i)
+            log.append("started \(comm.started.count)")
+        }
+        // Parameter 0 first: its bucket (3) must wait for buckets 0–2.
+        try ready(0)
+        try ready(3)
+        try ready(2)
+        try ready(2)  // a second signal changes nothing
+        try ready(1)
+        try reduce.startRemaining()
+        var out = counts.map { [Float](repeating: .nan, count: $0) }
+        try reduce.finish { i, s in out[i] = Array(s) }
+        XCTAssertEqual(log, ["ready 0", "started 0", "ready 3", "started 0", "ready 2", "started 0", "ready 2", "started 0",
+                             "ready 1", "pack 3", "pack 2", "pack 1", "pack 0", "started 4"])
+        XCTAssertEqual(comm.started, [10, 10, 10, 4])
+        for i in counts.indices { XCTAssertEqual(out[i], (0..<counts[i]).map { Float(2 * (i * 100 + $0)) }, "parameter \(i)") }
+        XCTAssertEqual(reduce.lastEvents.filter { if case .started = $0 { return true } else { return false } }.count, 4)
+        // Every bucket started with the last ready signal of the backward: nothing overlapped.
+        XCTAssertEqual(reduce.lastOverlap, 0)
+    }
+
     func testLaunchEnvironmentOfEachLauncher() {
         XCTAssertNil(LaunchEnvironment.detect([:]))
         XCTAssertNil(LaunchEnvironment.detect(["OMPI_COMM_WORLD_SIZE": "1", "OMPI_COMM_WORLD_RANK": "0"]), "-np 1 is a plain run")
@@ -98,6 +131,8 @@ final class CommunicatorTests: XCTestCase {
         let hydra = LaunchEnvironment.detect(["PMI_SIZE": "2", "PMI_RANK": "1", "MPI_LOCALRANKID": "1", "MPI_LOCALNRANKS": "2"])
         XCTAssertEqual(hydra?.size, 2)
         XCTAssertEqual(hydra?.localRank, 1)
+        XCTAssertEqual(hydra?.prefersMPICH, true, "Hydra's ranks load MPICH's library first")
+        XCTAssertEqual(ompi?.prefersMPICH, false)
         let srun = LaunchEnvironment.detect(["SLURM_STEP_NUM_TASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1",
                                              "SLURM_STEP_TASKS_PER_NODE": "4(x2)", "SLURM_NTASKS": "8"])
         XCTAssertEqual(srun?.size, 8)

@@ -87,4 +87,44 @@ final class GemmKernelTests: XCTestCase {
         _ = try noGrad { try a.matmul(b) }  // 200 × 200 × 64: not thin (K may be short)
         XCTAssertEqual(cl.counters.launches["gemm_skinny"], 1, "\(cl.counters.launches)")
     }
+
+    /// Every own kernel with B stored bf16 or f16 (GEMM_B16, Kernels/storage.cl): the product
+    /// equals the CPU path's f32 product of the exactly converted B, for every transpose, at odd
+    /// sizes, and the program that ran was built with GEMM_B16 set to the format.
+    func testEveryOwnKernelReadsA16BitBAsTheCPUPathReadsItsF32Values() throws {
+        let cl = try ownGemm()
+        let cases: [(kernel: String, tuning: [String: Int], shapes: [(Int, Int, Int)])] = [
+            ("gemm_blocked", ["GEMM_DIRECT": 0, "GEMM_TSM": 32, "GEMM_TSN": 64, "GEMM_TSK": 8, "GEMM_WPTM": 8, "GEMM_WPTN": 2],
+             [(67, 129, 77), (70, 66, 5)]),
+            // Full blocks (vector loads of B, both layouts), edges, K short of and past 8.
+            ("gemm_direct", ["GEMM_DIRECT": 1, "GEMM_DWM": 3, "GEMM_DWN": 32], [(67, 129, 77), (96, 72, 16), (70, 66, 5)]),
+            ("gemm_direct", ["GEMM_DIRECT": 1, "GEMM_DWM": 2, "GEMM_DWN": 8], [(67, 129, 77)]),
+            // gemm.cl, where the blocked tile does not divide (WPTM 5 into TSM 64).
+            ("gemm_tiled", ["GEMM_DIRECT": 0, "GEMM_TSM": 64, "GEMM_WPTM": 5], [(67, 129, 77)]),
+            // A thin output: one decode row against a weight, a LoRA-like rank.
+            ("gemm_skinny", [:], [(1, 300, 65), (131, 8, 100)]),
+        ]
+        for c in cases {
+            let launches = try withOwnGemm(cl, tuning: c.tuning) {
+                for format in [DType.bf16, .f16] { for (M, N, K) in c.shapes { for tA in [false, true] { for tB in [false, true] {
+                    let bits = randomValues(N * K, seed: 5).map { format == .bf16 ? floatToBFloat16($0) : floatToHalf($0) }
+                    let aValues = randomValues(M * K, seed: 4)
+                    let shapeA = tA ? [K, M] : [M, K], shapeB = tB ? [N, K] : [K, N]
+                    let a = try Tensor(aValues, shape: shapeA, on: cl.device)
+                    let b = try Tensor(storing: bits, dtype: format, shape: shapeB, on: cl.device)
+                    let y = try noGrad { try a.matmul(b, transposeA: tA, transposeB: tB) }.toArray()
+                    let aCPU = try Tensor(aValues, shape: shapeA, on: .cpu)
+                    let bCPU = try Tensor(storing: bits, dtype: format, shape: shapeB, on: .cpu).converted(to: .f32)
+                    let want = try noGrad { try aCPU.matmul(bCPU, transposeA: tA, transposeB: tB) }.toArray()
+                    assertClose(y, want, rtol: 1e-4, atol: 1e-5, "\(c.kernel) \(c.tuning) \(format) \(M)x\(N)x\(K) tA=\(tA) tB=\(tB)")
+                } } } }
+            }
+            XCTAssertGreaterThan(launches[c.kernel] ?? 0, 0, "\(c.kernel) \(c.tuning): \(launches)")
+            let family = c.kernel == "gemm_direct" ? "gemm_blocked" : c.kernel == "gemm_tiled" ? "gemm" : c.kernel
+            let options = cl.compiledOptions(family: family)
+            for format in [1, 2] {
+                XCTAssertTrue(options.contains { $0.contains("-DGEMM_B16=\(format)") }, "\(c.kernel): \(options)")
+            }
+        }
+    }
 }

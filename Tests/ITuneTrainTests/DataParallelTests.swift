@@ -4,7 +4,8 @@ import ITune
 
 /// `mpirun -np N itune-gpu train` against the single process with the same global batch: the
 /// loss of every step within 1e-5 (LoRA and full; LoRA dropout off, since each rank draws its
-/// own masks), rank 0 alone writing; a killed rank ends
+/// own masks), with small gradient buckets so that several start during the backward, rank 0
+/// alone writing; a killed rank ends
 /// the run on every rank, and its last checkpoint resumes (with another rank count).
 final class DataParallelTests: XCTestCase {
     /// mpirun, or a skip naming why; in CI (CI set) a missing mpirun is a failure: `make test`
@@ -47,9 +48,10 @@ final class DataParallelTests: XCTestCase {
         return (dir.appendingPathComponent("model").path, data.path)
     }
 
-    func trainArguments(_ s: (model: String, data: String), output: URL, batch: Int, full: Bool, extra: [String] = []) -> [String] {
+    func trainArguments(_ s: (model: String, data: String), output: URL, batch: Int, full: Bool, extra: [String] = [],
+                        device: String = "cpu") -> [String] {
         ["train", "--model", s.model, "--data", s.data, "--output", output.path, "--batch-size", "\(batch)", "--grad-accum", "2",
-         "--max-steps", "5", "--lr", "1e-2", "--lora-rank", "4", "--lora-dropout", "0", "--samples", "0", "--validation-split", "0", "--device", "cpu",
+         "--max-steps", "5", "--lr", "1e-2", "--lora-rank", "4", "--lora-dropout", "0", "--samples", "0", "--validation-split", "0", "--device", device,
          "--seed", "7"] + (full ? ["--full"] : []) + extra
     }
 
@@ -65,17 +67,20 @@ final class DataParallelTests: XCTestCase {
         return try runExecutable(at: try mpirun(), Self.mpiFlags + ["-np", "\(ranks)", exe] + arguments)
     }
 
-    func checkEquivalence(full: Bool) throws {
+    func checkEquivalence(full: Bool, device: String = "cpu") throws {
         _ = try mpirun()
-        let dir = work(full ? "full" : "lora")
+        let dir = work((full ? "full" : "lora") + device)
         let s = try setUp(dir)
         let single = dir.appendingPathComponent("single"), parallel = dir.appendingPathComponent("parallel")
-        let one = try runBuiltExecutable("itune-gpu", trainArguments(s, output: single, batch: 4, full: full), from: self)
+        let one = try runBuiltExecutable("itune-gpu", trainArguments(s, output: single, batch: 4, full: full, device: device), from: self)
         XCTAssertEqual(one.status, 0, one.err)
         // ITUNE_TEST_MPI_RANKS=4 runs the same check on 4 ranks of batch 1.
         let ranks = Int(ProcessInfo.processInfo.environment["ITUNE_TEST_MPI_RANKS"] ?? "") ?? 2
         guard [2, 4].contains(ranks) else { throw XCTSkip("ITUNE_TEST_MPI_RANKS must be 2 or 4 (the global micro-batch is 4 rows)") }
-        let two = try runMPI(ranks, trainArguments(s, output: parallel, batch: 4 / ranks, full: full))
+        // Buckets of ~1 KB (LoRA) and ~10 KB (full): several per step, most started during the
+        // last backward of the step.
+        let two = try runMPI(ranks, trainArguments(s, output: parallel, batch: 4 / ranks, full: full,
+                                                   extra: ["--bucket-mb", full ? "0.01" : "0.001"], device: device))
         XCTAssertEqual(two.status, 0, two.out + two.err)
         XCTAssertTrue(two.out.contains("\(ranks) ranks × batch \(4 / ranks) × 2 accumulation = global batch 8"), two.out)
         let a = try trainLines(single), b = try trainLines(parallel)
@@ -87,6 +92,7 @@ final class DataParallelTests: XCTestCase {
             XCTAssertEqual(try XCTUnwrap(x["grad_norm"] as? Double), try XCTUnwrap(y["grad_norm"] as? Double), accuracy: 1e-4)
             XCTAssertEqual(y["ranks"] as? Int, ranks)
             XCTAssertNotNil(y["allreduce_s"] as? Double)
+            XCTAssertGreaterThan(try XCTUnwrap(y["allreduce_overlap"] as? Double), 0, "buckets started during the backward")
         }
         // The losses moved: a test of equal curves that stay flat would prove little.
         let first = try XCTUnwrap(a.first?["loss"] as? Double), last = try XCTUnwrap(a.last?["loss"] as? Double)
@@ -97,6 +103,13 @@ final class DataParallelTests: XCTestCase {
 
     func testTwoRanksGiveTheSingleProcessLossCurveUnderLoRA() throws { try checkEquivalence(full: false) }
     func testTwoRanksGiveTheSingleProcessLossCurveUnderFullFineTuning() throws { try checkEquivalence(full: true) }
+
+    /// On OpenCL each gradient is read from the device when the tape says it is final, in the
+    /// middle of the backward's queue.
+    func testTwoRanksOnOpenCLGiveTheSingleProcessLossCurveUnderLoRA() throws {
+        _ = try TrainerFixtures.openCLDevice()
+        try checkEquivalence(full: false, device: "opencl")
+    }
 
     func testAKilledRankEndsTheRunAndItsCheckpointResumesWithOneRank() throws {
         let launcher = try mpirun()

@@ -64,24 +64,35 @@ struct StepOptions: BenchOptionGroup {
     var baseDtype: String?
     @Option(help: "step: data-parallel scaling on the CPU path: 1 rank of 1 thread, N ranks of 1 thread (mpirun) and 1 process of N threads, with the allreduce time per step.")
     var ranks: Int?
+    @Option(help: "step --ranks: gradient bucket size in MB, as itune-gpu train --bucket-mb (default 25).")
+    var bucketMb: Double?
     @Option(help: "step: optimizer steps per read of the losses, as itune-gpu train --log-every (one timed run is this many steps).")
     var logEvery = 1
     @Flag(help: "step: end each case with a per-kernel table (per op on the CPU path) of the timed steps; in --json, a \"profile\" field.")
     var profile = false
     @Flag(help: "step: also run each case with gradient checkpointing (each block recomputed in the backward).")
     var gradCheckpoint = false
+    @Flag(help: "step: run each case with gradient checkpointing only (one process per case, for its own peak RSS).")
+    var gradCheckpointOnly = false
+    @Option(help: "step: untimed runs before the timed ones (0 times the first step too: for shapes where a step takes minutes).")
+    var warmup = 1
 
     func validate() throws {
         guard logEvery >= 1, logEvery <= 100_000 else { throw ValidationError("--log-every must be in [1, 100000], not \(logEvery)") }
+        guard warmup >= 0, warmup <= 100 else { throw ValidationError("--warmup must be in [0, 100], not \(warmup)") }
+        if let bucketMb { guard bucketMb.isFinite, bucketMb * 1_048_576 >= 4, bucketMb <= 1024 else { throw ValidationError("--bucket-mb must be in [4 bytes, 1024 MB], not \(bucketMb)") } }
     }
 
     func apply(to o: inout BenchOptions) {
         o.ranks = ranks
+        if let bucketMb { o.bucketMB = bucketMb }
         if let configs { o.configs = configs.split(separator: ",").map(String.init) }
         if let modes { o.modes = modes.split(separator: ",").map(String.init) }
         o.logEvery = logEvery
         o.profile = profile
         o.gradCheckpoint = gradCheckpoint
+        o.gradCheckpointOnly = gradCheckpointOnly
+        o.warmup = warmup
         if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }
     }
 }

@@ -36,8 +36,13 @@ struct BenchOptions {
     var baseDTypes: [String]? = nil
     /// step: each case also with --grad-checkpoint.
     var gradCheckpoint = false
+    var gradCheckpointOnly = false
+    /// Untimed runs before the timed ones (step).
+    var warmup = 1
     /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
     var ranks: Int? = nil
+    /// step --ranks: the gradient buckets' size in MB.
+    var bucketMB = 25.0
     /// softmax/attention: sequence lengths (nil = defaults).
     var lengths: [Int]? = nil
 
@@ -152,7 +157,8 @@ struct Timing {
 /// Runs `body` `warmup` times untimed, then times it until `seconds` have passed and at
 /// least `minReps` runs are done. `body` must wait for its device (synchronize) itself.
 /// A run longer than `longRun` seconds in warm-up makes that one warm-up run plus one timed
-/// run the whole measurement: the numbers are then stable enough, and the suite finishes.
+/// run the whole measurement (without warm-up, that one timed run): the numbers are then stable
+/// enough, and the suite finishes.
 func measure(warmup: Int = 1, seconds: Double, minReps: Int, longRun: Double = 10,
              _ body: () throws -> Void) throws -> Timing {
     var warmupTime = 0.0
@@ -164,7 +170,8 @@ func measure(warmup: Int = 1, seconds: Double, minReps: Int, longRun: Double = 1
     var times: [Double] = []
     let reps = warmupTime > longRun ? 1 : minReps
     let start = now()
-    while times.count < reps || (now() - start < seconds && times.count < 1000) {
+    // Without warm-up, a first timed run longer than `longRun` is the measurement too.
+    while (times.count < reps || (now() - start < seconds && times.count < 1000)) && (times.first ?? 0) <= longRun {
         let t0 = now()
         try body()
         times.append(now() - t0)

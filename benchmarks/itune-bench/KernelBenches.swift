@@ -141,10 +141,12 @@ struct StepBench: Benchmark {
                 for mode in modes {
                     guard mode == "full" || mode == "lora" else { throw BenchError.usage("unknown mode '\(mode)' (full, lora)") }
                     for baseName in mode == "lora" ? options.baseDTypes ?? ["f32"] : ["f32"] {
-                      for checkpointing in options.gradCheckpoint ? [false, true] : [false] {
-                        // nf4/int8: made in f32 and quantised after the adapters are added.
+                      for checkpointing in options.gradCheckpointOnly ? [true] : options.gradCheckpoint ? [false, true] : [false] {
+                        // nf4/int8: as `train --quantize` loads a bf16 checkpoint: each decoder
+                        // projection quantised as soon as it is made (never the whole base in f32,
+                        // so that the 7B shape fits), the embeddings and head in bf16.
                         let quant = QuantFormat(rawValue: baseName)
-                        guard let base = quant != nil ? DType.f32 : DType(rawValue: baseName), base == .f32 || base.isHalfFloat else {
+                        guard let base = quant != nil ? DType.bf16 : DType(rawValue: baseName), base == .f32 || base.isHalfFloat else {
                             throw BenchError.usage("unknown --base-dtype '\(baseName)' (f32, bf16, f16, nf4, int8)")
                         }
                         let backend = try device.backend()
@@ -152,12 +154,14 @@ struct StepBench: Benchmark {
                         backend.resetPeak()
                         // Under LoRA the frozen matrices are stored as `base` (each made in f32 and
                         // converted, as a 16-bit checkpoint would be loaded without the f32 step).
-                        let model = try LlamaModel(config, on: device,
-                                                   from: storingMatrices(as: base, randomWeights(seed: 1, on: device)))
+                        let model = try QuantizeOnLoad.$setting.withValue(quant.map { QuantizeSetting(format: $0) }) {
+                            try LlamaModel(config, on: device, from: storingMatrices(as: base, randomWeights(seed: 1, on: device)))
+                        }
                         let trainable: [Tensor]
                         if mode == "lora" {
-                            trainable = try model.addLoRA(LoRAConfig(rank: 8, alpha: 16, dropout: 0), seed: 1)
-                            if let quant { try model.quantizeBase(quant) }
+                            // r 8 (alpha 16) as the peers; the Llama shapes r 16 (alpha 32), issue 17's memory rows.
+                            let rank = cname.hasPrefix("llama-") ? 16 : 8
+                            trainable = try model.addLoRA(LoRAConfig(rank: rank, alpha: Float(2 * rank), dropout: 0), seed: 1)
                         } else {
                             model.setTrainable(true)
                             trainable = model.parameters
@@ -183,7 +187,7 @@ struct StepBench: Benchmark {
                         // Resident memory and page faults after the first step: a steady-state step
                         // should map nothing new (the CPU pool, GemmWorkspace), so both stay flat.
                         var warmRSS = 0.0, warmFaults = 0
-                        let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
+                        let timing = try measure(warmup: options.warmup, seconds: options.secondsPerCase, minReps: options.minReps) {
                             for k in 0..<L {
                                 let loss = try context.run { try model.loss(ids, labels: tokens) }
                                 try context.run { try loss.backward() }

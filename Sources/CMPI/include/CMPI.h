@@ -19,8 +19,10 @@ enum { ITUNE_MPI_F32 = 0, ITUNE_MPI_F64 = 1 };
 enum { ITUNE_MPI_OP_SUM = 0, ITUNE_MPI_OP_MAX = 1 };
 
 /// Opens the library (ITUNE_MPI_LIBRARY, else libmpi.so.40, libmpi.so.12, libmpich.so.12,
-/// libmpi.so) and resolves every call. 1 on success; 0 with the reason in err.
-int itune_mpi_load(char *err, size_t errlen);
+/// libmpi.so; the MPICH names first when prefer_mpich is set, as under MPICH's Hydra
+/// launcher, so that a machine with both libraries loads the launcher's) and resolves every
+/// call. 1 on success; 0 with the reason in err.
+int itune_mpi_load(int prefer_mpich, char *err, size_t errlen);
 /// ITUNE_MPI_OPENMPI or ITUNE_MPI_MPICH once loaded; 0 before.
 int itune_mpi_flavour(void);
 /// The library's own version string (MPI_Get_library_version), once loaded.
@@ -35,6 +37,8 @@ int itune_mpi_allreduce(void *buffer, int count, int type, int op);
 /// MPI_Iallreduce in place; complete it with itune_mpi_wait.
 int itune_mpi_iallreduce(void *buffer, int count, int type, int op, itune_mpi_request *request);
 int itune_mpi_wait(itune_mpi_request *request);
+/// MPI_Test: *done becomes 1 once the operation has completed (then the request is freed).
+int itune_mpi_test(itune_mpi_request *request, int *done);
 int itune_mpi_bcast(void *buffer, int bytes, int root);
 int itune_mpi_barrier(void);
 /// MPI_Abort(MPI_COMM_WORLD, code): ends every rank.

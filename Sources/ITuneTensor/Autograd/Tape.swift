@@ -54,29 +54,54 @@ public final class GradientTape {
 
     /// Propagates from `root` (seeded with `seed`, default ones) to every tensor on the tape.
     /// Leaves accumulate into `grad`; the tape is cleared.
-    func backward(from root: Tensor, seed: Tensor?) throws {
+    ///
+    /// `final(i)` is called once for each of `watched` (leaves: parameters) as soon as this
+    /// backward adds nothing more to its gradient, which is then read: after the walk passes the
+    /// earliest entry that reads it (a tied embedding is final only at the end, a checkpointed
+    /// block's weights when its recomputation is done), or at the start for a leaf the tape
+    /// never reads. A data-parallel trainer starts a gradient bucket's allreduce from it while
+    /// the rest of the backward runs.
+    func backward(from root: Tensor, seed: Tensor?, watched: [Tensor] = [], final: ((Int) throws -> Void)? = nil) throws {
         guard root.requiresGrad else {
             throw TensorError.noGradient("backward: the tensor does not require gradients (no parameter with requiresGrad took part, or it ran under noGrad)")
         }
         defer { entries.removeAll(keepingCapacity: true) }
+        // Entry index → the watched leaves it is the earliest reader of (one forward scan).
+        var finishing: [Int: [Int]] = [:]
+        var unread: [Int] = []
+        if final != nil, !watched.isEmpty {
+            var slot: [ObjectIdentifier: [Int]] = [:]
+            for (i, t) in watched.enumerated() { slot[ObjectIdentifier(t), default: []].append(i) }
+            for (k, e) in entries.enumerated() where !slot.isEmpty {
+                for input in e.inputs {
+                    guard let found = slot.removeValue(forKey: ObjectIdentifier(input)) else { continue }
+                    finishing[k, default: []] += found
+                }
+            }
+            unread = slot.values.flatMap { $0 }.sorted()
+        }
         try noGrad {
             let g = try seed ?? Tensor.full(root.shape, 1, on: root.device)
             try accumulate(g, into: root)
-            for e in entries.reversed() {
-                guard let g = e.output.grad else { continue }
-                let grads = try e.backward(g)
-                guard grads.count == e.inputs.count else {
-                    fatalError("\(e.op): backward returned \(grads.count) gradients for \(e.inputs.count) inputs")
-                }
-                for (input, gi) in zip(e.inputs, grads) where input.requiresGrad {
-                    guard let gi else { continue }
-                    guard gi.shape == input.shape else {
-                        fatalError("\(e.op): gradient shape \(gi.shape) for input of shape \(input.shape)")
+            for i in unread { try final?(i) }
+            for k in entries.indices.reversed() {
+                let e = entries[k]
+                if let g = e.output.grad {
+                    let grads = try e.backward(g)
+                    guard grads.count == e.inputs.count else {
+                        fatalError("\(e.op): backward returned \(grads.count) gradients for \(e.inputs.count) inputs")
                     }
-                    try accumulate(gi, into: input)
+                    for (input, gi) in zip(e.inputs, grads) where input.requiresGrad {
+                        guard let gi else { continue }
+                        guard gi.shape == input.shape else {
+                            fatalError("\(e.op): gradient shape \(gi.shape) for input of shape \(input.shape)")
+                        }
+                        try accumulate(gi, into: input)
+                    }
+                    // Intermediate gradients are not needed once passed on.
+                    if !e.output.isLeaf { e.output.grad = nil; e.output.ownsGrad = false; e.output.tape = nil }
                 }
-                // Intermediate gradients are not needed once passed on.
-                if !e.output.isLeaf { e.output.grad = nil; e.output.ownsGrad = false; e.output.tape = nil }
+                if let done = finishing[k] { for i in done { try final?(i) } }
             }
         }
     }
@@ -129,6 +154,17 @@ extension Tensor {
     /// with respect to every tensor that requires them, on the tape this tensor was recorded on.
     public func backward(seed: Tensor? = nil) throws {
         try (tape ?? GradientTape.current).backward(from: self, seed: seed)
+    }
+
+    /// `backward(seed:)` that calls `final(i)` once for each of `watched` (leaves, e.g. the
+    /// trainable parameters) as soon as its gradient is complete for this backward — before
+    /// the backward ends when the leaf is read early in the forward's order reversed — so that
+    /// a caller can use the gradient (send it to other ranks) while the rest runs. A leaf this
+    /// backward does not reach is final at once (its gradient, if any, is from earlier passes).
+    public func backward(seed: Tensor? = nil, watching watched: [Tensor], final: (Int) throws -> Void) throws {
+        try withoutActuallyEscaping(final) { final in
+            try (tape ?? GradientTape.current).backward(from: self, seed: seed, watched: watched, final: final)
+        }
     }
 }
 

@@ -79,15 +79,6 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
             cpuSgemmW16(transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: pa + i * sA, lda: lda,
                         B: pb + i * sB, format: b.dtype, ldb: ldb, beta: beta, C: pc + i * sC, ldc: ldc)
         }
-    case let .opencl(cl) where b.dtype.isHalfFloat:
-        // CLBlast has no bf16 (and its half GEMM needs cl_khr_fp16): the own kernel's variant
-        // that loads 16-bit B.
-        if M == 0 || N == 0 { return }
-        let ts = try cl.gemmTile(kernel: "gemm_tiled_w16")
-        try cl.gemmTiledW16(KernelGrid(global: [N, M, batch], local: [ts, ts, 1], constants: ["TS": ts]),
-                            M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
-                            B: b, ldb: ldb, strideB: sB, transB: transB, formatB: b.dtype.w16Format,
-                            C: out, ldc: ldc, strideC: sC)
     case .cpu:
         let pa = a.floats, pb = b.floats, pc = out.floats
         for i in 0..<batch {
@@ -96,15 +87,18 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
         }
     case let .opencl(cl):
         if M == 0 || N == 0 { return }
+        // A 16-bit B: the own kernels' programs built with GEMM_B16 (Kernels/storage.cl), which
+        // convert B as they load it; CLBlast has no bf16 (and its half GEMM needs cl_khr_fp16).
+        let storage: [String: Int] = b.dtype.isHalfFloat ? ["GEMM_B16": b.dtype.w16Format] : [:]
         // An output with a thin side (LoRA's tokens × r, r × features; one token's logits):
         // one work-item per output, no tile padded to 64 wide over a side of 8.
         if min(M, N) <= skinnyGemmDimension {
-            try cl.gemmSkinny(KernelGrid(global: [M * N, batch], local: [try cl.skinnyGroupSize(), 1]),
+            try cl.gemmSkinny(KernelGrid(global: [M * N, batch], local: [try cl.skinnyGroupSize(), 1], constants: storage),
                               M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
                               B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
             return
         }
-        if K != 0, CLBlast.isAvailable, cl.gemmImplementation == .clblast {
+        if K != 0, storage.isEmpty, CLBlast.isAvailable, cl.gemmImplementation == .clblast {
             do {
                 try CLBlast.sgemm(cl, transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha,
                                   a: a.storage.mem, lda: lda, strideA: sA, b: b.storage.mem, ldb: ldb, strideB: sB,
@@ -121,7 +115,7 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
         // The direct kernel where tuning chose it (CPU devices), else the register-blocked
         // one where its tuned tile fits the device, else gemm.cl.
         if let (dwm, dwn) = try cl.gemmDirectBlock() {
-            try cl.gemmDirect(KernelGrid(global: [(M + dwm - 1) / dwm, (N + dwn - 1) / dwn, batch]),
+            try cl.gemmDirect(KernelGrid(global: [(M + dwm - 1) / dwm, (N + dwn - 1) / dwn, batch], constants: storage),
                               M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
                               B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
             return
@@ -129,7 +123,7 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
         if let tile = try cl.gemmBlockedTile() {
             try cl.gemmBlocked(KernelGrid(global: [(N + tile.tsn - 1) / tile.tsn * tile.groupN,
                                                    (M + tile.tsm - 1) / tile.tsm * tile.groupM, batch],
-                                          local: [tile.groupN, tile.groupM, 1]),
+                                          local: [tile.groupN, tile.groupM, 1], constants: storage),
                                M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
                                B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
             return
@@ -137,7 +131,7 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
         // gemm.cl's groups are TS×TS: the tuned TS, halved until a group fits the device and
         // the kernel built with it (its CL_KERNEL_WORK_GROUP_SIZE, its local tiles).
         let ts = try cl.gemmTile()
-        try cl.gemmTiled(KernelGrid(global: [N, M, batch], local: [ts, ts, 1], constants: ["TS": ts]),
+        try cl.gemmTiled(KernelGrid(global: [N, M, batch], local: [ts, ts, 1], constants: storage.merging(["TS": ts]) { a, _ in a }),
                          M: M, N: N, K: K, alpha: alpha, beta: beta, A: a, lda: lda, strideA: sA, transA: transA,
                          B: b, ldb: ldb, strideB: sB, transB: transB, C: out, ldc: ldc, strideC: sC)
     }
@@ -157,12 +151,12 @@ struct GemmBlockedTile: Equatable {
 extension OpenCLBackend {
     /// The TS of Kernels/gemm.cl on this device: the tuned value, lowered (halving) until a
     /// TS×TS group fits the device's and the kernel's work-group limits and two TS×(TS+1)
-    /// tiles fit local memory. `kernel`: gemm_tiled, or gemm_tiled_w16 for a 16-bit B.
-    func gemmTile(kernel: String = "gemm_tiled") throws -> Int {
+    /// tiles fit local memory.
+    func gemmTile() throws -> Int {
         let tuned = try tuned("TS", family: "gemm")
         var start = tuned
         while start > 1, start * start > info.maxWorkGroupSize { start /= 2 }
-        return try fittedSize("gemm", kernel, start: start, items: { $0 * $0 }, constants: { ["TS": $0] })
+        return try fittedSize("gemm", "gemm_tiled", start: start, items: { $0 * $0 }, constants: { ["TS": $0] })
     }
 
     /// Kernels/gemm_blocked.cl's tile under this device's tuning, or nil when the tuned

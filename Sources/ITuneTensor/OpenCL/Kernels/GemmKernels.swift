@@ -16,18 +16,3 @@ extension OpenCLBackend {
                     .buffer(C), .int(ldc), .int(strideC)])
     }
 }
-
-extension OpenCLBackend {
-    /// gemmTiled with B stored 16-bit (formatB 1 = bf16, 2 = f16), converted to f32 as it is
-    /// staged; f32 accumulation. The grid's groups are TS×TS.
-    func gemmTiledW16(_ grid: KernelGrid, M: Int, N: Int, K: Int, alpha: Float, beta: Float,
-                      A: Tensor, lda: Int, strideA: Int, transA: Bool,
-                      B: Tensor, ldb: Int, strideB: Int, transB: Bool, formatB: Int,
-                      C: Tensor, ldc: Int, strideC: Int) throws {
-        try launch("gemm", "gemm_tiled_w16", grid,
-                   [.int(M), .int(N), .int(K), .float(alpha), .float(beta),
-                    .buffer(A), .int(lda), .int(strideA), .bool(transA),
-                    .buffer(B), .int(ldb), .int(strideB), .bool(transB), .int(formatB),
-                    .buffer(C), .int(ldc), .int(strideC)])
-    }
-}
