@@ -32,7 +32,7 @@ endif
 RELEASE := -c release $(CPU_FLAGS)
 BIN = $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 
-.PHONY: setup build test demo jglue-example bench clean gpu-kit gpu-kit-check
+.PHONY: setup build test demo demo-dpo jglue-example bench clean gpu-kit gpu-kit-check
 
 setup:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -69,6 +69,11 @@ demo: build
 # ../shared/data/jglue, or JGLUE=DIR).
 jglue-example: build
 	BIN=$(BIN) bash scripts/worked_example_jglue.sh itune-jglue-example
+
+# The embedded demonstration followed by a DPO stage on preference pairs of its tasks
+# (README: "Preference tuning").
+demo-dpo: build
+	$(BIN)/itune-gpu train --demo-dpo --output itune-demo-dpo
 
 # Every benchmark on the CPU path and every OpenCL device, then the peers on the same shapes
 # (numpy, PyTorch eager + PEFT, HF tokenizers) and the side-by-side table: bench-results/bench.md,

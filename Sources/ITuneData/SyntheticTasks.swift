@@ -119,6 +119,27 @@ public enum SyntheticTasks {
     /// The family names, in order.
     public static var familyNames: [String] { families.map(\.name) }
 
+    /// A wrong answer close to the right one, for preference pairs: a number off by a little
+    /// (±1, ±2, ±10, never negative when the answer is not), or text with two neighbouring
+    /// characters swapped (or one changed where all are alike). Never equal to `answer`.
+    public static func plausibleWrongAnswer(_ answer: String, seed: UInt64) -> String {
+        var g = Generator(seed: seed)
+        if let n = Int(answer) {
+            let options = [-2, -1, 1, 2, 10, -10].filter { n + $0 >= 0 || n < 0 }
+            return String(n + g.pick(options))
+        }
+        var chars = Array(answer)
+        let swappable = chars.indices.dropLast().filter { chars[$0] != chars[$0 + 1] }
+        if !swappable.isEmpty {
+            let i = g.pick(Array(swappable))
+            chars.swapAt(i, i + 1)
+            return String(chars)
+        }
+        guard let first = chars.first else { return "?" }
+        chars[0] = first == "x" ? "y" : "x"
+        return String(chars)
+    }
+
     /// `count` examples, families and languages in turn, phrasings drawn from the seed. Each
     /// `Example` carries its family as the task and a "/en" or "/ja" language suffix.
     public static func examples(count: Int, seed: UInt64, japanese: Bool = true) -> [Example] {

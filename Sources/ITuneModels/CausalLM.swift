@@ -52,13 +52,43 @@ extension CausalLM {
     public func loss(_ ids: Tensor, targets: Tensor, positions: Tensor? = nil, segments: AttentionSegments? = nil) throws -> Tensor {
         // The head and the loss in chunks of rows: the (B·T, V) logits never exist whole.
         let h = try hiddenStates(ids, positions: positions, cache: nil, segments: segments)
-        let hidden = try h.reshaped([-1, config.hiddenSize])
+        return try headCrossEntropy(h, targets: targets)
+    }
+
+    /// The head and its mean cross-entropy over hidden states (…, C) against targets (the same
+    /// rows, i32, −100 not scored), without keeping the logits: what every loss of this model
+    /// ends in.
+    public func headCrossEntropy(_ hidden: Tensor, targets: Tensor) throws -> Tensor {
+        let rows = try hidden.reshaped([-1, config.hiddenSize])
         if MatmulPrecision.current == .bf16 {
             // --precision bf16: the head's operands in bf16 (the logits and the loss stay f32).
-            return try hidden.roundedToBFloat16().linearCrossEntropy(weight: outputEmbedding.converted(to: .bf16),
-                                                                      targets: targets.reshaped([-1]))
+            return try rows.roundedToBFloat16().linearCrossEntropy(weight: outputEmbedding.converted(to: .bf16),
+                                                                    targets: targets.reshaped([-1]))
         }
-        return try hidden.linearCrossEntropy(weight: outputEmbedding, targets: targets.reshaped([-1]))
+        return try rows.linearCrossEntropy(weight: outputEmbedding, targets: targets.reshaped([-1]))
+    }
+
+    /// Each row's summed log-probability of its scored targets: Σₜ log p(targetₜ | …), what DPO
+    /// and ORPO compare. hidden is (S, T, C) (from `hiddenStates`), targets S·T i32 values already
+    /// shifted (−100 not scored). Returns (S) and each row's count of scored targets. The head
+    /// runs once per row (its loss's gradient differs per row), never on the whole (S·T, V).
+    public func sequenceLogProbs(_ hidden: Tensor, targets: [Int32]) throws -> (logProbs: Tensor, counts: [Int]) {
+        let (S, T) = (hidden.shape[0], hidden.shape[1])
+        guard targets.count == S * T else {
+            throw TensorError.shapeMismatch(op: "sequenceLogProbs", "\(targets.count) targets for hidden states \(hidden.shape)")
+        }
+        let flat = try hidden.reshaped([S * T, config.hiddenSize])
+        var parts: [Tensor] = [], counts: [Int] = []
+        for s in 0..<S {
+            let rowTargets = Array(targets[(s * T)..<((s + 1) * T)])
+            let n = rowTargets.reduce(0) { $0 + ($1 == -100 ? 0 : 1) }
+            counts.append(n)
+            // Mean cross-entropy × count = −Σ log p; a row with nothing scored sums to 0.
+            let ce = try headCrossEntropy(flat.narrow(axis: 0, start: s * T, length: T),
+                                          targets: Tensor(indices: rowTargets, shape: [T], on: device))
+            parts.append(try ce.scaled(by: -Float(n)).reshaped([1]))
+        }
+        return (try Tensor.concatenated(parts, axis: 0), counts)
     }
 
     /// Hugging Face's loss convention: `labels` aligned with ids (-100 = ignored), shifted

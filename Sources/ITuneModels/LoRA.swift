@@ -144,6 +144,16 @@ extension LoRAHost {
         return out
     }
 
+    /// Runs `body` with every adapter switched off (the plain base model, as PEFT's
+    /// `disable_adapter()`), then puts them back: a DPO reference without a second copy of the
+    /// model. The adapters' tensors are untouched.
+    public func withAdaptersDisabled<T>(_ body: () throws -> T) rethrows -> T {
+        let adapted = projections().compactMap { t in t.lora.map { (t, $0) } }
+        for (t, _) in adapted { t.lora = nil }
+        defer { for (t, l) in adapted { t.lora = l } }
+        return try body()
+    }
+
     /// The adapters present, in module order.
     public var loraAdapters: [LoRAAdapter] { projections().compactMap(\.lora) }
 

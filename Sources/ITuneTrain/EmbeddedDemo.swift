@@ -48,18 +48,8 @@ public struct EmbeddedDemo {
     public func run(log: (String) -> Void = { print($0) }, onEvent: (TrainerEvent) -> Void = { _ in }) throws -> Result {
         let fm = FileManager.default
         try fm.createDirectory(at: outputDirectory, withIntermediateDirectories: true)
-        // Data: the mixture, with held-out instructions never seen in training.
         let families = SyntheticTasks.familyNames.count
-        var held: [Example] = []
-        var perTask: [String: Int] = [:]
-        for e in SyntheticTasks.examples(count: families * 2 * heldOutPerFamily * 3, seed: seed ^ 0xE7A1)
-        where perTask[e.source.task, default: 0] < heldOutPerFamily {
-            perTask[e.source.task, default: 0] += 1
-            held.append(e)
-        }
-        let heldPrompts = Set(held.map { $0.conversation.turns[0].instruction })
-        let train = SyntheticTasks.examples(count: trainExamples, seed: seed)
-            .filter { !heldPrompts.contains($0.conversation.turns[0].instruction) }
+        let (train, held) = data()
         log("data: built-in mixture of \(families) task families in English and Japanese: \(train.count) training examples, \(held.count) held out")
 
         // Tokenizer (byte-level BPE trained on the rendered training texts) and model (Llama-shaped,
@@ -121,8 +111,25 @@ public struct EmbeddedDemo {
                       modelDirectory: trained, samples: after.samples)
     }
 
+    /// The mixture, and held-out instructions never seen in training (`heldOutPerFamily` per
+    /// family and language).
+    func data() -> (train: [Example], heldOut: [Example]) {
+        let families = SyntheticTasks.familyNames.count
+        var held: [Example] = []
+        var perTask: [String: Int] = [:]
+        for e in SyntheticTasks.examples(count: families * 2 * heldOutPerFamily * 3, seed: seed ^ 0xE7A1)
+        where perTask[e.source.task, default: 0] < heldOutPerFamily {
+            perTask[e.source.task, default: 0] += 1
+            held.append(e)
+        }
+        let heldPrompts = Set(held.map { $0.conversation.turns[0].instruction })
+        let train = SyntheticTasks.examples(count: trainExamples, seed: seed)
+            .filter { !heldPrompts.contains($0.conversation.turns[0].instruction) }
+        return (train, held)
+    }
+
     /// Greedy answers to the held-out instructions, compared exactly (surrounding spaces aside).
-    func score(_ model: LlamaModel, _ tokenizer: Tokenizer, _ examples: [Example])
+    func score(_ model: any CausalLM, _ tokenizer: Tokenizer, _ examples: [Example])
         throws -> (rate: Double, right: [String: Int], samples: [(String, String, String)]) {
         var right: [String: Int] = [:], total = 0
         var samples: [(String, String, String)] = []

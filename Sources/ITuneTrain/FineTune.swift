@@ -61,10 +61,27 @@ public struct FineTuneConfig: Sendable, Equatable {
     /// The ranks of the run (set from the launcher, recorded in itune_config.json): the global
     /// batch is batch-size × ranks × grad-accum.
     public var ranks = 1
+    /// sft: instruction data; dpo, orpo: preference pairs ({prompt, chosen, rejected}).
+    public var method = TrainingMethod.sft
+    /// DPO's β (IPO's τ).
+    public var beta = 0.1
+    /// Conservative DPO's ε (the sigmoid loss), in [0, 0.5).
+    public var labelSmoothing = 0.0
+    public var lossType = PreferenceLossType.sigmoid
+    /// ORPO's λ.
+    public var lambda = 0.1
+    /// DPO: compute the reference log-probabilities once before training (for full
+    /// fine-tuning: no frozen copy of the model in memory).
+    public var precomputeRef = false
 
     public init(model: String = "", data: [String] = []) {
         self.model = model
         self.data = data
+    }
+
+    /// The preference objective of a dpo/orpo run; nil for sft.
+    public var preferenceObjective: PreferenceObjective? {
+        method == .sft ? nil : PreferenceObjective(method: method, beta: beta, labelSmoothing: labelSmoothing, lossType: lossType, lambda: lambda)
     }
 
     /// `mode == .full`, as the `full` option spells it.
@@ -118,7 +135,12 @@ public struct FineTuneJob {
         let root = communicator.isRoot
         func log(_ line: String) { if root { rootLog(line) } }
         let modelDir = URL(fileURLWithPath: c.model)
-        if try ModelFamily.of(directory: modelDir).kind == .encoderDecoder { return try runSeq2Seq(c, log: log, onEvent: onEvent) }
+        if try ModelFamily.of(directory: modelDir).kind == .encoderDecoder {
+            guard c.method == .sft else {
+                throw OptionError(option: "method", message: "\(c.method.rawValue) trains decoder-only models; \(c.model) is an encoder-decoder (T5) model")
+            }
+            return try runSeq2Seq(c, log: log, onEvent: onEvent)
+        }
         let out = URL(fileURLWithPath: c.output)
         let configURL = out.appendingPathComponent("itune_config.json")
         if c.resume, root { try checkResumable(c, savedConfig: configURL, log: log) }
@@ -135,14 +157,27 @@ public struct FineTuneJob {
         let (template, why) = try PromptTemplate.resolve(c.template, tokenizer: tokenizer)
         log("template: \(template.name) (\(why))")
 
-        let (trainExamples, validationExamples) = try readExamples(c, log: log)
+        // Data: files, or a task mixture sampled from its files; preference pairs for dpo/orpo.
+        var trainExamples: [Example] = [], validationExamples: [Example] = []
+        var preferenceData: (train: [TrainingRow], validation: [TrainingRow], stats: TokenizeStats)?
+        if c.method != .sft {
+            preferenceData = try preferenceRows(c, tokenizer: tokenizer, template: template, log: log)
+        } else {
+            (trainExamples, validationExamples) = try readExamples(c, log: log)
+        }
         let options = TokenizeOptions(template: template, maxLength: c.maxLength, trainOnInputs: c.trainOnInputs)
-        let (train, stats) = try DatasetTokenizer.tokenize(trainExamples, tokenizer, options)
+        let (train, stats) = preferenceData != nil ? ([], preferenceData!.stats) : try DatasetTokenizer.tokenize(trainExamples, tokenizer, options)
         if let noRows = stats.noRowsError(maxLength: c.maxLength) { throw noRows }
         let (validation, _) = try DatasetTokenizer.tokenize(validationExamples, tokenizer, options)
-        log("tokens: \(stats.tokens) in \(train.count) training examples; \(stats.truncated) truncated to \(c.maxLength) (\(stats.truncatedTokens) tokens cut), \(stats.droppedNoAnswer) dropped with no answer left; \(validation.count) validation examples")
-        let rows: [TrainingRow]
-        if c.packing {
+        if preferenceData == nil {
+            log("tokens: \(stats.tokens) in \(train.count) training examples; \(stats.truncated) truncated to \(c.maxLength) (\(stats.truncatedTokens) tokens cut), \(stats.droppedNoAnswer) dropped with no answer left; \(validation.count) validation examples")
+        }
+        var rows: [TrainingRow]
+        var validationRows = validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }
+        if let preferenceData {
+            rows = preferenceData.train
+            validationRows = preferenceData.validation
+        } else if c.packing {
             rows = DatasetTokenizer.pack(permutation(count: train.count, seed: c.trainer.seed).map { train[$0] }, rowLength: c.maxLength)
                 .map { TrainingRow(ids: $0.ids, labels: $0.labels, lengths: $0.lengths) }
             log("packing: \(train.count) examples into \(rows.count) rows of up to \(c.maxLength) tokens")
@@ -185,9 +220,39 @@ public struct FineTuneJob {
         c.padID = c.padID ?? Int32(tokenizer.padTokenID ?? tokenizer.eosTokenID ?? 0)
         var trainerOptions = c.trainer
         trainerOptions.padID = c.padID ?? 0
+        trainerOptions.preference = c.preferenceObjective
+        // DPO's reference: the adapters switched off (LoRA), a frozen copy (full), or log-probs
+        // computed now, before any step (and before --resume loads a checkpoint).
+        var reference: PreferenceReference?
+        if c.method == .dpo {
+            if c.precomputeRef {
+                let now: PreferenceReference = c.mode == .lora ? .adaptersOff : .frozen(model)
+                let began = Date()
+                rows = try precomputeReferenceLogProbs(model: model, reference: now, rows: rows, batchSize: trainerOptions.batchSize,
+                                                       padID: trainerOptions.padID)
+                validationRows = try precomputeReferenceLogProbs(model: model, reference: now, rows: validationRows,
+                                                                 batchSize: trainerOptions.batchSize, padID: trainerOptions.padID)
+                reference = .precomputed
+                log(String(format: "reference: log-probabilities of %d pairs computed before training (%.1f s)", rows.count + validationRows.count,
+                           Date().timeIntervalSince(began)))
+            } else if c.mode == .lora {
+                reference = .adaptersOff
+                log("reference: the base model with the LoRA adapters switched off")
+            } else {
+                let copy = try ModelBundle(directory: modelDir, on: device, matrices: .f32).model
+                copy.setTrainable(false)
+                reference = .frozen(copy)
+                log("reference: a frozen copy of \(modelDir.path) (--precompute-ref computes its log-probabilities once instead)")
+            }
+        }
+        if let o = trainerOptions.preference {
+            log(o.method == .orpo ? "objective: ORPO, lambda \(o.lambda)"
+                : "objective: DPO \(o.lossType.rawValue), beta \(o.beta)\(o.labelSmoothing > 0 ? ", label smoothing \(o.labelSmoothing)" : "")")
+        }
         let trainer = try Trainer(model: model, trainable: trainable, options: trainerOptions, train: rows,
-                                  validation: validation.map { TrainingRow(ids: $0.ids, labels: $0.labels) }, outputDirectory: out,
+                                  validation: validationRows, outputDirectory: out,
                                   communicator: communicator, bucketBytes: Int(c.bucketMB * 1_048_576))
+        trainer.reference = reference
         trainer.profile = c.profile
         trainer.context.matmulPrecision = c.precision
         trainer.context.gradientCheckpointing = c.gradCheckpoint
@@ -219,7 +284,7 @@ public struct FineTuneJob {
         }
         // Sample generations on held-out (or training) instructions.
         var samples: [(String, String, String)] = []
-        for e in (validationExamples.isEmpty ? trainExamples : validationExamples).prefix(c.samples) {
+        for e in (validationExamples.isEmpty ? trainExamples : validationExamples).prefix(preferenceData == nil ? c.samples : 0) {
             guard let turn = e.conversation.turns.first, e.conversation.text == nil else { continue }
             let prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(instruction: turn.instruction, input: turn.input,
                                                                                         system: e.conversation.system)
@@ -266,6 +331,30 @@ extension FineTuneJob {
             (trainExamples, validationExamples) = DatasetTokenizer.split(allExamples, fraction: c.validationSplit, seed: c.trainer.seed)
         }
         return (trainExamples, validationExamples)
+    }
+
+    /// Preference pairs from --data (and --validation-data, or a --validation-split of them),
+    /// tokenized with the run's template: rows of chosen and rejected sequences.
+    func preferenceRows(_ c: FineTuneConfig, tokenizer: Tokenizer, template: PromptTemplate,
+                        log: (String) -> Void) throws -> (train: [TrainingRow], validation: [TrainingRow], stats: TokenizeStats) {
+        let loaded = try PreferenceReader.read(c.data, skipBadRecords: c.skipBadRecords)
+        for f in loaded.files { log("data: \(f.path): \(f.pairs) preference pairs") }
+        if loaded.skipped > 0 { log("warning: skipped \(loaded.skipped) bad record(s); first: \(loaded.skipMessages.joined(separator: " | "))") }
+        var train = loaded.pairs, validation: [PreferenceExample] = []
+        if !c.validationData.isEmpty {
+            validation = try PreferenceReader.read(c.validationData, skipBadRecords: c.skipBadRecords).pairs
+        } else if c.validationSplit > 0, train.count >= 20 {
+            (train, validation) = DatasetTokenizer.split(train, fraction: c.validationSplit, seed: c.trainer.seed)
+        }
+        let options = TokenizeOptions(template: template, maxLength: c.maxLength)
+        let (trainPairs, stats) = try DatasetTokenizer.tokenizePairs(train, tokenizer, options)
+        if let noRows = stats.noRowsError(maxLength: c.maxLength) { throw noRows }
+        let (validationPairs, _) = try DatasetTokenizer.tokenizePairs(validation, tokenizer, options)
+        log("tokens: \(stats.tokens) in \(trainPairs.count) training pairs (chosen and rejected); \(stats.truncated) sequences truncated to \(c.maxLength), \(stats.droppedNoAnswer) pairs dropped with an answer cut away; \(validationPairs.count) validation pairs")
+        func row(_ p: TokenizedPair) -> TrainingRow {
+            TrainingRow(chosen: (p.chosen.ids, p.chosen.labels), rejected: (p.rejected.ids, p.rejected.labels))
+        }
+        return (trainPairs.map(row), validationPairs.map(row), stats)
     }
 
     /// Refuses to resume when a checkpoint exists and an option that changes the loss curve

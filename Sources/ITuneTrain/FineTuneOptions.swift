@@ -99,6 +99,12 @@ extension FineTuneConfig {
             choice("nan-policy", \.trainer.nanPolicy, "When a step's loss or gradient norm is NaN or infinite: stop, or skip the update and count it" + dflt(d.trainer.nanPolicy.rawValue)),
             field("max-grad-norm", \.trainer.maxGradNorm, "Clip gradients to this global norm; 0 turns clipping off" + dflt(d.trainer.maxGradNorm)),
             field("seed", \.trainer.seed, "Seed of initialisation, shuffling and dropout" + dflt(d.trainer.seed)),
+            choice("method", \.method, "What to train for: sft on instruction data, or dpo / orpo on preference pairs ({prompt, chosen, rejected} as strings or message lists)" + dflt(d.method.rawValue)),
+            field("beta", \.beta, "DPO's beta (IPO's tau): how far the policy may move from the reference, > 0" + dflt(d.beta)),
+            field("label-smoothing", \.labelSmoothing, "Conservative DPO: the probability that a pair's preference is flipped, in [0, 0.5) (sigmoid loss)" + dflt(d.labelSmoothing)),
+            choice("loss-type", \.lossType, "DPO loss: sigmoid (DPO, cDPO with --label-smoothing) or ipo (length-normalised, as TRL)" + dflt(d.lossType.rawValue)),
+            field("lambda", \.lambda, "ORPO's lambda: the weight of the odds-ratio term against the NLL, ≥ 0" + dflt(d.lambda)),
+            field("precompute-ref", \.precomputeRef, "DPO: compute the reference log-probabilities once before training (full fine-tuning then keeps no frozen copy of the model)."),
             field("max-length", \.maxLength, "Longest example in tokens; longer ones are cut" + dflt(d.maxLength)),
             field("packing", \.packing, "Pack short examples into full rows (attention kept within each)."),
             field("train-on-inputs", \.trainOnInputs, "Take the loss on the prompt too, not only on the answers."),
@@ -322,6 +328,8 @@ extension NaNPolicy: OptionChoice {}
 extension BaseDType: OptionChoice {}
 extension MatmulPrecision: OptionChoice {}
 extension QuantFormat: OptionChoice {}
+extension TrainingMethod: OptionChoice {}
+extension PreferenceLossType: OptionChoice {}
 
 private func choice<T: OptionChoice>(_ name: String, _ path: WritableKeyPath<FineTuneConfig, T>, _ help: String) -> FineTuneOption {
     let known = T.allCases.map(\.rawValue).joined(separator: ", ")

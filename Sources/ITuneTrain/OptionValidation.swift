@@ -108,7 +108,24 @@ extension FineTuneConfig {
         if mode == .lora, precision != .f32 {
             throw OptionError(option: "precision", message: "\(precision.rawValue) is for full fine-tuning (--full); under LoRA, --base-dtype keeps the frozen base in 16 bits")
         }
+        try validatePreference()
         try trainer.validate()
+    }
+
+    /// The preference options: in range, and only with what preference training supports.
+    func validatePreference() throws {
+        guard method != .sft else { return }
+        guard beta.isFinite, beta > 0 else { throw OptionError(option: "beta", message: "must be a finite number > 0, not \(beta)") }
+        try OptionCheck.inRange(labelSmoothing, 0, 0.5, "label-smoothing")
+        try OptionCheck.nonNegative(lambda, "lambda")
+        let m = method.rawValue
+        if packing { throw OptionError(option: "packing", message: "is off for --method \(m): each pair's chosen and rejected rows are scored whole") }
+        if mixture != nil { throw OptionError(option: "mixture", message: "samples instruction tasks; --method \(m) reads preference pairs from --data") }
+        if trainOnInputs { throw OptionError(option: "train-on-inputs", message: "does not apply to --method \(m): the pairs are compared on their answers") }
+        if method == .orpo && precomputeRef { throw OptionError(option: "precompute-ref", message: "is for DPO: ORPO has no reference model") }
+        if lossType == .ipo && labelSmoothing != 0 {
+            throw OptionError(option: "label-smoothing", message: "applies to the sigmoid loss (conservative DPO), not to --loss-type ipo")
+        }
     }
 
     /// The checks that need the loaded model, made before any adapter is allocated: the LoRA

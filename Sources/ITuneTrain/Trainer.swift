@@ -14,6 +14,13 @@ public struct TrainingRow: Sendable, Codable, Equatable {
     public var labels: [Int32]
     public var lengths: [Int]
     public var target: [Int32]?
+    /// A preference pair (`--method dpo|orpo`): `ids`/`labels` hold the prompt and the chosen
+    /// answer, these the same prompt and the rejected one (labels −100 on the prompt in both).
+    public var rejectedIDs: [Int32]? = nil
+    public var rejectedLabels: [Int32]? = nil
+    /// The reference model's summed log-probabilities of the chosen and rejected answers, when
+    /// computed before training (`--precompute-ref`).
+    public var referenceLogProbs: [Double]? = nil
 
     public init(ids: [Int32], labels: [Int32], lengths: [Int] = []) {
         self.ids = ids
@@ -29,6 +36,15 @@ public struct TrainingRow: Sendable, Codable, Equatable {
         self.target = target
     }
 
+    /// A preference pair: prompt + chosen and prompt + rejected, each with its labels.
+    public init(chosen: (ids: [Int32], labels: [Int32]), rejected: (ids: [Int32], labels: [Int32])) {
+        self.init(ids: chosen.ids, labels: chosen.labels)
+        rejectedIDs = rejected.ids
+        rejectedLabels = rejected.labels
+    }
+
+    public var isPair: Bool { rejectedIDs != nil }
+
     /// Tokens whose prediction is scored (labels after the first that are not −100; every
     /// target token of an encoder-decoder row).
     public var scoredTokens: Int {
@@ -36,8 +52,13 @@ public struct TrainingRow: Sendable, Codable, Equatable {
         return labels.dropFirst().reduce(0) { $0 + ($1 == -100 ? 0 : 1) }
     }
 
-    /// Tokens the row feeds the model (both sides of an encoder-decoder row).
-    public var tokenCount: Int { ids.count + (target?.count ?? 0) }
+    /// What a micro-batch's loss is weighted by within a step: scored tokens for instruction
+    /// rows, one per pair for preference rows (DPO's loss is a mean over pairs).
+    public var lossWeight: Int { isPair ? 1 : scoredTokens }
+
+    /// Tokens the model reads for this row (both sides of an encoder-decoder row, both
+    /// sequences of a pair).
+    public var tokenCount: Int { ids.count + (target?.count ?? 0) + (rejectedIDs?.count ?? 0) }
 }
 
 /// How a run trains. Codable: it is saved with every checkpoint and read from `--config`.
@@ -64,6 +85,8 @@ public struct TrainerOptions: Sendable, Codable, Equatable {
     /// The losses and gradient norms stay on the device for N optimizer steps and come back in
     /// one read: one metrics line (the mean loss of the N steps) and one progress event per N.
     public var logEvery = 1
+    /// DPO or ORPO on preference rows; nil: supervised fine-tuning on instruction rows.
+    public var preference: PreferenceObjective? = nil
 
     public init() {}
 }
@@ -93,6 +116,10 @@ public struct StepMetrics: Sendable, Codable {
     public var allreduceWaitSeconds = 0.0
     /// The share of the gradient whose allreduce started during the backward (overlapped with it).
     public var allreduceOverlap = 0.0
+    /// Preference runs: the logged steps' means over pairs of what TRL logs (rewards/chosen,
+    /// rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen, logps/rejected; ORPO
+    /// also nll_loss, log_odds_ratio, log_odds_chosen). Empty for SFT.
+    public var preference: [String: Double] = [:]
 }
 
 public struct TrainingSummary: Sendable {
@@ -152,6 +179,11 @@ public final class Trainer {
     /// first builds kernels and fills the pools; a one-step run profiles that step): the
     /// summary's `profile`.
     public var profile = false
+    /// DPO's reference (preference runs): the adapters switched off, a frozen copy, or the rows'
+    /// precomputed log-probabilities.
+    public var reference: PreferenceReference? = nil
+    /// The preference metrics of the micro-batches run since the last step was recorded.
+    var stepPreference = PreferenceMetrics()
     /// The epoch whose row order `epochOrder` holds (rebuilt once per epoch, not per micro-batch).
     private var epochOrder: (epoch: Int, order: [Int])?
 
@@ -169,6 +201,17 @@ public final class Trainer {
                                                     : "a decoder-only model trains on rows of ids and labels, not input → target rows")
         }
         try options.validate()
+        let pairs = train.filter(\.isPair).count + validation.filter(\.isPair).count
+        if options.preference != nil {
+            guard pairs == train.count + validation.count else {
+                throw TrainError.invalid("--method \(options.preference!.method.rawValue) trains on preference pairs ({prompt, chosen, rejected}), but \(train.count + validation.count - pairs) row(s) are not pairs")
+            }
+            if let packed = train.first(where: { $0.lengths.count > 1 }) {
+                throw TrainError.invalid("preference rows cannot be packed (a row holds \(packed.lengths.count) examples): packing is off for --method dpo/orpo")
+            }
+        } else if pairs > 0 {
+            throw TrainError.invalid("\(pairs) preference pair row(s) given to a supervised run: pass --method dpo or orpo")
+        }
         guard bucketBytes >= 4 else { throw TrainError.invalid("gradient bucket of \(bucketBytes) bytes: must hold at least one float") }
         self.communicator = communicator
         self.bucketBytes = bucketBytes
@@ -274,14 +317,14 @@ public final class Trainer {
                 let micro = (0..<options.gradientAccumulation).map { (step - 1) * options.gradientAccumulation + $0 }
                     .filter { options.maxSteps != nil || $0 < options.epochs * microBatchesPerEpoch }
                 let batches = micro.map { ($0, rows(ofMicroBatch: $0)) }
-                let scored = batches.reduce(0) { $0 + $1.1.reduce(0) { $0 + $1.scoredTokens } }
+                let scored = batches.reduce(0) { $0 + $1.1.reduce(0) { $0 + $1.lossWeight } }
                 // Each micro-batch's loss, weighted by its share of the step's scored tokens (over
                 // every rank's rows): they sum to the step's loss on the device, and over the ranks.
                 var losses: [Tensor] = []
                 var stepTokens = 0
                 let shards = batches.map { index, global in
                     let rows = Array(shard(global))
-                    return (index: index, rows: rows, scored: rows.reduce(0) { $0 + $1.scoredTokens })
+                    return (index: index, rows: rows, scored: rows.reduce(0) { $0 + $1.lossWeight })
                 }
                 // Gradients are summed over the ranks once per optimizer step, as DDP's no_sync
                 // accumulation does: buckets start during this rank's last backward of the step.
@@ -321,7 +364,8 @@ public final class Trainer {
                 optimizer.zeroGrad()
                 window.append(PendingStep(step: step, scored: scored, learningRate: lr,
                                           allreduceSeconds: allreduceSeconds, allreduceWaitSeconds: allreduceWait,
-                                          allreduceOverlap: allreduceOverlap))
+                                          allreduceOverlap: allreduceOverlap, preference: stepPreference))
+                stepPreference = PreferenceMetrics()
                 let last = step == totalSteps
                 let validating = !validation.isEmpty && ((options.evalEvery > 0 && step % options.evalEvery == 0) || last)
                 let saving = options.saveEvery > 0 && (step % options.saveEvery == 0 || last)
@@ -335,14 +379,33 @@ public final class Trainer {
                                began: began, onEvent: onEvent)
                 window = []
                 if validating, root {
-                    let v = try validationResult()
-                    guard v.meanLoss.isFinite else {
-                        throw TrainError.diverged(step: step, what: "validation loss \(v.meanLoss)", lastCheckpoint: lastCheckpointPath())
+                    let meanLoss: Double
+                    var line: [String: Any] = ["type": "validation", "step": step]
+                    if let objective = options.preference {
+                        guard let lm = model as? any CausalLM else { throw TrainError.invalid("preference tuning trains decoder-only models") }
+                        let v = try evaluatePreference(model: lm, reference: reference, rows: validation, objective: objective,
+                                                       batchSize: options.batchSize, padID: options.padID)
+                        meanLoss = v.meanLoss
+                        for (k, x) in v.metrics.means { line[k] = x }
+                    } else {
+                        let v = try validationResult()
+                        meanLoss = v.meanLoss
+                        line["perplexity"] = v.perplexity
                     }
-                    validationLoss = v.meanLoss
-                    validationHistory.append((step, v.meanLoss))
-                    try metricsLog.append(["type": "validation", "step": step, "loss": v.meanLoss, "perplexity": v.perplexity])
-                    onEvent(.validation(step: step, loss: v.meanLoss))
+                    guard meanLoss.isFinite else {
+                        throw TrainError.diverged(step: step, what: "validation loss \(meanLoss)", lastCheckpoint: lastCheckpointPath())
+                    }
+                    validationLoss = meanLoss
+                    validationHistory.append((step, meanLoss))
+                    line["loss"] = meanLoss
+                    try metricsLog.append(line)
+                    if options.preference != nil {
+                        // No perplexity for a preference loss: the held-out pairs' reward accuracy and margin instead.
+                        let f = { (k: String) in (line[k] as? Double).map { String(format: "%.4f", $0) } ?? "?" }
+                        onEvent(.info("validation at step \(step): loss \(f("loss")), rewards/accuracies \(f("rewards/accuracies")), rewards/margins \(f("rewards/margins")) over \(validation.count) held-out pairs"))
+                    } else {
+                        onEvent(.validation(step: step, loss: meanLoss))
+                    }
                 }
                 if saving, root {
                     let url = try saveCheckpoint(CheckpointState(step: step, optimizerStep: optimizer.step, history: history,
@@ -391,6 +454,13 @@ public final class Trainer {
             let ids = try Tensor(indices: batch.inputIDs, shape: [batch.batch, batch.inputLength], on: t5.device)
             return try t5.loss(inputIDs: ids, mask: batch.inputMask, labels: batch.labels, decoderLength: batch.targetLength)
         }
+        if let objective = options.preference {
+            guard let lm = model as? any CausalLM else { throw TrainError.invalid("preference tuning trains decoder-only models") }
+            let (loss, metrics) = try preferenceLoss(model: lm, reference: reference, rows: rows, objective: objective,
+                                                     padID: options.padID)
+            stepPreference.add(metrics)
+            return loss
+        }
         guard let model = model as? any CausalLM else { fatalError("Trainer.init admits CausalLM and T5Model only") }
         let T = rows.map(\.ids.count).max()!
         var ids = [Int32](), labels = [Int32]()
@@ -425,6 +495,7 @@ public final class Trainer {
         var allreduceSeconds = 0.0
         var allreduceWaitSeconds = 0.0
         var allreduceOverlap = 0.0
+        var preference = PreferenceMetrics()
     }
 
     /// Reads the device's records of `window` (one blocking read) and does what a step's
@@ -456,6 +527,15 @@ public final class Trainer {
                 logged.append((loss, record.gradNorm))
             }
         }
+        // Preference metrics: pair-weighted means over the window's recorded steps and the ranks.
+        var preference = PreferenceMetrics()
+        for (pending, record) in zip(window, readout.records) where !record.skipped { preference.add(pending.preference) }
+        if options.preference != nil, communicator.size > 1 {
+            let names = (options.preference?.method == .orpo ? PreferenceMetrics.orpoNames : PreferenceMetrics.dpoNames)
+            let summed = try communicator.allreduceSum([Double(preference.pairs)] + names.map { preference.sums[$0] ?? 0 })
+            preference.pairs = Int(summed[0])
+            for (k, v) in zip(names, summed.dropFirst()) { preference.sums[k] = v }
+        }
         let elapsed = Date().timeIntervalSince(began)
         let done = lastStep.step - start
         let scoredLosses = logged.map(\.loss).filter { !$0.isNaN }
@@ -465,7 +545,8 @@ public final class Trainer {
                                   tokensPerSecond: Double(tokens) / max(elapsed, 1e-9), elapsed: elapsed,
                                   eta: elapsed / Double(max(done, 1)) * Double(totalSteps - lastStep.step),
                                   allreduceSeconds: lastStep.allreduceSeconds, allreduceWaitSeconds: lastStep.allreduceWaitSeconds,
-                                  allreduceOverlap: lastStep.allreduceOverlap)
+                                  allreduceOverlap: lastStep.allreduceOverlap,
+                                  preference: preference.pairs > 0 ? preference.means : [:])
         if !logged.isEmpty, communicator.isRoot { try appendMetrics(metrics) }
         onEvent(.step(metrics))
     }
@@ -478,7 +559,8 @@ public final class Trainer {
         try metricsLog.append(["type": "train", "step": m.step, "epoch": m.epoch, "loss": m.loss, "lr": m.learningRate,
                             "grad_norm": m.gradNorm, "tokens_per_s": m.tokensPerSecond, "elapsed_s": m.elapsed]
                             .merging(communicator.size > 1 ? ["allreduce_s": m.allreduceSeconds, "allreduce_wait_s": m.allreduceWaitSeconds,
-                                                              "allreduce_overlap": m.allreduceOverlap, "ranks": communicator.size] : [:]) { a, _ in a })
+                                                              "allreduce_overlap": m.allreduceOverlap, "ranks": communicator.size] : [:]) { a, _ in a }
+                            .merging(m.preference.mapValues { $0 as Any }) { a, _ in a })
     }
 
     /// Under `NaNPolicy.stop` throws the divergence error; under `skipStep` records the skip, or

@@ -8,7 +8,7 @@ import Yams
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train",
-        abstract: "Instruction-tune a Hugging Face model (LoRA or full). With no --model: the embedded demonstration.",
+        abstract: "Instruction-tune (--method sft) or preference-tune (dpo, orpo) a Hugging Face model (LoRA or full). With no --model: the embedded demonstration.",
         discussion: """
         Options may also come from --config FILE (YAML or JSON, keys as the long option names, \
         e.g. `lora-rank: 16`; `_` may stand for `-`); the command line wins. The itune_config.json \
@@ -55,6 +55,12 @@ struct TrainCommand: ParsableCommand {
     @Option(help: optionHelp("schedule")) var schedule: String?
     @Option(help: optionHelp("max-grad-norm")) var maxGradNorm: Float?
     @Option(help: optionHelp("seed")) var seed: UInt64?
+    @Option(help: optionHelp("method")) var method: String?
+    @Option(help: optionHelp("beta")) var beta: Double?
+    @Option(help: optionHelp("label-smoothing")) var labelSmoothing: Double?
+    @Option(help: optionHelp("loss-type")) var lossType: String?
+    @Option(help: optionHelp("lambda")) var lambda: Double?
+    @Flag(inversion: .prefixedNo, help: optionHelp("precompute-ref")) var precomputeRef: Bool?
     @Option(help: optionHelp("max-length")) var maxLength: Int?
     @Flag(inversion: .prefixedNo, help: optionHelp("packing")) var packing: Bool?
     @Flag(inversion: .prefixedNo, help: optionHelp("train-on-inputs")) var trainOnInputs: Bool?
@@ -73,6 +79,9 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Print the options the run would use (file and command line merged, defaults filled in, checked), in itune_config.json's keys, and exit.")
     var printConfig = false
     @Option(help: "Demo: optimizer steps of the embedded demonstration (default \(EmbeddedDemo().steps)).") var demoSteps: Int?
+    @Flag(help: "Demo: follow the embedded demonstration's instruction tuning with a DPO stage on preference pairs of its tasks (no --model).")
+    var demoDpo = false
+    @Option(help: "Demo: optimizer steps of the DPO stage (default \(PreferenceDemo().dpoSteps)).") var demoDpoSteps: Int?
 
     @OptionGroup var deviceOptions: DeviceOptions
 
@@ -91,7 +100,8 @@ struct TrainCommand: ParsableCommand {
             "max-length": maxLength, "packing": packing, "train-on-inputs": trainOnInputs, "skip-bad-records": skipBadRecords,
             "pad-id": padId, "eval-every": evalEvery, "log-every": logEvery, "profile": profile, "save-every": saveEvery, "keep-checkpoints": keepCheckpoints,
             "samples": samples, "bucket-mb": bucketMb, "resume": resume ? true : nil, "resume-anyway": resumeAnyway ? true : nil,
-            "nan-policy": nanPolicy,
+            "nan-policy": nanPolicy, "method": method, "beta": beta, "label-smoothing": labelSmoothing, "loss-type": lossType,
+            "lambda": lambda, "precompute-ref": precomputeRef,
         ]
     }
 
@@ -126,6 +136,7 @@ struct TrainCommand: ParsableCommand {
             guard communicator.size == 1 else {
                 throw ValidationError("the embedded demonstration runs in one process; under mpirun or srun give --model and --data")
             }
+            if demoDpo { return try runPreferenceDemo(device: deviceOptions.resolve()) }
             try runDemo(device: deviceOptions.resolve(), steps: demoSteps)
             return
         }
@@ -180,6 +191,21 @@ struct TrainCommand: ParsableCommand {
             model written to \(result.modelDirectory.path) (Hugging Face format; try: itune-gpu generate --model \(result.modelDirectory.path) --prompt "### Instruction:...")
             On a real model: itune-gpu train --model DIR --data FILE.jsonl [--template alpaca-ja] [--lora-rank 16] --output out
             """)
+    }
+
+    func runPreferenceDemo(device: Device) throws {
+        var demo = PreferenceDemo()
+        demo.sft.device = device
+        if let demoSteps { demo.sft.steps = demoSteps }
+        if let demoDpoSteps { demo.dpoSteps = demoDpoSteps }
+        if let output { demo.sft.outputDirectory = URL(fileURLWithPath: output) }
+        print("itune-gpu train --demo-dpo: the embedded demonstration, then DPO on preference pairs of its tasks.")
+        let progress = Progress()
+        let r = try demo.run(log: progress.line, onEvent: progress.event)
+        progress.finish()
+        print(String(format: "held-out (%d pairs): exact match %.1f%% after SFT → %.1f%% after DPO; chosen above rejected %.1f%% → %.1f%%; rewards/accuracies %.3f, rewards/margins %.3f after DPO",
+                     r.heldOutPairs, r.exactMatchBefore * 100, r.exactMatchAfter * 100, r.preferenceAccuracyBefore * 100,
+                     r.preferenceAccuracyAfter * 100, r.rewardAccuracyAfter, r.rewardMarginAfter))
     }
 
     /// A YAML (or JSON, which YAML reads) mapping of option names to values.

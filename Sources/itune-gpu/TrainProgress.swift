@@ -16,8 +16,9 @@ final class Progress {
     func event(_ e: TrainerEvent) {
         switch e {
         case let .step(m):
-            let text = String(format: "step %d/%d  epoch %.2f  loss %.4f  lr %.2e  %.0f tok/s  ETA %@", m.step, m.totalSteps, m.epoch,
+            var text = String(format: "step %d/%d  epoch %.2f  loss %.4f  lr %.2e  %.0f tok/s  ETA %@", m.step, m.totalSteps, m.epoch,
                               m.loss, m.learningRate, m.tokensPerSecond, Self.duration(m.eta))
+            if !m.preference.isEmpty { text += "  " + Self.preference(m.preference) }
             if terminal {
                 let width = 24, filled = Int(Double(width) * Double(m.step) / Double(max(m.totalSteps, 1)))
                 let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
@@ -39,6 +40,17 @@ final class Progress {
     }
 
     func finish() { clearBar() }
+
+    /// TRL's preference metrics, short: reward accuracy and margin, the chosen and rejected
+    /// log-probabilities (and ORPO's NLL).
+    static func preference(_ p: [String: Double]) -> String {
+        var parts: [String] = []
+        if let a = p["rewards/accuracies"] { parts.append(String(format: "acc %.2f", a)) }
+        if let m = p["rewards/margins"] { parts.append(String(format: "margin %.3f", m)) }
+        if let c = p["logps/chosen"], let r = p["logps/rejected"] { parts.append(String(format: "logps %.2f/%.2f", c, r)) }
+        if let n = p["nll_loss"] { parts.append(String(format: "nll %.3f", n)) }
+        return parts.joined(separator: "  ")
+    }
 
     private func clearBar() {
         if barShown { print(""); barShown = false }

@@ -116,7 +116,8 @@ final class FineTuneConfigTests: XCTestCase {
             "skipBadRecords": "skip-bad-records", "initAdapter": "init-adapter", "padID": "pad-id", "resume": "resume",
             "resumeAnyway": "resume-anyway", "samples": "samples", "baseDType": "base-dtype", "precision": "precision",
             "gradCheckpoint": "grad-checkpoint", "quantize": "quantize", "doubleQuant": "double-quant",
-            "bucketMB": "bucket-mb", "ranks": "ranks",
+            "bucketMB": "bucket-mb", "ranks": "ranks", "method": "method", "beta": "beta", "labelSmoothing": "label-smoothing",
+            "lossType": "loss-type", "lambda": "lambda", "precomputeRef": "precompute-ref",
             "rank": "lora-rank", "alpha": "lora-alpha", "dropout": "lora-dropout", "targetModules": "lora-targets",
             "useRSLoRA": "rslora",
             "batchSize": "batch-size", "gradientAccumulation": "grad-accum", "epochs": "epochs", "maxSteps": "max-steps",
@@ -130,6 +131,8 @@ final class FineTuneConfigTests: XCTestCase {
             for label in Mirror(reflecting: value).children.compactMap(\.label) {
                 // TrainerOptions.padID is filled by the job from FineTuneConfig.padID.
                 if value is TrainerOptions && label == "padID" { continue }
+                // TrainerOptions.preference is filled by the job from method, beta, label-smoothing, loss-type, lambda.
+                if value is TrainerOptions && label == "preference" { continue }
                 guard let key = keys[label] else { XCTFail("\(type(of: value)).\(label) has no config key"); continue }
                 XCTAssertTrue(key.isEmpty || FineTuneConfig.option(key) != nil, "\(label) → \(key)")
             }

@@ -29,9 +29,10 @@ final class TrainCommandLineTests: XCTestCase {
             "skip-bad-records": true, "pad-id": 4, "eval-every": 3, "save-every": 4, "keep-checkpoints": 5, "samples": 6,
             "resume": true, "resume-anyway": true, "nan-policy": "skip-step", "base-dtype": "f32", "precision": "bf16", "log-every": 8, "profile": true,
             "bucket-mb": 0.5, "grad-checkpoint": true, "double-quant": false,
+            "beta": 0.5, "label-smoothing": 0.25, "loss-type": "ipo", "lambda": 0.75, "precompute-ref": true,
         ]
-        // --quantize is LoRA's (refused with --full): checked on its own below.
-        XCTAssertEqual(Set(values.keys).union(["quantize"]), Set(FineTuneConfig.options.filter(\.onCommandLine).map(\.name)))
+        // --quantize is LoRA's (refused with --full) and --method dpo refuses --packing: each checked on its own below.
+        XCTAssertEqual(Set(values.keys).union(["quantize", "method"]), Set(FineTuneConfig.options.filter(\.onCommandLine).map(\.name)))
         var args = ["train", "--print-config"]
         for (key, value) in values.sorted(by: { $0.key < $1.key }) {
             switch value {
@@ -46,6 +47,11 @@ final class TrainCommandLineTests: XCTestCase {
         var printed = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any], r.out)
         XCTAssertTrue(printed["quantize"] is NSNull, "no --quantize under --full")
         printed["quantize"] = nil
+        XCTAssertEqual(printed["method"] as? String, "sft")
+        printed["method"] = nil
+        let dpo = try itune(["train", "--print-config", "--model", "m", "--data", "a.jsonl", "--method", "dpo"])
+        XCTAssertEqual(dpo.status, 0, dpo.err)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(dpo.out.utf8)) as? [String: Any])?["method"] as? String, "dpo")
         // `ranks` comes from the launcher: 1 in a plain run.
         let expected = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONSerialization.data(withJSONObject: values.merging(["ranks": 1]) { a, _ in a })) as? [String: Any])
         XCTAssertEqual(printed as NSDictionary, expected as NSDictionary)
