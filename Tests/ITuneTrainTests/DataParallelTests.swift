@@ -102,6 +102,45 @@ final class DataParallelTests: XCTestCase {
     }
 
     func testTwoRanksGiveTheSingleProcessLossCurveUnderLoRA() throws { try checkEquivalence(full: false) }
+
+    /// DPO under MPI: each rank scores its share of the global batch's pairs against the
+    /// reference (the adapters switched off); the loss, its gradient and the TRL metrics are
+    /// means over the global batch's pairs, so 2 ranks give the single process's curve.
+    func testTwoRanksGiveTheSingleProcessDPOCurve() throws {
+        _ = try mpirun()
+        let dir = work("dpo")
+        var s = try setUp(dir)
+        let words = ["cat", "river", "blue", "seven", "lantern", "quiet", "orbit", "maple", "ferry", "sand", "violin", "north", "ember"]
+        let pairs = words.enumerated().map { i, w -> String in
+            let n = i % 4 + 1
+            let chosen = Array(repeating: w, count: n).joined(separator: " ")
+            let rejected = Array(repeating: w, count: n + 1).joined(separator: " ")
+            return "{\"prompt\": \"Repeat the word '\(w)' \(n) times.\", \"chosen\": \"\(chosen)\", \"rejected\": \"\(rejected)\"}"
+        }
+        let data = dir.appendingPathComponent("pairs.jsonl")
+        try pairs.joined(separator: "\n").write(to: data, atomically: true, encoding: .utf8)
+        s.data = data.path
+        let single = dir.appendingPathComponent("single"), parallel = dir.appendingPathComponent("parallel")
+        let extra = ["--method", "dpo", "--beta", "0.5"]
+        let one = try runBuiltExecutable("itune-gpu", trainArguments(s, output: single, batch: 4, full: false, extra: extra), from: self)
+        XCTAssertEqual(one.status, 0, one.err)
+        let two = try runMPI(2, trainArguments(s, output: parallel, batch: 2, full: false, extra: extra + ["--bucket-mb", "0.001"]))
+        XCTAssertEqual(two.status, 0, two.out + two.err)
+        let a = try trainLines(single), b = try trainLines(parallel)
+        XCTAssertEqual(a.count, 5)
+        XCTAssertEqual(b.count, 5, "rank 0 alone writes metrics.jsonl")
+        for (x, y) in zip(a, b) {
+            XCTAssertEqual(try XCTUnwrap(x["loss"] as? Double), try XCTUnwrap(y["loss"] as? Double), accuracy: 1e-5, "step \(x["step"] ?? "?")")
+            for key in ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"] {
+                XCTAssertEqual(try XCTUnwrap(x[key] as? Double, key), try XCTUnwrap(y[key] as? Double, key), accuracy: 1e-4,
+                               "\(key) at step \(x["step"] ?? "?")")
+            }
+        }
+        // DPO starts at ln 2 (the adapter's B is zero: policy = reference) and moves.
+        let first = try XCTUnwrap(a.first?["loss"] as? Double), last = try XCTUnwrap(a.last?["loss"] as? Double)
+        XCTAssertEqual(first, log(2), accuracy: 1e-6)
+        XCTAssertGreaterThan(abs(first - last), 1e-3)
+    }
     func testTwoRanksGiveTheSingleProcessLossCurveUnderFullFineTuning() throws { try checkEquivalence(full: true) }
 
     /// On OpenCL each gradient is read from the device when the tape says it is final, in the
