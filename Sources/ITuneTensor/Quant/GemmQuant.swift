@@ -28,31 +28,27 @@ extension BlockQuantizedMatrix {
 extension BlockQuantizedMatrix {
     /// x (M, cols) · selfᵀ: a linear layer's y (M, rows) with this (out, in) weight, on the host.
     public func linear(_ x: [Float], rows M: Int) throws -> [Float] {
-        guard x.count == M * cols else {
-            throw TensorError.shapeMismatch(op: "quantized linear", "\(x.count) inputs for \(M) rows of \(cols)")
-        }
-        var y = [Float](repeating: 0, count: M * rows)
-        x.withUnsafeBufferPointer { a in
-            y.withUnsafeMutableBufferPointer { c in
-                cpuSgemmQuantized(transA: false, transB: true, M: M, N: rows, K: cols, alpha: 1, A: a.baseAddress!, lda: cols,
-                                  B: self, beta: 0, C: c.baseAddress!, ldc: rows)
-            }
-        }
-        return y
+        try hostProduct(x, rows: M, transB: true, op: "quantized linear", what: "inputs")
     }
 
     /// g (M, rows) · self: the input gradient (M, cols) of `linear`, on the host.
     public func linearInputGradient(_ g: [Float], rows M: Int) throws -> [Float] {
-        guard g.count == M * rows else {
-            throw TensorError.shapeMismatch(op: "quantized linear backward", "\(g.count) gradients for \(M) rows of \(rows)")
+        try hostProduct(g, rows: M, transB: false, op: "quantized linear backward", what: "gradients")
+    }
+
+    /// a (M, K) · op(self), K = cols with self transposed, else rows; the result (M, N).
+    private func hostProduct(_ a: [Float], rows M: Int, transB: Bool, op: String, what: String) throws -> [Float] {
+        let (K, N) = transB ? (cols, rows) : (rows, cols)
+        guard a.count == M * K else {
+            throw TensorError.shapeMismatch(op: op, "\(a.count) \(what) for \(M) rows of \(K)")
         }
-        var dx = [Float](repeating: 0, count: M * cols)
-        g.withUnsafeBufferPointer { a in
-            dx.withUnsafeMutableBufferPointer { c in
-                cpuSgemmQuantized(transA: false, transB: false, M: M, N: cols, K: rows, alpha: 1, A: a.baseAddress!, lda: rows,
-                                  B: self, beta: 0, C: c.baseAddress!, ldc: cols)
+        var out = [Float](repeating: 0, count: M * N)
+        a.withUnsafeBufferPointer { pa in
+            out.withUnsafeMutableBufferPointer { pc in
+                cpuSgemmQuantized(transA: false, transB: transB, M: M, N: N, K: K, alpha: 1, A: pa.baseAddress!, lda: K,
+                                  B: self, beta: 0, C: pc.baseAddress!, ldc: N)
             }
         }
-        return dx
+        return out
     }
 }
