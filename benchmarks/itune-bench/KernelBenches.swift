@@ -183,54 +183,20 @@ struct StepBench: Benchmark {
                         var g = SplitMix64(seed: 3)
                         let tokens = (0..<(B * T)).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
                         let ids = try Tensor(indices: tokens, shape: [B, T], on: device)
-                        // One timed run is `L` optimizer steps as the trainer takes them with
-                        // --log-every L: clipping, the divergence check and AdamW decided on the
-                        // device, then one read of the L steps' losses and norms, which waits for
-                        // their forward and backward (the last update runs under the next run).
                         let context = TrainingContext(seed: 1)
                         context.gradientCheckpointing = checkpointing
-                        var runs = 0
-                        var warm = backend.counters
-                        // Resident memory and page faults after the first step: a steady-state step
-                        // should map nothing new (the CPU pool, GemmWorkspace), so both stay flat.
-                        var warmRSS = 0.0, warmFaults = 0
-                        let timing = try measure(warmup: options.warmup, seconds: options.secondsPerCase, minReps: options.minReps) {
-                            for k in 0..<L {
-                                let loss = try context.run { try model.loss(ids, labels: tokens) }
-                                try context.run { try loss.backward() }
-                                try optimizer.step(losses: [loss], maxGradNorm: 1, haltOnNonFinite: false, record: k)
-                                optimizer.zeroGrad()
-                            }
-                            _ = try optimizer.readSteps(L)
-                            runs += 1
-                            if runs == 1 {
-                                if options.profile { try backend.startProfiling() }
-                                warm = backend.counters
-                                warmRSS = maxResidentMB()
-                                warmFaults = minorPageFaults()
-                            }
+                        let steps = try timeTrainingSteps(options, backend: backend, optimizer: optimizer, context: context) {
+                            try model.loss(ids, labels: tokens)
                         }
-                        // Counted at enqueue, so taken before the closing wait (which is no step's).
-                        let perStep = StepCounters(delta: backend.counters.since(warm), steps: (runs - 1) * L)
-                        let profile = try backend.stopProfiling().map { StepProfile(profile: $0, steps: (L + 1)...(runs * L)) }
-                        try backend.synchronize()
                         let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T)
-                        let rss = maxResidentMB()  // before the peak's buffers can count
-                        let faultsPerStep = Double(minorPageFaults() - warmFaults) / Double(max((runs - 1) * L, 1))
                         var result = BenchResult(bench: name, name: (baseName == "f32" ? mode : "\(mode) \(baseName)") + (checkpointing ? " ckpt" : ""), label: cname,
                                                  device: label, shape: [B, T],
-                                                 flops: Double(B * T * L), timing: timing, unit: "tokens/s", unitScale: 1,
+                                                 flops: Double(B * T * L), timing: steps.timing, unit: "tokens/s", unitScale: 1,
                                                  extra: ["mode": mode, "config": cname, "base_dtype": baseName, "grad_checkpoint": checkpointing,
                                                          "parameters": model.parameterCount,
                                                          "trainable": trainable.reduce(0) { $0 + $1.count },
-                                                         "flops_per_token": perToken,
-                                                         "peak_tensor_mb": Double(backend.peakBytesInUse) / 1e6,
-                                                         "max_rss_mb": rss, "max_rss_after_first_step_mb": warmRSS,
-                                                         "rss_growth_after_first_step_mb": rss - warmRSS,
-                                                         "minor_faults_per_step_after_first": faultsPerStep])
-                        result.extra.merge(perStep.json) { a, _ in a }
-                        result.extra["log_every"] = L
-                        if let profile { result.extra["profile"] = profile.json }
+                                                         "flops_per_token": perToken])
+                        result.extra.merge(steps.json(backend)) { a, _ in a }
                         if device == .cpu {
                             // Model FLOP utilisation: the step's FLOPs at this rate over the measured peak.
                             let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
@@ -238,7 +204,7 @@ struct StepBench: Benchmark {
                             result.extra["peak_gflops"] = peak
                         }
                         report(result)
-                        if let profile, !options.json { print(profile.table()) }
+                        if let profile = steps.profile, !options.json { print(profile.table()) }
                         backend.releaseCachedBuffers()
                       }
                     }
@@ -246,6 +212,67 @@ struct StepBench: Benchmark {
             }
         }
     }
+}
+
+/// A training step's timed runs, as `itune-bench step` measures every model: one run is
+/// `--log-every` L optimizer steps as the trainer takes them (clipping, the divergence check and
+/// AdamW decided on the device, then one read of the L steps' losses and norms, which waits for
+/// their forward and backward; the last update runs under the next run). After the first run
+/// the counters, resident memory and page faults are taken (a steady-state step should map
+/// nothing new, so both stay flat) and, with --profile, profiling starts.
+struct TimedTrainingSteps {
+    var timing: Timing
+    var perStep: StepCounters
+    var profile: StepProfile?
+    var warmRSS: Double
+    var rss: Double
+    var faultsPerStep: Double
+    var logEvery: Int
+
+    /// Memory, counters and profile fields of a step row.
+    func json(_ backend: any Backend) -> [String: Any] {
+        var out: [String: Any] = ["peak_tensor_mb": Double(backend.peakBytesInUse) / 1e6,
+                                  "max_rss_mb": rss, "max_rss_after_first_step_mb": warmRSS,
+                                  "rss_growth_after_first_step_mb": rss - warmRSS,
+                                  "minor_faults_per_step_after_first": faultsPerStep, "log_every": logEvery]
+        out.merge(perStep.json) { a, _ in a }
+        if let profile { out["profile"] = profile.json }
+        return out
+    }
+}
+
+/// Times `loss` (one micro-batch's forward) with its backward, both in `context`, and the
+/// optimizer step; see TimedTrainingSteps.
+func timeTrainingSteps(_ options: BenchOptions, backend: any Backend, optimizer: AdamW, context: TrainingContext,
+                       loss: () throws -> Tensor) throws -> TimedTrainingSteps {
+    let L = options.logEvery
+    var runs = 0
+    var warm = backend.counters
+    var warmRSS = 0.0, warmFaults = 0
+    let timing = try measure(warmup: options.warmup, seconds: options.secondsPerCase, minReps: options.minReps) {
+        for k in 0..<L {
+            let l = try context.run { try loss() }
+            try context.run { try l.backward() }
+            try optimizer.step(losses: [l], maxGradNorm: 1, haltOnNonFinite: false, record: k)
+            optimizer.zeroGrad()
+        }
+        _ = try optimizer.readSteps(L)
+        runs += 1
+        if runs == 1 {
+            if options.profile { try backend.startProfiling() }
+            warm = backend.counters
+            warmRSS = maxResidentMB()
+            warmFaults = minorPageFaults()
+        }
+    }
+    // Counted at enqueue, so taken before the closing wait (which is no step's).
+    let perStep = StepCounters(delta: backend.counters.since(warm), steps: (runs - 1) * L)
+    let profile = try backend.stopProfiling().map { StepProfile(profile: $0, steps: (L + 1)...(runs * L)) }
+    try backend.synchronize()
+    let rss = maxResidentMB()  // before the peak's buffers can count
+    return TimedTrainingSteps(timing: timing, perStep: perStep, profile: profile, warmRSS: warmRSS, rss: rss,
+                              faultsPerStep: Double(minorPageFaults() - warmFaults) / Double(max((runs - 1) * L, 1)),
+                              logEvery: L)
 }
 
 /// Peak resident set size of this process so far, in MB.

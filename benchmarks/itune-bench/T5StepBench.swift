@@ -37,38 +37,18 @@ extension StepBench {
         let labels = (0..<(B * Td)).map { _ in Int32(g.next() % UInt64(c.vocabSize)) }
         let ids = try Tensor(indices: inputs, shape: [B, Te], on: device)
         let context = TrainingContext(seed: 1)
-        var runs = 0
-        var warm = backend.counters
-        var warmRSS = 0.0
-        let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
-            for k in 0..<L {
-                let loss = try context.run { try model.loss(inputIDs: ids, labels: labels, decoderLength: Td) }
-                try context.run { try loss.backward() }
-                try optimizer.step(losses: [loss], maxGradNorm: 1, haltOnNonFinite: false, record: k)
-                optimizer.zeroGrad()
-            }
-            _ = try optimizer.readSteps(L)
-            runs += 1
-            if runs == 1 {
-                warm = backend.counters
-                warmRSS = maxResidentMB()
-            }
+        let steps = try timeTrainingSteps(options, backend: backend, optimizer: optimizer, context: context) {
+            try model.loss(inputIDs: ids, labels: labels, decoderLength: Td)
         }
-        let perStep = StepCounters(delta: backend.counters.since(warm), steps: (runs - 1) * L)
-        try backend.synchronize()
-        let rss = maxResidentMB()
         var result = BenchResult(bench: name, name: mode, label: "flan-t5-small", device: label, shape: [B, Te, Td],
-                                 flops: Double(B * (Te + Td) * L), timing: timing, unit: "tokens/s", unitScale: 1,
+                                 flops: Double(B * (Te + Td) * L), timing: steps.timing, unit: "tokens/s", unitScale: 1,
                                  extra: ["mode": mode, "config": "flan-t5-small", "base_dtype": "f32", "grad_checkpoint": false,
                                          "parameters": model.parameterCount,
                                          "trainable": trainable.reduce(0) { $0 + $1.count },
-                                         "input_tokens": B * Te, "target_tokens": B * Td,
-                                         "peak_tensor_mb": Double(backend.peakBytesInUse) / 1e6,
-                                         "max_rss_mb": rss, "max_rss_after_first_step_mb": warmRSS,
-                                         "rss_growth_after_first_step_mb": rss - warmRSS])
-        result.extra.merge(perStep.json) { a, _ in a }
-        result.extra["log_every"] = L
+                                         "input_tokens": B * Te, "target_tokens": B * Td])
+        result.extra.merge(steps.json(backend)) { a, _ in a }
         report(result)
+        if let profile = steps.profile, !options.json { print(profile.table()) }
         backend.releaseCachedBuffers()
     }
 }
