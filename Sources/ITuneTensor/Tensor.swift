@@ -12,15 +12,35 @@ public final class Tensor {
     /// input requires gradients and grad mode is on.
     public var requiresGrad: Bool
     /// The gradient after `backward()`, same shape and device.
-    public internal(set) var grad: Tensor?
+    public internal(set) var grad: Tensor? {
+        get { gradientNode?.grad }
+        set { node.grad = newValue }
+    }
     /// false for tensors produced by a recorded op (their gradients are freed once used).
     public internal(set) var isLeaf = true
     /// Whether `grad` may be modified in place (it is not shared with another tensor).
-    var ownsGrad = false
+    var ownsGrad: Bool {
+        get { gradientNode?.ownsGrad ?? false }
+        set { node.ownsGrad = newValue }
+    }
+    /// Where this tensor's gradient collects (made when first needed). The tape refers to
+    /// nodes, never to tensors, so that recording an op keeps no value alive: what a backward
+    /// needs, its closure keeps (see Autograd/Tape.swift).
+    private(set) var gradientNode: GradientNode?
+    var node: GradientNode {
+        if let gradientNode { return gradientNode }
+        let n = GradientNode(shape: shape)
+        gradientNode = n
+        return n
+    }
     /// The tape this tensor's op was recorded on (nil for leaves): `backward()` walks it.
     weak var tape: GradientTape?
     /// For error messages and debugging, e.g. "model.layers.0.self_attn.q_proj.weight".
     public var name: String?
+    /// How to make this tensor's values again from values a backward keeps anyway (an RMSNorm's
+    /// output from its input and rstd, SwiGLU's from gate and up, dropout's from its input and
+    /// seed): a backward that needs them keeps this instead of the tensor (`keptForBackward`).
+    var recompute: (() throws -> Tensor)?
     /// The host copy of an index tensor made from host values: ops that validate ids
     /// (embedding, RoPE) read it instead of stalling the device queue with a read-back.
     var hostIndexCopy: [Int32]?
@@ -172,7 +192,7 @@ public final class Tensor {
     }
 
     /// Clears the gradient (before the next step).
-    public func zeroGrad() { grad = nil; ownsGrad = false }
+    public func zeroGrad() { gradientNode?.grad = nil; gradientNode?.ownsGrad = false }
 
     /// Replaces the gradient by `values` (`count` host floats), giving the tensor a gradient
     /// buffer of its own if it had none or shared one: a data-parallel trainer writes back the

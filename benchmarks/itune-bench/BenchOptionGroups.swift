@@ -76,6 +76,8 @@ struct StepOptions: BenchOptionGroup {
     var gradCheckpointOnly = false
     @Option(help: "step: untimed runs before the timed ones (0 times the first step too: for shapes where a step takes minutes).")
     var warmup = 1
+    @Flag(help: "step: first run one untimed forward and report the activations it leaves for the backward, in MB by the op that made them (\"saved_mb\", \"saved_by_op_mb\").")
+    var savedTensors = false
 
     func validate() throws {
         guard logEvery >= 1, logEvery <= 100_000 else { throw ValidationError("--log-every must be in [1, 100000], not \(logEvery)") }
@@ -93,6 +95,7 @@ struct StepOptions: BenchOptionGroup {
         o.gradCheckpoint = gradCheckpoint
         o.gradCheckpointOnly = gradCheckpointOnly
         o.warmup = warmup
+        o.savedTensors = savedTensors
         if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }
     }
 }

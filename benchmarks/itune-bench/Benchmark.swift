@@ -39,6 +39,8 @@ struct BenchOptions {
     var gradCheckpointOnly = false
     /// Untimed runs before the timed ones (step).
     var warmup = 1
+    /// step: one untimed forward first, reporting what the backward keeps by producing op.
+    var savedTensors = false
     /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
     var ranks: Int? = nil
     /// step --ranks: the gradient buckets' size in MB.

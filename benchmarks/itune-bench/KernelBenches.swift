@@ -185,6 +185,9 @@ struct StepBench: Benchmark {
                         let ids = try Tensor(indices: tokens, shape: [B, T], on: device)
                         let context = TrainingContext(seed: 1)
                         context.gradientCheckpointing = checkpointing
+                        let saved = try options.savedTensors ? savedActivations(context: context, optimizer: optimizer) {
+                            try model.loss(ids, labels: tokens)
+                        } : nil
                         let steps = try timeTrainingSteps(options, backend: backend, optimizer: optimizer, context: context) {
                             try model.loss(ids, labels: tokens)
                         }
@@ -197,6 +200,14 @@ struct StepBench: Benchmark {
                                                          "trainable": trainable.reduce(0) { $0 + $1.count },
                                                          "flops_per_token": perToken])
                         result.extra.merge(steps.json(backend)) { a, _ in a }
+                        if let saved {
+                            result.extra["saved_mb"] = Double(saved.reduce(0) { $0 + $1.bytes }) / 1e6
+                            result.extra["saved_by_op_mb"] = Dictionary(uniqueKeysWithValues: saved.map { ($0.op, Double($0.bytes) / 1e6) })
+                            if !options.json {
+                                print("saved for the backward after one forward (\(label) \(cname) \(mode) \(baseName)\(checkpointing ? " ckpt" : "")):")
+                                for s in saved { print("  \(s.op): \(String(format: "%.1f", Double(s.bytes) / 1e6)) MB") }
+                            }
+                        }
                         if device == .cpu {
                             // Model FLOP utilisation: the step's FLOPs at this rate over the measured peak.
                             let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
@@ -212,6 +223,19 @@ struct StepBench: Benchmark {
             }
         }
     }
+}
+
+/// The activations one forward of `loss` leaves alive for its backward, in bytes by the op that
+/// made them (largest first; the loss itself included); then the backward runs and the
+/// gradients are dropped, so the timed steps start as before.
+func savedActivations(context: TrainingContext, optimizer: AdamW, loss: () throws -> Tensor) throws -> [(op: String, bytes: Int)] {
+    context.tape.logsOutputs = true
+    defer { context.tape.logsOutputs = false }
+    let l = try context.run { try loss() }
+    let saved = context.tape.liveOutputBytes()
+    try context.run { try l.backward() }
+    optimizer.zeroGrad()
+    return saved
 }
 
 /// A training step's timed runs, as `itune-bench step` measures every model: one run is

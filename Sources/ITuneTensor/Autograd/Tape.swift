@@ -7,6 +7,11 @@ import Foundation
 /// tape the loss was recorded on from the end. Tensors that do not require gradients (frozen
 /// weights under LoRA) record nothing and get no gradient buffer.
 ///
+/// The tape holds gradient nodes (where each tensor's gradient collects), never tensors: an op
+/// keeps alive only what its backward closure captures, on purpose (a frozen weight's product
+/// keeps the weight, not its input; an addition keeps nothing), so the activations a step holds
+/// are exactly what its backward reads.
+///
 /// No tape belongs to the process. Ops record on the tape of the `TrainingContext` bound to the
 /// current task (`context.run { … }`); outside any context, on the tape of the current thread
 /// (so that a test or a small program can call `loss.backward()` without ceremony). Two models
@@ -14,19 +19,40 @@ import Foundation
 public final class GradientTape {
     struct Entry {
         let op: String
-        let inputs: [Tensor]
-        let output: Tensor
+        /// One per input: its node where the input required gradients when recorded, else nil.
+        let inputs: [GradientNode?]
+        let output: GradientNode
         let backward: (Tensor) throws -> [Tensor?]
     }
 
     private var entries: [Entry] = []
+    /// With `logsOutputs`, each recorded output's storage (weakly) by op: what the forward
+    /// still holds is what the backward closures saved (`liveOutputBytes`).
+    private var outputLog: [(op: String, storage: WeakStorage)] = []
+    struct WeakStorage { weak var storage: Storage? }
+
+    /// Whether recording logs each output's storage for `liveOutputBytes` (off: costs nothing).
+    public var logsOutputs = false
+
+    /// Bytes of recorded ops' outputs still alive now, by op (a storage shared by reshapes
+    /// counts once, under the op that made it): after a forward, the activations the backward
+    /// will read, plus whatever the caller still holds (the loss).
+    public func liveOutputBytes() -> [(op: String, bytes: Int)] {
+        var seen = Set<ObjectIdentifier>()
+        var total: [String: Int] = [:]
+        for (op, ref) in outputLog {
+            guard let s = ref.storage, seen.insert(ObjectIdentifier(s)).inserted else { continue }
+            total[op, default: 0] += s.byteCount
+        }
+        return total.map { (op: $0.key, bytes: $0.value) }.sorted { $0.bytes > $1.bytes }
+    }
 
     public init() {}
 
     public var count: Int { entries.count }
 
     /// Drops everything recorded (e.g. after an evaluation forward with grad mode on).
-    public func reset() { entries.removeAll(keepingCapacity: true) }
+    public func reset() { entries.removeAll(keepingCapacity: true); outputLog.removeAll() }
 
     /// The tape ops record on here: the bound training context's, else this thread's own.
     public static var current: GradientTape {
@@ -49,7 +75,11 @@ public final class GradientTape {
         output.requiresGrad = true
         output.isLeaf = false
         output.tape = tape
-        tape.entries.append(Entry(op: op, inputs: inputs, output: output, backward: backward))
+        let node = output.node
+        node.isLeaf = false
+        tape.entries.append(Entry(op: op, inputs: inputs.map { $0.requiresGrad ? $0.node : nil }, output: node,
+                                  backward: backward))
+        if tape.logsOutputs { tape.outputLog.append((op, WeakStorage(storage: output.storage))) }
     }
 
     /// Propagates from `root` (seeded with `seed`, default ones) to every tensor on the tape.
@@ -65,15 +95,15 @@ public final class GradientTape {
         guard root.requiresGrad else {
             throw TensorError.noGradient("backward: the tensor does not require gradients (no parameter with requiresGrad took part, or it ran under noGrad)")
         }
-        defer { entries.removeAll(keepingCapacity: true) }
+        defer { entries.removeAll(keepingCapacity: true); outputLog.removeAll() }
         // Entry index → the watched leaves it is the earliest reader of (one forward scan).
         var finishing: [Int: [Int]] = [:]
         var unread: [Int] = []
         if final != nil, !watched.isEmpty {
             var slot: [ObjectIdentifier: [Int]] = [:]
-            for (i, t) in watched.enumerated() { slot[ObjectIdentifier(t), default: []].append(i) }
+            for (i, t) in watched.enumerated() { slot[ObjectIdentifier(t.node), default: []].append(i) }
             for (k, e) in entries.enumerated() where !slot.isEmpty {
-                for input in e.inputs {
+                for case let input? in e.inputs {
                     guard let found = slot.removeValue(forKey: ObjectIdentifier(input)) else { continue }
                     finishing[k, default: []] += found
                 }
@@ -82,7 +112,7 @@ public final class GradientTape {
         }
         try noGrad {
             let g = try seed ?? Tensor.full(root.shape, 1, on: root.device)
-            try accumulate(g, into: root)
+            try accumulate(g, into: root.node)
             for i in unread { try final?(i) }
             for k in entries.indices.reversed() {
                 let e = entries[k]
@@ -91,23 +121,23 @@ public final class GradientTape {
                     guard grads.count == e.inputs.count else {
                         fatalError("\(e.op): backward returned \(grads.count) gradients for \(e.inputs.count) inputs")
                     }
-                    for (input, gi) in zip(e.inputs, grads) where input.requiresGrad {
-                        guard let gi else { continue }
+                    for (input, gi) in zip(e.inputs, grads) {
+                        guard let input, let gi else { continue }
                         guard gi.shape == input.shape else {
                             fatalError("\(e.op): gradient shape \(gi.shape) for input of shape \(input.shape)")
                         }
                         try accumulate(gi, into: input)
                     }
                     // Intermediate gradients are not needed once passed on.
-                    if !e.output.isLeaf { e.output.grad = nil; e.output.ownsGrad = false; e.output.tape = nil }
+                    if !e.output.isLeaf { e.output.grad = nil; e.output.ownsGrad = false }
                 }
                 if let done = finishing[k] { for i in done { try final?(i) } }
             }
         }
     }
 
-    /// grad += g, in place when the gradient buffer is the tensor's own.
-    private func accumulate(_ g: Tensor, into t: Tensor) throws {
+    /// grad += g, in place when the gradient buffer is the node's own.
+    private func accumulate(_ g: Tensor, into t: GradientNode) throws {
         if let existing = t.grad {
             if t.ownsGrad {
                 try existing.addInPlace(g)
@@ -141,6 +171,37 @@ public final class GradientTape {
         pthread_setspecific(threadKey, Unmanaged.passRetained(tape).toOpaque())
         return tape
     }
+}
+
+/// A tensor's place in the autograd graph: where its gradient collects. The tape refers to
+/// these, so that a recorded op keeps its inputs' and output's values alive only where its
+/// backward closure captures them.
+final class GradientNode {
+    /// The tensor's shape (the gradient's).
+    let shape: [Int]
+    var grad: Tensor?
+    /// Whether `grad` may be modified in place (it is not shared with another tensor).
+    var ownsGrad = false
+    /// false for a recorded op's output: its gradient is dropped once passed on.
+    var isLeaf = true
+
+    init(shape: [Int]) { self.shape = shape }
+}
+
+extension Tensor {
+    /// What a backward closure keeps to read this tensor's values: its recipe when it has one
+    /// (`recompute`: the values are made again, bit for bit, from tensors kept anyway), else the
+    /// tensor. Called inside the backward.
+    func keptForBackward() -> () throws -> Tensor {
+        if GradientTape.recomputesKeptValues, let recompute { return recompute }
+        return { self }
+    }
+}
+
+extension GradientTape {
+    /// Whether backward closures keep recipes instead of tensors (`keptForBackward`); off only
+    /// in tests that compare the two (the gradients are the same bits).
+    @TaskLocal static var recomputesKeptValues = true
 }
 
 /// Whether ops record on a tape. Task-local: `noGrad` in one task or thread leaves the others

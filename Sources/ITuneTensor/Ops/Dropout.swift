@@ -44,6 +44,12 @@ extension Tensor {
         }
         let out = try apply(self)
         GradientTape.record("dropout", inputs: [self], output: out) { dy in [try apply(dy)] }
+        // The mask is a hash: a backward that needs the output (LoRA's A gradient) applies it
+        // again to the input (kept anyway, and shared by the projections that read it).
+        if GradMode.enabled {
+            let input = keptForBackward()
+            out.recompute = { try apply(input()) }
+        }
         return out
     }
 }

@@ -28,8 +28,10 @@ extension Tensor {
         case let .opencl(cl):
             try cl.addBcast(.items(n), out: out, a: a, b: b, n: n, nb: nb)
         }
+        // Keeps neither operand: only whether each needs a gradient and b's shape.
+        let (aNeeds, bNeeds, bShape) = (a.requiresGrad, b.requiresGrad, b.shape)
         GradientTape.record("add", inputs: [a, b], output: out) { g in
-            [a.requiresGrad ? g : nil, b.requiresGrad ? try g.sumToShape(b.shape) : nil]
+            [aNeeds ? g : nil, bNeeds ? try g.sumToShape(bShape) : nil]
         }
         return out
     }
@@ -39,9 +41,12 @@ extension Tensor {
         let nb = try broadcastCount("mul", a, b)
         let out = try Tensor.empty(a.shape, on: a.device)
         try mulRaw(out, a, b, nb)
+        // da reads b, db reads a: each kept only where the other's gradient needs it.
+        let keptA = b.requiresGrad ? a.keptForBackward() : nil, keptB = a.requiresGrad ? b.keptForBackward() : nil
+        let bShape = b.shape
         GradientTape.record("mul", inputs: [a, b], output: out) { g in
-            let da = a.requiresGrad ? try g * b : nil
-            let db = b.requiresGrad ? try g.sumToShape(b.shape, times: a) : nil
+            let da = try keptB.map { try g * $0() }
+            let db = try keptA.map { try g.sumToShape(bShape, times: $0()) }
             return [da, db]
         }
         return out
@@ -186,15 +191,19 @@ extension Tensor {
     /// SwiGLU, the Llama MLP's gate: silu(gate) * up, one fused op.
     public static func swiglu(gate: Tensor, up: Tensor) throws -> Tensor {
         guard gate.shape == up.shape else { throw TensorError.shapeMismatch(op: "swiglu", "gate \(gate.shape), up \(up.shape)") }
-        let out = try Tensor.empty(gate.shape, on: gate.device)
         let n = gate.count
-        switch try execution("swiglu", gate, up) {
-        case .cpu:
-            let o = out.floats, g = gate.floats, u = up.floats
-            CPUParallel.forEach(n, grain: 1 << 12) { r in for i in r { let v = g[i]; o[i] = v / (1 + expf(-v)) * u[i] } }
-        case let .opencl(cl):
-            try cl.swigluForward(.items(n), out: out, gate: gate, up: up, n: n)
+        func forward() throws -> Tensor {
+            let out = try Tensor.empty(gate.shape, on: gate.device)
+            switch try execution("swiglu", gate, up) {
+            case .cpu:
+                let o = out.floats, g = gate.floats, u = up.floats
+                CPUParallel.forEach(n, grain: 1 << 12) { r in for i in r { let v = g[i]; o[i] = v / (1 + expf(-v)) * u[i] } }
+            case let .opencl(cl):
+                try cl.swigluForward(.items(n), out: out, gate: gate, up: up, n: n)
+            }
+            return out
         }
+        let out = try forward()
         GradientTape.record("swiglu", inputs: [gate, up], output: out) { dy in
             let dgate = try Tensor.empty(gate.shape, on: gate.device)
             let dup = try Tensor.empty(gate.shape, on: gate.device)
@@ -213,6 +222,9 @@ extension Tensor {
             }
             return [gate.requiresGrad ? dgate : nil, up.requiresGrad ? dup : nil]
         }
+        // Recorded, the backward keeps gate and up: a later product that needs the output (the
+        // down projection's LoRA input) makes it again from them instead of keeping it too.
+        if out.requiresGrad { out.recompute = forward }
         return out
     }
 
@@ -227,6 +239,7 @@ extension Tensor {
         guard s.reduce(1, *) == count else { throw TensorError.shapeMismatch(op: "reshape", "\(shape) to \(newShape)") }
         let out = Tensor(storage: storage, shape: s, dtype: dtype)
         out.hostIndexCopy = hostIndexCopy
+        if let recompute { out.recompute = { try recompute().reshaped(s) } }
         let original = shape
         GradientTape.record("reshape", inputs: [self], output: out) { g in [try g.reshaped(original)] }
         return out

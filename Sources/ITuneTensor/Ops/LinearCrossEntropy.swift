@@ -83,8 +83,9 @@ extension Tensor {
         }
         // A fresh scalar: the chunks' sum carries their own (finished) tapes' marks.
         let result = try total?.detached() ?? Tensor.zeros([], on: device)
+        let hiddenShape = hidden.shape  // the gradients are made: neither operand is kept
         GradientTape.record("linearCrossEntropy", inputs: [hidden, weight], output: result) { dy in
-            [try dHidden.map { try ($0 * dy).reshaped(hidden.shape) }, try dWeight.map { try $0 * dy }]
+            [try dHidden.map { try ($0 * dy).reshaped(hiddenShape) }, try dWeight.map { try $0 * dy }]
         }
         return result
     }

@@ -37,13 +37,20 @@ extension Tensor {
         let out = try Tensor.empty(batchDims + [M, N], on: a.device)
         try gemm(a, b, into: out, transA: transposeA, transB: transposeB, M: M, N: N, K: K, batch: batch, alpha: alpha)
 
+        // dA reads only b and dB only a: each operand is kept only where the other's gradient
+        // needs it. A frozen weight's product (the base under LoRA) keeps the weight, not its
+        // input, whose values the backward never reads.
+        // An operand with a recipe (a norm's output, a LoRA input's dropout) is made again.
+        let keptA = b.requiresGrad ? a.keptForBackward() : nil, keptB = a.requiresGrad ? b.keptForBackward() : nil
         GradientTape.record("matmul", inputs: [a, b], output: out) { dC in
             var dA: Tensor? = nil, dB: Tensor? = nil
-            if a.requiresGrad {
+            if let keptB {
+                let b = try keptB()
                 dA = transposeA ? try b.matmul(dC, transposeA: transposeB, transposeB: true, alpha: alpha)
                                 : try dC.matmul(b, transposeB: !transposeB, alpha: alpha)
             }
-            if b.requiresGrad {
+            if let keptA {
+                let a = try keptA()
                 dB = transposeB ? try dC.matmul(a, transposeA: true, transposeB: transposeA, alpha: alpha)
                                 : try a.matmul(dC, transposeA: !transposeA, alpha: alpha)
             }

@@ -11,29 +11,37 @@ extension Tensor {
     /// self is (N,C) (any leading dims), weight (C); the result has self's shape.
     public func rmsNorm(weight: Tensor, eps: Float) throws -> Tensor {
         let (N, C) = try normRows("rmsNorm", weight: weight, bias: nil)
-        let x = self
-        let y = try Tensor.empty(shape, on: device)
+        let x = self, shape = self.shape
         // rstd (N) holds 1/sqrt(mean(x²) + eps) of each row. Kept on purpose: the backward
         // needs it, and it is N floats against the N·C of a second pass over x.
-        let rstd = try Tensor.empty([N], on: device)
-        switch try execution("rmsNorm", x, weight) {
-        case .cpu:
-            let xp = x.floats, w = weight.floats, yp = y.floats, rp = rstd.floats
-            CPUParallel.forEach(N, grain: max(1, 4096 / C)) { rows in
-                for row in rows {
-                    let xr = xp + row * C, yr = yp + row * C
-                    var ss: Float = 0
-                    for c in 0..<C { ss += xr[c] * xr[c] }
-                    let r = 1 / (ss / Float(C) + eps).squareRoot()
-                    for c in 0..<C { yr[c] = xr[c] * r * w[c] }
-                    rp[row] = r
+        func forward() throws -> (y: Tensor, rstd: Tensor) {
+            let y = try Tensor.empty(shape, on: x.device)
+            let rstd = try Tensor.empty([N], on: x.device)
+            switch try execution("rmsNorm", x, weight) {
+            case .cpu:
+                let xp = x.floats, w = weight.floats, yp = y.floats, rp = rstd.floats
+                CPUParallel.forEach(N, grain: max(1, 4096 / C)) { rows in
+                    for row in rows {
+                        let xr = xp + row * C, yr = yp + row * C
+                        var ss: Float = 0
+                        for c in 0..<C { ss += xr[c] * xr[c] }
+                        let r = 1 / (ss / Float(C) + eps).squareRoot()
+                        for c in 0..<C { yr[c] = xr[c] * r * w[c] }
+                        rp[row] = r
+                    }
                 }
+            case let .opencl(cl):
+                let ls = try cl.rowGroupSize(long: C >= 256, kernel: "rmsnorm_forward", family: "norm")
+                try cl.rmsnormForward(.rows(N, groupSize: ls), y: y, rstd: rstd, x: x, weight: weight, C: C, eps: eps,
+                                      scratch: .floats(ls))
             }
-        case let .opencl(cl):
-            let ls = try cl.rowGroupSize(long: C >= 256, kernel: "rmsnorm_forward", family: "norm")
-            try cl.rmsnormForward(.rows(N, groupSize: ls), y: y, rstd: rstd, x: x, weight: weight, C: C, eps: eps,
-                                  scratch: .floats(ls))
+            return (y, rstd)
         }
+        let (y, rstd) = try forward()
+        // The output is the input of the projections after the norm; their backward (LoRA's A
+        // gradient, a trained weight's gradient) makes it again from x, which this op's backward
+        // keeps anyway, instead of keeping a second (N,C) tensor.
+        if GradMode.enabled { y.recompute = { try forward().y } }
         GradientTape.record("rmsNorm", inputs: [x, weight], output: y) { dy in
             let dx = x.requiresGrad ? try rmsNormBackwardInput(x: x, weight: weight, rstd: rstd, dy: dy, N: N, C: C) : nil
             let dw = weight.requiresGrad ? try rmsNormBackwardWeight(x: x, rstd: rstd, dy: dy, N: N, C: C) : nil

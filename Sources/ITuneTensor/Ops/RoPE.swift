@@ -85,8 +85,10 @@ extension Tensor {
         let x = self
         let out = try ropeRotate(x, table, positions, batched: batched, sign: 1, B: B, T: T, H: H, D: D)
         // The backward turns dy by the opposite angle; positions and tables get no gradient.
+        // The backward reads no value of x (only dy): x is not kept.
+        let xNeeds = x.requiresGrad
         GradientTape.record("rope", inputs: [x, positions, table.cos, table.sin], output: out) { dy in
-            let dx = x.requiresGrad
+            let dx = xNeeds
                 ? try ropeRotate(dy, table, positions, batched: batched, sign: -1, B: B, T: T, H: H, D: D) : nil
             return [dx, nil, nil, nil]
         }

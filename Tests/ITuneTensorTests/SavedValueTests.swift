@@ -1,0 +1,102 @@
+import Foundation
+import XCTest
+@testable import ITuneTensor
+
+/// A recorded op keeps alive only what its backward reads: the tape refers to gradient nodes,
+/// not to tensors. Each case drops the test's reference to an intermediate and checks, through a
+/// weak reference to its storage, whether the backward still holds it; then the gradients are
+/// checked against the explicit formula, so that keeping less did not change them.
+final class SavedValueTests: XCTestCase {
+    /// The CPU and the OpenCL device under test (required with ITUNE_REQUIRE_OPENCL=1).
+    func devices() -> [Device] {
+        _ = TestDevices.announce
+        if TestDevices.opencl == nil, ProcessInfo.processInfo.environment["ITUNE_REQUIRE_OPENCL"] == "1" {
+            XCTFail("ITUNE_REQUIRE_OPENCL=1 but no OpenCL device was found")
+        }
+        return [.cpu] + (TestDevices.opencl.map { [$0] } ?? [])
+    }
+
+    /// x = 2·leaf (a recorded intermediate); returns x's storage, weakly, and `body(x)`.
+    func intermediate(_ leaf: Tensor, _ body: (Tensor) throws -> Tensor) throws -> (weak: () -> Storage?, out: Tensor) {
+        weak var storage: Storage?
+        let out: Tensor = try {
+            let x = try leaf.scaled(by: 2)
+            storage = x.storage
+            return try body(x)
+        }()
+        return ({ storage }, out)
+    }
+
+    func testProductWithAFrozenWeightKeepsTheWeightNotItsInput() throws {
+        for device in devices() {
+            let (M, K, N) = (3, 5, 4)
+            let a = randomValues(M * K, seed: 1), w = randomValues(N * K, seed: 2)
+            let leaf = try Tensor(a, shape: [M, K], on: device, requiresGrad: true)
+            let weight = try Tensor(w, shape: [N, K], on: device)  // frozen
+            let (kept, y) = try intermediate(leaf) { try $0.matmul(weight, transposeB: true) }
+            XCTAssertNil(kept(), "\(device): the input of a frozen weight's product is kept")
+            try y.sum().backward()
+            // d(sum(2·leaf·Wᵀ))/d leaf[i,k] = 2·Σ_j W[j,k]
+            let want = (0..<(M * K)).map { i in 2 * (0..<N).reduce(Float(0)) { $0 + w[$1 * K + i % K] } }
+            assertClose(try XCTUnwrap(leaf.grad).toArray(), want, rtol: 1e-5, atol: 1e-5, "\(device)")
+        }
+    }
+
+    func testProductWithATrainedWeightKeepsItsInput() throws {
+        for device in devices() {
+            let (M, K, N) = (3, 5, 4)
+            let a = randomValues(M * K, seed: 3), w = randomValues(N * K, seed: 4)
+            let leaf = try Tensor(a, shape: [M, K], on: device)  // frozen: only the weight trains
+            let weight = try Tensor(w, shape: [N, K], on: device, requiresGrad: true)
+            let (kept, y) = try intermediate(leaf) { try $0.matmul(weight, transposeB: true) }
+            XCTAssertNotNil(kept(), "\(device): the weight's gradient reads the input: it must be kept")
+            try y.sum().backward()
+            // d/dW[j,k] = Σ_i 2·a[i,k]
+            let want = (0..<(N * K)).map { j in 2 * (0..<M).reduce(Float(0)) { $0 + a[$1 * K + j % K] } }
+            assertClose(try XCTUnwrap(weight.grad).toArray(), want, rtol: 1e-5, atol: 1e-5, "\(device)")
+        }
+    }
+
+    func testSumAndRotaryPositionsKeepNoInput() throws {
+        for device in devices() {
+            let leaf = try Tensor(randomValues(2 * 3 * 2 * 4, seed: 5), shape: [2, 3, 2, 4], on: device, requiresGrad: true)
+            let other = try Tensor(randomValues(2 * 3 * 2 * 4, seed: 6), shape: [2, 3, 2, 4], on: device)
+            let (keptBySum, s) = try intermediate(leaf) { try $0 + other }
+            XCTAssertNil(keptBySum(), "\(device): a sum keeps its operands")
+            let table = try RoPETable(inverseFrequencies: [1, 0.1], maxPositions: 8, on: device)
+            let positions = try Tensor(indices: [0, 1, 2], shape: [3], on: device)
+            let (keptByRoPE, r) = try intermediate(leaf) { try $0.rope(table, positions: positions) }
+            XCTAssertNil(keptByRoPE(), "\(device): RoPE keeps its input")
+            try (s.sum() + r.sum()).backward()
+            XCTAssertNotNil(leaf.grad)
+        }
+    }
+
+    func testNormOutputIsRecomputedBitForBitWhereAProductKeepsIt() throws {
+        for device in devices() {
+            let (N, C, R) = (6, 8, 3)
+            let x = try Tensor(randomValues(N * C, seed: 7), shape: [N, C], on: device, requiresGrad: true)
+            let gamma = try Tensor(randomValues(C, seed: 8).map { 1 + 0.1 * $0 }, shape: [C], on: device)
+            let a = try Tensor(randomValues(R * C, seed: 9), shape: [R, C], on: device, requiresGrad: true)
+            func gradient(recompute: Bool) throws -> ([Float], Storage?) {
+                try GradientTape.$recomputesKeptValues.withValue(recompute) {
+                    a.zeroGrad(); x.zeroGrad()
+                    weak var normStorage: Storage?
+                    let y: Tensor = try {
+                        let n = try x.rmsNorm(weight: gamma, eps: 1e-5)
+                        normStorage = n.storage
+                        return try n.matmul(a, transposeB: true)  // a LoRA A: dA reads the norm's output
+                    }()
+                    let held = normStorage
+                    try y.sum().backward()
+                    return (try XCTUnwrap(a.grad).toArray(), held)
+                }
+            }
+            let (recomputed, heldWithRecipe) = try gradient(recompute: true)
+            let (kept, heldWithout) = try gradient(recompute: false)
+            XCTAssertNil(heldWithRecipe, "\(device): the norm's output is kept though it can be made again")
+            XCTAssertNotNil(heldWithout, "\(device): without recipes the product keeps the norm's output")
+            XCTAssertEqual(recomputed, kept, "\(device): the recomputed output gives other bits")
+        }
+    }
+}
