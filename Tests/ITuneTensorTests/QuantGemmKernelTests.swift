@@ -96,4 +96,30 @@ final class QuantGemmKernelTests: XCTestCase {
             XCTAssertEqual(q.deviceCopies.devices, [device.resolved])
         }
     }
+
+    /// Placed on an OpenCL device, the blocks leave the host (a 7B nf4 base is not held twice in
+    /// host RAM); the products there are those of the host copy, and the host copy read back
+    /// from the device equals the one quantised (codes, absmax, values; the CPU product too).
+    func testPlacedBlocksReleaseTheHostCopyAndReadItBackEqual() throws {
+        let device = try TestDevices.requireOpenCL()
+        for (format, dq) in [(QuantFormat.nf4, false), (.nf4, true), (.int8, false)] {
+            let what = "\(format) dq \(dq)"
+            let (rows, cols, M) = (300, 130, 7)
+            let q = try quantized(rows: rows, cols: cols, format, doubleQuant: dq, seed: 5)
+            let reference = try quantized(rows: rows, cols: cols, format, doubleQuant: dq, seed: 5)
+            try q.place(on: device)
+            XCTAssertFalse(q.holdsHostCopy, "\(what): the host copy stays after the upload")
+            XCTAssertEqual(q.byteCount, reference.byteCount, what)
+            let x = randomValues(M * cols, seed: 6)
+            let onDevice = try Tensor(x, shape: [M, cols], on: device).linear(quantized: q).toArray()
+            let onHost = try reference.linear(x, rows: M)
+            assertClose(onDevice, onHost, rtol: 1e-4, atol: 1e-4, "\(what): the device's product")
+            XCTAssertFalse(q.holdsHostCopy, "\(what): a device product needs no host copy")
+            XCTAssertEqual(q.codes, reference.codes, what)
+            XCTAssertEqual(q.absmax, reference.absmax, what)
+            XCTAssertTrue(q.holdsHostCopy, "\(what): read back once, kept")
+            XCTAssertEqual(q.dequantized(), reference.dequantized(), what)
+            XCTAssertEqual(try Tensor(x, shape: [M, cols]).linear(quantized: q).toArray(), try Tensor(x, shape: [M, cols]).linear(quantized: reference).toArray(), "\(what): the CPU product")
+        }
+    }
 }

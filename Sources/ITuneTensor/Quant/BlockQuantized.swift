@@ -29,7 +29,11 @@ public let nf4CodeBook: [Float] = [
     0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
 ]
 
-/// A (rows, cols) f32 matrix stored blockwise quantised, in host memory.
+/// A (rows, cols) f32 matrix stored blockwise quantised, in host memory — or, once placed on an
+/// OpenCL device (`place(on:)`), on that device only: the host copy of the codes and absmax
+/// constants is released then (a 7B nf4 base would otherwise cost its blocks twice in host
+/// RAM) and read back from the device if the host ever needs them again (a CPU product, a
+/// second device, `dequantized()`).
 public final class BlockQuantizedMatrix: @unchecked Sendable {
     public static let blockSize = 64
     /// Absmax constants per second-level block under double quantisation.
@@ -38,9 +42,14 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
     public let format: QuantFormat
     public let rows: Int, cols: Int
     /// nf4: ⌈count/2⌉ bytes of packed indices; int8: count bytes of Int8 bit patterns.
-    public let codes: [UInt8]
+    public var codes: [UInt8] { host().codes }
     /// The absmax of each block (dequantised from `scaleCodes` under double quantisation).
-    public let absmax: [Float]
+    public var absmax: [Float] { host().absmax }
+    /// The host copy of codes and absmax; nil once released after placing on a device.
+    private var hostCopy: (codes: [UInt8], absmax: [Float])?
+    private let hostLock = NSLock()
+    /// Bytes of `codes` (kept when the host copy is released).
+    private let codeByteCount: Int
     /// Double quantisation: the absmax constants' 8-bit codes, their per-256 f32 absmax and
     /// their mean; nil without it.
     public let scaleCodes: [Int8]?
@@ -54,7 +63,7 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
 
     /// Bytes this matrix occupies (codes and constants).
     public var byteCount: Int {
-        codes.count + (scaleCodes.map { $0.count + 4 * (scaleAbsmax?.count ?? 0) + 4 } ?? 4 * absmax.count)
+        codeByteCount + (scaleCodes.map { $0.count + 4 * (scaleAbsmax?.count ?? 0) + 4 } ?? 4 * blockCount)
     }
 
     /// Quantises `values` (row-major, rows × cols).
@@ -90,7 +99,8 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
                 }
             }
         }
-        self.codes = codes
+        codeByteCount = codes.count
+        let absmax: [Float]
         if doubleQuant, blocks > 0 {
             let offset = Float(scales.reduce(0.0) { $0 + Double($1) } / Double(blocks))
             let sb = Self.scaleBlockSize
@@ -105,7 +115,7 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
                 for i in lo..<hi {
                     let c = m > 0 ? Int8(((scales[i] - offset) / m * 127).rounded()) : 0
                     q[i] = c
-                    restored[i] = Float(c) / 127 * m + offset
+                    restored[i] = Self.restoredScale(code: c, absmax: m, offset: offset)
                 }
             }
             absmax = restored
@@ -118,13 +128,52 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
             scaleAbsmax = nil
             scaleOffset = nil
         }
+        hostCopy = (codes, absmax)
+    }
+
+    /// A block's absmax from its 8-bit code under double quantisation (one expression for the
+    /// quantiser and for a host copy rebuilt from the device).
+    @inline(__always)
+    static func restoredScale(code c: Int8, absmax m: Float, offset: Float) -> Float { Float(c) / 127 * m + offset }
+
+    /// Whether the host holds the codes and absmax (false once placed on an OpenCL device).
+    var holdsHostCopy: Bool { hostLock.lock(); defer { hostLock.unlock() }; return hostCopy != nil }
+
+    /// Drops the host copy; `device` must hold the blocks (QuantizedLinear.swift's `place`).
+    func releaseHostCopy() { hostLock.lock(); hostCopy = nil; hostLock.unlock() }
+
+    /// The host copy, read back from a device copy (and kept) if it was released.
+    func host() -> (codes: [UInt8], absmax: [Float]) {
+        hostLock.lock(); defer { hostLock.unlock() }
+        if let hostCopy { return hostCopy }
+        guard let device = deviceCopies.any else { fatalError("BlockQuantizedMatrix: host copy released with no device copy") }
+        do {
+            var codes = [UInt8](repeating: 0, count: codeByteCount)
+            try codes.withUnsafeMutableBytes { try device.codes.backend.read(device.codes.storage, into: $0.baseAddress!, byteCount: codeByteCount) }
+            var absmax = [Float](repeating: 0, count: blockCount)
+            if let q = scaleCodes, let second = scaleAbsmax, let offset = scaleOffset {
+                for i in 0..<blockCount { absmax[i] = Self.restoredScale(code: q[i], absmax: second[i / Self.scaleBlockSize], offset: offset) }
+            } else if blockCount > 0 {
+                try absmax.withUnsafeMutableBytes { try device.scales.backend.read(device.scales.storage, into: $0.baseAddress!, byteCount: 4 * blockCount) }
+            }
+            hostCopy = (codes, absmax)
+            return (codes, absmax)
+        } catch {
+            fatalError("BlockQuantizedMatrix: reading the blocks back from \(device.codes.device) failed: \(error)")
+        }
     }
 
     /// dst[0..<n] = the dequantised values at flat indices start..<start+n.
     @inline(__always)
     public func dequantize(from start: Int, count n: Int, into dst: UnsafeMutablePointer<Float>) {
-        codes.withUnsafeBufferPointer { c in
-            absmax.withUnsafeBufferPointer { s in
+        dequantize(host(), from: start, count: n, into: dst)
+    }
+
+    /// `dequantize` from the given host copy (a GEMM fetches it once, not per run of a row).
+    @inline(__always)
+    func dequantize(_ copy: (codes: [UInt8], absmax: [Float]), from start: Int, count n: Int, into dst: UnsafeMutablePointer<Float>) {
+        copy.codes.withUnsafeBufferPointer { c in
+            copy.absmax.withUnsafeBufferPointer { s in
                 var i = start
                 let end = start + n
                 var out = dst
@@ -156,7 +205,8 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
     /// The whole matrix in f32 (tests and small matrices only).
     public func dequantized() -> [Float] {
         var out = [Float](repeating: 0, count: count)
-        out.withUnsafeMutableBufferPointer { dequantize(from: 0, count: count, into: $0.baseAddress!) }
+        let copy = host()
+        out.withUnsafeMutableBufferPointer { dequantize(copy, from: 0, count: count, into: $0.baseAddress!) }
         return out
     }
 }

@@ -18,9 +18,9 @@ func cpuSgemmQuantized(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha
 extension BlockQuantizedMatrix {
     /// Runs of rows dequantised (for the converting GEMM).
     var rowReader: StoredRowReader {
-        let ld = cols
+        let ld = cols, copy = host()
         return StoredRowReader(read: { row, col0, count, dst in
-            self.dequantize(from: row * ld + col0, count: count, into: dst)
+            self.dequantize(copy, from: row * ld + col0, count: count, into: dst)
         })
     }
 }

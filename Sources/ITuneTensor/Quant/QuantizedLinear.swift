@@ -60,13 +60,14 @@ struct DeviceQuantizedBlocks {
             if bytes.count > 0 { try backend.write(storage, from: bytes.baseAddress!, byteCount: bytes.count) }
             return Tensor(storage: storage, shape: [n], dtype: dtype)
         }
-        codes = try w.codes.withUnsafeBytes { try upload($0, dtype: .i32) }
+        let host = w.host()
+        codes = try host.codes.withUnsafeBytes { try upload($0, dtype: .i32) }
         if let second = w.scaleAbsmax, let q = w.scaleCodes, let offset = w.scaleOffset {
             scales = try second.withUnsafeBytes { try upload($0, dtype: .f32) }
             scaleCodes = try q.withUnsafeBytes { try upload($0, dtype: .i32) }
             scaleOffset = offset
         } else {
-            scales = try w.absmax.withUnsafeBytes { try upload($0, dtype: .f32) }
+            scales = try host.absmax.withUnsafeBytes { try upload($0, dtype: .f32) }
             scaleCodes = scales
             scaleOffset = 0
         }
@@ -80,14 +81,20 @@ final class DeviceQuantizedBlocksCache: @unchecked Sendable {
     private var copies: [Device: DeviceQuantizedBlocks] = [:]
 
     func blocks(of w: BlockQuantizedMatrix, on backend: any Backend) throws -> DeviceQuantizedBlocks {
-        lock.lock(); defer { lock.unlock() }
-        if let b = copies[backend.device] { return b }
+        lock.lock()
+        if let b = copies[backend.device] { lock.unlock(); return b }
+        lock.unlock()
+        // Uploaded outside the lock: a released host copy is read back from another device's.
         let b = try DeviceQuantizedBlocks(w, on: backend)
+        lock.lock(); defer { lock.unlock() }
+        if let first = copies[backend.device] { return first }
         copies[backend.device] = b
         return b
     }
 
     var devices: Set<Device> { lock.lock(); defer { lock.unlock() }; return Set(copies.keys) }
+    /// Some device's copy (where a released host copy is read back from).
+    var any: DeviceQuantizedBlocks? { lock.lock(); defer { lock.unlock() }; return copies.values.first }
 }
 
 extension BlockQuantizedMatrix {
@@ -95,7 +102,11 @@ extension BlockQuantizedMatrix {
     /// products there upload nothing: what quantising a weight that lives on the device does.
     public func place(on device: Device) throws {
         let backend = try device.backend()
-        if let cl = backend as? OpenCLBackend { _ = try deviceBlocks(on: cl) }
+        guard let cl = backend as? OpenCLBackend else { return }
+        _ = try deviceBlocks(on: cl)
+        // The products there read the device's blocks only: the host copy goes (read back
+        // should the host need it again). The upload no longer reads it (Backend.write).
+        releaseHostCopy()
     }
 
     /// The blocks on `cl`, uploaded at the first call there and kept.
