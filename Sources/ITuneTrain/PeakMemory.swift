@@ -37,10 +37,11 @@ public struct PeakMemory: Sendable, Equatable, CustomStringConvertible {
 
 /// What a training run is expected to hold at its peak, from the model's shapes (printed by
 /// `itune-gpu train` before the first step, beside the measured peak at the end). Exact for
-/// weights and optimizer state; the activations are an estimate: per decoder layer the
-/// backward keeps about 12·C + 4·I floats per token (norms, q/k/v, attention output, MLP
-/// gate/up/act/product, residuals) and H·T floats per token of attention probabilities;
-/// with checkpointing one C-vector per token per layer plus one layer's full set.
+/// weights and optimizer state; the activations are counted as the backward keeps them: per
+/// decoder layer and token 4·C + 2·KV + 2·I + H floats (the two norms' inputs, q and k after
+/// RoPE, v, the attention output and its logsumexp, the MLP's gate and up; norm and SwiGLU
+/// outputs are recomputed, no T×T probabilities are kept); with checkpointing one C-vector per
+/// token per layer plus one layer's set.
 public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
     public var weightBytes: Int
     public var optimizerBytes: Int
@@ -61,7 +62,7 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         weights += model.projections().compactMap(\.lora).reduce(0) { $0 + 4 * ($1.a.count + $1.b.count) }
         let trainableFloats = trainable.reduce(0) { $0 + $1.count }
         let c = model.config
-        let perLayer = Double(tokens) * Double(12 * c.hiddenSize + 4 * c.intermediateSize + c.numHeads * T) * 4
+        let perLayer = Double(tokens) * Double(4 * c.hiddenSize + 2 * c.numKVHeads * c.headDim + 2 * c.intermediateSize + c.numHeads) * 4
         let layers = Double(c.numLayers)
         let activations = checkpointing ? layers * Double(tokens * c.hiddenSize * 4) + perLayer : layers * perLayer
         self.init(weightBytes: weights, optimizerBytes: 12 * trainableFloats,

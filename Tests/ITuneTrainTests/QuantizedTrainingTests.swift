@@ -64,6 +64,8 @@ final class QuantizedTrainingTests: XCTestCase {
                                checkpointing: false)
         XCTAssertEqual(e.weightBytes, blocks + others + lora)
         XCTAssertEqual(e.optimizerBytes, 3 * lora)
+        // What the backward keeps per layer and token (SavedActivationTests measures it).
+        XCTAssertEqual(e.activationBytes, 64 * L * (4 * C + 2 * kv + 2 * I + 4) * 4)
         let checkpointed = MemoryEstimate(model: model, trainable: model.loraParameters.map(\.1), tokensPerMicroBatch: 64,
                                           rowLength: 32, checkpointing: true)
         XCTAssertLessThan(checkpointed.activationBytes, e.activationBytes)
