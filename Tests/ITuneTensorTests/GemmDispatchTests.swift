@@ -20,12 +20,11 @@ final class GemmDispatchTests: XCTestCase {
         guard let flags = procCPUFlags() else { throw XCTSkip("no /proc/cpuinfo") }
         XCTAssertEqual(GemmKernelKind.avx2.isSupported, flags.contains("avx2") && flags.contains("fma"))
         XCTAssertEqual(GemmKernelKind.avx512.isSupported, flags.contains("avx512f"))
-        // A native build keeps its Swift kernel; a portable one takes the C AVX2 kernel where the
-        // CPU has AVX2+FMA (AVX-512 CPUs included: the AVX-512 kernel is opt-in until measured).
+        // Native or portable build: the C AVX2 kernel where the CPU has AVX2+FMA (AVX-512 CPUs
+        // included: the AVX-512 kernel is opt-in until measured), unless the build's own Swift
+        // vectors are 16 wide.
         let expected: GemmKernelKind
-        if GemmConfig.buildHasFMAVectors {
-            expected = .swift
-        } else if flags.contains("avx2") && flags.contains("fma") && GemmVector.scalarCount < 16 {
+        if flags.contains("avx2") && flags.contains("fma") && GemmVector.scalarCount < 16 {
             expected = .avx2
         } else {
             expected = .swift
