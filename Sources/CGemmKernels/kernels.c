@@ -432,7 +432,7 @@ AVX2W16 void itune_w16_to_f32_avx2(int format, const unsigned short *src, long n
     for (; i < n; i++) dst[i] = itune_w16_scalar(format, src[i]);
 }
 
-AVX2W16 static inline void itune_transpose8_store(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5,
+AVX2 static inline void itune_transpose8_store(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5,
                                                    __m256 r6, __m256 r7, float *dst, long ldd) {
     __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
     __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
@@ -471,6 +471,21 @@ itune_pack_w16_rows8(const int format, const unsigned short *src, long lds, long
 AVX2W16 void itune_pack_w16_rows8_avx2(int format, const unsigned short *src, long lds, long kc, float *dst, long ldd) {
     if (format == ITUNE_W16_BF16) itune_pack_w16_rows8(ITUNE_W16_BF16, src, lds, kc, dst, ldd);
     else itune_pack_w16_rows8(ITUNE_W16_F16, src, lds, kc, dst, ldd);
+}
+
+/// Packs 8 rows of an f32 B stored (N,K) into 8 columns of a GEMM panel, transposing in registers:
+/// dst[k*ldd + r] = src[r*lds + k] for r < 8, k < kc (the forward's weights, W stored (out, in)).
+AVX2 void itune_pack_f32_rows8_avx2(const float *src, long lds, long kc, float *dst, long ldd) {
+    long k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        const float *p = src + k;
+        itune_transpose8_store(_mm256_loadu_ps(p), _mm256_loadu_ps(p + lds), _mm256_loadu_ps(p + 2 * lds),
+                               _mm256_loadu_ps(p + 3 * lds), _mm256_loadu_ps(p + 4 * lds), _mm256_loadu_ps(p + 5 * lds),
+                               _mm256_loadu_ps(p + 6 * lds), _mm256_loadu_ps(p + 7 * lds), dst + k * ldd, ldd);
+    }
+    for (; k < kc; k++) {
+        for (int r = 0; r < 8; r++) dst[k * ldd + r] = src[r * lds + k];
+    }
 }
 
 // MARK: AVX-512
@@ -553,5 +568,8 @@ void itune_w16_to_f32_avx2(int format, const unsigned short *src, long n, float 
 }
 void itune_pack_w16_rows8_avx2(int format, const unsigned short *src, long lds, long kc, float *dst, long ldd) {
     (void)format; (void)src; (void)lds; (void)kc; (void)dst; (void)ldd;
+}
+void itune_pack_f32_rows8_avx2(const float *src, long lds, long kc, float *dst, long ldd) {
+    (void)src; (void)lds; (void)kc; (void)dst; (void)ldd;
 }
 #endif

@@ -72,6 +72,9 @@ void itune_w16_to_f32_avx2(int format, const unsigned short *src, long n, float 
 /// registers: dst[k*ldd + r] = f32(src[r*lds + k]) for r < 8, k < kc.
 void itune_pack_w16_rows8_avx2(int format, const unsigned short *src, long lds, long kc, float *dst, long ldd);
 
+/// The same for an f32 B (AVX2): dst[k*ldd + r] = src[r*lds + k] for r < 8, k < kc.
+void itune_pack_f32_rows8_avx2(const float *src, long lds, long kc, float *dst, long ldd);
+
 // Row math of the CPU path's softmax, attention, cross-entropy and SwiGLU (rowmath.c), AVX2 + FMA,
 // called only where itune_cpu_features() reports both. exp is FastMath.swift's algorithm (range
 // reduction by 2^n, Cody–Waite ln 2, degree-6 polynomial; relative error < 3e-7 on

@@ -1,3 +1,4 @@
+import CGemmKernels
 import Foundation
 
 // Pure-Swift SGEMM, blocked the GotoBLAS/BLIS way for row-major operands:
@@ -278,6 +279,11 @@ func packBPanels(transB: Bool, B: UnsafePointer<Float>, ldb: Int, k0: Int, kc: I
             var j = 0
             while j < nr {
                 let rows = B + (jp + j) * ldb + k0
+                if GemmConfig.fewRowsAVX2 {
+                    itune_pack_f32_rows8_avx2(rows, ldb, kc, out + j, nr)
+                    j += 8
+                    continue
+                }
                 var k = 0
                 while k + 8 <= kc {
                     transpose8x8(rows + k, ldb, out + k * nr + j, nr)
