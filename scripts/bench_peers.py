@@ -167,13 +167,14 @@ def step_child(config, mode, device, batch, seq, seconds, min_reps):
 
 # --- in-process peers ---------------------------------------------------------------------------
 
-def peer_matmul(shape, transpose_b, seconds):
+def peer_matmul(shape, transpose_a, transpose_b, seconds):
     import numpy as np
     M, N, K = shape
     rng = np.random.default_rng(0)
-    a = rng.uniform(-1, 1, (M, K)).astype(np.float32)
+    a = rng.uniform(-1, 1, (K, M) if transpose_a else (M, K)).astype(np.float32)
     b = rng.uniform(-1, 1, (N, K) if transpose_b else (K, N)).astype(np.float32)
-    fn = (lambda: a @ b.T) if transpose_b else (lambda: a @ b)
+    op_a = (lambda: a.T) if transpose_a else (lambda: a)
+    fn = (lambda: op_a() @ b.T) if transpose_b else (lambda: op_a() @ b)
     t = statistics.median(timed(fn, seconds))
     return 2 * M * N * K / t / 1e9, t, f"numpy {np.__version__}"
 
@@ -257,7 +258,8 @@ def main():
         name = (r.get("device_name") or "")
         peer_dev = "cuda" if ("cuda" in devices and r["device"] != "cpu" and any(k in name for k in ("NVIDIA", "GeForce", "Tesla", "H100", "H200", "A100"))) else "cpu"
         if b == "matmul":
-            g, t, name = peer_matmul(r["shape"], "lm_head" in r["label"] or "proj" in r["label"], a.seconds)
+            tb = r.get("transpose_b", "lm_head" in r["label"] or "proj" in r["label"])
+            g, t, name = peer_matmul(r["shape"], r.get("transpose_a", False), tb, a.seconds)
             add(r, g, t * 1e3, name)
         elif b == "softmax":
             rows_, T = r["shape"]

@@ -50,4 +50,103 @@ final class FastMathTests: XCTestCase {
             XCTAssertEqual(x.withUnsafeBufferPointer { maxOf($0.baseAddress!, n) }, x.max() ?? -.infinity)
         }
     }
+
+    /// The versions of the row functions this CPU runs: the Swift one always, the C AVX2 + FMA
+    /// one (rowmath.c) where the CPU has it.
+    var versions: [Bool] { rowMathAVX2 ? [false, true] : [false] }
+
+    /// Every row function, both versions, against Double on odd lengths (tails of 1…15 lanes),
+    /// with values over the whole range of exp, and the edge values.
+    func testRowFunctionsOfBothVersionsMatchDouble() {
+        var rng = SystemRandomNumberGenerator()
+        for avx2 in versions {
+            for n in [1, 3, 8, 15, 16, 17, 31, 64, 129, 1000] {
+                var x = (0..<n).map { _ in Float.random(in: -30...30, using: &rng) }
+                if n > 3 { x[1] = -.infinity; x[2] = -100 }
+                let m = x.withUnsafeBufferPointer { maxOf($0.baseAddress!, n, avx2: avx2) }
+                XCTAssertEqual(m, x.max()!, "max n \(n) avx2 \(avx2)")
+                var y = [Float](repeating: -1, count: n + 1)  // one past n: must stay untouched
+                let s = x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, n, shift: m, avx2: avx2) }
+                }
+                // The argument is x − m rounded to Float, as the functions compute it.
+                let want = x.map { Foundation.exp(Double($0 - m)) }
+                for i in 0..<n { XCTAssertEqual(Double(y[i]), want[i], accuracy: max(want[i] * 3e-7, 1e-38), "exp[\(i)] n \(n) avx2 \(avx2)") }
+                XCTAssertEqual(y[n], -1, "wrote past n (avx2 \(avx2))")
+                let total = want.reduce(0, +)
+                XCTAssertEqual(Double(s), total, accuracy: total * 1e-6)
+                let s2 = x.withUnsafeBufferPointer { sumExpShifted($0.baseAddress!, n, shift: m, avx2: avx2) }
+                XCTAssertEqual(Double(s2), total, accuracy: total * 1e-6)
+                // Softmax: scale, then the backward row.
+                y.withUnsafeMutableBufferPointer { scaleRow($0.baseAddress!, n, 1 / s, avx2: avx2) }
+                XCTAssertEqual(y[n], -1)
+                let p = want.map { $0 / total }
+                for i in 0..<n { XCTAssertEqual(Double(y[i]), p[i], accuracy: p[i] * 2e-6 + 1e-30) }
+                let dy = (0..<n).map { _ in Float.random(in: -1...1, using: &rng) }
+                var dx = [Float](repeating: 7, count: n + 1)
+                y.withUnsafeBufferPointer { yp in dy.withUnsafeBufferPointer { dp in dx.withUnsafeMutableBufferPointer {
+                    softmaxBackwardRow(yp.baseAddress!, dp.baseAddress!, $0.baseAddress!, n, avx2: avx2)
+                } } }
+                let dot = (0..<n).reduce(0.0) { $0 + Double(y[$1]) * Double(dy[$1]) }
+                for i in 0..<n {
+                    XCTAssertEqual(Double(dx[i]), Double(y[i]) * (Double(dy[i]) - dot), accuracy: 1e-6, "softmax dx[\(i)]")
+                }
+                XCTAssertEqual(dx[n], 7)
+            }
+        }
+    }
+
+    func testMaxOfBothVersionsSeesNaNAndInfinities() {
+        for avx2 in versions {
+            for n in [1, 5, 8, 16, 23] {
+                for at in [0, n / 2, n - 1] {
+                    var x = (0..<n).map { Float($0) }
+                    x[at] = .nan
+                    XCTAssertTrue(x.withUnsafeBufferPointer { maxOf($0.baseAddress!, n, avx2: avx2) }.isNaN, "n \(n) at \(at)")
+                }
+            }
+            let x: [Float] = [.infinity, -.infinity, 3, 1, 1, 1, 1, 1, 1]
+            XCTAssertEqual(x.withUnsafeBufferPointer { maxOf($0.baseAddress!, 9, avx2: avx2) }, .infinity)
+            XCTAssertEqual([Float]().withUnsafeBufferPointer { maxOf($0.baseAddress!, 0, avx2: avx2) }, -.infinity)
+            // exp of −inf is 0, and a NaN element stays NaN.
+            var y = [Float](repeating: 0, count: 3)
+            _ = [Float](arrayLiteral: -.infinity, .nan, 0).withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, 3, shift: 0, avx2: avx2) }
+            }
+            XCTAssertEqual(y[0], 0)
+            XCTAssertTrue(y[1].isNaN)
+            XCTAssertEqual(y[2], 1)
+        }
+    }
+
+    /// SwiGLU forward and backward, both versions, against Double (the derivative also against a
+    /// central finite difference of the Double forward).
+    func testSwigluBothVersionsMatchDouble() {
+        var rng = SystemRandomNumberGenerator()
+        func silu(_ v: Double) -> Double { v / (1 + Foundation.exp(-v)) }
+        for avx2 in versions {
+            for n in [1, 7, 8, 9, 100] {
+                var g = (0..<n).map { _ in Float.random(in: -12...12, using: &rng) }
+                if n > 2 { g[0] = -95; g[1] = 95 }
+                let u = (0..<n).map { _ in Float.random(in: -2...2, using: &rng) }
+                let dy = (0..<n).map { _ in Float.random(in: -1...1, using: &rng) }
+                var out = [Float](repeating: 5, count: n + 1), dg = out, du = out
+                g.withUnsafeBufferPointer { gp in u.withUnsafeBufferPointer { up in
+                    out.withUnsafeMutableBufferPointer { swigluForwardCPU(gp.baseAddress!, up.baseAddress!, $0.baseAddress!, n, avx2: avx2) }
+                    dy.withUnsafeBufferPointer { dp in dg.withUnsafeMutableBufferPointer { dgp in du.withUnsafeMutableBufferPointer {
+                        swigluBackwardCPU(gp.baseAddress!, up.baseAddress!, dp.baseAddress!, dgp.baseAddress!, $0.baseAddress!, n, avx2: avx2)
+                    } } }
+                } }
+                for i in 0..<n {
+                    let v = Double(g[i]), w = Double(u[i]), d = Double(dy[i])
+                    XCTAssertEqual(Double(out[i]), silu(v) * w, accuracy: 1e-6 * max(1, abs(silu(v) * w)), "out[\(i)] avx2 \(avx2)")
+                    let h = 1e-4
+                    let dgFD = d * w * (silu(v + h) - silu(v - h)) / (2 * h)
+                    XCTAssertEqual(Double(dg[i]), dgFD, accuracy: 1e-5 * max(1, abs(dgFD)), "dg[\(i)] g \(v) avx2 \(avx2)")
+                    XCTAssertEqual(Double(du[i]), d * silu(v), accuracy: 1e-6 * max(1, abs(d * silu(v))), "du[\(i)] avx2 \(avx2)")
+                }
+                XCTAssertEqual([out[n], dg[n], du[n]], [5, 5, 5], "wrote past n")
+            }
+        }
+    }
 }

@@ -16,6 +16,8 @@ struct MatmulBench: Benchmark {
         let label: String
         let M: Int, N: Int, K: Int
         let transposeB: Bool
+        /// op(A) = Aᵀ for A stored (K,M): a weight gradient, dW = dYᵀ·X.
+        var transposeA = false
     }
 
     /// The projections of a model's training step: q_proj, gate_proj, down_proj and the LM
@@ -27,9 +29,24 @@ struct MatmulBench: Benchmark {
          Case(label: "\(model) lm_head", M: tokens, N: vocab, K: hidden, transposeB: true)]
     }
 
+    /// The other products of a training step at one projection (hidden → out): the input
+    /// gradient dX = dY·W (W stored (out, hidden)), the weight gradient dW = dYᵀ·X (full
+    /// fine-tuning), and LoRA's rank-r products: X·Aᵀ, its input gradient dXA·A, and the
+    /// adapters' gradients dA = dXAᵀ·X and dB = dYᵀ·XA.
+    static func stepProducts(_ model: String, tokens: Int, hidden: Int, out: Int, rank: Int) -> [Case] {
+        [Case(label: "\(model) dX = dY·W", M: tokens, N: hidden, K: out, transposeB: false),
+         Case(label: "\(model) dW = dYᵀ·X", M: out, N: hidden, K: tokens, transposeB: false, transposeA: true),
+         Case(label: "\(model) lora X·Aᵀ", M: tokens, N: rank, K: hidden, transposeB: true),
+         Case(label: "\(model) lora dXA·A", M: tokens, N: hidden, K: rank, transposeB: false),
+         Case(label: "\(model) lora dA = dXAᵀ·X", M: rank, N: hidden, K: tokens, transposeB: false, transposeA: true),
+         Case(label: "\(model) lora dB = dYᵀ·XA", M: out, N: rank, K: tokens, transposeB: false, transposeA: true)]
+    }
+
     /// smollm2-135m (hidden 576, intermediate 1536, vocab 49152, a batch of 4×256 tokens) and
-    /// Qwen2.5-0.5B (hidden 896, intermediate 4864, vocab 151,936, 2×256 tokens).
+    /// Qwen2.5-0.5B (hidden 896, intermediate 4864, vocab 151,936, 2×256 tokens); the backward
+    /// and LoRA (r 8) products at smollm2's gate_proj.
     static let modelCases = projections("smollm2-135m", tokens: 1024, hidden: 576, intermediate: 1536, vocab: 49152)
+        + stepProducts("smollm2-135m gate", tokens: 1024, hidden: 576, out: 1536, rank: 8)
         + projections("qwen2.5-0.5b", tokens: 512, hidden: 896, intermediate: 4864, vocab: 151_936)
 
     func cases(_ options: BenchOptions) -> [Case] {
@@ -50,7 +67,7 @@ struct MatmulBench: Benchmark {
             let label = try DeviceLabel(device)
             for c in cases(options) {
                 // Inputs in [-1, 1); the weight is stored (N,K) when the case multiplies by Wᵀ.
-                let a = try Tensor.uniform([c.M, c.K], -1, 1, seed: 1, on: device)
+                let a = try Tensor.uniform(c.transposeA ? [c.K, c.M] : [c.M, c.K], -1, 1, seed: 1, on: device)
                 let b = try Tensor.uniform(c.transposeB ? [c.N, c.K] : [c.K, c.N], -1, 1, seed: 2, on: device)
                 for variant in variants(device) {
                     // The choice is the device's own: set it for this variant, then put it back.
@@ -59,12 +76,14 @@ struct MatmulBench: Benchmark {
                     cl?.gemmImplementation = variant.ownKernel ? .own : .clblast
                     defer { if let saved { cl?.gemmImplementation = saved } }
                     let timing = try measure(seconds: options.secondsPerCase, minReps: options.minReps) {
-                        let out = try noGrad { try a.matmul(b, transposeB: c.transposeB) }
+                        let out = try noGrad { try a.matmul(b, transposeA: c.transposeA, transposeB: c.transposeB) }
                         try out.backend.synchronize()
                     }
                     var result = BenchResult(bench: name, name: variant.name, label: c.label, device: label,
                                              shape: [c.M, c.N, c.K], flops: 2 * Double(c.M) * Double(c.N) * Double(c.K),
                                              timing: timing)
+                    result.extra["transpose_a"] = c.transposeA
+                    result.extra["transpose_b"] = c.transposeB
                     if device == .cpu {
                         // The fraction of this machine's measured FMA peak (itune-bench peak).
                         let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops

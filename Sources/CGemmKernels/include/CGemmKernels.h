@@ -72,6 +72,29 @@ void itune_w16_to_f32_avx2(int format, const unsigned short *src, long n, float 
 /// registers: dst[k*ldd + r] = f32(src[r*lds + k]) for r < 8, k < kc.
 void itune_pack_w16_rows8_avx2(int format, const unsigned short *src, long lds, long kc, float *dst, long ldd);
 
+/// The same for an f32 B (AVX2): dst[k*ldd + r] = src[r*lds + k] for r < 8, k < kc.
+void itune_pack_f32_rows8_avx2(const float *src, long lds, long kc, float *dst, long ldd);
+
+// Row math of the CPU path's softmax, attention, cross-entropy and SwiGLU (rowmath.c), AVX2 + FMA,
+// called only where itune_cpu_features() reports both. exp is FastMath.swift's algorithm (range
+// reduction by 2^n, Cody–Waite ln 2, degree-6 polynomial; relative error < 3e-7 on
+// [-87.3, 88.3], 0 below, saturating above).
+
+/// y[i] = exp(x[i] - shift) for i < n (y may be x); returns the sum of the y[i].
+float itune_exp_shifted_avx2(const float *x, float *y, long n, float shift);
+/// The sum of exp(x[i] - shift) for i < n, nothing written.
+float itune_sum_exp_shifted_avx2(const float *x, long n, float shift);
+/// max of x[0..<n] (-inf for n == 0); NaN when any element is NaN.
+float itune_max_avx2(const float *x, long n);
+/// x[i] *= s for i < n.
+void itune_scale_avx2(float *x, long n, float s);
+/// Softmax backward of one row: dx[i] = y[i] * (dy[i] - sum_j y[j] dy[j]).
+void itune_softmax_backward_row_avx2(const float *y, const float *dy, float *dx, long n);
+/// SwiGLU: out[i] = silu(g[i]) * u[i], silu(v) = v / (1 + exp(-v)).
+void itune_swiglu_forward_avx2(const float *g, const float *u, float *out, long n);
+/// SwiGLU backward: s = sigmoid(g); du = dy * g * s (if du); dg = dy * u * s * (1 + g (1 - s)) (if dg).
+void itune_swiglu_backward_avx2(const float *g, const float *u, const float *dy, float *dg, float *du, long n);
+
 #ifdef __cplusplus
 }
 #endif

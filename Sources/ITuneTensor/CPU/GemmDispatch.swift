@@ -124,23 +124,13 @@ struct GemmConfig: Sendable {
         return GemmConfig(kind: bestKind)
     }
 
-    /// Whether this build compiled the Swift kernel for FMA vectors (the Makefile's native build:
-    /// -DITUNE_FMA or -DITUNE_AVX512 with -target-cpu native).
-    static var buildHasFMAVectors: Bool {
-#if ITUNE_AVX512 || ITUNE_FMA
-        return true
-#else
-        return false
-#endif
-    }
-
-    /// The automatic choice. A native build keeps its own Swift kernel: measured side by side on
-    /// an AMD EPYC Zen 3 (bench-results/cpu-quiet-2026-11-30), it ran 90–111 GFLOP/s where the
-    /// C AVX2 kernel ran 63–70 at the same shapes. A portable build, whose Swift kernel is 4-wide
-    /// SSE without FMA, takes the C AVX2+FMA kernel when the CPU has it. The C AVX-512 kernel has
-    /// not yet run on an AVX-512 CPU, so it is chosen only by ITUNE_GEMM_KERNEL=avx512.
+    /// The automatic choice: the C AVX2+FMA kernel wherever the CPU has it, unless this build's
+    /// own Swift vectors are 16 wide (an AVX-512 native build). Its loop is assembly since
+    /// 2026-11-30: in L1 on an AMD EPYC Zen 3 core it runs 80 of the core's 92 GFLOP/s, where the
+    /// C loop clang scheduled itself ran 35 (it spilled accumulators) and the native build's Swift
+    /// kernel 45–55. The C AVX-512 kernel has not yet run on an AVX-512 CPU, so it is chosen only
+    /// by ITUNE_GEMM_KERNEL=avx512.
     static var bestKind: GemmKernelKind {
-        if buildHasFMAVectors { return .swift }
         if GemmKernelKind.avx2.isSupported && GemmVector.scalarCount < 16 { return .avx2 }
         return .swift
     }

@@ -62,9 +62,9 @@ func w16RowReader(_ B: UnsafePointer<UInt16>, format: DType, ldb: Int) -> Stored
 }
 
 /// The blocked driver shared by every stored format of B: `reader` reads B's stored rows
-/// (B's own layout: (N,K) when `transB`). More than GemmBlocking.fewRows rows go through the
-/// packed path with B converted as it is packed; fewer, or `onePass: false` (tests compare the
-/// two), convert a block of B at a time into a workspace for cpuSgemm.
+/// (B's own layout: (N,K) when `transB`). More than GemmBlocking.fewRows rows and columns go
+/// through the packed path with B converted as it is packed; fewer, or `onePass: false` (tests
+/// compare the two), convert a block of B at a time into a workspace for cpuSgemm.
 func cpuSgemmConvertingB(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
                          A: UnsafePointer<Float>, lda: Int, beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int,
                          reader: StoredRowReader, onePass: Bool = true) {
@@ -76,7 +76,9 @@ func cpuSgemmConvertingB(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alp
                  beta: beta, C: C, ldc: ldc)
         return
     }
-    if onePass && M > GemmBlocking.fewRows {
+    // A few columns (N ≤ GemmBlocking.fewRows) take the block path below: B's block is small, and
+    // cpuSgemm computes it as the transposed few-row product, as it does for an f32 B.
+    if onePass && M > GemmBlocking.fewRows && N > GemmBlocking.fewRows {
         let workers = M * N * K < GemmBlocking.parallelThreshold ? 1 : CPUParallel.threadCount
         sgemmPacked(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, beta: beta, C: C, ldc: ldc,
                     workers: workers, config: GemmConfig.current) { k0, kc, j0, cols, panels, nr, dst in

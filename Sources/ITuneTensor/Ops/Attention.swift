@@ -214,27 +214,15 @@ private func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int)
     var acc = SIMD8<Float>(repeating: 0)
     var i = 0
     while i + 8 <= n {
-        acc.addProduct(UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self),
-                       UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self))
+        // A multiply and an add, not addProduct: without FMA in the build (a portable x86-64
+        // one) addProduct is a libm call per lane.
+        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
+            * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
         i += 8
     }
     var s = acc.sum()
     while i < n { s += a[i] * b[i]; i += 1 }
     return s
-}
-
-/// y += a·x over n floats.
-@inline(__always)
-private func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    var i = 0
-    let va = SIMD8<Float>(repeating: a)
-    while i + 8 <= n {
-        var yv = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
-        yv.addProduct(va, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
-        UnsafeMutableRawPointer(y + i).storeBytes(of: yv, as: SIMD8<Float>.self)
-        i += 8
-    }
-    while i < n { y[i] += a * x[i]; i += 1 }
 }
 
 /// Which keys each query sees: the causal bound and, for packed rows, its own example's

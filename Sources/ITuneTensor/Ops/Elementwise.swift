@@ -191,7 +191,7 @@ extension Tensor {
         switch try execution("swiglu", gate, up) {
         case .cpu:
             let o = out.floats, g = gate.floats, u = up.floats
-            CPUParallel.forEach(n, grain: 1 << 12) { r in for i in r { let v = g[i]; o[i] = v / (1 + expf(-v)) * u[i] } }
+            CPUParallel.forEach(n, grain: 1 << 12) { r in swigluForwardCPU(g + r.lowerBound, u + r.lowerBound, o + r.lowerBound, r.count) }
         case let .opencl(cl):
             try cl.swigluForward(.items(n), out: out, gate: gate, up: up, n: n)
         }
@@ -202,11 +202,8 @@ extension Tensor {
             case .cpu:
                 let dg = dgate.floats, du = dup.floats, g = gate.floats, u = up.floats, d = dy.floats
                 CPUParallel.forEach(n, grain: 1 << 12) { r in
-                    for i in r {
-                        let v = g[i], s = 1 / (1 + expf(-v))
-                        du[i] = d[i] * v * s
-                        dg[i] = d[i] * u[i] * s * (1 + v * (1 - s))
-                    }
+                    let i = r.lowerBound
+                    swigluBackwardCPU(g + i, u + i, d + i, dg + i, du + i, r.count)
                 }
             case let .opencl(cl):
                 try cl.swigluBackward(.items(n), dgate: dgate, dup: dup, gate: gate, up: up, dy: dy, n: n)

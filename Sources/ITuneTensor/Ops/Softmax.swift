@@ -25,12 +25,7 @@ extension Tensor {
             case .cpu:
                 let yp = y.floats, d = dy.floats, o = dx.floats
                 CPUParallel.forEach(N, grain: max(1, 4096 / C)) { rows in
-                    for r in rows {
-                        let base = r * C
-                        var dot: Float = 0
-                        for c in 0..<C { dot += yp[base + c] * d[base + c] }
-                        for c in 0..<C { o[base + c] = yp[base + c] * (d[base + c] - dot) }
-                    }
+                    for r in rows { softmaxBackwardRow(yp + r * C, d + r * C, o + r * C, C) }
                 }
             case let .opencl(cl):
                 let ls = try cl.rowGroupSize(long: C >= 256, kernel: "softmax_backward", family: "softmax")
@@ -46,6 +41,5 @@ extension Tensor {
 @inline(__always)
 func softmaxRowCPU(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ C: Int) {
     let m = maxOf(x, C)
-    let inv = 1 / expShifted(x, y, C, shift: m)
-    for c in 0..<C { y[c] *= inv }
+    scaleRow(y, C, 1 / expShifted(x, y, C, shift: m))
 }

@@ -1,0 +1,198 @@
+// Row math for the CPU path (see include/CGemmKernels.h): the AVX2 + FMA versions of
+// FastMath.swift's exp and the row loops around it. Each function carries its own target
+// attribute, so this file builds for the baseline ISA and the callers check the CPU first
+// (FastMath.swift). In a portable build Swift's 8-wide vectors become SSE pairs without FMA;
+// these run at the CPU's own width wherever it has AVX2.
+#include "CGemmKernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#include <math.h>
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/// exp(x) for 8 lanes: x clamped to [lo, hi]; n = round(x log2 e) by adding 1.5·2^23; r = x − n ln2
+/// in two parts; exp(r) by Horner's degree-6 polynomial; 2^n built in the exponent bits. Lanes at
+/// or below lo (−inf included) give exactly 0, NaN gives NaN.
+AVX2 static inline __m256 itune_exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.37626f);
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504f), magic);
+    __m256 n = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.69314575f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.4286068e-6f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
+    __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
+    __m256 e = _mm256_and_ps(_mm256_mul_ps(p, scale), _mm256_cmp_ps(x, lo, _CMP_GT_OQ));
+    // NaN lanes: the compare above zeroed them; put the NaN back.
+    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    return _mm256_or_ps(e, _mm256_and_ps(nan, x));
+}
+
+/// A mask of the first `count` (0...8) lanes.
+AVX2 static inline __m256i itune_lane_mask(long count) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+AVX2 static inline float itune_hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 float itune_exp_shifted_avx2(const float *x, float *y, long n, float shift) {
+    const __m256 s = _mm256_set1_ps(shift);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 e0 = itune_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+        __m256 e1 = itune_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), s));
+        _mm256_storeu_ps(y + i, e0);
+        _mm256_storeu_ps(y + i + 8, e1);
+        a0 = _mm256_add_ps(a0, e0);
+        a1 = _mm256_add_ps(a1, e1);
+    }
+    for (; i < n; i += 8) {
+        __m256i m = itune_lane_mask(n - i);
+        // Lanes past n read as −inf: exp gives 0 there and nothing is stored.
+        __m256 v = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m));
+        __m256 e = itune_exp8(_mm256_sub_ps(v, s));
+        _mm256_maskstore_ps(y + i, m, e);
+        a0 = _mm256_add_ps(a0, e);
+    }
+    return itune_hsum8(_mm256_add_ps(a0, a1));
+}
+
+AVX2 float itune_sum_exp_shifted_avx2(const float *x, long n, float shift) {
+    const __m256 s = _mm256_set1_ps(shift);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_add_ps(a0, itune_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s)));
+        a1 = _mm256_add_ps(a1, itune_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), s)));
+    }
+    for (; i < n; i += 8) {
+        __m256i m = itune_lane_mask(n - i);
+        __m256 v = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m));
+        a0 = _mm256_add_ps(a0, itune_exp8(_mm256_sub_ps(v, s)));
+    }
+    return itune_hsum8(_mm256_add_ps(a0, a1));
+}
+
+AVX2 float itune_max_avx2(const float *x, long n) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    __m256 m0 = ninf, m1 = ninf, bad = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        m0 = _mm256_max_ps(m0, v0);
+        m1 = _mm256_max_ps(m1, v1);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(v0, v1, _CMP_UNORD_Q));
+    }
+    for (; i < n; i += 8) {
+        __m256i m = itune_lane_mask(n - i);
+        __m256 v = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m));
+        m0 = _mm256_max_ps(m0, v);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    if (_mm256_movemask_ps(bad) != 0) return NAN;
+    m0 = _mm256_max_ps(m0, m1);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m0), _mm256_extractf128_ps(m0, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+
+AVX2 void itune_scale_avx2(float *x, long n, float s) {
+    const __m256 vs = _mm256_set1_ps(s);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), vs));
+    for (; i < n; i++) x[i] *= s;
+}
+
+AVX2 void itune_softmax_backward_row_avx2(const float *y, const float *dy, float *dx, long n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(y + i), _mm256_loadu_ps(dy + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(y + i + 8), _mm256_loadu_ps(dy + i + 8), a1);
+    }
+    float dot = itune_hsum8(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) dot += y[i] * dy[i];
+    const __m256 vd = _mm256_set1_ps(dot);
+    for (i = 0; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), _mm256_sub_ps(_mm256_loadu_ps(dy + i), vd)));
+    for (; i < n; i++) dx[i] = y[i] * (dy[i] - dot);
+}
+
+/// sigmoid(v) = 1 / (1 + exp(−v)) for 8 lanes (exp saturates, so large |v| give 0 or 1).
+AVX2 static inline __m256 itune_sigmoid8(__m256 v) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, itune_exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+}
+
+AVX2 void itune_swiglu_forward_avx2(const float *g, const float *u, float *out, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(g + i);
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(v, itune_sigmoid8(v)), _mm256_loadu_ps(u + i)));
+    }
+    if (i < n) {
+        __m256i m = itune_lane_mask(n - i);
+        __m256 v = _mm256_maskload_ps(g + i, m);
+        _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(_mm256_mul_ps(v, itune_sigmoid8(v)), _mm256_maskload_ps(u + i, m)));
+    }
+}
+
+AVX2 static inline void itune_swiglu_backward8(__m256 v, __m256 uv, __m256 d, float *dg, float *du, long i, __m256i m,
+                                               int masked) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 s = itune_sigmoid8(v);
+    __m256 dus = _mm256_mul_ps(_mm256_mul_ps(d, v), s);
+    __m256 dgs = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(d, uv), s), _mm256_fmadd_ps(v, _mm256_sub_ps(one, s), one));
+    if (masked) {
+        if (du) _mm256_maskstore_ps(du + i, m, dus);
+        if (dg) _mm256_maskstore_ps(dg + i, m, dgs);
+    } else {
+        if (du) _mm256_storeu_ps(du + i, dus);
+        if (dg) _mm256_storeu_ps(dg + i, dgs);
+    }
+}
+
+AVX2 void itune_swiglu_backward_avx2(const float *g, const float *u, const float *dy, float *dg, float *du, long n) {
+    long i = 0;
+    __m256i all = _mm256_set1_epi32(-1);
+    for (; i + 8 <= n; i += 8)
+        itune_swiglu_backward8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i), _mm256_loadu_ps(dy + i), dg, du, i, all, 0);
+    if (i < n) {
+        __m256i m = itune_lane_mask(n - i);
+        itune_swiglu_backward8(_mm256_maskload_ps(g + i, m), _mm256_maskload_ps(u + i, m), _mm256_maskload_ps(dy + i, m),
+                               dg, du, i, m, 1);
+    }
+}
+
+#else  // not x86-64: never called (itune_cpu_features has no x86 bits)
+
+float itune_exp_shifted_avx2(const float *x, float *y, long n, float shift) {
+    (void)x; (void)y; (void)n; (void)shift; return 0;
+}
+float itune_sum_exp_shifted_avx2(const float *x, long n, float shift) { (void)x; (void)n; (void)shift; return 0; }
+float itune_max_avx2(const float *x, long n) { (void)x; (void)n; return 0; }
+void itune_scale_avx2(float *x, long n, float s) { (void)x; (void)n; (void)s; }
+void itune_softmax_backward_row_avx2(const float *y, const float *dy, float *dx, long n) {
+    (void)y; (void)dy; (void)dx; (void)n;
+}
+void itune_swiglu_forward_avx2(const float *g, const float *u, float *out, long n) { (void)g; (void)u; (void)out; (void)n; }
+void itune_swiglu_backward_avx2(const float *g, const float *u, const float *dy, float *dg, float *du, long n) {
+    (void)g; (void)u; (void)dy; (void)dg; (void)du; (void)n;
+}
+#endif
