@@ -5,9 +5,10 @@ export PATH := $(if $(wildcard /opt/swift/usr/bin),/opt/swift/usr/bin:,)$(PATH)
 SWIFT ?= swift
 # Debian packages: the OpenCL ICD loader and headers, CLBlast, and PoCL (a CPU OpenCL device,
 # so that the OpenCL path is tested everywhere), and Open MPI (the data-parallel tests launch
-# `mpirun -np 2`; the binaries load libmpi only under an MPI launcher).
+# `mpirun -np 2`; the binaries load libmpi only under an MPI launcher), and xz-utils (the GPU kit
+# is a .tar.xz).
 DEB_PACKAGES := ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-headers libclblast-dev libclblast1 pocl-opencl-icd clinfo \
-                openmpi-bin libopenmpi-dev
+                openmpi-bin libopenmpi-dev xz-utils
 
 # CPU-specific code generation for release builds lives here, not in Package.swift (unsafe
 # flags there would stop other packages from depending on ITune). `make CPU_FLAGS=` builds a
@@ -88,13 +89,14 @@ bench: build
 	  $(BIN)/itune-bench step --device $$d --configs $$c --modes $$m --json | tee -a $$out; done; done; done
 	python3 scripts/bench_peers.py --ours $(BENCH_OUT)/itune-bench.jsonl --out $(BENCH_OUT) --update-readme
 
-# The GPU kit (../shared/GPU.md, README "On your GPU"): release binaries with the Swift runtime
-# and Foundation linked in, generic x86-64 code (no CPU_FLAGS: it travels to other machines),
-# the kernels, libOpenCL.so.1 and libclblast.so.1 from this machine's Debian packages, and
-# run-checks.sh; built in its own scratch folder so that it does not replace `make build`'s.
+# The GPU kit (../shared/GPU.md, README "On your GPU"): one release binary with the Swift
+# runtime and Foundation linked in (itune-bench is a link to itune-gpu), generic x86-64 code
+# (no CPU_FLAGS: it travels to other machines), the kernels, libOpenCL.so.1 and libclblast.so.1
+# from this machine's Debian packages, and run-checks.sh; built in its own scratch folder so
+# that it does not replace `make build`'s.
 KIT_BUILD = $(SWIFT) build -c release --static-swift-stdlib --scratch-path .build/kit
 gpu-kit: setup
-	$(KIT_BUILD)
+	$(KIT_BUILD) --product itune-gpu
 	scripts/kit/make-gpu-kit.sh "$$($(KIT_BUILD) --show-bin-path)" dist
 
 # The kit unpacked in an empty folder and run end to end against this machine's OpenCL (PoCL

@@ -42,4 +42,23 @@ final class BenchSmokeTests: XCTestCase {
         XCTAssertTrue(rows.filter { ($0["bench"] as? String) == "matmul" && ($0["device"] as? String) == "cpu" }
             .allSatisfy { (($0["peak_fraction"] as? Double) ?? 0) > 0 }, "matmul rows carry their fraction of the peak")
     }
+    /// The GPU kit ships one binary: itune-gpu run under the name itune-bench (a link) is the
+    /// benchmark command, with its subcommands and JSON rows; under its own name it is not.
+    func testItuneGpuRunUnderTheNameItuneBenchIsTheBenchmarkCommand() throws {
+        let exe = try builtExecutablePath("itune-gpu", from: self)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("itune-multicall-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let link = dir.appendingPathComponent("itune-bench")
+        try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: exe)
+        let r = try runExecutable(at: link.path, ["matmul", "--smoke", "--device", "cpu", "--json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let rows = r.out.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        XCTAssertEqual(Set(rows.compactMap { $0["bench"] as? String }), ["matmul"])
+        XCTAssertEqual(Set(rows.compactMap { $0["label"] as? String }), ["square 64", "square 128"])
+        let own = try runExecutable(at: exe, ["matmul", "--smoke"])
+        XCTAssertNotEqual(own.status, 0, "itune-gpu has no matmul subcommand")
+    }
 }

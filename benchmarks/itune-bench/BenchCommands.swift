@@ -6,9 +6,11 @@ import ITune
 // OpenCL devices. Each benchmark is a `Benchmark` in its own file and a subcommand here; `all`
 // runs every one in turn.
 
-@main
-struct ITuneBench: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// The command; benchmarks/itune-bench-main runs it, and so does itune-gpu when run under the
+/// name itune-bench (the GPU kit's bin/itune-bench links to itune-gpu).
+public struct ITuneBench: ParsableCommand {
+    public init() {}
+    public static let configuration = CommandConfiguration(
         commandName: "itune-bench",
         abstract: "Time the runtime's operations on the CPU path and on OpenCL devices (a table, or JSON lines with --json).",
         subcommands: [BenchCommand<MatmulBench, SizeOptions>.self, BenchCommand<SoftmaxBench, LengthOptions>.self,
