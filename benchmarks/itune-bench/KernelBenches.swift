@@ -204,7 +204,7 @@ struct StepBench: Benchmark {
                             result.extra["saved_mb"] = Double(saved.reduce(0) { $0 + $1.bytes }) / 1e6
                             result.extra["saved_by_op_mb"] = Dictionary(uniqueKeysWithValues: saved.map { ($0.op, Double($0.bytes) / 1e6) })
                             if !options.json {
-                                print("saved for the backward after one forward (\(label) \(cname) \(mode) \(baseName)\(checkpointing ? " ckpt" : "")):")
+                                print("saved for the backward after one forward (\(label.id) \(cname) \(mode) \(baseName)\(checkpointing ? " ckpt" : "")):")
                                 for s in saved { print("  \(s.op): \(String(format: "%.1f", Double(s.bytes) / 1e6)) MB") }
                             }
                         }
