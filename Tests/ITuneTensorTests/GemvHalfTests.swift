@@ -108,11 +108,19 @@ final class GemvHalfTests: XCTestCase {
                 readers.append(("\(format)", q.rowReader, q.dequantized()))
             }
             for (name, reader, f32) in readers {
-                var want = [Float](repeating: .nan, count: panels * kc * nr), got = want
+                var want = [Float](repeating: .nan, count: panels * kc * nr), got = want, wantC = want
                 f32.withUnsafeBufferPointer { bp in want.withUnsafeMutableBufferPointer { w in
                     packBPanels(transB: transB, B: bp.baseAddress!, ldb: cols, k0: k0, kc: kc, j0: j0, cols: width,
-                                panels: 0..<panels, nr: nr, dst: w.baseAddress!)
+                                panels: 0..<panels, nr: nr, dst: w.baseAddress!, avx2: false)
                 } }
+                if GemmKernelKind.avx2.isSupported {
+                    // The C packer of an f32 B (8×8 register transposes) writes the same panels.
+                    f32.withUnsafeBufferPointer { bp in wantC.withUnsafeMutableBufferPointer { w in
+                        packBPanels(transB: transB, B: bp.baseAddress!, ldb: cols, k0: k0, kc: kc, j0: j0, cols: width,
+                                    panels: 0..<panels, nr: nr, dst: w.baseAddress!, avx2: true)
+                    } }
+                    XCTAssertEqual(wantC.map(\.bitPattern), want.map(\.bitPattern), "f32 C packer, transB \(transB)")
+                }
                 // In two calls, as two workers would pack their share.
                 got.withUnsafeMutableBufferPointer { g in
                     packStoredBPanels(reader, transB: transB, k0: k0, kc: kc, j0: j0, cols: width, panels: 0..<1, nr: nr,

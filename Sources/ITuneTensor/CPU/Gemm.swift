@@ -110,7 +110,8 @@ func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
     }
     sgemmPacked(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, beta: beta, C: C, ldc: ldc,
                 workers: workers, config: cfg) { k0, kc, j0, cols, panels, nr, dst in
-        packBPanels(transB: transB, B: B, ldb: ldb, k0: k0, kc: kc, j0: j0, cols: cols, panels: panels, nr: nr, dst: dst)
+        packBPanels(transB: transB, B: B, ldb: ldb, k0: k0, kc: kc, j0: j0, cols: cols, panels: panels, nr: nr, dst: dst,
+                    avx2: cfg.kind != .swift && GemmKernelKind.avx2.isSupported)
     }
 }
 
@@ -246,8 +247,10 @@ private func scaleC(M: Int, N: Int, beta: Float, C: UnsafeMutablePointer<Float>,
 /// B panels `panels` of the block op(B)[k0..<k0+kc, j0..<j0+cols] into dst, panel p (kc,NR)
 /// at p·kc·NR, zero past `cols`. Untransposed B is copied a group of panels at a time along
 /// its rows, so that reads are runs of 1 KiB rather than NR floats from each of kc rows.
+/// `avx2`: a transposed B is packed by the C AVX2 8×8 transposes (with the C kernels), else in
+/// Swift (with the Swift kernel, so that GemmDispatchTests' per-kernel runs test both).
 func packBPanels(transB: Bool, B: UnsafePointer<Float>, ldb: Int, k0: Int, kc: Int, j0: Int, cols: Int,
-                 panels: Range<Int>, nr: Int, dst: UnsafeMutablePointer<Float>) {
+                 panels: Range<Int>, nr: Int, dst: UnsafeMutablePointer<Float>, avx2: Bool) {
     let group = 8
     let fullPanels = cols / nr
     var p = panels.lowerBound
@@ -279,7 +282,7 @@ func packBPanels(transB: Bool, B: UnsafePointer<Float>, ldb: Int, k0: Int, kc: I
             var j = 0
             while j < nr {
                 let rows = B + (jp + j) * ldb + k0
-                if GemmConfig.fewRowsAVX2 {
+                if avx2 {
                     itune_pack_f32_rows8_avx2(rows, ldb, kc, out + j, nr)
                     j += 8
                     continue
