@@ -120,7 +120,7 @@ void itune_cpu_cache_sizes(long *l1d, long *l2, long *l3) {
 // MARK: AVX2 + FMA
 
 #if ITUNE_X86
-#define AVX2 __attribute__((target("avx2,fma")))
+#include "avx2_helpers.h"
 
 AVX2 static inline void itune_store8(float *p, __m256 x, __m256 va, __m256 vb, float beta) {
     if (beta == 0) _mm256_storeu_ps(p, _mm256_mul_ps(va, x));
@@ -227,13 +227,6 @@ AVX2 float itune_fma_burst_avx2(long iterations, float seed) {
     float out[8];
     _mm256_storeu_ps(out, t);
     return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
-}
-
-AVX2 static inline float itune_hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
 }
 
 AVX2 void itune_dot_rows4_avx2(const float *x, const float *b, long ldb, long count, long K, float *out) {

@@ -9,7 +9,7 @@
 #include <immintrin.h>
 #include <math.h>
 
-#define AVX2 __attribute__((target("avx2,fma")))
+#include "avx2_helpers.h"
 
 /// exp(x) for 8 lanes: x clamped to [lo, hi]; n = round(x log2 e) by adding 1.5·2^23; r = x − n ln2
 /// in two parts; exp(r) by Horner's degree-6 polynomial; 2^n built in the exponent bits. Lanes at
@@ -40,13 +40,6 @@ AVX2 static inline __m256 itune_exp8(__m256 x) {
 /// A mask of the first `count` (0...8) lanes.
 AVX2 static inline __m256i itune_lane_mask(long count) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-AVX2 static inline float itune_hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
 }
 
 AVX2 float itune_exp_shifted_avx2(const float *x, float *y, long n, float shift) {

@@ -121,8 +121,10 @@ func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
 func sgemmFewColumns(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePointer<Float>, lda: Int,
                      B: UnsafePointer<Float>, ldb: Int, beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int,
                      workers: Int) {
-    let ct = UnsafeMutablePointer<Float>.allocate(capacity: N * M)
-    defer { ct.deallocate() }
+    // Cᵀ in a workspace from the free list: steady-state calls allocate nothing.
+    let ws = GemmWorkspace.take(sharedFloats: N * M, perWorkerFloats: 0, workers: 1)
+    defer { GemmWorkspace.give(ws) }
+    let ct = ws.shared
     if transA {
         // op(A)ᵀ = A stored (K,M): the rows of A are the few-row path's B rows, read in place.
         sgemmFewRowsAxpyB(transA: !transB, M: N, N: M, K: K, alpha: alpha, A: B, lda: ldb, B: A, ldb: lda,

@@ -317,8 +317,7 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
                 mask.addBias(row, b: b, t: t, h: h, j0: kStart, a, e)
                 let m = maxOf(row + a, e - a)
                 let l = maskedExp(row, width, a, e, shift: m)
-                let inv = 1 / l
-                for j in a..<e { row[j] *= inv }
+                scaleRow(row + a, e - a, 1 / l)
                 lse[(b * NH + h) * Tq + t] = m + logf(l)
             }
             cpuSgemm(transA: false, transB: false, M: rows, N: D, K: width, alpha: 1, A: scores, lda: width,
