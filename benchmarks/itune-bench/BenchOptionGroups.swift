@@ -40,11 +40,36 @@ struct NoOptions: BenchOptionGroup {
     func apply(to o: inout BenchOptions) {}
 }
 
-/// matmul: square sizes.
+/// matmul: square sizes, or given shapes.
 struct SizeOptions: BenchOptionGroup {
     @Option(help: "matmul: square sizes n (n×n×n), positive and comma-separated, instead of the defaults.")
     var sizes: PositiveList?
-    func apply(to o: inout BenchOptions) { if let sizes { o.sizes = sizes.values } }
+    @Option(help: "matmul: only these products, comma-separated MxNxK with an optional :nn, :nt, :tn or :tt (op(A), op(B) transposed; default nn), e.g. 1024x1536x576:nt; with --sizes, the squares too.")
+    var shapes: ShapeList?
+    func apply(to o: inout BenchOptions) {
+        if let sizes { o.sizes = sizes.values }
+        if let shapes { o.shapes = shapes.values }
+    }
+}
+
+/// `MxNxK[:nn|nt|tn|tt]`, comma-separated: products C (M,N) = op(A) (M,K) · op(B) (K,N).
+struct ShapeList: ExpressibleByArgument {
+    let values: [BenchOptions.Shape]
+    init?(argument: String) {
+        var out: [BenchOptions.Shape] = []
+        for item in argument.split(separator: ",") {
+            let parts = item.trimmingCharacters(in: .whitespaces).lowercased().split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 1 || parts.count == 2 else { return nil }
+            let dims = parts[0].split(separator: "x").map { Int($0) }
+            guard dims.count == 3, let m = dims[0], let n = dims[1], let k = dims[2], m > 0, n > 0, k > 0 else { return nil }
+            let flags = parts.count == 2 ? String(parts[1]) : "nn"
+            guard ["nn", "nt", "tn", "tt"].contains(flags) else { return nil }
+            out.append(BenchOptions.Shape(M: m, N: n, K: k, transposeA: flags.first == "t", transposeB: flags.last == "t"))
+        }
+        guard !out.isEmpty else { return nil }
+        values = out
+    }
+    static var defaultValueDescription: String { "MxNxK[:nt],…" }
 }
 
 /// softmax and attention: sequence lengths.

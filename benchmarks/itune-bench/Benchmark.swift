@@ -21,6 +21,9 @@ struct BenchOptions {
     var json = false
     /// Square sizes (n for n×n×n); nil = the benchmark's defaults.
     var sizes: [Int]? = nil
+    /// matmul: only these products (with `sizes`, the squares too); nil = the defaults.
+    var shapes: [Shape]? = nil
+    struct Shape { let M: Int, N: Int, K: Int, transposeA: Bool, transposeB: Bool }
     /// Tiny sizes, one repetition: checks that everything runs, not how fast.
     var smoke = false
     /// Time spent per case after warm-up, in seconds (at least `minReps` runs).

@@ -50,6 +50,13 @@ struct MatmulBench: Benchmark {
         + projections("qwen2.5-0.5b", tokens: 512, hidden: 896, intermediate: 4864, vocab: 151_936)
 
     func cases(_ options: BenchOptions) -> [Case] {
+        if let shapes = options.shapes {
+            let given = shapes.map {
+                Case(label: "\($0.M)x\($0.N)x\($0.K):\($0.transposeA ? "t" : "n")\($0.transposeB ? "t" : "n")",
+                     M: $0.M, N: $0.N, K: $0.K, transposeB: $0.transposeB, transposeA: $0.transposeA)
+            }
+            return (options.sizes ?? []).map { Case(label: "square \($0)", M: $0, N: $0, K: $0, transposeB: false) } + given
+        }
         let sizes = options.sizes ?? (options.smoke ? Self.smokeSizes : Self.defaultSizes)
         let square = sizes.map { Case(label: "square \($0)", M: $0, N: $0, K: $0, transposeB: false) }
         return options.smoke ? square : square + Self.modelCases
