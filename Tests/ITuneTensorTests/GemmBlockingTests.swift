@@ -1,0 +1,128 @@
+import Foundation
+import XCTest
+@testable import ITuneTensor
+
+/// The packed GEMM's blocking rules (CPU/Gemm.swift): balanced K, M and N blocks, and the grid of
+/// regions the workers split C into; and the products they give against the naive product.
+final class GemmBlockingTests: XCTestCase {
+    /// C = alpha · op(A) · op(B) + beta · C in Double.
+    func naive(_ a: [Float], _ b: [Float], _ c0: [Float], M: Int, N: Int, K: Int, tA: Bool, tB: Bool,
+               alpha: Float, beta: Float) -> [Float] {
+        var c = c0
+        for i in 0..<M { for j in 0..<N {
+            var acc = 0.0
+            for k in 0..<K {
+                acc += Double(tA ? a[k * M + i] : a[i * K + k]) * Double(tB ? b[j * K + k] : b[k * N + j])
+            }
+            c[i * N + j] = Float(Double(alpha) * acc + (beta == 0 ? 0 : Double(beta) * Double(c0[i * N + j])))
+        } }
+        return c
+    }
+
+    func testBalancedBlocksAreEqualAndNeverDeeperThanTheLimit() {
+        // K = 576 with KC 256: three blocks of 192, not 256 + 256 + 64.
+        XCTAssertEqual(gemmBalancedBlock(576, max: 256), 192)
+        XCTAssertEqual(gemmBalancedBlock(896, max: 256), 224)
+        XCTAssertEqual(gemmBalancedBlock(257, max: 256), 129)
+        XCTAssertEqual(gemmBalancedBlock(256, max: 256), 256)
+        XCTAssertEqual(gemmBalancedBlock(1, max: 256), 1)
+        XCTAssertEqual(gemmBalancedBlock(0, max: 256), 1)
+        for kc in [1, 7, 64, 256, 300] {
+            for n in [1, 2, 7, 63, 64, 65, 255, 256, 257, 511, 513, 576, 896, 1536, 4864] {
+                let block = gemmBalancedBlock(n, max: kc)
+                let blocks = (n + block - 1) / block
+                XCTAssertLessThanOrEqual(block, kc, "n \(n) kc \(kc)")
+                // As few blocks as full ones would take, and the last one at most blocks − 1 shallower
+                // than the others (full blocks and a remainder: up to kc − 1 shallower).
+                XCTAssertEqual(blocks, (n + kc - 1) / kc, "n \(n) kc \(kc)")
+                XCTAssertGreaterThanOrEqual(n - (blocks - 1) * block, block - (blocks - 1), "n \(n) kc \(kc)")
+            }
+        }
+    }
+
+    func testWorkerGridSplitsTheLongerSideAndCoversC() {
+        // Two workers: along N when M < N (each packs all of A, the smaller operand), else along M.
+        XCTAssertEqual(gemmWorkerGrid(M: 1024, N: 1536, workers: 2, mr: 6, nr: 16).rows, 1)
+        XCTAssertEqual(gemmWorkerGrid(M: 1024, N: 1536, workers: 2, mr: 6, nr: 16).cols, 2)
+        XCTAssertEqual(gemmWorkerGrid(M: 1024, N: 576, workers: 2, mr: 6, nr: 16).rows, 2)
+        XCTAssertEqual(gemmWorkerGrid(M: 1024, N: 576, workers: 2, mr: 6, nr: 16).cols, 1)
+        // Four workers on a square: 2 × 2.
+        XCTAssertEqual(gemmWorkerGrid(M: 512, N: 512, workers: 4, mr: 6, nr: 16).rows, 2)
+        XCTAssertEqual(gemmWorkerGrid(M: 512, N: 512, workers: 4, mr: 6, nr: 16).cols, 2)
+        // Never more regions than tiles: one tile is one region, two tiles at most two.
+        XCTAssertEqual(gemmWorkerGrid(M: 6, N: 16, workers: 2, mr: 6, nr: 16).rows, 1)
+        XCTAssertEqual(gemmWorkerGrid(M: 6, N: 16, workers: 2, mr: 6, nr: 16).cols, 1)
+        let g = gemmWorkerGrid(M: 12, N: 16, workers: 8, mr: 6, nr: 16)
+        XCTAssertEqual([g.rows, g.cols], [2, 1])
+        // The ranges of a split cover 0..<n in order, with boundaries at multiples of the unit.
+        for (n, parts, unit) in [(1024, 2, 6), (1, 2, 6), (49152, 2, 16), (50, 3, 16), (100, 7, 6)] {
+            var next = 0
+            for p in 0..<parts {
+                let r = gemmSplit(n, parts: parts, part: p, unit: unit)
+                XCTAssertEqual(r.lowerBound, next, "n \(n) parts \(parts)")
+                if r.upperBound < n { XCTAssertEqual(r.upperBound % unit, 0, "n \(n) parts \(parts)") }
+                next = r.upperBound
+            }
+            XCTAssertEqual(next, n, "n \(n) parts \(parts)")
+        }
+    }
+
+    /// The packed path with 1 to 4 workers called directly (cpuSgemm runs products this small on
+    /// one thread), with a KC that makes K take several balanced blocks: K = 1, K not a multiple of
+    /// 8, K just above KC and just above two KC; M not a multiple of MR and N not of NR, so that
+    /// the regions and blocks end in edge tiles; wide (split along N) and tall (along M) C.
+    func testPackedPathMatchesTheNaiveProductForEveryKBlockingAndWorkerGrid() throws {
+        let kinds = GemmKernelKind.allCases.filter { $0.isSupported && $0 != .avx512 }
+        var checked = 0
+        for kind in kinds {
+            let base = GemmConfig(kind: kind)
+            // KC 32: K = 33 is blocks 17 + 16, K = 65 is 22 + 22 + 21. MC 12 and NC 2·NR: several
+            // blocks of M and N inside a region too.
+            let config = base.with(kc: 32, mc: 12, nc: 2 * base.nr)
+            for (M, N) in [(29, 61), (61, 29)] {
+                for K in [1, 7, 31, 32, 33, 65, 100] {
+                    for (tA, tB) in [(false, true), (true, false), (false, false)] {
+                        let a = randomValues(M * K, seed: 11), b = randomValues(K * N, seed: 12)
+                        let c0 = randomValues(M * N, seed: 13)
+                        let want = naive(a, b, c0, M: M, N: N, K: K, tA: tA, tB: tB, alpha: 0.5, beta: 0.25)
+                        for workers in [1, 2, 3, 4] {
+                            var c = c0
+                            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                                let bBase = bp.baseAddress!, ldb = tB ? K : N
+                                sgemmPacked(transA: tA, M: M, N: N, K: K, alpha: 0.5, A: ap.baseAddress!, lda: tA ? M : K,
+                                            beta: 0.25, C: cp.baseAddress!, ldc: N, workers: workers, config: config) {
+                                    k0, kc, j0, cols, panels, nr, dst in
+                                    packBPanels(transB: tB, B: bBase, ldb: ldb, k0: k0, kc: kc, j0: j0, cols: cols,
+                                                panels: panels, nr: nr, dst: dst, avx2: kind != .swift)
+                                }
+                            } } }
+                            assertClose(c, want, rtol: 1e-4, atol: 1e-4,
+                                        "\(config.description) \(M)x\(N)x\(K) tA=\(tA) tB=\(tB) workers=\(workers)")
+                            checked += 1
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(checked, kinds.count * 2 * 7 * 3 * 4)
+    }
+
+    /// The step's smollm2 gate_proj shape (K = 576: three balanced blocks of 192) through
+    /// cpuSgemm with all workers, against the naive product on a sample of C's entries.
+    func testStepShapeMatchesTheNaiveProductOnSampledEntries() throws {
+        let M = 1024, N = 1536, K = 576
+        let a = randomValues(M * K, seed: 21), w = randomValues(N * K, seed: 22)
+        var c = [Float](repeating: .nan, count: M * N)
+        a.withUnsafeBufferPointer { ap in w.withUnsafeBufferPointer { wp in c.withUnsafeMutableBufferPointer { cp in
+            cpuSgemm(transA: false, transB: true, M: M, N: N, K: K, alpha: 1, A: ap.baseAddress!, lda: K,
+                     B: wp.baseAddress!, ldb: K, beta: 0, C: cp.baseAddress!, ldc: N)
+        } } }
+        var rows = Array(stride(from: 0, to: M, by: 97)) + [M - 4, M - 1], cols = Array(stride(from: 0, to: N, by: 131)) + [N - 1]
+        rows.append(511); cols.append(767)
+        for i in rows { for j in cols {
+            var acc = 0.0
+            for k in 0..<K { acc += Double(a[i * K + k]) * Double(w[j * K + k]) }
+            XCTAssertEqual(Double(c[i * N + j]), acc, accuracy: 1e-4 * max(1, abs(acc)), "C[\(i), \(j)]")
+        } }
+    }
+}
