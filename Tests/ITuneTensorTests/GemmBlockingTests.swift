@@ -67,6 +67,19 @@ final class GemmBlockingTests: XCTestCase {
         }
     }
 
+    func testNBlockKeepsTheCStripsOfAllRegionsInHalfOfL3() {
+        let zen3 = GemmConfig(kind: .avx2, caches: (l1d: 32 << 10, l2: 512 << 10, l3: 32 << 20))
+        // smollm2's LM head, 2 regions of 1024 rows, K blocks of 192: 16 MiB / 2 / ((1024 + 192) · 4 B).
+        XCTAssertEqual(gemmNCLimit(rows: 1024, kc: 192, regions: 2, config: zen3), 1712)
+        // Qwen2.5-0.5B's, 512 rows, K blocks of 224.
+        XCTAssertEqual(gemmNCLimit(rows: 512, kc: 224, regions: 2, config: zen3), 2848)
+        // Few rows: the configuration's NC; a tiny L3: 4 panels; an NC set below that: NC.
+        XCTAssertEqual(gemmNCLimit(rows: 64, kc: 256, regions: 2, config: zen3), zen3.nc)
+        let tiny = GemmConfig(kind: .avx2, caches: (l1d: 32 << 10, l2: 512 << 10, l3: 1 << 20))
+        XCTAssertEqual(gemmNCLimit(rows: 4096, kc: 256, regions: 2, config: tiny), 4 * tiny.nr)
+        XCTAssertEqual(gemmNCLimit(rows: 4096, kc: 256, regions: 2, config: tiny.with(kc: nil, mc: nil, nc: 32)), 32)
+    }
+
     /// The packed path with 1 to 4 workers called directly (cpuSgemm runs products this small on
     /// one thread), with a KC that makes K take several balanced blocks: K = 1, K not a multiple of
     /// 8, K just above KC and just above two KC; M not a multiple of MR and N not of NR, so that

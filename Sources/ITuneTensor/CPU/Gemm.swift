@@ -170,7 +170,7 @@ func sgemmPacked(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePo
         let colRange = gemmSplit(N, parts: grid.cols, part: r % grid.cols, unit: cfg.nr)
         if rowRange.isEmpty || colRange.isEmpty { return }
         sgemmPackedRegion(transA: transA, rows: rowRange, cols: colRange, K: K, alpha: alpha, A: A, lda: lda,
-                          beta: beta, C: C, ldc: ldc, config: cfg, packB: packB)
+                          beta: beta, C: C, ldc: ldc, regions: regions, config: cfg, packB: packB)
     }
     if regions <= 1 { region(0); return }
     DispatchQueue.concurrentPerform(iterations: regions) { region($0) }
@@ -214,18 +214,27 @@ func gemmWorkerGrid(M: Int, N: Int, workers: Int, mr: Int, nr: Int) -> (rows: In
     return (n + blocks - 1) / blocks
 }
 
+/// The widest N block for a region of `rows` rows: every K block revisits the region's C strip
+/// (rows × NC) and reads its packed B block (KC × NC), so both, for every region at once, are
+/// kept within half of L3; else the strip goes back to memory between K blocks (the LM head:
+/// C is 1024 × 49152). Never above the configuration's NC, nor below 4 panels unless NC is.
+func gemmNCLimit(rows: Int, kc: Int, regions: Int, config cfg: GemmConfig) -> Int {
+    let fit = cfg.l3Bytes / 2 / max(1, regions) / ((rows + kc) * 4) / cfg.nr * cfg.nr
+    return min(cfg.nc, max(4 * cfg.nr, fit))
+}
+
 /// One region of C, rows × cols, computed by the calling thread alone: the BLIS loops around the
 /// micro-kernel, with packing buffers from a workspace of its own.
 private func sgemmPackedRegion(transA: Bool, rows rowRange: Range<Int>, cols colRange: Range<Int>, K: Int,
                                alpha: Float, A: UnsafePointer<Float>, lda: Int, beta: Float,
-                               C: UnsafeMutablePointer<Float>, ldc: Int, config cfg: GemmConfig,
+                               C: UnsafeMutablePointer<Float>, ldc: Int, regions: Int, config cfg: GemmConfig,
                                packB: GemmBPacker) {
     let mr = cfg.mr, nr = cfg.nr
     let M = rowRange.count, N = colRange.count
     // Blocks of K, M and N of equal size rather than full ones and a thin remainder.
     let kcBlock = gemmBalancedBlock(K, max: cfg.kc)
     let mc = gemmRoundUp(gemmBalancedBlock(M, max: cfg.mcMax), mr)
-    let ncBlock = gemmRoundUp(gemmBalancedBlock(N, max: cfg.nc), nr)
+    let ncBlock = gemmRoundUp(gemmBalancedBlock(N, max: gemmNCLimit(rows: M, kc: kcBlock, regions: regions, config: cfg)), nr)
     let ws = GemmWorkspace.take(sharedFloats: kcBlock * ncBlock, perWorkerFloats: mc * kcBlock, workers: 1)
     defer { GemmWorkspace.give(ws) }
     let packedB = ws.shared, scratch = ws.scratch(0)

@@ -71,6 +71,9 @@ struct GemmConfig: Sendable {
     /// Depth of a packed block (B micro-panel (kc,NR) in half of L1), rows of a packed A block
     /// ((MC,KC) in half of L2), columns of a packed B block ((KC,NC) in a quarter of L3).
     private(set) var kc: Int, mcMax: Int, nc: Int
+    /// The L3 (or last-level) cache in bytes, for the blocking of N against the C strip
+    /// (sgemmPackedRegion).
+    let l3Bytes: Int
     /// Vector width in floats, for reports.
     let vectorWidth: Int
     let kernel: GemmMicroKernel?
@@ -93,6 +96,7 @@ struct GemmConfig: Sendable {
         kc = min(512, max(128, l1 / 2 / (nr * 4) / 8 * 8))
         mcMax = min(600, max(4 * mr, l2 / 2 / (kc * 4) / mr * mr))
         nc = min(4096, max(16 * nr, l3 / 4 / (kc * 4) / nr * nr))
+        l3Bytes = l3
     }
 
     /// This configuration with KC, MC or NC replaced where given (positive), MC and NC rounded
