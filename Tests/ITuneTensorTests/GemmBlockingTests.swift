@@ -20,22 +20,47 @@ final class GemmBlockingTests: XCTestCase {
     }
 
     func testBalancedBlocksAreEqualAndNeverDeeperThanTheLimit() {
-        // K = 576 with KC 256: three blocks of 192, not 256 + 256 + 64.
+        // M and N: as many blocks as full ones would take, of equal size: 576 with 256 is three of 192.
         XCTAssertEqual(gemmBalancedBlock(576, max: 256), 192)
-        XCTAssertEqual(gemmBalancedBlock(896, max: 256), 224)
         XCTAssertEqual(gemmBalancedBlock(257, max: 256), 129)
         XCTAssertEqual(gemmBalancedBlock(256, max: 256), 256)
         XCTAssertEqual(gemmBalancedBlock(1, max: 256), 1)
         XCTAssertEqual(gemmBalancedBlock(0, max: 256), 1)
-        for kc in [1, 7, 64, 256, 300] {
+        for limit in [1, 7, 64, 256, 300] {
             for n in [1, 2, 7, 63, 64, 65, 255, 256, 257, 511, 513, 576, 896, 1536, 4864] {
-                let block = gemmBalancedBlock(n, max: kc)
+                let block = gemmBalancedBlock(n, max: limit)
                 let blocks = (n + block - 1) / block
-                XCTAssertLessThanOrEqual(block, kc, "n \(n) kc \(kc)")
+                XCTAssertLessThanOrEqual(block, limit, "n \(n) limit \(limit)")
                 // As few blocks as full ones would take, and the last one at most blocks − 1 shallower
-                // than the others (full blocks and a remainder: up to kc − 1 shallower).
-                XCTAssertEqual(blocks, (n + kc - 1) / kc, "n \(n) kc \(kc)")
-                XCTAssertGreaterThanOrEqual(n - (blocks - 1) * block, block - (blocks - 1), "n \(n) kc \(kc)")
+                // than the others (full blocks and a remainder: up to limit − 1 shallower).
+                XCTAssertEqual(blocks, (n + limit - 1) / limit, "n \(n) limit \(limit)")
+                XCTAssertGreaterThanOrEqual(n - (blocks - 1) * block, block - (blocks - 1), "n \(n) limit \(limit)")
+            }
+        }
+    }
+
+    func testKBlocksAreTheNearestCountOfEqualDepth() {
+        // The step's depths with KC 512: 576 in one pass, 896 in two of 448, 1536 in three of 512,
+        // 4864 in ten of 487 (not nine of 512 and one of 256).
+        XCTAssertEqual(gemmKBlock(576, kc: 512), 576)
+        XCTAssertEqual(gemmKBlock(896, kc: 512), 448)
+        XCTAssertEqual(gemmKBlock(1536, kc: 512), 512)
+        XCTAssertEqual(gemmKBlock(4864, kc: 512), 487)
+        XCTAssertEqual(gemmKBlock(767, kc: 512), 767)
+        XCTAssertEqual(gemmKBlock(768, kc: 512), 384)
+        XCTAssertEqual(gemmKBlock(1, kc: 512), 1)
+        XCTAssertEqual(gemmKBlock(0, kc: 512), 1)
+        for kc in [1, 2, 7, 32, 256, 512] {
+            for k in [1, 2, 7, 31, 33, 63, 65, 255, 257, 511, 513, 576, 767, 768, 896, 1536, 4864] {
+                let block = gemmKBlock(k, kc: kc)
+                let blocks = (k + block - 1) / block
+                // Within 1.5 · KC, and (for K ≥ KC) at least 2/3 · KC: no more blocks than the count
+                // nearest to K / KC (fewer where equal depths need fewer).
+                XCTAssertLessThanOrEqual(2 * block, 3 * kc, "k \(k) kc \(kc)")
+                if k >= kc { XCTAssertGreaterThanOrEqual(3 * block, 2 * kc, "k \(k) kc \(kc)") }
+                XCTAssertLessThanOrEqual(blocks, max(1, (k + kc / 2) / kc), "k \(k) kc \(kc)")
+                if kc >= 32 { XCTAssertEqual(blocks, max(1, (k + kc / 2) / kc), "k \(k) kc \(kc)") }
+                XCTAssertGreaterThanOrEqual(k - (blocks - 1) * block, block - (blocks - 1), "k \(k) kc \(kc)")
             }
         }
     }
@@ -69,7 +94,7 @@ final class GemmBlockingTests: XCTestCase {
 
     func testNBlockKeepsTheCStripsOfAllRegionsInHalfOfL3() {
         let zen3 = GemmConfig(kind: .avx2, caches: (l1d: 32 << 10, l2: 512 << 10, l3: 32 << 20))
-        // smollm2's LM head, 2 regions of 1024 rows, K blocks of 192: 16 MiB / 2 / ((1024 + 192) · 4 B).
+        // smollm2's LM head with KC 256, 2 regions of 1024 rows, K blocks of 192: 16 MiB / 2 / ((1024 + 192) · 4 B).
         XCTAssertEqual(gemmNCLimit(rows: 1024, kc: 192, regions: 2, config: zen3), 1712)
         // Qwen2.5-0.5B's, 512 rows, K blocks of 224.
         XCTAssertEqual(gemmNCLimit(rows: 512, kc: 224, regions: 2, config: zen3), 2848)
@@ -89,7 +114,8 @@ final class GemmBlockingTests: XCTestCase {
         var checked = 0
         for kind in kinds {
             let base = GemmConfig(kind: kind)
-            // KC 32: K = 33 is blocks 17 + 16, K = 65 is 22 + 22 + 21. MC 12 and NC 2·NR: several
+            // KC 32: K = 33 is one block, K = 65 two of 33 + 32, K = 100 three of 34 + 34 + 32. MC 12
+            // and NC 2·NR: several
             // blocks of M and N inside a region too.
             let config = base.with(kc: 32, mc: 12, nc: 2 * base.nr)
             for (M, N) in [(29, 61), (61, 29)] {
@@ -120,7 +146,7 @@ final class GemmBlockingTests: XCTestCase {
         XCTAssertEqual(checked, kinds.count * 2 * 7 * 3 * 4)
     }
 
-    /// The step's smollm2 gate_proj shape (K = 576: three balanced blocks of 192) through
+    /// The step's smollm2 gate_proj shape (K = 576: one block with KC 512) through
     /// cpuSgemm with all workers, against the naive product on a sample of C's entries.
     func testStepShapeMatchesTheNaiveProductOnSampledEntries() throws {
         let M = 1024, N = 1536, K = 576

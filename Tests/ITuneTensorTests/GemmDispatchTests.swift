@@ -39,16 +39,17 @@ final class GemmDispatchTests: XCTestCase {
 
     func testCacheBlockingFollowsTheCacheSizes() {
         let small = GemmConfig(kind: .avx2, caches: (l1d: 32 << 10, l2: 512 << 10, l3: 32 << 20))
-        XCTAssertEqual(small.kc, 256)                        // B micro-panel (256,16) = half of L1
-        XCTAssertEqual(small.mcMax, 252)                     // A block (252,256) ≤ half of L2
+        XCTAssertEqual(small.kc, 512)                        // B micro-panel (512,16) = 1/16 of L2
+        XCTAssertEqual(small.mcMax, 126)                     // A block (126,512) ≤ half of L2
         XCTAssertEqual(small.nc, 4096)
         // ITUNE_GEMM_KC/_MC/_NC: MC and NC rounded up to the tile, non-positive values ignored.
         let tuned = small.with(kc: 300, mc: 100, nc: 1000)
         XCTAssertEqual([tuned.kc, tuned.mcMax, tuned.nc], [300, 102, 1008])
         let ignored = small.with(kc: 0, mc: -5, nc: nil)
-        XCTAssertEqual([ignored.kc, ignored.mcMax, ignored.nc], [256, 252, 4096])
+        XCTAssertEqual([ignored.kc, ignored.mcMax, ignored.nc], [512, 126, 4096])
+        // Unknown caches: a 512 KiB L2, so the 12 × 32 kernel's B micro-panel (256,32) is 1/16 of it.
         let unknown = GemmConfig(kind: .avx512, caches: (l1d: 0, l2: 0, l3: 0))
-        XCTAssertEqual(unknown.kc, 128)
+        XCTAssertEqual(unknown.kc, 256)
         XCTAssertEqual(unknown.mcMax % unknown.mr, 0)
         XCTAssertEqual(unknown.nc % unknown.nr, 0)
     }

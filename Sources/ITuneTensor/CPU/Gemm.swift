@@ -205,13 +205,23 @@ func gemmWorkerGrid(M: Int, N: Int, workers: Int, mr: Int, nr: Int) -> (rows: In
     return lo..<hi
 }
 
-/// The depth of a K block: KC's worth of depth split into equal blocks (K = 576 with KC 256 is
-/// three blocks of 192, not 256 + 256 + 64): every block reads and writes its C tiles once, so a
-/// thin last block pays that for few multiply-adds. Never more than `kc`; at least 1.
-@inline(__always) func gemmBalancedBlock(_ n: Int, max kc: Int) -> Int {
-    if n <= kc { return max(1, n) }
-    let blocks = (n + kc - 1) / kc
+/// Near-equal blocks of at most `max` (M and N): as many as full blocks would take, each of the
+/// same size rather than full ones and a thin remainder.
+@inline(__always) func gemmBalancedBlock(_ n: Int, max limit: Int) -> Int {
+    if n <= limit { return max(1, n) }
+    let blocks = (n + limit - 1) / limit
     return (n + blocks - 1) / blocks
+}
+
+/// The depth of a K block: K split into the number of KC-deep blocks nearest to K / KC (at least
+/// one), of equal depth, so at most 1.5 · KC deep. Every K block reads and writes all of its C
+/// tiles once, so a thin last block pays that for few multiply-adds, and fewer blocks pay it
+/// fewer times: with KC 512, K = 576 is one block (not 256 + 256 + 64), K = 896 two of 448,
+/// K = 4864 ten of 487.
+@inline(__always) func gemmKBlock(_ k: Int, kc: Int) -> Int {
+    if k <= kc { return max(1, k) }
+    let blocks = max(1, (k + kc / 2) / kc)
+    return (k + blocks - 1) / blocks
 }
 
 /// The widest N block for a region of `rows` rows: every K block revisits the region's C strip
@@ -232,7 +242,7 @@ private func sgemmPackedRegion(transA: Bool, rows rowRange: Range<Int>, cols col
     let mr = cfg.mr, nr = cfg.nr
     let M = rowRange.count, N = colRange.count
     // Blocks of K, M and N of equal size rather than full ones and a thin remainder.
-    let kcBlock = gemmBalancedBlock(K, max: cfg.kc)
+    let kcBlock = gemmKBlock(K, kc: cfg.kc)
     let mc = gemmRoundUp(gemmBalancedBlock(M, max: cfg.mcMax), mr)
     let ncBlock = gemmRoundUp(gemmBalancedBlock(N, max: gemmNCLimit(rows: M, kc: kcBlock, regions: regions, config: cfg)), nr)
     let ws = GemmWorkspace.take(sharedFloats: kcBlock * ncBlock, perWorkerFloats: mc * kcBlock, workers: 1)

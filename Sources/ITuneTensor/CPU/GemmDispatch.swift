@@ -68,8 +68,10 @@ struct GemmConfig: Sendable {
     let kind: GemmKernelKind
     /// Micro-tile rows and columns.
     let mr: Int, nr: Int
-    /// Depth of a packed block (B micro-panel (kc,NR) in half of L1), rows of a packed A block
-    /// ((MC,KC) in half of L2), columns of a packed B block ((KC,NC) in a quarter of L3).
+    /// Nominal depth of a packed block (B micro-panel (KC,NR) in 1/16 of L2; K is cut into the
+    /// nearest count of equal blocks, gemmKBlock), rows of a packed A block ((MC,KC) in half of
+    /// L2), columns of a packed B block ((KC,NC) in a quarter of L3; less for a tall C strip,
+    /// gemmNCLimit).
     private(set) var kc: Int, mcMax: Int, nc: Int
     /// The L3 (or last-level) cache in bytes, for the blocking of N against the C strip
     /// (sgemmPackedRegion).
@@ -93,7 +95,11 @@ struct GemmConfig: Sendable {
         let l1 = caches.l1d > 0 ? caches.l1d : 32 << 10
         let l2 = caches.l2 > 0 ? caches.l2 : 512 << 10
         let l3 = caches.l3 > 0 ? caches.l3 : 8 << 20
-        kc = min(512, max(128, l1 / 2 / (nr * 4) / 8 * 8))
+        // KC: the B micro-panel (KC,NR) in 1/16 of L2 (512 on a Zen 3: 32 KiB, streamed from L2 as
+        // much as from L1). Until 2026-11-30 it was half of L1 (256), which cut the step's K = 576
+        // into three passes over C; one pass of 576 measured 5–20% faster at its shapes (2 threads,
+        // bench-results/gemm-driver-2026-11-30).
+        kc = min(768, max(128, l2 / 16 / (nr * 4) / 8 * 8))
         mcMax = min(600, max(4 * mr, l2 / 2 / (kc * 4) / mr * mr))
         nc = min(4096, max(16 * nr, l3 / 4 / (kc * 4) / nr * nr))
         l3Bytes = l3
