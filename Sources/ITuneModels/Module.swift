@@ -63,8 +63,11 @@ public final class Linear: Module {
         self.name = name
         weight = try source(name + ".weight", [outFeatures, inFeatures], .weight)
         self.bias = bias ? try source(name + ".bias", [outFeatures], .bias) : nil
-        // --quantize: the decoder layers' projections become blocks as they are read.
-        if let setting = QuantizeOnLoad.setting, name.contains(".layers.") { try quantize(setting) }
+        // --quantize: the decoder layers' projections become blocks as they are read (and with
+        // --quantize-embeddings an untied lm_head).
+        if let setting = QuantizeOnLoad.setting, name.contains(".layers.") || (setting.embeddings && name == "lm_head") {
+            try quantize(setting)
+        }
     }
 
     /// x is (…, in); returns (…, out).
@@ -153,13 +156,21 @@ public final class LayerNorm: Module {
 public final class Embedding: Module {
     public let name: String
     public var weight: Tensor
+    /// The frozen table blockwise quantised (`--quantize-embeddings`); when set, lookups read
+    /// it instead of `weight`.
+    public var quantizedWeight: BlockQuantizedMatrix?
 
     public init(_ name: String, count: Int, dim: Int, from source: WeightSource) throws {
         self.name = name
         weight = try source(name + ".weight", [count, dim], .weight)
+        // --quantize-embeddings: the rotary decoders' token table becomes blocks as it is read.
+        if let setting = QuantizeOnLoad.setting, setting.embeddings, name == "model.embed_tokens" { try quantize(setting) }
     }
 
     /// ids is i32 (…); returns (…, C).
-    public func callAsFunction(_ ids: Tensor) throws -> Tensor { try weight.embedding(ids) }
+    public func callAsFunction(_ ids: Tensor) throws -> Tensor {
+        if let quantizedWeight { return try quantizedWeight.embedding(ids) }
+        return try weight.embedding(ids)
+    }
     public func namedParameters() -> [(String, Tensor)] { [(name + ".weight", weight)] }
 }

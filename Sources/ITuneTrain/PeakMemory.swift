@@ -29,6 +29,55 @@ public struct PeakMemory: Sendable, Equatable, CustomStringConvertible {
         return PeakMemory(residentBytes: resident, tensorBytes: tensors)
     }
 
+    /// The process's resident set now (Linux: /proc/self/statm), in bytes; nil where unavailable.
+    public static func currentResidentBytes() -> Int? {
+        #if os(Linux)
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+        #else
+        return nil
+        #endif
+    }
+
+    /// The resident peak since the last `resetResidentPeak()` (Linux: VmHWM of
+    /// /proc/self/status), in bytes; nil where unavailable.
+    public static func residentPeakBytes() -> Int? {
+        #if os(Linux)
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kb = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) else { return nil }
+        return kb * 1024
+        #else
+        return nil
+        #endif
+    }
+
+    /// Starts a new resident peak at the current resident set (Linux ≥ 4.0: "5" written to
+    /// /proc/self/clear_refs), so that a phase's peak (a training step's, not the loading's)
+    /// can be read with `residentPeakBytes()`. Returns false where that is not possible.
+    @discardableResult
+    public static func resetResidentPeak() -> Bool {
+        #if os(Linux)
+        return (try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)) != nil
+        #else
+        return false
+        #endif
+    }
+
+    /// Hands the allocator's free memory back to the system (glibc's malloc_trim), so that
+    /// what a phase freed (the loading's temporaries) stops counting as resident.
+    public static func trimAllocator() {
+        #if os(Linux)
+        // Looked up: <malloc.h> is not part of Swift's Glibc module.
+        typealias Trim = @convention(c) (Int) -> Int32
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") {
+            _ = unsafeBitCast(symbol, to: Trim.self)(0)
+        }
+        #endif
+    }
+
     public var description: String {
         String(format: "peak memory: %.1f MB resident (process max RSS), %.1f MB in tensors (backend peak)",
                Double(residentBytes) / 1e6, Double(tensorBytes) / 1e6)
@@ -59,6 +108,7 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
     public init(model: any CausalLM, trainable: [Tensor], tokensPerMicroBatch tokens: Int, rowLength T: Int, checkpointing: Bool) {
         var weights = model.parameters.reduce(0) { $0 + $1.count * $1.dtype.byteSize }
         weights += model.projections().compactMap { $0.quantizedWeight?.byteCount }.reduce(0, +)
+        weights += model.quantizedEmbeddings.reduce(0) { $0 + $1.byteCount }
         weights += model.projections().compactMap(\.lora).reduce(0) { $0 + 4 * ($1.a.count + $1.b.count) }
         let trainableFloats = trainable.reduce(0) { $0 + $1.count }
         let c = model.config
