@@ -56,10 +56,15 @@ public enum QuantizeOnLoad {
 /// A frozen (rows, cols) weight as blocks, and the empty (0, cols) tensor of its name that
 /// replaces it: what quantising an nn.Linear or an embedding table does. On an OpenCL device the
 /// blocks go up now, once; the products then upload nothing.
+/// The weight is read a chunk of rows at a time (converted to f32 per chunk), so that no f32
+/// copy of a large 16-bit table exists.
 private func quantizedBlocks(of weight: Tensor, rows: Int, cols: Int, _ s: QuantizeSetting) throws -> (BlockQuantizedMatrix, Tensor) {
-    let values = try weight.converted(to: .f32).toArray()
-    let blocks = try values.withUnsafeBufferPointer {
-        try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: s.format, doubleQuant: s.doubleQuant)
+    let size = weight.dtype.byteSize
+    let blocks = try BlockQuantizedMatrix(rows: rows, cols: cols, format: s.format, doubleQuant: s.doubleQuant) { row0, n, dst in
+        let chunk = try Tensor.empty([n, cols], dtype: weight.dtype, on: weight.device)
+        try weight.backend.copy(from: weight.storage, at: row0 * cols * size, to: chunk.storage, at: 0, byteCount: n * cols * size)
+        let values = try chunk.toArray()
+        values.withUnsafeBufferPointer { if let v = $0.baseAddress { dst.update(from: v, count: n * cols) } }
     }
     try blocks.place(on: weight.device)
     let placeholder = try Tensor.zeros([0, cols], on: weight.device)

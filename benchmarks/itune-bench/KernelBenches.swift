@@ -165,7 +165,7 @@ struct StepBench: Benchmark {
                             QuantizeSetting(format: $0, doubleQuant: options.doubleQuant && $0 == .nf4, embeddings: options.quantizeEmbeddings)
                         }
                         let model = try QuantizeOnLoad.$setting.withValue(setting) {
-                            try LlamaModel(config, on: device, from: storingMatrices(as: base, randomWeights(seed: 1, on: device)))
+                            try LlamaModel(config, on: device, from: randomWeights(seed: 1, storingMatricesAs: base, on: device))
                         }
                         let trainable: [Tensor]
                         if mode == "lora" {
