@@ -101,6 +101,12 @@ final class QuantizedTrainingTests: XCTestCase {
             for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-5 + 1e-4 * abs(y), what) }
         }
         assertClose(try quantized(ids).toArray(), try reference(ids).toArray(), "logits")
+        // One token (decoding: the fused GEMV reads the head's blocks) and greedy generation.
+        let one = try Tensor(indices: [17], shape: [1, 1])
+        assertClose(try quantized(one).toArray(), try reference(one).toArray(), "logits of one token")
+        let greedy = GenerationOptions(maxNewTokens: 6)
+        XCTAssertEqual(try quantized.generate(prompt: [3, 99, 250], options: greedy).tokens,
+                       try reference.generate(prompt: [3, 99, 250], options: greedy).tokens)
         var losses: [Float] = [], grads: [[Float]] = []
         for model in [quantized, reference] {
             let lora = try model.addLoRA(LoRAConfig(rank: 4, alpha: 8), seed: 2)

@@ -107,7 +107,7 @@ extension Tensor {
                         }
                         try backend.copy(from: dh.storage, at: 0, to: dHidden.storage, at: r0 * C * 4, byteCount: rows * C * 4)
                     }
-                    if let dWeight, let weight {
+                    if let dWeight {
                         try gemm(logits, h, into: dWeight, transA: true, transB: false, M: V, N: C, K: rows, batch: 1,
                                  beta: r0 == 0 ? 0 : 1)
                     }
