@@ -325,7 +325,7 @@ func maxResidentMB() -> Double {
     var usage = rusage()
     #if os(Linux)
     getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_maxrss) / 1e3  // kilobytes
+    return Double(usage.ru_maxrss) * 1024 / 1e6  // KiB (until 2026-11-30 this divided by 1e3: 2.4% low)
     #else
     getrusage(RUSAGE_SELF, &usage)
     return Double(usage.ru_maxrss) / 1e6  // bytes
