@@ -90,7 +90,7 @@ public struct PeakMemory: Sendable, Equatable, CustomStringConvertible {
 /// decoder layer and token 4·C + 2·KV + 2·I + H floats (the two norms' inputs, q and k after
 /// RoPE, v, the attention output and its logsumexp, the MLP's gate and up; norm and SwiGLU
 /// outputs are recomputed, no T×T probabilities are kept); with checkpointing one C-vector per
-/// token per layer plus one layer's set.
+/// token per layer plus one layer's set; and the head's chunk of logits (Tensor.headChunkRows × V).
 public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
     public var weightBytes: Int
     public var optimizerBytes: Int
@@ -114,7 +114,9 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
         let c = model.config
         let perLayer = Double(tokens) * Double(4 * c.hiddenSize + 2 * c.numKVHeads * c.headDim + 2 * c.intermediateSize + c.numHeads) * 4
         let layers = Double(c.numLayers)
-        let activations = checkpointing ? layers * Double(tokens * c.hiddenSize * 4) + perLayer : layers * perLayer
+        // The head's chunk of logits (turned into its gradient in place).
+        let head = Double(Tensor.headChunkRows(rows: tokens, vocabulary: c.vocabSize, checkpointing: checkpointing)) * Double(c.vocabSize) * 4
+        let activations = (checkpointing ? layers * Double(tokens * c.hiddenSize * 4) + perLayer : layers * perLayer) + head
         self.init(weightBytes: weights, optimizerBytes: 12 * trainableFloats,
                   activationBytes: Int(min(activations, Double(Int.max / 4))))
     }

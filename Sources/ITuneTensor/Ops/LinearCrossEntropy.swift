@@ -37,6 +37,19 @@ extension Tensor {
                                       chunkRows: chunkRows)
     }
 
+    /// The rows of hidden states the head scores at a time: even chunks of at most 256 MB of
+    /// logits, small enough that the whole matrix never exists at real sizes, large enough that
+    /// each chunk's GEMMs run at full speed (the weight gradient's depth is the chunk's rows).
+    /// A run that checkpoints its blocks has chosen memory over time: 64 MB there (the head's
+    /// weight is packed once per chunk). The chunk's logits are the head's whole activation
+    /// memory: they become their own gradient in place.
+    public static func headChunkRows(rows N: Int, vocabulary V: Int, checkpointing: Bool) -> Int {
+        let budget = (checkpointing ? 16 : 64) << 20  // floats
+        let total = N.multipliedReportingOverflow(by: V)
+        let chunks = total.overflow ? N : Swift.max(1, (total.partialValue + budget - 1) / budget)
+        return Swift.max(1, Swift.min(N, (N + chunks - 1) / chunks))
+    }
+
     /// The head's weight: a tensor (which may train), or frozen quantised blocks.
     private enum HeadWeight {
         case tensor(Tensor)
@@ -53,13 +66,8 @@ extension Tensor {
         let hidden = self
         let ids = try targets.toIndices()
         let valid = ids.reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) }
-        // Even chunks of at most 256 MB of logits: small enough that the whole matrix never
-        // exists at real sizes, large enough that each chunk's GEMMs run at full speed (the
-        // weight gradient's depth is the chunk's rows). A run that checkpoints its blocks has
-        // chosen memory over time: 64 MB there (the head's weight is packed once per chunk).
-        let budget = (TrainingContext.checkpointsBlocks ? 16 : 64) << 20  // floats
-        let chunks = Swift.max(1, (N * V + budget - 1) / budget)
-        let rowsPerChunk = Swift.max(1, Swift.min(N, chunkRows ?? (N + chunks - 1) / chunks))
+        let rowsPerChunk = Swift.max(1, Swift.min(N, chunkRows ?? Self.headChunkRows(rows: N, vocabulary: V,
+                                                                                       checkpointing: TrainingContext.checkpointsBlocks)))
         let weight = head.tensor  // nil: quantised (frozen)
         let wantGrad = GradientTape.isRecording && (hidden.requiresGrad || weight?.requiresGrad == true)
         let backend = hidden.backend
