@@ -57,13 +57,18 @@ AVX2 void itune_gemv_quant_avx2(int format, const float *x, long ldx, long m, co
                 }
             }
             float s = itune_block_scale(absmax, scale_codes, second, offset, flat / 64);
-            if (format != 1) s /= 127.0f;
+            if (format != 1) s /= 127.0f;  // as the host dequantises: code · (absmax / 127)
             const __m256 scale = _mm256_set1_ps(s);
             for (long r = 0; r < m; r++) {
+                // Four independent partial sums: one chain of eight FMAs would wait on their latency.
                 const float *xr = x + r * ldx + b * 64;
-                __m256 p = _mm256_mul_ps(w[0], _mm256_loadu_ps(xr));
-                for (int q = 1; q < 8; q++) p = _mm256_fmadd_ps(w[q], _mm256_loadu_ps(xr + 8 * q), p);
-                acc[r] = _mm256_fmadd_ps(p, scale, acc[r]);
+                __m256 p0 = _mm256_mul_ps(w[0], _mm256_loadu_ps(xr)), p1 = _mm256_mul_ps(w[1], _mm256_loadu_ps(xr + 8));
+                __m256 p2 = _mm256_mul_ps(w[2], _mm256_loadu_ps(xr + 16)), p3 = _mm256_mul_ps(w[3], _mm256_loadu_ps(xr + 24));
+                p0 = _mm256_fmadd_ps(w[4], _mm256_loadu_ps(xr + 32), p0);
+                p1 = _mm256_fmadd_ps(w[5], _mm256_loadu_ps(xr + 40), p1);
+                p2 = _mm256_fmadd_ps(w[6], _mm256_loadu_ps(xr + 48), p2);
+                p3 = _mm256_fmadd_ps(w[7], _mm256_loadu_ps(xr + 56), p3);
+                acc[r] = _mm256_fmadd_ps(_mm256_add_ps(_mm256_add_ps(p0, p1), _mm256_add_ps(p2, p3)), scale, acc[r]);
             }
         }
         for (long r = 0; r < m; r++) y[r * ldy + n] = itune_hsum8(acc[r]);
