@@ -269,8 +269,7 @@ public struct FineTuneJob {
         trainer.context.gradientCheckpointing = c.gradCheckpoint
         if c.gradCheckpoint { log("gradient checkpointing: each block's input kept, the block recomputed in the backward") }
         let longest = rows.map(\.ids.count).max() ?? c.maxLength
-        log(MemoryEstimate(model: model, trainable: trainable.map(\.1), tokensPerMicroBatch: trainerOptions.batchSize * longest,
-                           rowLength: longest, checkpointing: c.gradCheckpoint).description)
+        log(MemoryEstimate(model: model, trainable: trainable.map(\.1), tokensPerMicroBatch: trainerOptions.batchSize * longest, checkpointing: c.gradCheckpoint).description)
         let ranks = communicator.size > 1 ? " × \(communicator.size) ranks = global batch \(trainer.globalBatchSize * trainerOptions.gradientAccumulation)" : ""
         log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation\(ranks), lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
         if root {

@@ -105,7 +105,7 @@ public struct MemoryEstimate: Sendable, Equatable, CustomStringConvertible {
 
     /// `trainable`: the tensors that train (each gets a gradient and two AdamW moments, f32);
     /// `tokensPerMicroBatch`: batch size × the longest row.
-    public init(model: any CausalLM, trainable: [Tensor], tokensPerMicroBatch tokens: Int, rowLength T: Int, checkpointing: Bool) {
+    public init(model: any CausalLM, trainable: [Tensor], tokensPerMicroBatch tokens: Int, checkpointing: Bool) {
         var weights = model.parameters.reduce(0) { $0 + $1.count * $1.dtype.byteSize }
         weights += model.projections().compactMap { $0.quantizedWeight?.byteCount }.reduce(0, +)
         weights += model.quantizedEmbeddings.reduce(0) { $0 + $1.byteCount }

@@ -132,15 +132,14 @@ final class QuantizedTrainingTests: XCTestCase {
         let blocks = L * (projection / 2 + 4 * projection / 64)
         let others = 4 * (2 * V * C + L * 2 * C + C)  // embeddings, lm_head, norms
         let lora = 4 * L * 4 * ((C + C) + (C + kv) + (C + kv) + (C + C) + 2 * (C + I) + (I + C))
-        let e = MemoryEstimate(model: model, trainable: model.loraParameters.map(\.1), tokensPerMicroBatch: 64, rowLength: 32,
+        let e = MemoryEstimate(model: model, trainable: model.loraParameters.map(\.1), tokensPerMicroBatch: 64,
                                checkpointing: false)
         XCTAssertEqual(e.weightBytes, blocks + others + lora)
         XCTAssertEqual(e.optimizerBytes, 3 * lora)
         // What the backward keeps per layer and token (SavedActivationTests measures it).
         // And the head's logits: 64 rows of V at once at this size.
         XCTAssertEqual(e.activationBytes, 64 * L * (4 * C + 2 * kv + 2 * I + 4) * 4 + 64 * V * 4)
-        let checkpointed = MemoryEstimate(model: model, trainable: model.loraParameters.map(\.1), tokensPerMicroBatch: 64,
-                                          rowLength: 32, checkpointing: true)
+        let checkpointed = MemoryEstimate(model: model, trainable: model.loraParameters.map(\.1), tokensPerMicroBatch: 64, checkpointing: true)
         XCTAssertLessThan(checkpointed.activationBytes, e.activationBytes)
     }
 }
