@@ -98,7 +98,7 @@ public final class GradientTape {
         // A result of ops must have been recorded here; a second backward through the same
         // forward (whose entries the first one consumed) would otherwise give no gradients.
         guard root.node.isLeaf || entries.contains(where: { $0.output === root.node }) else {
-            throw TensorError.noGradient("backward: this tensor's graph is not on the tape: a backward already ran through it (run the forward again, as PyTorch requires without retain_graph), or it was recorded in another training context")
+            throw TensorError.noGradient("backward: this tensor's graph is not on the tape: a backward already ran through it (run the forward again, as PyTorch requires without retain_graph), or the training context it was recorded in has ended")
         }
         defer { entries.removeAll(keepingCapacity: true); outputLog.removeAll() }
         // Entry index → the watched leaves it is the earliest reader of (one forward scan).
