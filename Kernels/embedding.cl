@@ -19,6 +19,18 @@ __kernel void embedding_forward_w16(__global float* out, __global const ushort* 
   out[(size_t)i * C + c] = load_w16(weight, w, format);
 }
 
+#if GEMM_BQ
+// The same from a blockwise-quantised table (--quantize-embeddings; storage.cl's load_bq, the
+// program built with GEMM_BQ and GEMM_BQ_DQ as the quantised GEMMs are). Global (C, n).
+__kernel void embedding_forward_quant(__global float* out, __global const uchar* codes, __global const int* ids,
+                                      int n, int C, __global const float* scales,
+                                      __global const char* scale_codes, float scale_offset) {
+  int c = get_global_id(0), i = get_global_id(1);
+  if (c >= C || i >= n) return;
+  out[(size_t)i * C + c] = load_bq(codes, (size_t)ids[i] * C + c, scales, scale_codes, scale_offset);
+}
+#endif
+
 // The weight gradient without float atomics: the host groups the positions of each distinct
 // id (CSR: unique_ids (U), offsets (U+1), positions (n), positions ascending within an id),
 // and one work-item per (distinct id, channel) sums its gradient rows in that order, so the

@@ -67,21 +67,25 @@ def main():
         n = PARAMETERS.get(config, 0)
         for base in a.bases.split(","):
             for ckpt in a.checkpointing.split(","):
-                need = n * BYTES[base] / 1e9
+                need = n * BYTES[base.split("+")[0]] / 1e9
                 # Random weights are made in f32 one matrix at a time, so the base's own size decides.
                 if need > limit:
                     rows.append(dict(config=config, base=base, ckpt=ckpt, skipped=f"base alone {need:.0f} GB > {limit:.0f} GB"))
                     continue
-                cmd = [a.bench, "step", "--device", "cpu", "--configs", config, "--modes", "lora", "--base-dtype", base,
-                       "--json", "--seconds", str(a.seconds), "--warmup", str(a.warmup)] + (["--grad-checkpoint-only"] if ckpt == "on" else [])
+                # nf4+dq: --double-quant; +emb: --quantize-embeddings (the tied table and head as blocks too).
+                name, *extras = base.split("+")
+                flags = (["--double-quant"] if "dq" in extras else []) + (["--quantize-embeddings"] if "emb" in extras else [])
+                cmd = [a.bench, "step", "--device", "cpu", "--configs", config, "--modes", "lora", "--base-dtype", name,
+                       "--json", "--seconds", str(a.seconds), "--warmup", str(a.warmup)] + flags + (["--grad-checkpoint-only"] if ckpt == "on" else [])
                 print("+", " ".join(cmd), flush=True)
                 r, err = run(cmd, a.timeout)
                 if r is None:
                     rows.append(dict(config=config, base=base, ckpt=ckpt, skipped=err))
                     continue
                 log.write(json.dumps(r) + "\n"); log.flush()
+                # The steps' own resident peak where the system can say (Linux), else the process's.
                 rows.append(dict(config=config, base=base, ckpt=ckpt, tokens_s=r["rate"], tensor_mb=r["peak_tensor_mb"],
-                                 rss_mb=r["max_rss_mb"]))
+                                 rss_mb=r.get("max_rss_steps_mb", r["max_rss_mb"]), load_mb=r.get("max_rss_loading_mb")))
                 print(json.dumps(rows[-1]), flush=True)
         if not a.no_peer and config in STEP_CONFIGS:
             if n * 4 / 1e9 > limit:
@@ -102,15 +106,18 @@ def main():
             rows.append(dict(config=config, base="f32", ckpt="off", peer=True,
                              skipped=f"fp32 weights {n * 4 / 1e9:.0f} GB" + (f" > {limit:.0f} GB" if n * 4 / 1e9 > limit else "")))
     md = [f"LoRA r 16 on every projection, batch 1 × 512, random weights; {cpu_name()}, {os.cpu_count()} cores. "
-          "Tensor peak: the step's largest live tensor memory (the runtime's count); RSS: the process's peak resident memory.", "",
-          "| shape | base | checkpointing | tokens/s | tensor peak MB | peak RSS MB |", "| --- | --- | --- | --- | --- | --- |"]
+          "Tensor peak: the step's largest live tensor memory (the runtime's count); RSS: the process's peak resident memory "
+          "over the steps (MB of 10^6 bytes), and while the model was built (random bf16 weights, quantised as they are made).", "",
+          "| shape | base | checkpointing | tokens/s | tensor peak MB | peak RSS MB | loading peak RSS MB |",
+          "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         who = "PyTorch+PEFT fp32" if r.get("peer") else f"itune-gpu {r['base']}"
         if "skipped" in r:
-            md.append(f"| {r['config']} | {who} | {r['ckpt']} | — ({r['skipped']}) | — | — |")
+            md.append(f"| {r['config']} | {who} | {r['ckpt']} | — ({r['skipped']}) | — | — | — |")
         else:
             t = r.get("tensor_mb")
-            md.append(f"| {r['config']} | {who} | {r['ckpt']} | {r['tokens_s']:.1f} | {'—' if t is None else f'{t:.0f}'} | {r['rss_mb']:.0f} |")
+            load = r.get("load_mb")
+            md.append(f"| {r['config']} | {who} | {r['ckpt']} | {r['tokens_s']:.1f} | {'—' if t is None else f'{t:.0f}'} | {r['rss_mb']:.0f} | {'—' if load is None else f'{load:.0f}'} |")
     text = "\n".join(md) + "\n"
     open(os.path.join(a.out, "memory.md"), "w").write(text)
     print(text)

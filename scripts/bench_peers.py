@@ -114,7 +114,7 @@ def step_child_t5(config, mode, device, batch, inputs, targets, seconds, min_rep
     times = timed(step, seconds, min_reps, warmup=1, sync=sync)
     med = statistics.median(times)
     peak = torch.cuda.max_memory_allocated() / 1e6 if device == "cuda" else None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
     print(json.dumps({"bench": "step", "name": mode, "label": config, "device": device, "rate": batch * (inputs + targets) / med,
                       "unit": "tokens/s", "median_ms": med * 1e3, "reps": len(times), "max_rss_mb": rss,
                       "peak_tensor_mb": peak, "trainable": sum(p.numel() for p in params),
@@ -158,7 +158,7 @@ def step_child(config, mode, device, batch, seq, seconds, min_reps):
     times = timed(step, seconds, min_reps, warmup=1, sync=sync)
     med = statistics.median(times)
     peak = torch.cuda.max_memory_allocated() / 1e6 if device == "cuda" else None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
     print(json.dumps({"bench": "step", "name": mode, "label": config, "device": device, "rate": batch * seq / med,
                       "unit": "tokens/s", "median_ms": med * 1e3, "reps": len(times), "max_rss_mb": rss,
                       "peak_tensor_mb": peak, "trainable": sum(p.numel() for p in params),

@@ -16,13 +16,22 @@ public protocol CausalLM: LoRAHost {
     var outputEmbedding: Tensor { get }
     /// Every projection (Linear or Conv1D) in module order: what LoRA can adapt.
     func projections() -> [any LoRATarget]
+    /// The head's weight as blocks (`--quantize-embeddings`), read instead of `outputEmbedding`.
+    var quantizedOutputEmbedding: BlockQuantizedMatrix? { get }
+    /// Every quantised embedding table or head, each once (for memory counts).
+    var quantizedEmbeddings: [BlockQuantizedMatrix] { get }
 }
 
 extension CausalLM {
+    /// Families whose embeddings cannot be quantised have none.
+    public var quantizedOutputEmbedding: BlockQuantizedMatrix? { nil }
+    public var quantizedEmbeddings: [BlockQuantizedMatrix] { [] }
+
     /// The hidden states times `outputEmbedding`ᵀ: logits (B,T,V).
     public func logits(_ ids: Tensor, positions: Tensor?, cache: KVCache?, segments: AttentionSegments?) throws -> Tensor {
         let (B, T) = (ids.shape[0], ids.shape[1])
         let h = try hiddenStates(ids, positions: positions, cache: cache, segments: segments)
+        if let q = quantizedOutputEmbedding { return try h.linear(quantized: q).reshaped([B, T, config.vocabSize]) }
         return try h.linear(outputEmbedding).reshaped([B, T, config.vocabSize])
     }
 
@@ -60,6 +69,10 @@ extension CausalLM {
     /// ends in.
     public func headCrossEntropy(_ hidden: Tensor, targets: Tensor) throws -> Tensor {
         let rows = try hidden.reshaped([-1, config.hiddenSize])
+        if let q = quantizedOutputEmbedding {
+            // --quantize-embeddings (LoRA only, so f32 matmul precision): the head read from its blocks.
+            return try rows.linearCrossEntropy(quantized: q, targets: targets.reshaped([-1]))
+        }
         if MatmulPrecision.current == .bf16 {
             // --precision bf16: the head's operands in bf16 (the logits and the loss stay f32).
             return try rows.roundedToBFloat16().linearCrossEntropy(weight: outputEmbedding.converted(to: .bf16),

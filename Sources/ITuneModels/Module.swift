@@ -41,6 +41,32 @@ public func randomWeights(seed: UInt64, std: Float = 0.02, on device: Device) ->
     }
 }
 
+/// As `randomWeights`, with every matrix stored as `dtype` (bf16, f16; f32 is `randomWeights`)
+/// and made a chunk of rows at a time (each chunk drawn from its own seed, so the values differ
+/// from `randomWeights`'): no f32 copy of a large matrix ever exists, as when a 16-bit
+/// checkpoint is loaded. What the benchmarks build their large random models with.
+public func randomWeights(seed: UInt64, std: Float = 0.02, storingMatricesAs dtype: DType, on device: Device) -> WeightSource {
+    let plain = randomWeights(seed: seed, std: std, on: device)
+    guard dtype.isHalfFloat else { return plain }
+    return { name, shape, role in
+        guard role == .weight, shape.count == 2 else { return try plain(name, shape, role) }
+        let (rows, cols) = (shape[0], shape[1])
+        let out = try Tensor.empty(shape, dtype: dtype, on: device)
+        let chunkRows = max(1, (1 << 20) / max(cols, 1))
+        var row0 = 0
+        while row0 < rows {
+            let n = min(chunkRows, rows - row0)
+            let chunk = try noGrad {
+                try Tensor.randn([n, cols], std: std, seed: seed ^ fnv1a64(name) ^ UInt64(row0), on: device).converted(to: dtype)
+            }
+            try out.backend.copy(from: chunk.storage, at: 0, to: out.storage, at: row0 * cols * dtype.byteSize,
+                                 byteCount: n * cols * dtype.byteSize)
+            row0 += n
+        }
+        return out
+    }
+}
+
 /// y = x · Wᵀ + b. weight is (out, in) as `nn.Linear` stores it, bias (out).
 public final class Linear: Module {
     public let name: String
@@ -63,8 +89,11 @@ public final class Linear: Module {
         self.name = name
         weight = try source(name + ".weight", [outFeatures, inFeatures], .weight)
         self.bias = bias ? try source(name + ".bias", [outFeatures], .bias) : nil
-        // --quantize: the decoder layers' projections become blocks as they are read.
-        if let setting = QuantizeOnLoad.setting, name.contains(".layers.") { try quantize(setting) }
+        // --quantize: the decoder layers' projections become blocks as they are read (and with
+        // --quantize-embeddings an untied lm_head).
+        if let setting = QuantizeOnLoad.setting, name.contains(".layers.") || (setting.embeddings && name == "lm_head") {
+            try quantize(setting)
+        }
     }
 
     /// x is (…, in); returns (…, out).
@@ -153,13 +182,21 @@ public final class LayerNorm: Module {
 public final class Embedding: Module {
     public let name: String
     public var weight: Tensor
+    /// The frozen table blockwise quantised (`--quantize-embeddings`); when set, lookups read
+    /// it instead of `weight`.
+    public var quantizedWeight: BlockQuantizedMatrix?
 
     public init(_ name: String, count: Int, dim: Int, from source: WeightSource) throws {
         self.name = name
         weight = try source(name + ".weight", [count, dim], .weight)
+        // --quantize-embeddings: the rotary decoders' token table becomes blocks as it is read.
+        if let setting = QuantizeOnLoad.setting, setting.embeddings, name == "model.embed_tokens" { try quantize(setting) }
     }
 
     /// ids is i32 (…); returns (…, C).
-    public func callAsFunction(_ ids: Tensor) throws -> Tensor { try weight.embedding(ids) }
+    public func callAsFunction(_ ids: Tensor) throws -> Tensor {
+        if let quantizedWeight { return try quantizedWeight.embedding(ids) }
+        return try weight.embedding(ids)
+    }
     public func namedParameters() -> [(String, Tensor)] { [(name + ".weight", weight)] }
 }

@@ -35,9 +35,14 @@ extension CausalLM {
 public struct QuantizeSetting: Sendable, Equatable {
     public var format: QuantFormat
     public var doubleQuant: Bool
-    public init(format: QuantFormat, doubleQuant: Bool = false) {
+    /// The token embeddings and the head too (`--quantize-embeddings`, as mlx-lm's quantised
+    /// models store them; QLoRA keeps them in 16 bits): the rotary decoders' tied table or
+    /// embed_tokens and lm_head.
+    public var embeddings: Bool
+    public init(format: QuantFormat, doubleQuant: Bool = false, embeddings: Bool = false) {
         self.format = format
         self.doubleQuant = doubleQuant
+        self.embeddings = embeddings
     }
 }
 
@@ -48,19 +53,40 @@ public enum QuantizeOnLoad {
     @TaskLocal public static var setting: QuantizeSetting?
 }
 
+/// A frozen (rows, cols) weight as blocks, and the empty (0, cols) tensor of its name that
+/// replaces it: what quantising an nn.Linear or an embedding table does. On an OpenCL device the
+/// blocks go up now, once; the products then upload nothing.
+/// The weight is read a chunk of rows at a time (converted to f32 per chunk), so that no f32
+/// copy of a large 16-bit table exists.
+private func quantizedBlocks(of weight: Tensor, rows: Int, cols: Int, _ s: QuantizeSetting) throws -> (BlockQuantizedMatrix, Tensor) {
+    let size = weight.dtype.byteSize
+    let blocks = try BlockQuantizedMatrix(rows: rows, cols: cols, format: s.format, doubleQuant: s.doubleQuant) { row0, n, dst in
+        let chunk = try Tensor.empty([n, cols], dtype: weight.dtype, on: weight.device)
+        try weight.backend.copy(from: weight.storage, at: row0 * cols * size, to: chunk.storage, at: 0, byteCount: n * cols * size)
+        let values = try chunk.toArray()
+        values.withUnsafeBufferPointer { if let v = $0.baseAddress { dst.update(from: v, count: n * cols) } }
+    }
+    try blocks.place(on: weight.device)
+    let placeholder = try Tensor.zeros([0, cols], on: weight.device)
+    placeholder.name = weight.name
+    return (blocks, placeholder)
+}
+
 extension Linear {
     /// Replaces the weight by its blocks; the weight becomes an empty (0, in) tensor of the same name.
     func quantize(_ s: QuantizeSetting) throws {
-        let (rows, cols) = (outFeatures, inFeatures)
-        let values = try weight.converted(to: .f32).toArray()
-        quantizedWeight = try values.withUnsafeBufferPointer {
-            try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: s.format, doubleQuant: s.doubleQuant)
+        (quantizedWeight, weight) = try quantizedBlocks(of: weight, rows: outFeatures, cols: inFeatures, s)
+    }
+}
+
+extension Embedding {
+    /// Replaces the (V, C) table by its blocks; the weight becomes an empty (0, C) tensor of the
+    /// same name. Refused for a table that trains.
+    func quantize(_ s: QuantizeSetting) throws {
+        guard weight.rank == 2, !weight.requiresGrad else {
+            throw ModelFileError.malformed(file: name, "--quantize-embeddings quantises a frozen (V, C) table; this one is \(weight.shape)\(weight.requiresGrad ? " and trains" : "")")
         }
-        // On an OpenCL device the blocks go up now, once; the products then upload nothing.
-        try quantizedWeight?.place(on: weight.device)
-        let placeholder = try Tensor.zeros([0, cols], on: weight.device)
-        placeholder.name = weight.name
-        weight = placeholder
+        (quantizedWeight, weight) = try quantizedBlocks(of: weight, rows: weight.shape[0], cols: weight.shape[1], s)
     }
 }
 

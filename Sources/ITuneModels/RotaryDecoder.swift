@@ -119,6 +119,12 @@ public final class RotaryDecoderModel<Attention: RotaryAttention, MLP: FeedForwa
 
     public var outputEmbedding: Tensor { lmHead?.weight ?? embed.weight }
 
+    public var quantizedOutputEmbedding: BlockQuantizedMatrix? { lmHead.map(\.quantizedWeight) ?? embed.quantizedWeight }
+
+    public var quantizedEmbeddings: [BlockQuantizedMatrix] {
+        [embed.quantizedWeight, lmHead?.quantizedWeight].compactMap { $0 }
+    }
+
     public func projections() -> [any LoRATarget] {
         layers.flatMap { $0.attention.projections + $0.mlp.projections }
     }

@@ -56,6 +56,8 @@ public struct FineTuneConfig: Sendable, Equatable {
     public var quantize: QuantFormat? = nil
     /// With `quantize` nf4: the absmax constants quantised too (QLoRA's double quantisation).
     public var doubleQuant = false
+    /// With `quantize`: the token embeddings and the head quantised too (rotary decoders).
+    public var quantizeEmbeddings = false
     /// Data parallel: gradients are summed over the ranks in buckets of this many MB.
     public var bucketMB = 25.0
     /// The ranks of the run (set from the launcher, recorded in itune_config.json): the global
@@ -147,7 +149,9 @@ public struct FineTuneJob {
         // Under LoRA the base is frozen and may stay in 16 bits; trained weights are f32.
         let matrices: DType = c.mode == .lora ? try c.baseDType?.dtype ?? Checkpoint(directory: modelDir).matrixDType() : .f32
         // --quantize (LoRA): each projection quantised as it is read (one full matrix at a time).
-        let onLoad = c.mode == .lora ? c.quantize.map { QuantizeSetting(format: $0, doubleQuant: c.doubleQuant) } : nil
+        let onLoad = c.mode == .lora ? c.quantize.map {
+            QuantizeSetting(format: $0, doubleQuant: c.doubleQuant, embeddings: c.quantizeEmbeddings)
+        } : nil
         let bundle = try QuantizeOnLoad.$setting.withValue(onLoad) { try ModelBundle(directory: modelDir, on: device, matrices: matrices) }
         let model = bundle.model, tokenizer = bundle.tokenizer
         log(String(format: "model: %@ (%@, %.1fM parameters, matrices stored as %@) loaded in %.2f s on %@", modelDir.path,
@@ -203,6 +207,13 @@ public struct FineTuneJob {
                 let n = try model.quantizeBase(format, doubleQuant: c.doubleQuant)
                 let quantizedBytes = model.projections().compactMap { $0.quantizedWeight?.byteCount }.reduce(0, +)
                 log("quantize: \(n) frozen projections stored as \(format.rawValue) blocks of \(BlockQuantizedMatrix.blockSize)\(c.doubleQuant ? " with double-quantised constants" : ""): \(String(format: "%.1f", Double(quantizedBytes) / 1e6)) MB")
+                if c.quantizeEmbeddings {
+                    guard model.quantizedOutputEmbedding != nil else {
+                        throw OptionError(option: "quantize-embeddings", message: "is implemented for the rotary decoders (Llama, Qwen2, Mistral, Phi-3); \(model.config.architecture.rawValue) keeps its embeddings as stored")
+                    }
+                    let bytes = model.quantizedEmbeddings.reduce(0) { $0 + $1.byteCount }
+                    log("quantize: the token embeddings\(model.quantizedEmbeddings.count > 1 ? " and lm_head" : " (tied to the head)") stored as \(format.rawValue) blocks: \(String(format: "%.1f", Double(bytes) / 1e6)) MB")
+                }
             }
             let count = trainable.reduce(0) { $0 + $1.1.count }
             log(String(format: "LoRA: r %d, alpha %g%@, dropout %g on %@: %d trainable parameters (%.2f%% of %.1fM)",
@@ -258,8 +269,7 @@ public struct FineTuneJob {
         trainer.context.gradientCheckpointing = c.gradCheckpoint
         if c.gradCheckpoint { log("gradient checkpointing: each block's input kept, the block recomputed in the backward") }
         let longest = rows.map(\.ids.count).max() ?? c.maxLength
-        log(MemoryEstimate(model: model, trainable: trainable.map(\.1), tokensPerMicroBatch: trainerOptions.batchSize * longest,
-                           rowLength: longest, checkpointing: c.gradCheckpoint).description)
+        log(MemoryEstimate(model: model, trainable: trainable.map(\.1), tokensPerMicroBatch: trainerOptions.batchSize * longest, checkpointing: c.gradCheckpoint).description)
         let ranks = communicator.size > 1 ? " × \(communicator.size) ranks = global batch \(trainer.globalBatchSize * trainerOptions.gradientAccumulation)" : ""
         log("training: \(trainer.totalSteps) steps (\(trainer.stepsPerEpoch) per epoch), batch \(trainerOptions.batchSize) × \(trainerOptions.gradientAccumulation) accumulation\(ranks), lr \(trainerOptions.optimizer.learningRate) \(trainerOptions.decay.rawValue) with \(trainer.schedule.warmupSteps) warm-up steps")
         if root {

@@ -82,6 +82,7 @@ extension FineTuneConfig {
             choice("precision", \.precision, "Matmul precision of full fine-tuning: bf16 rounds the linear layers' inputs, weights and outputs to bf16 (f32 accumulation, f32 master weights and AdamW state, as PyTorch autocast)" + dflt(d.precision.rawValue)),
             choice("quantize", \.quantize, "LoRA: store the frozen base's projections blockwise quantised (nf4: QLoRA's NormalFloat4, or int8; blocks of 64 with an absmax each), dequantised inside the matmul."),
             field("double-quant", \.doubleQuant, "With --quantize nf4: quantise the blocks' absmax constants too (8-bit blocks of 256, QLoRA's double quantisation)."),
+            field("quantize-embeddings", \.quantizeEmbeddings, "With --quantize: store the token embeddings and the head (tied or lm_head) in the same blocks, as mlx-lm's quantised models do (QLoRA keeps them in 16 bits); for the rotary decoders (Llama, Qwen2, Mistral, Phi-3)."),
             field("grad-checkpoint", \.gradCheckpoint, "Keep only each decoder block's input in the forward and recompute the block in the backward: the same loss and gradients with less activation memory, for about one more forward.", keepsCurve: true),
             field("init-adapter", \.initAdapter, "Start LoRA from this PEFT adapter directory."),
             field("epochs", \.trainer.epochs, "Passes over the training data" + dflt(d.trainer.epochs)),

@@ -22,7 +22,7 @@ extension FineTuneJob {
         if c.packing {
             throw TrainError.invalid("--packing is not implemented for encoder-decoder (T5-family) models: a packed row would need attention kept inside each example in the encoder, the decoder and the cross-attention; train without --packing (each side is padded on its own)")
         }
-        for (given, option) in [(c.quantize != nil, "--quantize"), (c.gradCheckpoint, "--grad-checkpoint"),
+        for (given, option) in [(c.quantize != nil, "--quantize"), (c.quantizeEmbeddings, "--quantize-embeddings"), (c.gradCheckpoint, "--grad-checkpoint"),
                                 (c.precision != .f32, "--precision bf16"), (c.baseDType.map { $0 != .f32 } ?? false, "--base-dtype"),
                                 (communicator.size > 1, "data-parallel ranks")] where given {
             throw TrainError.invalid("\(option) is not implemented for encoder-decoder (T5-family) models")

@@ -102,6 +102,9 @@ extension FineTuneConfig {
         if mode == .full, let q = quantize {
             throw OptionError(option: "quantize", message: "\(q.rawValue) quantises a frozen base under LoRA; full fine-tuning trains every weight in f32")
         }
+        if quantizeEmbeddings, quantize == nil {
+            throw OptionError(option: "quantize-embeddings", message: "quantises the embeddings in the base's format: give it with --quantize nf4 or int8")
+        }
         if doubleQuant, quantize != .nf4 {
             throw OptionError(option: "double-quant", message: "quantises nf4's absmax constants: give it with --quantize nf4")
         }

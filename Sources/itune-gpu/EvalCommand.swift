@@ -78,7 +78,7 @@ struct EvalCommand: ParsableCommand {
                                                              TokenizeOptions(template: tpl, maxLength: length, trainOnInputs: trainOnInputs))
         let r = try evaluate(bundle.model, sequences: examples.map { ($0.ids, $0.labels) }, batchSize: batchSize)
         if json {
-            var obj: [String: Any] = ["model": model, "data": data, "mean_loss": r.meanLoss, "perplexity": r.perplexity,
+            var obj: [String: Any] = ["model": model, "data": data, "mean_loss": jsonNumber(r.meanLoss), "perplexity": jsonNumber(r.perplexity),
                                       "tokens": r.tokens, "sequences": r.sequences, "truncated": stats.truncated,
                                       "seconds": r.seconds, "device": "\(device)", "template": tpl.name]
             if let adapter { obj["adapter"] = adapter }
@@ -103,7 +103,7 @@ struct EvalCommand: ParsableCommand {
                                                 maxTargetLength: length)
         let r = try evaluate(bundle.model, examples: examples, batchSize: batchSize)
         if json {
-            var obj: [String: Any] = ["model": model, "data": data, "mean_loss": r.meanLoss, "perplexity": r.perplexity,
+            var obj: [String: Any] = ["model": model, "data": data, "mean_loss": jsonNumber(r.meanLoss), "perplexity": jsonNumber(r.perplexity),
                                       "tokens": r.tokens, "sequences": r.sequences, "seconds": r.seconds, "device": "\(device)",
                                       "template": "encoder-decoder"]
             if let adapter { obj["adapter"] = adapter }
@@ -114,3 +114,7 @@ struct EvalCommand: ParsableCommand {
         }
     }
 }
+
+/// A number for JSON: JSON has no NaN or infinity (a diverged model's loss, an overflowing
+/// perplexity), so those are written as null and the text output shows them as they are.
+func jsonNumber(_ x: Double) -> Any { x.isFinite ? x : NSNull() }

@@ -40,6 +40,12 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Storage of the projection and embedding matrices: f32, bf16 or f16 (default: the checkpoint's dtype, so that a bf16 checkpoint is read as bf16).")
     var baseDtype: BaseDType?
 
+    @Option(help: "Store the projections blockwise quantised while loading: nf4 or int8 (blocks of 64 with an absmax each, as train --quantize); decoding streams the codes, a quarter (nf4) or half (int8) of bf16's bytes per token.")
+    var quantize: String?
+
+    @Flag(help: "With --quantize: the token embeddings and the head too (the rotary decoders), as llama.cpp and mlx-lm quantise them.")
+    var quantizeEmbeddings = false
+
     @Option(help: "With --template: the start of the answer, which the model continues (the conversation rendered with its final message left open, as transformers' continue_final_message).")
     var responsePrefix: String?
 
@@ -52,6 +58,8 @@ struct GenerateCommand: ParsableCommand {
     func validate() throws {
         try options.validate()
         if responsePrefix != nil, template == nil { throw ValidationError("--response-prefix needs --template: the prefix opens the template's answer") }
+        if let quantize, QuantFormat(rawValue: quantize) == nil { throw ValidationError("--quantize must be nf4 or int8, not '\(quantize)'") }
+        if quantizeEmbeddings, quantize == nil { throw ValidationError("--quantize-embeddings quantises in the base's format: give it with --quantize nf4 or int8") }
     }
 
     func run() throws {
@@ -59,7 +67,11 @@ struct GenerateCommand: ParsableCommand {
         if Seq2SeqBundle.holdsModel(URL(fileURLWithPath: model)) { return try runSeq2Seq(device) }
         let dir = URL(fileURLWithPath: model)
         let matrices = try baseDtype?.dtype ?? ModelBundle.inferenceMatrices(dir)
-        let bundle = try ModelBundle(directory: dir, on: device, matrices: matrices)
+        let setting = quantize.flatMap(QuantFormat.init(rawValue:)).map { QuantizeSetting(format: $0, embeddings: quantizeEmbeddings) }
+        let bundle = try QuantizeOnLoad.$setting.withValue(setting) { try ModelBundle(directory: dir, on: device, matrices: matrices) }
+        if quantizeEmbeddings, bundle.model.quantizedOutputEmbedding == nil {
+            throw ValidationError("--quantize-embeddings is implemented for the rotary decoders (Llama, Qwen2, Mistral, Phi-3), not \(bundle.model.config.architecture.rawValue)")
+        }
         if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
         var stops = stop
         var prompt = self.prompt

@@ -40,6 +40,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: optionHelp("grad-checkpoint")) var gradCheckpoint: Bool?
     @Option(help: optionHelp("quantize")) var quantize: String?
     @Flag(inversion: .prefixedNo, help: optionHelp("double-quant")) var doubleQuant: Bool?
+    @Flag(inversion: .prefixedNo, help: optionHelp("quantize-embeddings")) var quantizeEmbeddings: Bool?
 
     @Option(help: optionHelp("epochs")) var epochs: Int?
     @Option(help: optionHelp("max-steps")) var maxSteps: Int?
@@ -93,7 +94,7 @@ struct TrainCommand: ParsableCommand {
             "template": template, "output": output, "full": full, "lora-rank": loraRank, "lora-alpha": loraAlpha,
             "lora-dropout": loraDropout, "lora-targets": loraTargets, "rslora": rslora, "init-adapter": initAdapter,
             "base-dtype": baseDtype, "precision": precision, "grad-checkpoint": gradCheckpoint,
-            "quantize": quantize, "double-quant": doubleQuant,
+            "quantize": quantize, "double-quant": doubleQuant, "quantize-embeddings": quantizeEmbeddings,
             "epochs": epochs, "max-steps": maxSteps, "batch-size": batchSize, "grad-accum": gradAccum, "lr": lr,
             "weight-decay": weightDecay, "beta1": beta1, "beta2": beta2, "adam-eps": adamEps, "warmup-ratio": warmupRatio,
             "warmup-steps": warmupSteps, "schedule": schedule, "max-grad-norm": maxGradNorm, "seed": seed,

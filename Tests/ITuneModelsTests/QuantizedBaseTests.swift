@@ -12,6 +12,23 @@ final class QuantizedBaseTests: XCTestCase {
         return try w.withUnsafeBufferPointer { try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: format) }
     }
 
+    /// The benchmarks' large random models: matrices made in bf16 a chunk of rows at a time
+    /// (1.2M values: two chunks), N(0, 0.02) throughout, each chunk drawn anew, the same on
+    /// every call; vectors as randomWeights makes them.
+    func testRandomWeightsStoredAsBF16ChunkByChunk() throws {
+        let source = randomWeights(seed: 7, storingMatricesAs: .bf16, on: .cpu)
+        let w = try source("m.weight", [3000, 400], .weight)
+        XCTAssertEqual(w.dtype, .bf16)
+        XCTAssertEqual(w.shape, [3000, 400])
+        let v = try w.toArray()
+        XCTAssertEqual(v, try source("m.weight", [3000, 400], .weight).toArray())
+        let std = (v.reduce(0) { $0 + Double($1 * $1) } / Double(v.count)).squareRoot()
+        XCTAssertEqual(std, 0.02, accuracy: 0.0005)
+        let secondChunk = 1_048_576 / 400 * 400
+        XCTAssertNotEqual(Array(v[0..<400]), Array(v[secondChunk..<(secondChunk + 400)]), "each chunk draws its own values")
+        XCTAssertEqual(try source("n.weight", [8], .normWeight).toArray(), [Float](repeating: 1, count: 8))
+    }
+
     /// Forward and input gradient of the quantised linear equal x·Ŵᵀ and g·Ŵ with Ŵ the
     /// dequantised matrix as an f32 tensor, on every device.
     func testQuantizedLinearEqualsF32OfTheDequantisedWeightOnEveryDevice() throws {

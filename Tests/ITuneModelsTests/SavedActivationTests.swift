@@ -71,7 +71,8 @@ final class SavedActivationTests: XCTestCase {
             XCTAssertLessThanOrEqual(live, expected + expected / 20 + 8192, "\(device): the forward keeps \(live) bytes, the backward needs \(expected)")
             XCTAssertGreaterThanOrEqual(live, expected * 9 / 10, "\(device): \(live) bytes kept, fewer than the backward reads (\(expected)): is the budget still counted right?")
             // Keeping every recorded op's output and input (the tape before) came to over 3 times as much.
-            try loss.backward()
+            // (The forward's context, and its tape, ended with liveBytesAfterForward: no backward here.)
+            _ = loss
         }
     }
 

@@ -76,6 +76,26 @@ final class QuantTests: XCTestCase {
         XCTAssertEqual(hex(q.codes), Self.fixture.int8_codes_hex)
     }
 
+    /// A matrix past a million values is quantised in chunks of rows (blocks straddling rows:
+    /// 1000 columns); the blocks equal those of the same values as one row (one chunk).
+    func testChunkedQuantisationEqualsOneChunk() throws {
+        let values = randomValues(1100 * 1000, seed: 21)
+        for (format, dq) in [(QuantFormat.nf4, true), (.int8, false)] {
+            let (chunked, whole) = try values.withUnsafeBufferPointer {
+                (try BlockQuantizedMatrix(quantizing: $0, rows: 1100, cols: 1000, format: format, doubleQuant: dq),
+                 try BlockQuantizedMatrix(quantizing: $0, rows: 1, cols: 1_100_000, format: format, doubleQuant: dq))
+            }
+            XCTAssertEqual(chunked.codes, whole.codes, "\(format)")
+            XCTAssertEqual(chunked.absmax, whole.absmax, "\(format)")
+            XCTAssertEqual(chunked.scaleCodes, whole.scaleCodes, "\(format)")
+        }
+        var bad = values
+        bad[1_050_123] = .nan
+        XCTAssertThrowsError(try bad.withUnsafeBufferPointer {
+            try BlockQuantizedMatrix(quantizing: $0, rows: 1100, cols: 1000, format: .nf4)
+        }) { XCTAssertTrue("\($0)".contains("value 1050123 (row 1050, column 123) is not finite"), "\($0)") }
+    }
+
     func testDoubleQuantisedConstantsEqualTheFixture() throws {
         let f = Self.fixture
         let (q, _) = try quantized(.nf4, doubleQuant: true)
@@ -87,6 +107,16 @@ final class QuantTests: XCTestCase {
         for (got, want) in zip(q.absmax, f.dq_absmax) { XCTAssertEqual(got, want, accuracy: 1e-6 * want) }
         // 8 + 32/256 bits per block constant instead of 32 (the paper's 0.5 → 0.127 bits per weight).
         XCTAssertLessThan(q.byteCount, f.rows * f.cols / 2 + q.blockCount + 2 * 4 + 4 + 1)
+        // And the host holds just that: no f32 absmax beside the 8-bit codes (the scales are
+        // restored as the blocks are read, to the same values as above).
+        XCTAssertTrue(q.host().absmax.isEmpty)
+        let (plain, _) = try quantized(.nf4)
+        XCTAssertEqual(plain.host().absmax.count, plain.blockCount)
+        let dequantised = q.dequantized(), codes = q.codes, absmax = q.absmax
+        for i in stride(from: 0, to: q.count, by: 97) {
+            let byte = codes[i / 2]
+            XCTAssertEqual(dequantised[i], nf4CodeBook[Int(i % 2 == 0 ? byte >> 4 : byte & 0xF)] * absmax[i / 64])
+        }
     }
 
     /// Each dequantised value is within half the widest code-book gap (nf4) or half a step

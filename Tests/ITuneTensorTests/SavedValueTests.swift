@@ -27,6 +27,18 @@ final class SavedValueTests: XCTestCase {
         return ({ storage }, out)
     }
 
+    /// The backward consumes the tape: a second backward through the same forward is an error
+    /// (it used to find nothing and leave the gradients as they were), and a fresh forward works.
+    func testASecondBackwardThroughOneForwardIsRefused() throws {
+        let leaf = try Tensor([1, 2, 3], shape: [3], requiresGrad: true)
+        let loss = try leaf.scaled(by: 3).sum()
+        try loss.backward()
+        XCTAssertEqual(try XCTUnwrap(leaf.grad).toArray(), [3, 3, 3])
+        XCTAssertThrowsError(try loss.backward()) { XCTAssertTrue("\($0)".contains("a backward already ran through it"), "\($0)") }
+        try leaf.scaled(by: 3).sum().backward()
+        XCTAssertEqual(try XCTUnwrap(leaf.grad).toArray(), [6, 6, 6], "gradients accumulate over forwards")
+    }
+
     func testProductWithAFrozenWeightKeepsTheWeightNotItsInput() throws {
         for device in devices() {
             let (M, K, N) = (3, 5, 4)

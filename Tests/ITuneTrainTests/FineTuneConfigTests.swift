@@ -115,7 +115,7 @@ final class FineTuneConfigTests: XCTestCase {
             "trainer": "", "maxLength": "max-length", "packing": "packing", "trainOnInputs": "train-on-inputs",
             "skipBadRecords": "skip-bad-records", "initAdapter": "init-adapter", "padID": "pad-id", "resume": "resume",
             "resumeAnyway": "resume-anyway", "samples": "samples", "baseDType": "base-dtype", "precision": "precision",
-            "gradCheckpoint": "grad-checkpoint", "quantize": "quantize", "doubleQuant": "double-quant",
+            "gradCheckpoint": "grad-checkpoint", "quantize": "quantize", "doubleQuant": "double-quant", "quantizeEmbeddings": "quantize-embeddings",
             "bucketMB": "bucket-mb", "ranks": "ranks", "method": "method", "beta": "beta", "labelSmoothing": "label-smoothing",
             "lossType": "loss-type", "lambda": "lambda", "precomputeRef": "precompute-ref",
             "rank": "lora-rank", "alpha": "lora-alpha", "dropout": "lora-dropout", "targetModules": "lora-targets",

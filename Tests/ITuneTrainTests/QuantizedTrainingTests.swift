@@ -48,6 +48,78 @@ final class QuantizedTrainingTests: XCTestCase {
         XCTAssertFalse(base.loraParameters.isEmpty)
     }
 
+    /// `--quantize-embeddings`: the tied table (embeddings and head) as nf4 blocks too. The
+    /// curve stays near the f32 base's (a looser bound than the projections alone: every token's
+    /// input and every logit now read 4-bit values), the table is blocks right after the load,
+    /// the adapter is the same PEFT adapter, and the option needs --quantize.
+    func testQuantizedEmbeddingsCurveTracksF32AndTheTableIsBlocks() throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("itune-quantemb-\(getpid())")
+        try? FileManager.default.removeItem(at: work)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let f32 = try curve(work, "f32") { _ in }
+        let nf4 = try curve(work, "nf4") { $0.quantize = .nf4 }
+        let emb = try curve(work, "nf4-emb") { $0.quantize = .nf4; $0.quantizeEmbeddings = true; $0.gradCheckpoint = true }
+        XCTAssertTrue(emb.log.contains { $0.contains("the token embeddings and lm_head stored as nf4 blocks") }, "\(emb.log)")
+        let dEmb = zip(emb.losses, f32.losses).map { abs($0 - $1) }.max() ?? .infinity
+        let dProj = zip(nf4.losses, f32.losses).map { abs($0 - $1) }.max() ?? .infinity
+        print("[quantize] LoRA nf4 base with nf4 embeddings vs f32 over 30 steps on cpu: max |Δloss| = \(dEmb) (projections only: \(dProj))")
+        XCTAssertLessThan(dEmb, 5e-2)
+        XCTAssertGreaterThan(dEmb, 0)
+        XCTAssertNotEqual(emb.losses, nf4.losses, "the embeddings' blocks changed the numbers")
+        let loaded = try QuantizeOnLoad.$setting.withValue(QuantizeSetting(format: .nf4, embeddings: true)) {
+            try ModelBundle(directory: work.appendingPathComponent("model"), on: .cpu).model
+        }
+        XCTAssertNotNil(loaded.quantizedOutputEmbedding)
+        XCTAssertEqual(loaded.outputEmbedding.count, 0, "the f32 lm_head is gone")
+        XCTAssertEqual(loaded.quantizedEmbeddings.count, 2, "untied: embed_tokens and lm_head")
+        let base = try ModelBundle(directory: work.appendingPathComponent("model"), on: .cpu).model
+        XCTAssertEqual(try base.loadAdapter(from: emb.out, trainable: false).rank,
+                       try FineTuneConfigTests.tinyRun(in: work.appendingPathComponent("again")).lora.rank)
+        var bad = try FineTuneConfigTests.tinyRun(in: work.appendingPathComponent("bad"))
+        bad.quantizeEmbeddings = true
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("--quantize-embeddings"), "\($0)") }
+    }
+
+    /// A tied model with quantised embeddings computes what the same model computes with the
+    /// dequantised table as an ordinary f32 weight: logits, and the loss with its gradients.
+    func testTiedQuantisedTableEqualsItsDequantisedTensor() throws {
+        let c = ModelConfig(vocabSize: 300, hiddenSize: 64, intermediateSize: 96, numLayers: 2, numHeads: 4, numKVHeads: 2,
+                            maxPositions: 64, tieWordEmbeddings: true)
+        let quantized = try QuantizeOnLoad.$setting.withValue(QuantizeSetting(format: .nf4, doubleQuant: true, embeddings: true)) {
+            try LlamaModel(c, seed: 4, on: .cpu)
+        }
+        let reference = try QuantizeOnLoad.$setting.withValue(QuantizeSetting(format: .nf4, doubleQuant: true)) {
+            try LlamaModel(c, seed: 4, on: .cpu)
+        }
+        let table = try XCTUnwrap(quantized.quantizedOutputEmbedding)
+        XCTAssertEqual(quantized.quantizedEmbeddings.count, 1)
+        XCTAssertEqual(quantized.embed.weight.count, 0)
+        reference.embed.weight = try Tensor(table.dequantized(), shape: [300, 64])
+        let ids = try Tensor(indices: (0..<24).map { Int32($0 * 37 % 300) }, shape: [2, 12])
+        func assertClose(_ a: [Float], _ b: [Float], _ what: String) {
+            XCTAssertEqual(a.count, b.count, what)
+            for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-5 + 1e-4 * abs(y), what) }
+        }
+        assertClose(try quantized(ids).toArray(), try reference(ids).toArray(), "logits")
+        // One token (decoding: the fused GEMV reads the head's blocks) and greedy generation.
+        let one = try Tensor(indices: [17], shape: [1, 1])
+        assertClose(try quantized(one).toArray(), try reference(one).toArray(), "logits of one token")
+        let greedy = GenerationOptions(maxNewTokens: 6)
+        XCTAssertEqual(try quantized.generate(prompt: [3, 99, 250], options: greedy).tokens,
+                       try reference.generate(prompt: [3, 99, 250], options: greedy).tokens)
+        var losses: [Float] = [], grads: [[Float]] = []
+        for model in [quantized, reference] {
+            let lora = try model.addLoRA(LoRAConfig(rank: 4, alpha: 8), seed: 2)
+            let loss = try model.loss(ids, labels: (0..<24).map { Int32($0 * 11 % 300) })
+            try loss.backward()
+            losses.append(try loss.item())
+            grads.append(try lora.flatMap { try XCTUnwrap($0.grad).toArray() })
+        }
+        XCTAssertEqual(losses[0], losses[1], accuracy: 1e-5)
+        assertClose(grads[0], grads[1], "LoRA gradients")
+        XCTAssertTrue(grads[0].contains { $0 != 0 })
+    }
+
     /// The estimate's exact parts from the shapes: a Llama of C 64, I 128, 2 layers, V 64
     /// (tied: no), kv heads 2 of 4; nf4 projections, LoRA r 4 on all seven.
     func testMemoryEstimateCountsWeightsAndOptimizerState() throws {
@@ -60,14 +132,14 @@ final class QuantizedTrainingTests: XCTestCase {
         let blocks = L * (projection / 2 + 4 * projection / 64)
         let others = 4 * (2 * V * C + L * 2 * C + C)  // embeddings, lm_head, norms
         let lora = 4 * L * 4 * ((C + C) + (C + kv) + (C + kv) + (C + C) + 2 * (C + I) + (I + C))
-        let e = MemoryEstimate(model: model, trainable: model.loraParameters.map(\.1), tokensPerMicroBatch: 64, rowLength: 32,
+        let e = MemoryEstimate(model: model, trainable: model.loraParameters.map(\.1), tokensPerMicroBatch: 64,
                                checkpointing: false)
         XCTAssertEqual(e.weightBytes, blocks + others + lora)
         XCTAssertEqual(e.optimizerBytes, 3 * lora)
         // What the backward keeps per layer and token (SavedActivationTests measures it).
-        XCTAssertEqual(e.activationBytes, 64 * L * (4 * C + 2 * kv + 2 * I + 4) * 4)
-        let checkpointed = MemoryEstimate(model: model, trainable: model.loraParameters.map(\.1), tokensPerMicroBatch: 64,
-                                          rowLength: 32, checkpointing: true)
+        // And the head's logits: 64 rows of V at once at this size.
+        XCTAssertEqual(e.activationBytes, 64 * L * (4 * C + 2 * kv + 2 * I + 4) * 4 + 64 * V * 4)
+        let checkpointed = MemoryEstimate(model: model, trainable: model.loraParameters.map(\.1), tokensPerMicroBatch: 64, checkpointing: true)
         XCTAssertLessThan(checkpointed.activationBytes, e.activationBytes)
     }
 }

@@ -28,7 +28,7 @@ final class TrainCommandLineTests: XCTestCase {
             "schedule": "linear", "max-grad-norm": 2, "seed": 11, "max-length": 77, "packing": true, "train-on-inputs": true,
             "skip-bad-records": true, "pad-id": 4, "eval-every": 3, "save-every": 4, "keep-checkpoints": 5, "samples": 6,
             "resume": true, "resume-anyway": true, "nan-policy": "skip-step", "base-dtype": "f32", "precision": "bf16", "log-every": 8, "profile": true,
-            "bucket-mb": 0.5, "grad-checkpoint": true, "double-quant": false,
+            "bucket-mb": 0.5, "grad-checkpoint": true, "double-quant": false, "quantize-embeddings": false,
             "beta": 0.5, "label-smoothing": 0.25, "loss-type": "ipo", "lambda": 0.75, "precompute-ref": true,
         ]
         // --quantize is LoRA's (refused with --full) and --method dpo refuses --packing: each checked on its own below.
@@ -56,11 +56,13 @@ final class TrainCommandLineTests: XCTestCase {
         let expected = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONSerialization.data(withJSONObject: values.merging(["ranks": 1]) { a, _ in a })) as? [String: Any])
         XCTAssertEqual(printed as NSDictionary, expected as NSDictionary)
 
-        let lora = try itune(["train", "--print-config", "--model", "m", "--data", "a.jsonl", "--quantize", "nf4", "--double-quant"])
+        let lora = try itune(["train", "--print-config", "--model", "m", "--data", "a.jsonl", "--quantize", "nf4", "--double-quant",
+                              "--quantize-embeddings"])
         XCTAssertEqual(lora.status, 0, lora.err)
         let loraPrinted = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(lora.out.utf8)) as? [String: Any], lora.out)
         XCTAssertEqual(loraPrinted["quantize"] as? String, "nf4")
         XCTAssertEqual(loraPrinted["double-quant"] as? Bool, true)
+        XCTAssertEqual(loraPrinted["quantize-embeddings"] as? Bool, true)
     }
 
     func testBadOptionsAreRefusedByNameBeforeLoading() throws {
@@ -70,6 +72,9 @@ final class TrainCommandLineTests: XCTestCase {
             (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--validation-split", "1.5"], "--validation-split must be in [0.0, 1.0), not 1.5"),
             (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--full", "--quantize", "nf4"], "--quantize nf4 quantises a frozen base under LoRA"),
             (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--quantize", "int8", "--double-quant"], "--double-quant quantises nf4's absmax constants"),
+            (["train", "--model", "/nonexistent", "--data", "x.jsonl", "--quantize-embeddings"], "--quantize-embeddings quantises the embeddings in the base's format"),
+            (["generate", "--model", "/nonexistent", "--prompt", "p", "--quantize", "q4"], "--quantize must be nf4 or int8, not 'q4'"),
+            (["generate", "--model", "/nonexistent", "--prompt", "p", "--quantize-embeddings"], "--quantize-embeddings quantises in the base's format"),
             (["eval", "--model", "/nonexistent", "--batch-size", "0"], "--batch-size must be at least 1, not 0"),
             (["eval", "--model", "/nonexistent", "--max-length", "0"], "--max-length must be at least 1, not 0"),
             (["generate", "--model", "/nonexistent", "--prompt", "p", "--top-p", "0"], "--top-p must be in (0, 1], not 0.0"),

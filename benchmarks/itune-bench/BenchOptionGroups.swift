@@ -101,6 +101,10 @@ struct StepOptions: BenchOptionGroup {
     var gradCheckpointOnly = false
     @Option(help: "step: untimed runs before the timed ones (0 times the first step too: for shapes where a step takes minutes).")
     var warmup = 1
+    @Flag(help: "step: nf4 and int8 rows with the absmax constants quantised too (train --double-quant).")
+    var doubleQuant = false
+    @Flag(help: "step: nf4 and int8 rows with the token embeddings and head quantised too (train --quantize-embeddings).")
+    var quantizeEmbeddings = false
     @Flag(help: "step: first run one untimed forward and report the activations it leaves for the backward, in MB by the op that made them (\"saved_mb\", \"saved_by_op_mb\").")
     var savedTensors = false
 
@@ -121,6 +125,8 @@ struct StepOptions: BenchOptionGroup {
         o.gradCheckpointOnly = gradCheckpointOnly
         o.warmup = warmup
         o.savedTensors = savedTensors
+        o.doubleQuant = doubleQuant
+        o.quantizeEmbeddings = quantizeEmbeddings
         if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }
     }
 }

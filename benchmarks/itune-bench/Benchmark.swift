@@ -40,6 +40,9 @@ struct BenchOptions {
     /// step: each case also with --grad-checkpoint.
     var gradCheckpoint = false
     var gradCheckpointOnly = false
+    /// step: quantised rows with double quantisation, with the embeddings and head quantised.
+    var doubleQuant = false
+    var quantizeEmbeddings = false
     /// Untimed runs before the timed ones (step).
     var warmup = 1
     /// step: one untimed forward first, reporting what the backward keeps by producing op.

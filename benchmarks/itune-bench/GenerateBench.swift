@@ -22,12 +22,20 @@ struct GenerateBench: Benchmark {
                     throw BenchError.usage("unknown config '\(cname)' (tiny, smollm2-135m, qwen2.5-0.5b)")
                 }
                 for dtypeName in options.baseDTypes ?? ["bf16"] {
-                    guard let dtype = DType(rawValue: dtypeName), dtype == .f32 || dtype.isHalfFloat else {
-                        throw BenchError.usage("generate: unknown --base-dtype '\(dtypeName)' (f32, bf16, f16)")
+                    // nf4, int8: the projections quantised while loading from bf16 (and with
+                    // --quantize-embeddings the tied table too), as `generate --quantize` does.
+                    let quant = QuantFormat(rawValue: dtypeName)
+                    guard let dtype = quant != nil ? DType.bf16 : DType(rawValue: dtypeName), dtype == .f32 || dtype.isHalfFloat else {
+                        throw BenchError.usage("generate: unknown --base-dtype '\(dtypeName)' (f32, bf16, f16, nf4, int8)")
                     }
                     let backend = try device.backend()
                     backend.releaseCachedBuffers()
-                    let model = try LlamaModel(config, on: device, from: storingMatrices(as: dtype, randomWeights(seed: 1, on: device)))
+                    let setting = quant.map {
+                        QuantizeSetting(format: $0, doubleQuant: options.doubleQuant && $0 == .nf4, embeddings: options.quantizeEmbeddings)
+                    }
+                    let model = try QuantizeOnLoad.$setting.withValue(setting) {
+                        try LlamaModel(config, on: device, from: randomWeights(seed: 1, storingMatricesAs: dtype, on: device))
+                    }
                     var g = SplitMix64(seed: 5)
                     let prompt = (0..<promptLength).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
                     let generation = GenerationOptions(maxNewTokens: newTokens)
@@ -39,22 +47,27 @@ struct GenerateBench: Benchmark {
                     // Weights read per decoded token: every projection and the head.
                     let projections = model.projections()
                     let matmulWeights = projections.reduce(0) { $0 + $1.inFeatures * $1.outFeatures } + config.vocabSize * config.hiddenSize
+                    // As stored: blocks (codes and constants) or dtype's bytes a weight.
+                    let headBytes = model.quantizedOutputEmbedding?.byteCount ?? config.vocabSize * config.hiddenSize * dtype.byteSize
+                    let weightBytes = projections.reduce(0) { $0 + ($1.quantizedWeight?.byteCount ?? $1.inFeatures * $1.outFeatures * dtype.byteSize) }
+                        + headBytes
+                    let storage = dtypeName + (setting?.doubleQuant == true ? "+dq" : "") + (setting?.embeddings == true ? "+emb" : "")
                     let decoded = max(result.tokens.count - 1, 1)  // the first comes from the prefill
                     var extra: [String: Any] = [
                         "config": cname, "prompt_tokens": promptLength, "new_tokens": result.tokens.count,
                         "prefill_ms": result.prefillSeconds * 1e3, "decode_tokens_per_s": Double(decoded) / result.decodeSeconds,
-                        "matmul_weights": matmulWeights, "weight_bytes_per_token": matmulWeights * dtype.byteSize,
-                        "weights_dtype": dtypeName,
+                        "matmul_weights": matmulWeights, "weight_bytes_per_token": weightBytes,
+                        "weights_dtype": storage,
                     ]
                     if device == .cpu {
                         let peak = MachinePeak.ofThisMachine(smoke: options.smoke)
-                        let bound = peak.readGBs * 1e9 / Double(matmulWeights * dtype.byteSize)
+                        let bound = peak.readGBs * 1e9 / Double(weightBytes)
                         extra["bandwidth_bound_tokens_per_s"] = bound
                         extra["read_gbs"] = peak.readGBs
                         extra["fraction_of_bound"] = Double(decoded) / result.decodeSeconds / bound
                     }
                     // The rate columns: generated tokens over the whole call (prefill included).
-                    report(BenchResult(bench: name, name: "greedy \(dtypeName)", label: cname, device: label, shape: [promptLength, newTokens],
+                    report(BenchResult(bench: name, name: "greedy \(storage)", label: cname, device: label, shape: [promptLength, newTokens],
                                        flops: Double(result.tokens.count), timing: timing, unit: "tokens/s", unitScale: 1,
                                        extra: extra))
                     backend.releaseCachedBuffers()

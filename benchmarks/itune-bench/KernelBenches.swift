@@ -161,8 +161,11 @@ struct StepBench: Benchmark {
                         backend.resetPeak()
                         // Under LoRA the frozen matrices are stored as `base` (each made in f32 and
                         // converted, as a 16-bit checkpoint would be loaded without the f32 step).
-                        let model = try QuantizeOnLoad.$setting.withValue(quant.map { QuantizeSetting(format: $0) }) {
-                            try LlamaModel(config, on: device, from: storingMatrices(as: base, randomWeights(seed: 1, on: device)))
+                        let setting = quant.map {
+                            QuantizeSetting(format: $0, doubleQuant: options.doubleQuant && $0 == .nf4, embeddings: options.quantizeEmbeddings)
+                        }
+                        let model = try QuantizeOnLoad.$setting.withValue(setting) {
+                            try LlamaModel(config, on: device, from: randomWeights(seed: 1, storingMatricesAs: base, on: device))
                         }
                         let trainable: [Tensor]
                         if mode == "lora" {
@@ -192,10 +195,13 @@ struct StepBench: Benchmark {
                             try model.loss(ids, labels: tokens)
                         }
                         let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T)
-                        var result = BenchResult(bench: name, name: (baseName == "f32" ? mode : "\(mode) \(baseName)") + (checkpointing ? " ckpt" : ""), label: cname,
+                        let storage = baseName + (setting?.doubleQuant == true ? "+dq" : "") + (setting?.embeddings == true ? "+emb" : "")
+                        var result = BenchResult(bench: name, name: (baseName == "f32" ? mode : "\(mode) \(storage)") + (checkpointing ? " ckpt" : ""), label: cname,
                                                  device: label, shape: [B, T],
                                                  flops: Double(B * T * L), timing: steps.timing, unit: "tokens/s", unitScale: 1,
                                                  extra: ["mode": mode, "config": cname, "base_dtype": baseName, "grad_checkpoint": checkpointing,
+                                                         "double_quant": setting?.doubleQuant == true,
+                                                         "quantize_embeddings": setting?.embeddings == true,
                                                          "parameters": model.parameterCount,
                                                          "trainable": trainable.reduce(0) { $0 + $1.count },
                                                          "flops_per_token": perToken])
@@ -252,6 +258,12 @@ struct TimedTrainingSteps {
     var rss: Double
     var faultsPerStep: Double
     var logEvery: Int
+    /// The process's resident set when the steps began (the model loaded, the loading's
+    /// temporaries handed back), its peak up to then, and its peak over the steps alone; nil
+    /// where the system cannot say (only Linux can reset the peak).
+    var loadedRSS: Double?
+    var loadPeakRSS: Double?
+    var stepPeakRSS: Double?
 
     /// Memory, counters and profile fields of a step row.
     func json(_ backend: any Backend) -> [String: Any] {
@@ -259,6 +271,9 @@ struct TimedTrainingSteps {
                                   "max_rss_mb": rss, "max_rss_after_first_step_mb": warmRSS,
                                   "rss_growth_after_first_step_mb": rss - warmRSS,
                                   "minor_faults_per_step_after_first": faultsPerStep, "log_every": logEvery]
+        if let loadedRSS { out["rss_at_first_step_mb"] = loadedRSS }
+        if let loadPeakRSS { out["max_rss_loading_mb"] = loadPeakRSS }
+        if let stepPeakRSS { out["max_rss_steps_mb"] = stepPeakRSS }
         out.merge(perStep.json) { a, _ in a }
         if let profile { out["profile"] = profile.json }
         return out
@@ -270,6 +285,11 @@ struct TimedTrainingSteps {
 func timeTrainingSteps(_ options: BenchOptions, backend: any Backend, optimizer: AdamW, context: TrainingContext,
                        loss: () throws -> Tensor) throws -> TimedTrainingSteps {
     let L = options.logEvery
+    // The steps' own resident peak, apart from the loading's (random f32 weights converted).
+    PeakMemory.trimAllocator()
+    let loadPeak = PeakMemory.residentPeakBytes().map { Double($0) / 1e6 }
+    let loaded = PeakMemory.currentResidentBytes().map { Double($0) / 1e6 }
+    let peakReset = PeakMemory.resetResidentPeak()
     var runs = 0
     var warm = backend.counters
     var warmRSS = 0.0, warmFaults = 0
@@ -294,9 +314,10 @@ func timeTrainingSteps(_ options: BenchOptions, backend: any Backend, optimizer:
     let profile = try backend.stopProfiling().map { StepProfile(profile: $0, steps: (L + 1)...(runs * L)) }
     try backend.synchronize()
     let rss = maxResidentMB()  // before the peak's buffers can count
+    let stepPeak = peakReset ? PeakMemory.residentPeakBytes().map { Double($0) / 1e6 } : nil
     return TimedTrainingSteps(timing: timing, perStep: perStep, profile: profile, warmRSS: warmRSS, rss: rss,
                               faultsPerStep: Double(minorPageFaults() - warmFaults) / Double(max((runs - 1) * L, 1)),
-                              logEvery: L)
+                              logEvery: L, loadedRSS: loaded, loadPeakRSS: loadPeak, stepPeakRSS: stepPeak)
 }
 
 /// Peak resident set size of this process so far, in MB.
@@ -304,7 +325,7 @@ func maxResidentMB() -> Double {
     var usage = rusage()
     #if os(Linux)
     getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_maxrss) / 1e3  // kilobytes
+    return Double(usage.ru_maxrss) * 1024 / 1e6  // KiB (until 2026-11-30 this divided by 1e3: 2.4% low)
     #else
     getrusage(RUSAGE_SELF, &usage)
     return Double(usage.ru_maxrss) / 1e6  // bytes

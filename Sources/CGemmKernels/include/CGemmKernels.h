@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -94,6 +96,16 @@ void itune_softmax_backward_row_avx2(const float *y, const float *dy, float *dx,
 void itune_swiglu_forward_avx2(const float *g, const float *u, float *out, long n);
 /// SwiGLU backward: s = sigmoid(g); du = dy * g * s (if du); dg = dy * u * s * (1 + g (1 - s)) (if dg).
 void itune_swiglu_backward_avx2(const float *g, const float *u, const float *dy, float *dg, float *du, long n);
+
+// Few-row products with a blockwise-quantised weight (quantgemv.c), AVX2 + FMA: decoding from an
+// nf4 or int8 base (Sources/ITuneTensor/Quant). W is (N, K), K a multiple of 64, in blocks of 64
+// of its flat index; format 1 = nf4 (two codes a byte, the first in the high nibble, `book` the
+// 16-value code book), 2 = int8 (code / 127 · absmax). The absmax of block b is absmax[b], or
+// with absmax NULL scale_codes[b] / 127 · second[b / 256] + offset (double quantisation).
+/// y[r*ldy + n] = Σ_k x[r*ldx + k] · W[n, k] for r < m (1...4), n0 ≤ n < n1.
+void itune_gemv_quant_avx2(int format, const float *x, long ldx, long m, const uint8_t *codes, const float *absmax,
+                           const int8_t *scale_codes, const float *second, float offset, const float *book, long K,
+                           long n0, long n1, float *y, long ldy);
 
 #ifdef __cplusplus
 }

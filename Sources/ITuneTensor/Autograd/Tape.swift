@@ -95,6 +95,11 @@ public final class GradientTape {
         guard root.requiresGrad else {
             throw TensorError.noGradient("backward: the tensor does not require gradients (no parameter with requiresGrad took part, or it ran under noGrad)")
         }
+        // A result of ops must have been recorded here; a second backward through the same
+        // forward (whose entries the first one consumed) would otherwise give no gradients.
+        guard root.node.isLeaf || entries.contains(where: { $0.output === root.node }) else {
+            throw TensorError.noGradient("backward: this tensor's graph is not on the tape: a backward already ran through it (run the forward again, as PyTorch requires without retain_graph), or the training context it was recorded in has ended")
+        }
         defer { entries.removeAll(keepingCapacity: true); outputLog.removeAll() }
         // Entry index → the watched leaves it is the earliest reader of (one forward scan).
         var finishing: [Int: [Int]] = [:]

@@ -21,71 +21,113 @@ extension Tensor {
         guard let C = shape.last, weight.rank == 2, weight.shape[1] == C, weight.shape[0] > 0 else {
             throw TensorError.shapeMismatch(op: "linearCrossEntropy", "hidden \(shape) and weight \(weight.shape) (V, C) differ in C")
         }
-        let V = weight.shape[0], N = count / max(C, 1)
+        return try linearCrossEntropy(.tensor(weight), V: weight.shape[0], C: C, targets: targets, ignoreIndex: ignoreIndex,
+                                      chunkRows: chunkRows)
+    }
+
+    /// The same with a blockwise-quantised frozen weight (`--quantize-embeddings`: the tied
+    /// embedding or lm_head as nf4/int8 blocks, dequantised inside the GEMMs); only self gets a
+    /// gradient.
+    public func linearCrossEntropy(quantized weight: BlockQuantizedMatrix, targets: Tensor, ignoreIndex: Int32 = -100,
+                                   chunkRows: Int? = nil) throws -> Tensor {
+        guard let C = shape.last, dtype == .f32, weight.cols == C, weight.rows > 0 else {
+            throw TensorError.shapeMismatch(op: "linearCrossEntropy", "hidden \(dtype.rawValue) \(shape) and a quantised weight of \(weight.rows)×\(weight.cols) (V, C) differ in C")
+        }
+        return try linearCrossEntropy(.quantized(weight), V: weight.rows, C: C, targets: targets, ignoreIndex: ignoreIndex,
+                                      chunkRows: chunkRows)
+    }
+
+    /// The rows of hidden states the head scores at a time: even chunks of at most 256 MB of
+    /// logits, small enough that the whole matrix never exists at real sizes, large enough that
+    /// each chunk's GEMMs run at full speed (the weight gradient's depth is the chunk's rows).
+    /// A run that checkpoints its blocks has chosen memory over time: 64 MB there (the head's
+    /// weight is packed once per chunk). The chunk's logits are the head's whole activation
+    /// memory: they become their own gradient in place.
+    public static func headChunkRows(rows N: Int, vocabulary V: Int, checkpointing: Bool) -> Int {
+        let budget = (checkpointing ? 16 : 64) << 20  // floats
+        let total = N.multipliedReportingOverflow(by: V)
+        let chunks = total.overflow ? N : Swift.max(1, (total.partialValue + budget - 1) / budget)
+        return Swift.max(1, Swift.min(N, (N + chunks - 1) / chunks))
+    }
+
+    /// The head's weight: a tensor (which may train), or frozen quantised blocks.
+    private enum HeadWeight {
+        case tensor(Tensor)
+        case quantized(BlockQuantizedMatrix)
+        var tensor: Tensor? { if case let .tensor(t) = self { return t }; return nil }
+    }
+
+    private func linearCrossEntropy(_ head: HeadWeight, V: Int, C: Int, targets: Tensor, ignoreIndex: Int32,
+                                    chunkRows: Int?) throws -> Tensor {
+        let N = count / max(C, 1)
         guard targets.dtype == .i32, targets.count == N else {
             throw TensorError.shapeMismatch(op: "linearCrossEntropy", "targets must be \(N) i32 values for hidden \(shape), got \(targets.dtype) \(targets.shape)")
         }
         let hidden = self
         let ids = try targets.toIndices()
         let valid = ids.reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) }
-        // Even chunks of at most 256 MB of logits: small enough that the whole matrix never
-        // exists at real sizes, large enough that each chunk's GEMMs run at full speed (the
-        // weight gradient's depth is the chunk's rows).
-        let budget = 64 << 20  // floats
-        let chunks = Swift.max(1, (N * V + budget - 1) / budget)
-        let rowsPerChunk = Swift.max(1, Swift.min(N, chunkRows ?? (N + chunks - 1) / chunks))
-        let wantGrad = GradientTape.isRecording && (hidden.requiresGrad || weight.requiresGrad)
+        let rowsPerChunk = Swift.max(1, Swift.min(N, chunkRows ?? Self.headChunkRows(rows: N, vocabulary: V,
+                                                                                       checkpointing: TrainingContext.checkpointsBlocks)))
+        let weight = head.tensor  // nil: quantised (frozen)
+        let wantGrad = GradientTape.isRecording && (hidden.requiresGrad || weight?.requiresGrad == true)
         let backend = hidden.backend
         // dHidden (N, C) and dWeight (V, C), made in the forward on purpose: they replace the logits.
         let dHidden = wantGrad && hidden.requiresGrad ? try Tensor.empty([N, C], on: device) : nil
-        let dWeight = wantGrad && weight.requiresGrad ? try Tensor.empty([V, C], on: device) : nil
+        let dWeight = wantGrad && weight?.requiresGrad == true ? try Tensor.empty([V, C], on: device) : nil
+        // The mean's gradient per scored row; the loss's own gradient scales both in the backward.
+        let invValid: Float = valid > 0 ? 1 / Float(valid) : 0
+        let one = wantGrad ? try Tensor.full([1], 1, on: device) : nil
         var total: Tensor? = nil
         try noGrad {
             var r0 = 0
             while r0 < N {
                 let rows = Swift.min(rowsPerChunk, N - r0)
-                let chunkIDs = Array(ids[r0..<(r0 + rows)])
-                let chunkValid = chunkIDs.reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) }
                 // This chunk's hidden rows and targets, copied out (a few rows × C).
                 let h = try Tensor.empty([rows, C], on: device)
                 try backend.copy(from: hidden.storage, at: r0 * C * 4, to: h.storage, at: 0, byteCount: rows * C * 4)
                 let t = try Tensor.empty([rows], dtype: .i32, on: device)
                 try backend.copy(from: targets.storage, at: r0 * 4, to: t.storage, at: 0, byteCount: rows * 4)
-                t.hostIndexCopy = chunkIDs
-                let logits = try Tensor.empty([rows, V], on: device)
-                try gemm(h, weight, into: logits, transA: false, transB: true, M: rows, N: V, K: C, batch: 1)
-                // The chunk's mean loss, weighted by its share of the scored rows.
-                let share = valid > 0 ? Float(chunkValid) / Float(valid) : 0
-                let loss: Tensor
-                if wantGrad {
-                    logits.requiresGrad = true
-                    let tape = TrainingContext(seed: 0)
-                    loss = try GradMode.$enabled.withValue(true) {
-                        try tape.run { try logits.crossEntropy(targets: t, ignoreIndex: ignoreIndex).scaled(by: share) }
-                    }
-                    try loss.backward()
-                    guard let dLogits = logits.grad else { fatalError("linearCrossEntropy: the chunk's logits got no gradient") }
+                t.hostIndexCopy = Array(ids[r0..<(r0 + rows)])
+                let logits: Tensor
+                switch head {
+                case let .tensor(weight):
+                    logits = try Tensor.empty([rows, V], on: device)
+                    try gemm(h, weight, into: logits, transA: false, transB: true, M: rows, N: V, K: C, batch: 1)
+                case let .quantized(w):
+                    logits = try h.quantizedProduct(w, transposed: true, outer: [rows])
+                }
+                let (lossRows, lse, _) = try logits.crossEntropyRows(targets: t, ignoreIndex: ignoreIndex)
+                let chunkLoss = try lossRows.sum()
+                total = try total.map { try $0 + chunkLoss } ?? chunkLoss
+                if let one {
+                    // The logits become their own gradient (softmax − onehot, over the scored
+                    // rows), in place: no second (rows, V) matrix.
+                    try logits.crossEntropyGradient(lse: lse, targets: t, dy: one, scale: invValid, ignoreIndex: ignoreIndex,
+                                                    into: logits)
                     if let dHidden {
-                        let dh = try Tensor.empty([rows, C], on: device)
-                        try gemm(dLogits, weight, into: dh, transA: false, transB: false, M: rows, N: C, K: V, batch: 1)
+                        let dh: Tensor
+                        switch head {
+                        case let .tensor(weight):
+                            dh = try Tensor.empty([rows, C], on: device)
+                            try gemm(logits, weight, into: dh, transA: false, transB: false, M: rows, N: C, K: V, batch: 1)
+                        case let .quantized(w):
+                            dh = try logits.quantizedProduct(w, transposed: false, outer: [rows])
+                        }
                         try backend.copy(from: dh.storage, at: 0, to: dHidden.storage, at: r0 * C * 4, byteCount: rows * C * 4)
                     }
                     if let dWeight {
-                        try gemm(dLogits, h, into: dWeight, transA: true, transB: false, M: V, N: C, K: rows, batch: 1,
+                        try gemm(logits, h, into: dWeight, transA: true, transB: false, M: V, N: C, K: rows, batch: 1,
                                  beta: r0 == 0 ? 0 : 1)
                     }
-                } else {
-                    loss = try logits.crossEntropy(targets: t, ignoreIndex: ignoreIndex).scaled(by: share)
                 }
-                total = try total.map { try $0 + loss } ?? loss
                 r0 += rows
             }
         }
-        // A fresh scalar: the chunks' sum carries their own (finished) tapes' marks.
-        let result = try total?.detached() ?? Tensor.zeros([], on: device)
+        // A fresh scalar: the mean over the scored rows.
+        let result = try total.map { try $0.scaled(by: invValid).detached() } ?? Tensor.zeros([], on: device)
         let hiddenShape = hidden.shape  // the gradients are made: neither operand is kept
-        GradientTape.record("linearCrossEntropy", inputs: [hidden, weight], output: result) { dy in
-            [try dHidden.map { try ($0 * dy).reshaped(hiddenShape) }, try dWeight.map { try $0 * dy }]
+        GradientTape.record("linearCrossEntropy", inputs: [hidden] + (weight.map { [$0] } ?? []), output: result) { dy in
+            [try dHidden.map { try ($0 * dy).reshaped(hiddenShape) }] + (weight != nil ? [try dWeight.map { try $0 * dy }] : [])
         }
         return result
     }

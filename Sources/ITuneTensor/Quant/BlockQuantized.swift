@@ -44,8 +44,14 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
     /// nf4: ⌈count/2⌉ bytes of packed indices; int8: count bytes of Int8 bit patterns.
     public var codes: [UInt8] { host().codes }
     /// The absmax of each block (dequantised from `scaleCodes` under double quantisation).
-    public var absmax: [Float] { host().absmax }
-    /// The host copy of codes and absmax; nil once released after placing on a device.
+    public var absmax: [Float] {
+        let copy = host()
+        guard let q = scaleCodes, let second = scaleAbsmax, let offset = scaleOffset else { return copy.absmax }
+        return (0..<blockCount).map { Self.restoredScale(code: q[$0], absmax: second[$0 / Self.scaleBlockSize], offset: offset) }
+    }
+    /// The host copy of codes and absmax; nil once released after placing on a device. Under
+    /// double quantisation `absmax` is empty: the blocks' scales are restored from the 8-bit
+    /// codes as they are read, so that the host holds 1 byte a block, not 4 (+1).
     private var hostCopy: (codes: [UInt8], absmax: [Float])?
     private let hostLock = NSLock()
     /// Bytes of `codes` (kept when the host copy is released).
@@ -67,14 +73,26 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
     }
 
     /// Quantises `values` (row-major, rows × cols).
-    public init(quantizing values: UnsafeBufferPointer<Float>, rows: Int, cols: Int, format: QuantFormat,
-                doubleQuant: Bool = false) throws {
+    public convenience init(quantizing values: UnsafeBufferPointer<Float>, rows: Int, cols: Int, format: QuantFormat,
+                            doubleQuant: Bool = false) throws {
         let (count, overflow) = rows.multipliedReportingOverflow(by: cols)
         guard rows >= 0, cols >= 0, !overflow, values.count == count else {
             throw TensorError.shapeMismatch(op: "quantize", "\(values.count) values for a \(rows)×\(cols) matrix")
         }
-        if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw TensorError.invalidArgument(op: "quantize", "value \(bad) (row \(bad / max(cols, 1)), column \(bad % max(cols, 1))) is not finite")
+        try self.init(rows: rows, cols: cols, format: format, doubleQuant: doubleQuant) { row0, n, dst in
+            if n > 0 { dst.update(from: values.baseAddress! + row0 * cols, count: n * cols) }
+        }
+    }
+
+    /// Quantises a rows × cols matrix read a few rows at a time: `readRows(row0, n, dst)` puts
+    /// rows row0..<row0+n (row-major f32) at dst. Only one chunk of about a million values
+    /// exists in f32 at once, so a table stored in 16 bits (a 128k-token embedding) is quantised
+    /// without its f32 copy.
+    public init(rows: Int, cols: Int, format: QuantFormat, doubleQuant: Bool = false,
+                readRows: (_ row0: Int, _ n: Int, _ dst: UnsafeMutablePointer<Float>) throws -> Void) throws {
+        let (count, overflow) = rows.multipliedReportingOverflow(by: cols)
+        guard rows >= 0, cols >= 0, !overflow, count <= Int.max / 2 else {
+            throw TensorError.shapeMismatch(op: "quantize", "a \(rows)×\(cols) matrix")
         }
         self.format = format
         self.rows = rows
@@ -83,21 +101,41 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
         let blocks = (count + bs - 1) / bs
         var scales = [Float](repeating: 0, count: blocks)
         var codes = [UInt8](repeating: 0, count: format == .nf4 ? (count + 1) / 2 : count)
-        for b in 0..<blocks {
-            let lo = b * bs, hi = min(count, lo + bs)
-            var m: Float = 0
-            for i in lo..<hi { m = max(m, abs(values[i])) }
-            scales[b] = m
-            for i in lo..<hi {
-                let v = m > 0 ? values[i] / m : 0
-                switch format {
-                case .nf4:
-                    let q = UInt8(nearestNF4(v))
-                    codes[i / 2] |= i % 2 == 0 ? q << 4 : q
-                case .int8:
-                    codes[i] = UInt8(bitPattern: Int8((v * 127).rounded()))
+        // Chunks of whole blocks: a multiple of 64 / gcd(cols, 64) rows holds a multiple of 64 values.
+        var g = bs, c = cols
+        while c != 0 { (g, c) = (c, g % c) }
+        let unit = bs / max(g, 1)
+        let chunkRows = max(unit, (1 << 20) / max(cols, 1) / unit * unit)
+        var buffer = [Float](repeating: 0, count: min(rows, chunkRows) * cols)
+        var row0 = 0
+        while row0 < rows {
+            let n = min(chunkRows, rows - row0)
+            let flat0 = row0 * cols, length = n * cols
+            try buffer.withUnsafeMutableBufferPointer { chunk in
+                guard let base = chunk.baseAddress else { return }
+                try readRows(row0, n, base)
+                if let bad = chunk[0..<length].firstIndex(where: { !$0.isFinite }) {
+                    let k = flat0 + bad
+                    throw TensorError.invalidArgument(op: "quantize", "value \(k) (row \(k / max(cols, 1)), column \(k % max(cols, 1))) is not finite")
+                }
+                for b in (flat0 / bs)..<((flat0 + length + bs - 1) / bs) {
+                    let lo = b * bs, hi = min(count, lo + bs)
+                    var m: Float = 0
+                    for i in lo..<hi { m = max(m, abs(base[i - flat0])) }
+                    scales[b] = m
+                    for i in lo..<hi {
+                        let v = m > 0 ? base[i - flat0] / m : 0
+                        switch format {
+                        case .nf4:
+                            let q = UInt8(nearestNF4(v))
+                            codes[i / 2] |= i % 2 == 0 ? q << 4 : q
+                        case .int8:
+                            codes[i] = UInt8(bitPattern: Int8((v * 127).rounded()))
+                        }
+                    }
                 }
             }
+            row0 += n
         }
         codeByteCount = codes.count
         let absmax: [Float]
@@ -106,19 +144,16 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
             let sb = Self.scaleBlockSize
             var q = [Int8](repeating: 0, count: blocks)
             var second = [Float](repeating: 0, count: (blocks + sb - 1) / sb)
-            var restored = [Float](repeating: 0, count: blocks)
             for s in 0..<second.count {
                 let lo = s * sb, hi = min(blocks, lo + sb)
                 var m: Float = 0
                 for i in lo..<hi { m = max(m, abs(scales[i] - offset)) }
                 second[s] = m
                 for i in lo..<hi {
-                    let c = m > 0 ? Int8(((scales[i] - offset) / m * 127).rounded()) : 0
-                    q[i] = c
-                    restored[i] = Self.restoredScale(code: c, absmax: m, offset: offset)
+                    q[i] = m > 0 ? Int8(((scales[i] - offset) / m * 127).rounded()) : 0
                 }
             }
-            absmax = restored
+            absmax = []  // restored from q as the blocks are read
             scaleCodes = q
             scaleAbsmax = second
             scaleOffset = offset
@@ -150,10 +185,8 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
         do {
             var codes = [UInt8](repeating: 0, count: codeByteCount)
             try codes.withUnsafeMutableBytes { try device.codes.backend.read(device.codes.storage, into: $0.baseAddress!, byteCount: codeByteCount) }
-            var absmax = [Float](repeating: 0, count: blockCount)
-            if let q = scaleCodes, let second = scaleAbsmax, let offset = scaleOffset {
-                for i in 0..<blockCount { absmax[i] = Self.restoredScale(code: q[i], absmax: second[i / Self.scaleBlockSize], offset: offset) }
-            } else if blockCount > 0 {
+            var absmax = [Float](repeating: 0, count: scaleCodes == nil ? blockCount : 0)
+            if scaleCodes == nil, blockCount > 0 {
                 try absmax.withUnsafeMutableBytes { try device.scales.backend.read(device.scales.storage, into: $0.baseAddress!, byteCount: 4 * blockCount) }
             }
             hostCopy = (codes, absmax)
@@ -172,6 +205,7 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
     /// `dequantize` from the given host copy (a GEMM fetches it once, not per run of a row).
     @inline(__always)
     func dequantize(_ copy: (codes: [UInt8], absmax: [Float]), from start: Int, count n: Int, into dst: UnsafeMutablePointer<Float>) {
+        let restored = scaleCodes.flatMap { q in scaleAbsmax.flatMap { m in scaleOffset.map { (q, m, $0) } } }
         copy.codes.withUnsafeBufferPointer { c in
             copy.absmax.withUnsafeBufferPointer { s in
                 var i = start
@@ -180,7 +214,8 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
                 while i < end {
                     let block = i / Self.blockSize
                     let blockEnd = min(end, (block + 1) * Self.blockSize)
-                    let scale = s[block]
+                    let scale = restored.map { Self.restoredScale(code: $0.0[block], absmax: $0.1[block / Self.scaleBlockSize], offset: $0.2) }
+                        ?? s[block]
                     switch format {
                     case .nf4:
                         nf4CodeBook.withUnsafeBufferPointer { book in

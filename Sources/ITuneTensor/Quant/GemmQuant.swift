@@ -1,3 +1,4 @@
+import CGemmKernels
 import Foundation
 
 // GEMM with a blockwise-quantised B operand (an nf4 or int8 frozen weight): CPU/GemmHalf.swift's
@@ -11,11 +12,44 @@ func cpuSgemmQuantized(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha
                        A: UnsafePointer<Float>, lda: Int, B: BlockQuantizedMatrix,
                        beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int, onePass: Bool = true) {
     precondition(transB ? (B.rows == N && B.cols == K) : (B.rows == K && B.cols == N), "cpuSgemmQuantized: B shape")
+    // Decoding (a few rows times a linear layer's weight): the fused dequantising GEMV, which
+    // streams the codes once instead of dequantising blocks of W into a workspace.
+    if useQuantGEMV, transB, !transA, M <= 4, K % BlockQuantizedMatrix.blockSize == 0, beta == 0, M >= 1, N >= 1 {
+        B.gemv(M: M, N: N, K: K, A: A, lda: lda, C: C, ldc: ldc)
+        if alpha != 1 { for r in 0..<M { scaleRow(C + r * ldc, N, alpha) } }
+        return
+    }
     cpuSgemmConvertingB(transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda,
                         beta: beta, C: C, ldc: ldc, reader: B.rowReader, onePass: onePass)
 }
 
+/// Whether the fused quantised GEMV runs (AVX2 + FMA; elsewhere the block path below).
+let useQuantGEMV = rowMathAVX2
+
 extension BlockQuantizedMatrix {
+    /// C (M ≤ 4, N) = A (M, K) · selfᵀ with self (N, K), K a multiple of 64: itune_gemv_quant_avx2
+    /// over the rows of self, split between the threads.
+    func gemv(M: Int, N: Int, K: Int, A: UnsafePointer<Float>, lda: Int, C: UnsafeMutablePointer<Float>, ldc: Int) {
+        let copy = host()
+        let format: Int32 = self.format == .nf4 ? 1 : 2
+        copy.codes.withUnsafeBufferPointer { codes in
+            copy.absmax.withUnsafeBufferPointer { absmax in
+                (scaleCodes ?? []).withUnsafeBufferPointer { scaleCodes in
+                    (scaleAbsmax ?? []).withUnsafeBufferPointer { second in
+                        nf4CodeBook.withUnsafeBufferPointer { book in
+                            let doubleQuant = self.scaleCodes != nil
+                            CPUParallel.forEach(N, grain: max(16, (1 << 16) / max(K, 1))) { rows in
+                                itune_gemv_quant_avx2(format, A, lda, M, codes.baseAddress, doubleQuant ? nil : absmax.baseAddress,
+                                                      scaleCodes.baseAddress, second.baseAddress, scaleOffset ?? 0, book.baseAddress,
+                                                      K, rows.lowerBound, rows.upperBound, C, ldc)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Runs of rows dequantised (for the converting GEMM).
     var rowReader: StoredRowReader {
         let ld = cols, copy = host()

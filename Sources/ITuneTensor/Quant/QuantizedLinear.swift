@@ -24,7 +24,7 @@ extension Tensor {
 
     /// self (M, ·) · op(w): op = ᵀ for the forward (M, in) → (M, out), none for the input
     /// gradient (M, out) → (M, in). Records nothing.
-    fileprivate func quantizedProduct(_ w: BlockQuantizedMatrix, transposed: Bool, outer: [Int]) throws -> Tensor {
+    func quantizedProduct(_ w: BlockQuantizedMatrix, transposed: Bool, outer: [Int]) throws -> Tensor {
         let K = transposed ? w.cols : w.rows, N = transposed ? w.rows : w.cols
         let M = count / max(K, 1)
         let out = try Tensor.empty(outer + [N], on: device)
@@ -34,6 +34,34 @@ extension Tensor {
                               B: w, beta: 0, C: out.floats, ldc: N)
         case let .opencl(cl):
             try cl.gemmBlockQuantized(M: M, N: N, K: K, A: self, B: try w.deviceBlocks(on: cl), transB: transposed, C: out)
+        }
+        return out
+    }
+}
+
+extension BlockQuantizedMatrix {
+    /// Embedding lookup from a quantised (V, C) table (`--quantize-embeddings`): ids i32 of any
+    /// shape S; returns (S..., C) f32, row ids[s] dequantised at s. The table is frozen and ids
+    /// take no gradient, so nothing is recorded; only the looked-up rows are ever dequantised.
+    public func embedding(_ ids: Tensor) throws -> Tensor {
+        guard ids.dtype == .i32 else { throw TensorError.dtypeMismatch(op: "quantized embedding", expected: .i32, got: ids.dtype) }
+        let (V, C) = (rows, cols)
+        let hostIDs = try ids.toIndices()
+        if let k = hostIDs.firstIndex(where: { $0 < 0 || Int($0) >= V }) {
+            throw TensorError.invalidArgument(op: "quantized embedding", "token id \(hostIDs[k]) (at index \(k) of ids \(ids.shape)) is out of range for a vocabulary of \(V) (valid ids 0..<\(V))")
+        }
+        let n = hostIDs.count
+        let out = try Tensor.empty(ids.shape + [C], on: ids.device)
+        switch try execution("quantized embedding", ids) {
+        case .cpu:
+            let copy = host(), o = out.floats
+            CPUParallel.forEach(n, grain: max(1, 16_384 / max(C, 1))) { range in
+                for i in range { self.dequantize(copy, from: Int(hostIDs[i]) * C, count: C, into: o + i * C) }
+            }
+        case let .opencl(cl):
+            let b = try deviceBlocks(on: cl)
+            try cl.embeddingForwardQuant(KernelGrid(global: [C, n], constants: b.constants), out: out, codes: b.codes, ids: ids,
+                                         n: n, C: C, scales: b.scales, scaleCodes: b.scaleCodes, scaleOffset: b.scaleOffset)
         }
         return out
     }

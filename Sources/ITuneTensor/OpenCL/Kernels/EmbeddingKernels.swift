@@ -15,6 +15,15 @@ extension OpenCLBackend {
                    [.buffer(out), .buffer(weight), .buffer(ids), .int(n), .int(C), .int(format)])
     }
 
+    /// out[i] = the dequantised row ids[i] of a blockwise-quantised table (grid constants
+    /// GEMM_BQ, GEMM_BQ_DQ as the quantised GEMMs'); grid (C, n).
+    func embeddingForwardQuant(_ grid: KernelGrid, out: Tensor, codes: Tensor, ids: Tensor, n: Int, C: Int,
+                               scales: Tensor, scaleCodes: Tensor, scaleOffset: Float) throws {
+        try launch("embedding", "embedding_forward_quant", grid,
+                   [.buffer(out), .buffer(codes), .buffer(ids), .int(n), .int(C), .buffer(scales), .buffer(scaleCodes),
+                    .float(scaleOffset)])
+    }
+
     /// dweight rows of the U distinct ids (CSR: uniqueIds (U), offsets (U+1), positions (n));
     /// grid (C, U).
     func embeddingBackward(_ grid: KernelGrid, dweight: Tensor, dy: Tensor, uniqueIds: Tensor, offsets: Tensor,
