@@ -5,20 +5,6 @@ import XCTest
 /// The packed GEMM's blocking rules (CPU/Gemm.swift): balanced K, M and N blocks, and the grid of
 /// regions the workers split C into; and the products they give against the naive product.
 final class GemmBlockingTests: XCTestCase {
-    /// C = alpha · op(A) · op(B) + beta · C in Double.
-    func naive(_ a: [Float], _ b: [Float], _ c0: [Float], M: Int, N: Int, K: Int, tA: Bool, tB: Bool,
-               alpha: Float, beta: Float) -> [Float] {
-        var c = c0
-        for i in 0..<M { for j in 0..<N {
-            var acc = 0.0
-            for k in 0..<K {
-                acc += Double(tA ? a[k * M + i] : a[i * K + k]) * Double(tB ? b[j * K + k] : b[k * N + j])
-            }
-            c[i * N + j] = Float(Double(alpha) * acc + (beta == 0 ? 0 : Double(beta) * Double(c0[i * N + j])))
-        } }
-        return c
-    }
-
     func testBalancedBlocksAreEqualAndNeverDeeperThanTheLimit() {
         // M and N: as many blocks as full ones would take, of equal size: 576 with 256 is three of 192.
         XCTAssertEqual(gemmBalancedBlock(576, max: 256), 192)
@@ -123,7 +109,7 @@ final class GemmBlockingTests: XCTestCase {
                     for (tA, tB) in [(false, true), (true, false), (false, false)] {
                         let a = randomValues(M * K, seed: 11), b = randomValues(K * N, seed: 12)
                         let c0 = randomValues(M * N, seed: 13)
-                        let want = naive(a, b, c0, M: M, N: N, K: K, tA: tA, tB: tB, alpha: 0.5, beta: 0.25)
+                        let want = naiveGemm(a, b, c0, M: M, N: N, K: K, tA: tA, tB: tB, alpha: 0.5, beta: 0.25)
                         for workers in [1, 2, 3, 4] {
                             var c = c0
                             a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in

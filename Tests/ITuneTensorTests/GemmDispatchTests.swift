@@ -54,20 +54,6 @@ final class GemmDispatchTests: XCTestCase {
         XCTAssertEqual(unknown.nc % unknown.nr, 0)
     }
 
-    /// C = alpha · op(A) · op(B) + beta · C in Double.
-    func naive(_ a: [Float], _ b: [Float], _ c0: [Float], M: Int, N: Int, K: Int, tA: Bool, tB: Bool,
-               alpha: Float, beta: Float) -> [Float] {
-        var c = c0
-        for i in 0..<M { for j in 0..<N {
-            var acc = 0.0
-            for k in 0..<K {
-                acc += Double(tA ? a[k * M + i] : a[i * K + k]) * Double(tB ? b[j * K + k] : b[k * N + j])
-            }
-            c[i * N + j] = Float(Double(alpha) * acc + (beta == 0 ? 0 : Double(beta) * Double(c0[i * N + j])))
-        } }
-        return c
-    }
-
     /// Every kernel the CPU runs, with its own blocking and with tiny caches (so that K and N
     /// take several blocks), on odd shapes, all transposes, beta 0 and not, 1 and 2 workers,
     /// through the packed path even for few rows.
@@ -85,7 +71,7 @@ final class GemmDispatchTests: XCTestCase {
                         let a = randomValues(M * K, seed: 3), b = randomValues(K * N, seed: 4)
                         // beta = 0 must not read C: NaNs there must not leak.
                         let c0 = beta == 0 ? [Float](repeating: .nan, count: M * N) : randomValues(M * N, seed: 5)
-                        let want = naive(a, b, c0, M: M, N: N, K: K, tA: tA, tB: tB, alpha: 0.75, beta: beta)
+                        let want = naiveGemm(a, b, c0, M: M, N: N, K: K, tA: tA, tB: tB, alpha: 0.75, beta: beta)
                         for workers in [1, 2] {
                             var c = c0
                             a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
@@ -118,7 +104,7 @@ final class GemmDispatchTests: XCTestCase {
                     cpuSgemm(transA: tA, transB: tB, M: M, N: N, K: K, alpha: 1.5, A: ap.baseAddress!, lda: tA ? M : K,
                              B: bp.baseAddress!, ldb: tB ? K : N, beta: beta, C: cp.baseAddress!, ldc: N, workers: 2)
                 } } }
-                assertClose(c, naive(a, b, c0, M: M, N: N, K: K, tA: tA, tB: tB, alpha: 1.5, beta: beta), rtol: 1e-4, atol: 1e-4,
+                assertClose(c, naiveGemm(a, b, c0, M: M, N: N, K: K, tA: tA, tB: tB, alpha: 1.5, beta: beta), rtol: 1e-4, atol: 1e-4,
                             "\(M)x\(N)x\(K) tA=\(tA) tB=\(tB) beta=\(beta)")
             } } }
         }

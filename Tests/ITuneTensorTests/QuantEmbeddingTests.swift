@@ -9,10 +9,7 @@ import XCTest
 /// the dequantised matrix as an f32 tensor, loss and hidden gradient, on both.
 final class QuantEmbeddingTests: XCTestCase {
     func table(V: Int, C: Int, _ format: QuantFormat, doubleQuant: Bool, seed: UInt64) throws -> BlockQuantizedMatrix {
-        let w = randomValues(V * C, seed: seed, scale: 0.05)
-        return try w.withUnsafeBufferPointer {
-            try BlockQuantizedMatrix(quantizing: $0, rows: V, cols: C, format: format, doubleQuant: doubleQuant)
-        }
+        try quantizedMatrix(rows: V, cols: C, format, doubleQuant: doubleQuant, seed: seed, scale: 0.05)
     }
 
     var devices: [Device] {

@@ -7,10 +7,7 @@ import XCTest
 /// product (cpuSgemmQuantized), forward x·Wᵀ and input gradient g·W, for every own kernel.
 final class QuantGemmKernelTests: XCTestCase {
     func quantized(rows: Int, cols: Int, _ format: QuantFormat, doubleQuant: Bool, seed: UInt64) throws -> BlockQuantizedMatrix {
-        let w = randomValues(rows * cols, seed: seed, scale: 0.1)
-        return try w.withUnsafeBufferPointer {
-            try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: format, doubleQuant: doubleQuant)
-        }
+        try quantizedMatrix(rows: rows, cols: cols, format, doubleQuant: doubleQuant, seed: seed, scale: 0.1)
     }
 
     /// y = x·Wᵀ (M, rows) and dx = ∂Σ(y·r)/∂x = r·W (M, cols) on `device`.

@@ -8,10 +8,7 @@ import XCTest
 /// depth that is no multiple of 64 (the block path) giving the same.
 final class QuantGemvTests: XCTestCase {
     func check(M: Int, N: Int, K: Int, _ format: QuantFormat, doubleQuant: Bool, alpha: Float = 1) throws {
-        let w = randomValues(N * K, seed: UInt64(N * 7 + K), scale: 0.1)
-        let q = try w.withUnsafeBufferPointer {
-            try BlockQuantizedMatrix(quantizing: $0, rows: N, cols: K, format: format, doubleQuant: doubleQuant)
-        }
+        let q = try quantizedMatrix(rows: N, cols: K, format, doubleQuant: doubleQuant, seed: UInt64(N * 7 + K), scale: 0.1)
         let x = randomValues(M * K + 5, seed: 3)  // lda K + 5: rows not packed
         let lda = K + 5
         var xPadded = [Float](repeating: 0, count: M * lda)

@@ -132,3 +132,26 @@ func compareBackends(_ shapes: [[Int]], seed: UInt64 = 7, rtol: Float, atol: Flo
         assertClose(got.grads[i], ref.grads[i], rtol: rtol, atol: atol, "OpenCL gradient \(i) vs CPU", file: file, line: line)
     }
 }
+
+/// C = alpha · op(A) · op(B) + beta · C in Double, row-major (the GEMM tests' reference).
+func naiveGemm(_ a: [Float], _ b: [Float], _ c0: [Float], M: Int, N: Int, K: Int, tA: Bool, tB: Bool,
+               alpha: Float, beta: Float) -> [Float] {
+    var c = c0
+    for i in 0..<M { for j in 0..<N {
+        var acc = 0.0
+        for k in 0..<K {
+            acc += Double(tA ? a[k * M + i] : a[i * K + k]) * Double(tB ? b[j * K + k] : b[k * N + j])
+        }
+        c[i * N + j] = Float(Double(alpha) * acc + (beta == 0 ? 0 : Double(beta) * Double(c0[i * N + j])))
+    } }
+    return c
+}
+
+/// A rows × cols matrix of uniform values in ±scale (seeded), blockwise quantised.
+func quantizedMatrix(rows: Int, cols: Int, _ format: QuantFormat, doubleQuant: Bool, seed: UInt64,
+                     scale: Float) throws -> BlockQuantizedMatrix {
+    let w = randomValues(rows * cols, seed: seed, scale: scale)
+    return try w.withUnsafeBufferPointer {
+        try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: format, doubleQuant: doubleQuant)
+    }
+}

@@ -55,6 +55,20 @@ extension Tensor {
         case tensor(Tensor)
         case quantized(BlockQuantizedMatrix)
         var tensor: Tensor? { if case let .tensor(t) = self { return t }; return nil }
+
+        /// a (rows, ·) · Wᵀ (the logits, (rows, V)) or, not transposed, a · W (rows, C).
+        func product(_ a: Tensor, transposed: Bool, V: Int, C: Int) throws -> Tensor {
+            let rows = a.shape[0]
+            switch self {
+            case let .tensor(weight):
+                let out = try Tensor.empty([rows, transposed ? V : C], on: a.device)
+                try gemm(a, weight, into: out, transA: false, transB: transposed, M: rows, N: transposed ? V : C,
+                         K: transposed ? C : V, batch: 1)
+                return out
+            case let .quantized(w):
+                return try a.quantizedProduct(w, transposed: transposed, outer: [rows])
+            }
+        }
     }
 
     private func linearCrossEntropy(_ head: HeadWeight, V: Int, C: Int, targets: Tensor, ignoreIndex: Int32,
@@ -88,14 +102,7 @@ extension Tensor {
                 let t = try Tensor.empty([rows], dtype: .i32, on: device)
                 try backend.copy(from: targets.storage, at: r0 * 4, to: t.storage, at: 0, byteCount: rows * 4)
                 t.hostIndexCopy = Array(ids[r0..<(r0 + rows)])
-                let logits: Tensor
-                switch head {
-                case let .tensor(weight):
-                    logits = try Tensor.empty([rows, V], on: device)
-                    try gemm(h, weight, into: logits, transA: false, transB: true, M: rows, N: V, K: C, batch: 1)
-                case let .quantized(w):
-                    logits = try h.quantizedProduct(w, transposed: true, outer: [rows])
-                }
+                let logits = try head.product(h, transposed: true, V: V, C: C)
                 let (lossRows, lse, _) = try logits.crossEntropyRows(targets: t, ignoreIndex: ignoreIndex)
                 let chunkLoss = try lossRows.sum()
                 total = try total.map { try $0 + chunkLoss } ?? chunkLoss
@@ -105,14 +112,7 @@ extension Tensor {
                     try logits.crossEntropyGradient(lse: lse, targets: t, dy: one, scale: invValid, ignoreIndex: ignoreIndex,
                                                     into: logits)
                     if let dHidden {
-                        let dh: Tensor
-                        switch head {
-                        case let .tensor(weight):
-                            dh = try Tensor.empty([rows, C], on: device)
-                            try gemm(logits, weight, into: dh, transA: false, transB: false, M: rows, N: C, K: V, batch: 1)
-                        case let .quantized(w):
-                            dh = try logits.quantizedProduct(w, transposed: false, outer: [rows])
-                        }
+                        let dh = try head.product(logits, transposed: false, V: V, C: C)
                         try backend.copy(from: dh.storage, at: 0, to: dHidden.storage, at: r0 * C * 4, byteCount: rows * C * 4)
                     }
                     if let dWeight {
