@@ -240,13 +240,13 @@ func execution(_ op: String, _ tensors: Tensor...) throws -> Execution {
     try execution(op, tensors)
 }
 
-func execution(_ op: String, _ tensors: [Tensor]) throws -> Execution {
+func execution(_ op: String, _ tensors: [Tensor], profiledAs detail: (() -> String)? = nil) throws -> Execution {
     let first = tensors[0]
     for t in tensors.dropFirst() where t.device != first.device {
         throw TensorError.deviceMismatch(op: op, first.device, t.device)
     }
     if let cl = first.backend as? OpenCLBackend { return .opencl(cl) }
-    (first.backend as? CPUBackend)?.launched(op)
+    (first.backend as? CPUBackend)?.launched(op, profiledAs: detail)
     return .cpu
 }
 

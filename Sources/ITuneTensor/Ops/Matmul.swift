@@ -80,7 +80,12 @@ func gemm(_ a: Tensor, _ b: Tensor, into out: Tensor, transA: Bool, transB: Bool
     guard a.dtype == .f32, out.dtype == .f32, b.dtype == .f32 || b.dtype.isHalfFloat else {
         throw TensorError.invalidArgument(op: "matmul", "operands are \(a.dtype.rawValue) · \(b.dtype.rawValue) → \(out.dtype.rawValue); only the right operand may be stored as f16 or bf16, the rest must be f32")
     }
-    switch try execution("matmul", a, b, out) {
+    // The CPU profile has a row per product shape: op(A)·op(B) as n/t, M×N×K, and B's storage.
+    let profiled = {
+        "matmul \(transA ? "t" : "n")\(transB ? "t" : "n") \(batch > 1 ? "\(batch)×" : "")\(M)×\(N)×\(K)"
+            + (b.dtype == .f32 ? "" : " \(b.dtype.rawValue)")
+    }
+    switch try execution("matmul", [a, b, out], profiledAs: profiled) {
     case .cpu where b.dtype.isHalfFloat:
         let pa = a.floats, pb = b.storage.host.assumingMemoryBound(to: UInt16.self), pc = out.floats
         for i in 0..<batch {
