@@ -55,6 +55,39 @@ final class LinearCrossEntropyTests: XCTestCase {
         }
     }
 
+    /// Spans of ignored rows (a prompt under an answer-only loss, padding), across chunk
+    /// boundaries: the loss and gradients are the reference's, and the head's products run over
+    /// the scored rows only (the CPU profile names each product's shape).
+    func testIgnoredSpansAreSkippedAndMatchTheReference() throws {
+        let spans: [(ignored: Bool, count: Int)] = [(true, 10), (false, 7), (true, 5), (false, 11), (true, 1), (false, 2), (true, 4)]
+        let N = spans.reduce(0) { $0 + $1.count }, scored = spans.filter { !$0.ignored }.reduce(0) { $0 + $1.count }
+        for chunk in [nil, 4, 7, 100] as [Int?] {
+            let c = Case(N: N, C: 8, V: 41, chunk: chunk)
+            let (h, w, random) = data(c, seed: 9)
+            var t = random
+            var g = SplitMix64(seed: 10), i = 0
+            for span in spans {
+                for _ in 0..<span.count { t[i] = span.ignored ? -100 : Int32(g.next() % 41); i += 1 }
+            }
+            let (l0, dh0, dw0) = try reference(h, w, t, c, on: .cpu)
+            try CPUBackend.shared.startProfiling()
+            let (l1, dh1, dw1) = try fused(h, w, t, c, on: .cpu)
+            let profile = try XCTUnwrap(try CPUBackend.shared.stopProfiling())
+            let what = "chunk \(chunk.map(String.init) ?? "auto")"
+            XCTAssertEqual(l1, l0, accuracy: 1e-5 * max(1, abs(l0)), what)
+            for (a, b) in zip(dh1, dh0) { XCTAssertEqual(a, b, accuracy: 1e-5 + 1e-4 * abs(b), "dHidden \(what)") }
+            for (a, b) in zip(dw1, dw0) { XCTAssertEqual(a, b, accuracy: 1e-5 + 1e-4 * abs(b), "dWeight \(what)") }
+            // Logits rows made: the forward products' M, summed over chunks.
+            let logitRows = profile.launches.compactMap { name, n -> Int? in
+                let parts = name.split(separator: " ")
+                guard parts.count == 3, parts[0] == "matmul", parts[1] == "nt" else { return nil }
+                let dims = parts[2].split(separator: "×").compactMap { Int($0) }
+                return dims.count == 3 && dims[1] == 41 && dims[2] == 8 ? dims[0] * n : nil
+            }.reduce(0, +)
+            XCTAssertEqual(logitRows, scored, "\(what): logits for the \(scored) scored rows of \(N) only")
+        }
+    }
+
     func testEveryRowIgnoredGivesZeroLossAndGradients() throws {
         let hidden = try Tensor.randn([5, 4], seed: 1, requiresGrad: true)
         let weight = try Tensor.randn([9, 4], seed: 2)

@@ -12,8 +12,9 @@ extension Tensor {
     /// `hidden.linear(weight).crossEntropy(targets:)` gives it, without keeping the logits.
     ///
     /// self is hidden (N, C) (leading dims flattened), weight (V, C), targets i32 (N) with
-    /// `ignoreIndex` where no loss is taken. Returns shape []. `chunkRows` rows are scored at a
-    /// time (default: even chunks of at most 256 MB of logits). The gradients of self and weight (for those that
+    /// `ignoreIndex` where no loss is taken: those rows get no logits (the products run over the
+    /// scored rows only). Returns shape []. `chunkRows` scored rows at a time (default: even
+    /// chunks of at most 256 MB of logits). The gradients of self and weight (for those that
     /// require them) are computed in the forward and scaled by the loss's gradient in the
     /// backward.
     public func linearCrossEntropy(weight: Tensor, targets: Tensor, ignoreIndex: Int32 = -100,
@@ -82,49 +83,78 @@ extension Tensor {
         }
         let hidden = self
         let ids = try targets.toIndices()
-        let valid = ids.reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) }
-        let rowsPerChunk = Swift.max(1, Swift.min(N, chunkRows ?? Self.headChunkRows(rows: N, vocabulary: V,
-                                                                                       checkpointing: TrainingContext.checkpointsBlocks)))
+        // The scored rows, as runs of consecutive rows: a row whose target is ignored (the prompt
+        // under an answer-only loss, padding) gets no logits at all — its loss is 0 and its
+        // gradient 0 — so the head's three products run over the scored rows only.
+        var runs: [(start: Int, count: Int)] = []
+        for (i, id) in ids.enumerated() where id != ignoreIndex {
+            if let last = runs.last, last.start + last.count == i { runs[runs.count - 1].count += 1 } else { runs.append((i, 1)) }
+        }
+        let valid = runs.reduce(0) { $0 + $1.count }
+        let rowsPerChunk = Swift.max(1, Swift.min(Swift.max(valid, 1), chunkRows ?? Self.headChunkRows(
+            rows: valid, vocabulary: V, checkpointing: TrainingContext.checkpointsBlocks)))
         let weight = head.tensor  // nil: quantised (frozen)
         let wantGrad = GradientTape.isRecording && (hidden.requiresGrad || weight?.requiresGrad == true)
         let backend = hidden.backend
         // dHidden (N, C) and dWeight (V, C), made in the forward on purpose: they replace the logits.
-        let dHidden = wantGrad && hidden.requiresGrad ? try Tensor.empty([N, C], on: device) : nil
-        let dWeight = wantGrad && weight?.requiresGrad == true ? try Tensor.empty([V, C], on: device) : nil
+        // Rows not scored keep a zero gradient, as does the weight when no row is scored.
+        let dHidden = wantGrad && hidden.requiresGrad
+            ? try (valid < N ? Tensor.zeros([N, C], on: device) : Tensor.empty([N, C], on: device)) : nil
+        let dWeight = wantGrad && weight?.requiresGrad == true
+            ? try (valid == 0 ? Tensor.zeros([V, C], on: device) : Tensor.empty([V, C], on: device)) : nil
         // The mean's gradient per scored row; the loss's own gradient scales both in the backward.
         let invValid: Float = valid > 0 ? 1 / Float(valid) : 0
         let one = wantGrad ? try Tensor.full([1], 1, on: device) : nil
         var total: Tensor? = nil
+        var first = true
+        // One chunk: `pieces` are (first row in hidden, first row in the chunk, rows), `rows` in all.
+        func score(_ pieces: [(row: Int, at: Int, count: Int)], rows: Int) throws {
+            // This chunk's hidden rows and targets, copied out (a few rows × C).
+            let h = try Tensor.empty([rows, C], on: device)
+            var chunkIds: [Int32] = []
+            chunkIds.reserveCapacity(rows)
+            for p in pieces {
+                try backend.copy(from: hidden.storage, at: p.row * C * 4, to: h.storage, at: p.at * C * 4, byteCount: p.count * C * 4)
+                chunkIds += ids[p.row..<(p.row + p.count)]
+            }
+            let t = try Tensor(indices: chunkIds, shape: [rows], on: device)
+            let logits = try head.product(h, transposed: true, V: V, C: C)
+            let (lossRows, lse, _) = try logits.crossEntropyRows(targets: t, ignoreIndex: ignoreIndex)
+            let chunkLoss = try lossRows.sum()
+            total = try total.map { try $0 + chunkLoss } ?? chunkLoss
+            guard let one else { return }
+            // The logits become their own gradient (softmax − onehot, over the scored rows), in
+            // place: no second (rows, V) matrix.
+            try logits.crossEntropyGradient(lse: lse, targets: t, dy: one, scale: invValid, ignoreIndex: ignoreIndex,
+                                            into: logits)
+            if let dHidden {
+                let dh = try head.product(logits, transposed: false, V: V, C: C)
+                for p in pieces {
+                    try backend.copy(from: dh.storage, at: p.at * C * 4, to: dHidden.storage, at: p.row * C * 4,
+                                     byteCount: p.count * C * 4)
+                }
+            }
+            if let dWeight {
+                try gemm(logits, h, into: dWeight, transA: true, transB: false, M: V, N: C, K: rows, batch: 1,
+                         beta: first ? 0 : 1)
+            }
+            first = false
+        }
         try noGrad {
-            var r0 = 0
-            while r0 < N {
-                let rows = Swift.min(rowsPerChunk, N - r0)
-                // This chunk's hidden rows and targets, copied out (a few rows × C).
-                let h = try Tensor.empty([rows, C], on: device)
-                try backend.copy(from: hidden.storage, at: r0 * C * 4, to: h.storage, at: 0, byteCount: rows * C * 4)
-                let t = try Tensor.empty([rows], dtype: .i32, on: device)
-                try backend.copy(from: targets.storage, at: r0 * 4, to: t.storage, at: 0, byteCount: rows * 4)
-                t.hostIndexCopy = Array(ids[r0..<(r0 + rows)])
-                let logits = try head.product(h, transposed: true, V: V, C: C)
-                let (lossRows, lse, _) = try logits.crossEntropyRows(targets: t, ignoreIndex: ignoreIndex)
-                let chunkLoss = try lossRows.sum()
-                total = try total.map { try $0 + chunkLoss } ?? chunkLoss
-                if let one {
-                    // The logits become their own gradient (softmax − onehot, over the scored
-                    // rows), in place: no second (rows, V) matrix.
-                    try logits.crossEntropyGradient(lse: lse, targets: t, dy: one, scale: invValid, ignoreIndex: ignoreIndex,
-                                                    into: logits)
-                    if let dHidden {
-                        let dh = try head.product(logits, transposed: false, V: V, C: C)
-                        try backend.copy(from: dh.storage, at: 0, to: dHidden.storage, at: r0 * C * 4, byteCount: rows * C * 4)
-                    }
-                    if let dWeight {
-                        try gemm(logits, h, into: dWeight, transA: true, transB: false, M: V, N: C, K: rows, batch: 1,
-                                 beta: r0 == 0 ? 0 : 1)
+            var pieces: [(row: Int, at: Int, count: Int)] = [], filled = 0
+            for run in runs {
+                var row = run.start, left = run.count
+                while left > 0 {
+                    let take = Swift.min(left, rowsPerChunk - filled)
+                    pieces.append((row, filled, take))
+                    filled += take; row += take; left -= take
+                    if filled == rowsPerChunk {
+                        try score(pieces, rows: filled)
+                        pieces.removeAll(keepingCapacity: true); filled = 0
                     }
                 }
-                r0 += rows
             }
+            if filled > 0 { try score(pieces, rows: filled) }
         }
         // A fresh scalar: the mean over the scored rows.
         let result = try total.map { try $0.scaled(by: invValid).detached() } ?? Tensor.zeros([], on: device)
