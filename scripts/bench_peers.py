@@ -121,7 +121,7 @@ def step_child_t5(config, mode, device, batch, inputs, targets, seconds, min_rep
                       "driver": f"torch {torch.__version__} eager fp32, {torch.get_num_threads()} threads"}))
 
 
-def step_child(config, mode, device, batch, seq, seconds, min_reps):
+def step_child(config, mode, device, batch, seq, seconds, min_reps, answer_fraction=1.0):
     if config in T5_STEP_CONFIGS:
         inputs, targets = (int(x) for x in str(seq).split("x"))
         return step_child_t5(config, mode, device, batch, inputs, targets, seconds, min_reps)
@@ -145,12 +145,15 @@ def step_child(config, mode, device, batch, seq, seconds, min_reps):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     ids = torch.randint(0, STEP_CONFIGS[config]["vocab_size"], (batch, seq), device=device)
+    # itune-bench step --answer-fraction: each row's first tokens are a prompt the loss ignores (-100).
+    labels = ids.clone()
+    labels[:, :min(seq - 1, int((1 - answer_fraction) * seq))] = -100
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
     def step():
-        out = model(input_ids=ids, labels=ids)
+        out = model(input_ids=ids, labels=labels)
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -225,10 +228,11 @@ def main():
     ap.add_argument("--seconds", type=float, default=1.5)
     ap.add_argument("--update-readme", action="store_true")
     ap.add_argument("--step-child", nargs=6, metavar=("CONFIG", "MODE", "DEVICE", "BATCH", "SEQ", "SECONDS"))
+    ap.add_argument("--answer-fraction", type=float, default=1.0, help="with --step-child: as itune-bench step's")
     a = ap.parse_args()
     if a.step_child:
         c, m, d, b, s, sec = a.step_child
-        step_child(c, m, d, int(b), s if "x" in s else int(s), float(sec), 3)
+        step_child(c, m, d, int(b), s if "x" in s else int(s), float(sec), 3, a.answer_fraction)
         return
 
     ours = []
@@ -271,12 +275,13 @@ def main():
         elif b == "step":
             # "lora nf4 ckpt" and the like: every LoRA row is compared with PyTorch+PEFT's fp32 LoRA step.
             mode = r["name"].split()[0]
-            key = (r["label"], mode, peer_dev)
+            fraction = r.get("answer_fraction", 1.0)
+            key = (r["label"], mode, peer_dev, fraction)
             if key not in step_cache:
                 # Decoder rows are [B, T]; encoder-decoder rows [B, input, target], passed as "IxT".
                 B, T = r["shape"][0], "x".join(str(x) for x in r["shape"][1:])
                 out = subprocess.run([sys.executable, __file__, "--ours", a.ours, "--step-child", r["label"], mode, peer_dev,
-                                      str(B), T, str(a.seconds)], capture_output=True, text=True)
+                                      str(B), T, str(a.seconds), "--answer-fraction", str(fraction)], capture_output=True, text=True)
                 lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
                 if not lines:
                     print(f"peer step {key} failed:\n{out.stderr[-2000:]}", file=sys.stderr)

@@ -11,5 +11,8 @@ $bin/itune-bench matmul --json | tee -a $j
 $bin/itune-bench softmax --json --lengths 128,256,512,1024 | tee -a $j
 $bin/itune-bench attention --json --lengths 128,256,512,1024 | tee -a $j
 for c in smollm2-135m qwen2.5-0.5b; do for m in lora full; do
-  $bin/itune-bench step --configs $c --modes $m --json | tee -a $j; done; done
+  $bin/itune-bench step --configs $c --modes $m --json | tee -a $j
+  # The same step with an answer-only loss on real Self-Instruct proportions (46% of tokens
+  # scored under the alpaca template): the peer gets the same labels.
+  $bin/itune-bench step --configs $c --modes $m --answer-fraction 0.46 --json | tee -a $j; done; done
 python3 scripts/bench_peers.py --ours $j --out $out

@@ -61,4 +61,21 @@ final class BenchSmokeTests: XCTestCase {
         let own = try runExecutable(at: exe, ["matmul", "--smoke"])
         XCTAssertNotEqual(own.status, 0, "itune-gpu has no matmul subcommand")
     }
+    /// step --answer-fraction: the row says what share of the tokens was scored, and a share
+    /// outside (0, 1] is refused by name.
+    func testStepWithAnAnswerOnlyLossNamesItsFraction() throws {
+        let exe = try builtExecutablePath("itune-bench", from: self)
+        let r = try runExecutable(at: exe, ["step", "--smoke", "--configs", "tiny", "--modes", "lora", "--answer-fraction", "0.5", "--json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let rows = r.out.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.filter { ($0["bench"] as? String) == "step" }
+        XCTAssertEqual(rows.count, 1)
+        XCTAssertEqual(rows.first?["name"] as? String, "lora answers 0.5")
+        XCTAssertEqual(rows.first?["answer_fraction"] as? Double, 0.5)
+        XCTAssertGreaterThan(rows.first?["rate"] as? Double ?? 0, 0)
+        let bad = try runExecutable(at: exe, ["step", "--smoke", "--answer-fraction", "0"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("--answer-fraction"), bad.err)
+    }
 }

@@ -107,8 +107,11 @@ struct StepOptions: BenchOptionGroup {
     var quantizeEmbeddings = false
     @Flag(help: "step: first run one untimed forward and report the activations it leaves for the backward, in MB by the op that made them (\"saved_mb\", \"saved_by_op_mb\").")
     var savedTensors = false
+    @Option(help: "step: the share of each row's tokens that are scored, as an answer-only loss scores the answer and not the prompt before it (the first tokens of each row are ignored; real Self-Instruct records under the alpaca template: 0.46). Default 1: every token.")
+    var answerFraction = 1.0
 
     func validate() throws {
+        guard answerFraction > 0, answerFraction <= 1 else { throw ValidationError("--answer-fraction must be in (0, 1], not \(answerFraction)") }
         guard logEvery >= 1, logEvery <= 100_000 else { throw ValidationError("--log-every must be in [1, 100000], not \(logEvery)") }
         guard warmup >= 0, warmup <= 100 else { throw ValidationError("--warmup must be in [0, 100], not \(warmup)") }
         if let bucketMb { guard bucketMb.isFinite, bucketMb * 1_048_576 >= 4, bucketMb <= 1024 else { throw ValidationError("--bucket-mb must be in [4 bytes, 1024 MB], not \(bucketMb)") } }
@@ -125,6 +128,7 @@ struct StepOptions: BenchOptionGroup {
         o.gradCheckpointOnly = gradCheckpointOnly
         o.warmup = warmup
         o.savedTensors = savedTensors
+        o.answerFraction = answerFraction
         o.doubleQuant = doubleQuant
         o.quantizeEmbeddings = quantizeEmbeddings
         if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }

@@ -47,6 +47,7 @@ struct BenchOptions {
     var warmup = 1
     /// step: one untimed forward first, reporting what the backward keeps by producing op.
     var savedTensors = false
+    var answerFraction = 1.0
     /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
     var ranks: Int? = nil
     /// step --ranks: the gradient buckets' size in MB.

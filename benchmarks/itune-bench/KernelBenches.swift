@@ -186,17 +186,21 @@ struct StepBench: Benchmark {
                         var g = SplitMix64(seed: 3)
                         let tokens = (0..<(B * T)).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
                         let ids = try Tensor(indices: tokens, shape: [B, T], on: device)
+                        // --answer-fraction: each row's first tokens are a prompt the loss ignores.
+                        let prompt = min(T - 1, Int((1 - options.answerFraction) * Double(T)))
+                        let labels = prompt == 0 ? tokens : tokens.enumerated().map { $0.offset % T < prompt ? -100 : $0.element }
                         let context = TrainingContext(seed: 1)
                         context.gradientCheckpointing = checkpointing
                         let saved = try options.savedTensors ? savedActivations(context: context, optimizer: optimizer) {
-                            try model.loss(ids, labels: tokens)
+                            try model.loss(ids, labels: labels)
                         } : nil
                         let steps = try timeTrainingSteps(options, backend: backend, optimizer: optimizer, context: context) {
-                            try model.loss(ids, labels: tokens)
+                            try model.loss(ids, labels: labels)
                         }
                         let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T)
                         let storage = baseName + (setting?.doubleQuant == true ? "+dq" : "") + (setting?.embeddings == true ? "+emb" : "")
-                        var result = BenchResult(bench: name, name: (baseName == "f32" ? mode : "\(mode) \(storage)") + (checkpointing ? " ckpt" : ""), label: cname,
+                        let answers = options.answerFraction < 1 ? " answers \(options.answerFraction)" : ""
+                        var result = BenchResult(bench: name, name: (baseName == "f32" ? mode : "\(mode) \(storage)") + (checkpointing ? " ckpt" : "") + answers, label: cname,
                                                  device: label, shape: [B, T],
                                                  flops: Double(B * T * L), timing: steps.timing, unit: "tokens/s", unitScale: 1,
                                                  extra: ["mode": mode, "config": cname, "base_dtype": baseName, "grad_checkpoint": checkpointing,
@@ -204,7 +208,7 @@ struct StepBench: Benchmark {
                                                          "quantize_embeddings": setting?.embeddings == true,
                                                          "parameters": model.parameterCount,
                                                          "trainable": trainable.reduce(0) { $0 + $1.count },
-                                                         "flops_per_token": perToken])
+                                                         "flops_per_token": perToken, "answer_fraction": options.answerFraction])
                         result.extra.merge(steps.json(backend)) { a, _ in a }
                         if let saved {
                             result.extra["saved_mb"] = Double(saved.reduce(0) { $0 + $1.bytes }) / 1e6
