@@ -152,4 +152,15 @@ final class OptimTests: XCTestCase {
             XCTAssertEqual(got, cpu, accuracy: 1e-4 * cpu)
         }
     }
+    /// The CPU's chunked sums (32 lanes per chunk, then the chunks) against a Double loop, at
+    /// lengths around the lanes and the 4096-element chunk.
+    func testCPUSumAndSumOfSquaresMatchADoubleLoop() throws {
+        for n in [1, 7, 31, 32, 33, 95, 4095, 4096, 4097, 70_001] {
+            let values = randomValues(n, seed: UInt64(n) + 7)
+            let sum = values.reduce(0.0) { $0 + Double($1) }, squares = values.reduce(0.0) { $0 + Double($1) * Double($1) }
+            let t = try Tensor(values, shape: [n])
+            XCTAssertEqual(Double(try t.sum().item()), sum, accuracy: 1e-5 * max(1, squares.squareRoot()), "sum n \(n)")
+            XCTAssertEqual(Double(try t.sumOfSquares()), squares, accuracy: 1e-5 * squares, "squares n \(n)")
+        }
+    }
 }

@@ -118,10 +118,12 @@ struct StepBench: Benchmark {
     /// of D, T the sequence (causal masking is not subtracted, as PaLM does not). Under LoRA the
     /// frozen weights cost their forward and the input gradient, 4·N, the adapters 6·N_adapter,
     /// and attention the same 12·L·H·D·T.
-    static func flopsPerToken(_ model: LlamaModel, lora: Bool, sequence T: Int) -> Double {
+    /// `scored`: the share of tokens whose loss is taken (--answer-fraction); the head's products
+    /// are needed for those rows only, so only they count.
+    static func flopsPerToken(_ model: LlamaModel, lora: Bool, sequence T: Int, scored: Double = 1) -> Double {
         let c = model.config
         let projections = model.projections()
-        let n = Double(projections.reduce(0) { $0 + $1.inFeatures * $1.outFeatures } + c.vocabSize * c.hiddenSize)
+        let n = Double(projections.reduce(0) { $0 + $1.inFeatures * $1.outFeatures }) + scored * Double(c.vocabSize * c.hiddenSize)
         let adapters = Double(projections.reduce(0) { $0 + ($1.lora.map { $0.a.count + $0.b.count } ?? 0) })
         let attention = 12 * Double(c.numLayers * c.numHeads * c.headDim * T)
         return (lora ? 4 * n + 6 * adapters : 6 * n) + attention
@@ -197,7 +199,7 @@ struct StepBench: Benchmark {
                         let steps = try timeTrainingSteps(options, backend: backend, optimizer: optimizer, context: context) {
                             try model.loss(ids, labels: labels)
                         }
-                        let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T)
+                        let perToken = Self.flopsPerToken(model, lora: mode == "lora", sequence: T, scored: Double(T - prompt) / Double(T))
                         let storage = baseName + (setting?.doubleQuant == true ? "+dq" : "") + (setting?.embeddings == true ? "+emb" : "")
                         let answers = options.answerFraction < 1 ? " answers \(options.answerFraction)" : ""
                         var result = BenchResult(bench: name, name: (baseName == "f32" ? mode : "\(mode) \(storage)") + (checkpointing ? " ckpt" : "") + answers, label: cname,

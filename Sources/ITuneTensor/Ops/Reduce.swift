@@ -71,15 +71,38 @@ func cpuChunkedSum(_ x: UnsafePointer<Float>, _ n: Int, squared: Bool) -> Float 
         let base = p.baseAddress!
         CPUParallel.forEach(groups) { r in
             for g in r {
-                var acc: Float = 0
-                if squared {
-                    for i in (g * chunk)..<min(n, (g + 1) * chunk) { acc += x[i] * x[i] }
-                } else {
-                    for i in (g * chunk)..<min(n, (g + 1) * chunk) { acc += x[i] }
-                }
-                base[g] = acc
+                let start = g * chunk
+                base[g] = cpuChunkSum(x + start, min(n, start + chunk) - start, squared: squared)
             }
         }
     }
     return partial.reduce(0, +)
+}
+
+/// Σ x (or Σ x²) over one chunk, in 32 lanes (four 8-wide accumulators, then the lanes in a
+/// fixed order): a single running sum is one dependent add per element, which no compiler may
+/// reorder, and ran the gradient-norm pass of a 0.5B model at a third of memory speed.
+@inline(__always) func cpuChunkSum(_ p: UnsafePointer<Float>, _ count: Int, squared: Bool) -> Float {
+    typealias V = SIMD8<Float>
+    var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+    let raw = UnsafeRawPointer(p)
+    var i = 0
+    while i + 32 <= count {
+        let v0 = raw.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+        let v1 = raw.loadUnaligned(fromByteOffset: i * 4 + 32, as: V.self)
+        let v2 = raw.loadUnaligned(fromByteOffset: i * 4 + 64, as: V.self)
+        let v3 = raw.loadUnaligned(fromByteOffset: i * 4 + 96, as: V.self)
+        if squared {
+            a0.addProduct(v0, v0); a1.addProduct(v1, v1); a2.addProduct(v2, v2); a3.addProduct(v3, v3)
+        } else {
+            a0 += v0; a1 += v1; a2 += v2; a3 += v3
+        }
+        i += 32
+    }
+    var acc = ((a0 + a1) + (a2 + a3)).sum()
+    while i < count {
+        acc += squared ? p[i] * p[i] : p[i]
+        i += 1
+    }
+    return acc
 }
