@@ -109,8 +109,7 @@ extension Tensor {
         var first = true
         // One chunk: `pieces` are (first row in hidden, first row in the chunk, rows), `rows` in all.
         func score(_ pieces: [(row: Int, at: Int, count: Int)], rows: Int) throws {
-            // This chunk's hidden rows and targets, copied out (a few rows × C).
-            // Both copied on the device (no upload: the targets are there already).
+            // This chunk's hidden rows and targets, copied out on the device (no upload).
             let h = try Tensor.empty([rows, C], on: device)
             let t = try Tensor.empty([rows], dtype: .i32, on: device)
             var chunkIds: [Int32] = []
