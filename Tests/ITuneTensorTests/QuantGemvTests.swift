@@ -25,12 +25,8 @@ final class QuantGemvTests: XCTestCase {
         let what = "\(format)\(doubleQuant ? "+dq" : "") M \(M) N \(N) K \(K) alpha \(alpha)"
         for r in 0..<M {
             for n in 0..<N {
-                var exact = 0.0, magnitude = 0.0
-                for k in 0..<K {
-                    exact += Double(x[r * K + k]) * Double(d[n * K + k])
-                    magnitude += abs(Double(x[r * K + k]) * Double(d[n * K + k]))
-                }
-                exact *= Double(alpha)
+                let (dot, magnitude) = exactDot(K, { x[r * K + $0] }, { d[n * K + $0] })
+                let exact = dot * Double(alpha)
                 XCTAssertEqual(Double(y[r * ldc + n]), exact, accuracy: 1e-6 * magnitude * Double(abs(alpha)) + 1e-7,
                                "\(what) y[\(r), \(n)]")
             }

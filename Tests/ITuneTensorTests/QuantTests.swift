@@ -168,11 +168,7 @@ final class QuantTests: XCTestCase {
                 let dx = try q.linearInputGradient(gy, rows: M)
                 for m in 0..<M {
                     for k in 0..<cols {
-                        var exact = 0.0, magnitude = 0.0
-                        for n in 0..<rows {
-                            exact += Double(gy[m * rows + n]) * Double(d[n * cols + k])
-                            magnitude += abs(Double(gy[m * rows + n]) * Double(d[n * cols + k]))
-                        }
+                        let (exact, magnitude) = exactDot(rows, { gy[m * rows + $0] }, { d[$0 * cols + k] })
                         XCTAssertEqual(Double(dx[m * cols + k]), exact, accuracy: 1e-5 * max(magnitude, 1), "\(format) dx[\(m),\(k)]")
                     }
                 }

@@ -155,3 +155,15 @@ func quantizedMatrix(rows: Int, cols: Int, _ format: QuantFormat, doubleQuant: B
         try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: format, doubleQuant: doubleQuant)
     }
 }
+
+/// Σ a(k)·b(k) over 0..<n in Double, and Σ |a(k)·b(k)|: the scale a Float sum's rounding error
+/// is measured against.
+func exactDot(_ n: Int, _ a: (Int) -> Float, _ b: (Int) -> Float) -> (value: Double, magnitude: Double) {
+    var value = 0.0, magnitude = 0.0
+    for k in 0..<n {
+        let p = Double(a(k)) * Double(b(k))
+        value += p
+        magnitude += abs(p)
+    }
+    return (value, magnitude)
+}

@@ -37,7 +37,7 @@ public final class CPUBackend: Backend {
         if hugePages, size >= 4 << 20 {
             let page = 4096, start = (Int(bitPattern: p) + page - 1) / page * page
             let end = (Int(bitPattern: p) + size) / page * page
-            if end > start, let q = UnsafeMutableRawPointer(bitPattern: start) { _ = madvise(q, end - start, 14) }  // MADV_HUGEPAGE
+            if end > start, let q = UnsafeMutableRawPointer(bitPattern: start) { _ = madvise(q, end - start, MADV_HUGEPAGE) }
         }
         #endif
         return p

@@ -93,7 +93,9 @@ func cpuChunkedSum(_ x: UnsafePointer<Float>, _ n: Int, squared: Bool) -> Float 
         let v2 = raw.loadUnaligned(fromByteOffset: i * 4 + 64, as: V.self)
         let v3 = raw.loadUnaligned(fromByteOffset: i * 4 + 96, as: V.self)
         if squared {
-            a0.addProduct(v0, v0); a1.addProduct(v1, v1); a2.addProduct(v2, v2); a3.addProduct(v3, v3)
+            // A multiply and an add, not addProduct: without FMA in the build (a portable x86-64
+            // one) addProduct is a libm call per lane.
+            a0 += v0 * v0; a1 += v1 * v1; a2 += v2 * v2; a3 += v3 * v3
         } else {
             a0 += v0; a1 += v1; a2 += v2; a3 += v3
         }
