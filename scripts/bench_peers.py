@@ -127,6 +127,9 @@ def step_child(config, mode, device, batch, seq, seconds, min_reps, answer_fract
         return step_child_t5(config, mode, device, batch, inputs, targets, seconds, min_reps)
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    # fp32 as ours: no TF32 in cuBLAS or cuDNN on a GPU.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
     if device == "cpu":
         torch.set_num_threads(os.cpu_count())
@@ -180,6 +183,21 @@ def peer_matmul(shape, transpose_a, transpose_b, seconds):
     fn = (lambda: op_a() @ b.T) if transpose_b else (lambda: op_a() @ b)
     t = statistics.median(timed(fn, seconds))
     return 2 * M * N * K / t / 1e9, t, f"numpy {np.__version__}"
+
+
+def peer_matmul_cuda(shape, transpose_a, transpose_b, seconds):
+    """cuBLAS through torch in fp32 with TF32 off (the arithmetic our OpenCL kernels do)."""
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = False
+    M, N, K = shape
+    g = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.empty((K, M) if transpose_a else (M, K), device="cuda").uniform_(-1, 1, generator=g)
+    b = torch.empty((N, K) if transpose_b else (K, N), device="cuda").uniform_(-1, 1, generator=g)
+    op_a = a.t() if transpose_a else a
+    op_b = b.t() if transpose_b else b
+    out = torch.empty(M, N, device="cuda")
+    t = statistics.median(timed(lambda: torch.matmul(op_a, op_b, out=out), seconds, warmup=3, sync=torch.cuda.synchronize))
+    return 2 * M * N * K / t / 1e9, t, f"torch {torch.__version__} cuBLAS fp32 (TF32 off)"
 
 
 def peer_softmax(rows, T, backward, device, seconds):
@@ -241,8 +259,11 @@ def main():
         if line.startswith("{"):
             ours.append(json.loads(line))
     import torch
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     os.makedirs(a.out, exist_ok=True)
+    open(os.path.join(a.out, "rows.partial.jsonl"), "w").close()
     peers, rows = [], []
 
     def add(r, peer_rate, peer_ms, peer_name, peer_device="cpu", extra=None):
@@ -253,6 +274,9 @@ def main():
         if extra:
             row.update(extra)
         rows.append(row)
+        # Each row as it comes, so that a run cut short keeps what it measured.
+        with open(os.path.join(a.out, "rows.partial.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
 
     step_cache = {}
     tok_cache = None
@@ -263,8 +287,11 @@ def main():
         peer_dev = "cuda" if ("cuda" in devices and r["device"] != "cpu" and any(k in name for k in ("NVIDIA", "GeForce", "Tesla", "H100", "H200", "A100"))) else "cpu"
         if b == "matmul":
             tb = r.get("transpose_b", "lm_head" in r["label"] or "proj" in r["label"])
-            g, t, name = peer_matmul(r["shape"], r.get("transpose_a", False), tb, a.seconds)
-            add(r, g, t * 1e3, name)
+            if peer_dev == "cuda":
+                g, t, name = peer_matmul_cuda(r["shape"], r.get("transpose_a", False), tb, a.seconds)
+            else:
+                g, t, name = peer_matmul(r["shape"], r.get("transpose_a", False), tb, a.seconds)
+            add(r, g, t * 1e3, name, peer_dev)
         elif b == "softmax":
             rows_, T = r["shape"]
             t = peer_softmax(rows_, T, r["name"] != "forward", peer_dev, a.seconds)
