@@ -100,13 +100,13 @@ gpu-kit: setup
 	scripts/kit/make-gpu-kit.sh "$$($(KIT_BUILD) --show-bin-path)" dist
 
 # The kit unpacked in an empty folder and run end to end against this machine's OpenCL (PoCL
-# in CI) with a tiny tuning budget and the smoke benchmarks; the results land in
+# in CI) with a tiny tuning budget at the demo's shapes and the smoke benchmarks; the results land in
 # dist/kit-check-results.
 gpu-kit-check: gpu-kit
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	tar -C "$$tmp" -xJf dist/itune-gpu-linux-x86_64.tar.xz; \
 	rm -rf dist/kit-check-results; \
-	cd "$$tmp" && env -i PATH=/usr/bin:/bin HOME="$$tmp" TUNE_BUDGET=10 BENCH_ARGS=--smoke SKIP_PEERS=1 LIMIT_SCALE=4 \
+	cd "$$tmp" && env -i PATH=/usr/bin:/bin HOME="$$tmp" TUNE_BUDGET=10 TUNE_MODEL=demo BENCH_ARGS=--smoke SKIP_PEERS=1 LIMIT_SCALE=4 \
 	  ./itune-gpu-linux-x86_64/run-checks.sh "$(CURDIR)/dist/kit-check-results"
 
 clean:

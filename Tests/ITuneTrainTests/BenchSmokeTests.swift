@@ -61,6 +61,23 @@ final class BenchSmokeTests: XCTestCase {
         let own = try runExecutable(at: exe, ["matmul", "--smoke"])
         XCTAssertNotEqual(own.status, 0, "itune-gpu has no matmul subcommand")
     }
+    /// --device gpu: the OpenCL GPUs and accelerators, else every OpenCL device (PoCL alone, as in
+    /// CI), never the CPU path; a subset of --device opencl's devices, empty only where that is.
+    func testDeviceGpuPicksOpenCLGPUsElseEveryOpenCLDevice() throws {
+        let exe = try builtExecutablePath("itune-bench", from: self)
+        func devices(_ d: String) throws -> Set<String> {
+            let r = try runExecutable(at: exe, ["matmul", "--smoke", "--sizes", "64", "--device", d, "--json"])
+            XCTAssertEqual(r.status, 0, r.err)
+            return Set(r.out.split(separator: "\n").compactMap {
+                (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["device"] as? String
+            })
+        }
+        let all = try devices("opencl"), gpus = try devices("gpu")
+        XCTAssertTrue(gpus.isSubset(of: all), "\(gpus) ⊄ \(all)")
+        XCTAssertEqual(gpus.isEmpty, all.isEmpty)
+        XCTAssertFalse(gpus.contains("cpu"))
+        if ProcessInfo.processInfo.environment["ITUNE_REQUIRE_OPENCL"] == "1" { XCTAssertFalse(gpus.isEmpty) }
+    }
     /// step --answer-fraction: the row says what share of the tokens was scored, and a share
     /// outside (0, 1] is refused by name.
     func testStepWithAnAnswerOnlyLossNamesItsFraction() throws {

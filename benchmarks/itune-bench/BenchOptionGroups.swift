@@ -6,7 +6,7 @@ import ITune
 
 /// Options every subcommand takes.
 struct CommonBenchOptions: ParsableArguments {
-    @Option(help: "cpu, auto, opencl:P:D, opencl (every OpenCL device) or all (cpu and every OpenCL device).")
+    @Option(help: "cpu, auto, opencl:P:D, opencl (every OpenCL device), gpu (every OpenCL GPU or accelerator; every OpenCL device where there is none) or all (cpu and every OpenCL device).")
     var device = "cpu"
     @Flag(help: "One JSON object per result instead of a table.")
     var json = false

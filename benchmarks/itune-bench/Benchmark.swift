@@ -58,12 +58,18 @@ struct BenchOptions {
     /// `all` is the CPU path plus every OpenCL device; anything else is one device.
     static func parseDevices(_ text: String) throws -> [Device] {
         let lower = text.lowercased()
-        if lower != "all" && lower != "opencl" { return [try Device(parsing: text).resolved] }
+        if lower != "all" && lower != "opencl" && lower != "gpu" { return [try Device(parsing: text).resolved] }
         var devices: [Device] = lower == "all" ? [.cpu] : []
+        var gpus: [Device] = []
         for p in OpenCLRuntime.listDevices().platforms {
-            for d in p.devices { devices.append(.opencl(platform: p.index, device: d.index)) }
+            for d in p.devices {
+                devices.append(.opencl(platform: p.index, device: d.index))
+                if d.isGPUOrAccelerator { gpus.append(.opencl(platform: p.index, device: d.index)) }
+            }
         }
-        return devices
+        // gpu: the OpenCL GPUs and accelerators, not a CPU OpenCL (PoCL) installed beside them;
+        // every OpenCL device where there is none.
+        return lower == "gpu" && !gpus.isEmpty ? gpus : devices
     }
 }
 

@@ -26,6 +26,9 @@ cp "$ROOT/scripts/kit/run-checks.sh" "$KIT/run-checks.sh"
 # itune-bench tokenize's input (ITUNE_BENCH_TOKENIZER): the byte-level fixture.
 mkdir -p "$KIT/fixtures"
 cp -R "$ROOT/Tests/Fixtures/tokenizers/llama3_style" "$KIT/fixtures/"
+# itune-gpu tune --model's input (TUNE_MODEL): SmolLM2-135M's shape, config.json only.
+mkdir -p "$KIT/fixtures/smollm2-135m"
+cp "$ROOT/scripts/kit/smollm2-135m-config.json" "$KIT/fixtures/smollm2-135m/config.json"
 chmod +x "$KIT/run-checks.sh"
 echo "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown) built $(date -u +%Y-%m-%dT%H:%MZ)" > "$KIT/VERSION"
 # What the binaries still need from the machine: glibc, libstdc++, libgcc (and libm, libdl).

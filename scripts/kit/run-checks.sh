@@ -5,8 +5,12 @@
 #
 #   ./run-checks.sh [OUTDIR]        (default: $OUT, else ./itune-results)
 #
-# Environment: TUNE_BUDGET (seconds, default 120), BENCH_ARGS (extra itune-bench options,
-# default "--seconds 0.5"), DRIVER_DIRS (more folders to search for a driver), SKIP_PEERS=1,
+# Environment: TUNE_BUDGET (seconds, default 120), TUNE_MODEL (a model folder whose config.json
+# gives the shapes to tune at; default SmolLM2-135M's shape, since the embedded demo's tiny shapes
+# tune CLBlast for tiny products; "demo" for those), BENCH_DEVICE (default gpu: the OpenCL GPUs and accelerators,
+# not a CPU OpenCL installed beside them; every OpenCL device where there is none), BENCH_ARGS
+# (extra itune-bench options, default "--seconds 0.5"), DRIVER_DIRS (more folders to search for
+# a driver), SKIP_PEERS=1,
 # LIMIT_SCALE (multiplies every step's time limit; a CPU device compiling every kernel family
 # cold on a busy machine needs 4 or more).
 set -uo pipefail
@@ -15,6 +19,8 @@ OUTDIR="${1:-${OUT:-$PWD/itune-results}}"
 mkdir -p "$OUTDIR" || { echo "run-checks: cannot create $OUTDIR" >&2; exit 2; }
 OUTDIR="$(cd "$OUTDIR" && pwd)"
 TUNE_BUDGET="${TUNE_BUDGET:-120}"
+TUNE_MODEL="${TUNE_MODEL:-$KIT/fixtures/smollm2-135m}"
+BENCH_DEVICE="${BENCH_DEVICE:-gpu}"
 BENCH_ARGS="${BENCH_ARGS:---seconds 0.5}"
 LOG="$OUTDIR/run-checks.log"
 : > "$LOG"
@@ -120,12 +126,13 @@ if ! grep -q 'opencl:' "$OUTDIR/devices.txt"; then
 fi
 step "devices --check" 180 check.txt "$BIN/itune-gpu" devices --check
 tail -12 "$OUTDIR/check.txt" | tee -a "$LOG"
-step tune $((TUNE_BUDGET + 150)) tune.txt "$BIN/itune-gpu" tune --budget "$TUNE_BUDGET"
+tune_shapes=(--model "$TUNE_MODEL"); [ "$TUNE_MODEL" = demo ] && tune_shapes=()
+step tune $((TUNE_BUDGET + 150)) tune.txt "$BIN/itune-gpu" tune --budget "$TUNE_BUDGET" "${tune_shapes[@]}"
 cat "$OUTDIR/tune.txt" | tee -a "$LOG"
 [ -f "$ITUNE_CACHE_DIR/tuning.json" ] && cp "$ITUNE_CACHE_DIR/tuning.json" "$OUTDIR/tuning.json"
 step "devices (tuning in force)" 60 devices-tuned.txt "$BIN/itune-gpu" devices
 # shellcheck disable=SC2086
-step "itune-bench all" 240 itune-bench.jsonl "$BIN/itune-bench" all --device opencl --json $BENCH_ARGS
+step "itune-bench all" 240 itune-bench.jsonl "$BIN/itune-bench" all --device "$BENCH_DEVICE" --json $BENCH_ARGS
 log "   $(wc -l < "$OUTDIR/itune-bench.jsonl") results"
 
 if [ "${SKIP_PEERS:-0}" != 1 ] && command -v python3 >/dev/null 2>&1 && python3 -c 'import torch' >/dev/null 2>&1; then
