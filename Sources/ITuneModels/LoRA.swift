@@ -54,6 +54,10 @@ public final class LoRAAdapter {
         dropoutSite = fnv1a64(moduleName)
     }
 
+    /// Whether the adapter's input dropout is on now: only inside a training micro-batch
+    /// (TrainingContext.microBatch), with a new mask per micro-batch, module and run seed.
+    var dropsOut: Bool { dropout > 0 && TrainingContext.dropoutSeed(site: dropoutSite) != nil }
+
     /// scaling · B·A·dropout(x): x is (…, in), the result (…, out).
     public func delta(_ x: Tensor) throws -> Tensor {
         var input = x
