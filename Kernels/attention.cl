@@ -210,11 +210,14 @@ __kernel void attention_backward_dq(__global float* dq, __global float* dbias, _
   for (int d = 0; d < HEAD_DIM; d++) dq[row + d] = acc[d] * scale;
 }
 
-// dv_s = Σ_{h in group} Σ_t p_ts·dout_t and dk_s = scale · Σ_{h in group} Σ_t p_ts·(dout_t·v_s − delta_t)·q_t,
-// over the queries t that see key s. Work-group per (block of BLOCK_Q keys, kv head, b), one key
-// row per work-item; blocks of queries and their dout rows are staged in local memory. Each key
-// row is summed by one work-item in a fixed order (group heads, then queries): deterministic,
-// no atomics.
+// dv_s = Σ_t p_ts·dout_t and dk_s = scale · Σ_t p_ts·(dout_t·v_s − delta_t)·q_t for one query
+// head h, over the queries t that see key s. Work-group per (block of BLOCK_Q keys, query head,
+// b), one key row per work-item; blocks of queries and their dout rows are staged in local
+// memory. dk and dv are (B,Tk,NH,D): with as many KV heads as query heads that is the result;
+// under grouped-query attention each query head's share, which attention_dkv_group_sum then adds
+// up over the group (a work-group per query head rather than per KV head: 14 query heads over 2
+// KV heads gave a GPU 7 times fewer work-groups than it had multiprocessors). Each row is summed
+// by one work-item in a fixed order: deterministic, no atomics.
 __kernel void attention_backward_dkv(__global float* dk, __global float* dv, __global const float* q,
                                      __global const float* k, __global const float* v, __global const float* dout,
                                      __global const float* logsumexp, __global const float* delta,
@@ -226,12 +229,13 @@ __kernel void attention_backward_dkv(__global float* dk, __global float* dv, __g
   __local float dos[BLOCK_K * HEAD_DIM];
   __local float lses[BLOCK_K];
   __local float deltas[BLOCK_K];
-  int lid = get_local_id(0), kblock = get_group_id(0), kvh = get_group_id(1), b = get_group_id(2);
-  int group = NH / NKV;
+  int lid = get_local_id(0), kblock = get_group_id(0), h = get_group_id(1), b = get_group_id(2);
+  int kvh = h / (NH / NKV);
   int offset = Tk - Tq;
   int s = kblock * BLOCK_Q + lid;
   bool active = s < Tk;
   size_t row = (((size_t)b * Tk + s) * NKV + kvh) * HEAD_DIM;
+  size_t outRow = (((size_t)b * Tk + s) * NH + h) * HEAD_DIM;
 
   float kr[HEAD_DIM], vr[HEAD_DIM], dkacc[HEAD_DIM], dvacc[HEAD_DIM];
   for (int d = 0; d < HEAD_DIM; d++) {
@@ -247,41 +251,54 @@ __kernel void attention_backward_dkv(__global float* dk, __global float* dv, __g
   int tBegin = mine.x, tEnd = mine.y;
   int queryStart = query_range(sFirst, b, Tq, Tk, causal, segments, seg_start, seg_end).x;
   int queryEnd = query_range(sLast, b, Tq, Tk, causal, segments, seg_start, seg_end).y;
-  for (int g = 0; g < group; g++) {
-    int h = kvh * group + g;
-    __global const float* lseh = logsumexp + ((size_t)b * NH + h) * Tq;
-    __global const float* deltah = delta + ((size_t)b * NH + h) * Tq;
-    for (int t0 = queryStart; t0 < queryEnd; t0 += BLOCK_K) {
-      int nq = min(BLOCK_K, queryEnd - t0);
-      barrier(CLK_LOCAL_MEM_FENCE);
-      stage_rows(qs, q, b, Tq, NH, h, t0, nq);
-      stage_rows(dos, dout, b, Tq, NH, h, t0, nq);
-      for (int i = lid; i < nq; i += BLOCK_Q) {
-        lses[i] = lseh[t0 + i];
-        deltas[i] = deltah[t0 + i];
+  __global const float* lseh = logsumexp + ((size_t)b * NH + h) * Tq;
+  __global const float* deltah = delta + ((size_t)b * NH + h) * Tq;
+  for (int t0 = queryStart; t0 < queryEnd; t0 += BLOCK_K) {
+    int nq = min(BLOCK_K, queryEnd - t0);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    stage_rows(qs, q, b, Tq, NH, h, t0, nq);
+    stage_rows(dos, dout, b, Tq, NH, h, t0, nq);
+    for (int i = lid; i < nq; i += BLOCK_Q) {
+      lses[i] = lseh[t0 + i];
+      deltas[i] = deltah[t0 + i];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (!active) continue;
+    int iEnd = min(nq, tEnd - t0);
+    for (int i = max(0, tBegin - t0); i < iEnd; i++) {
+      float sdot = 0.0f, pdot = 0.0f;
+      for (int d = 0; d < HEAD_DIM; d++) {
+        sdot += qs[i * HEAD_DIM + d] * kr[d];
+        pdot += dos[i * HEAD_DIM + d] * vr[d];
       }
-      barrier(CLK_LOCAL_MEM_FENCE);
-      if (!active) continue;
-      int iEnd = min(nq, tEnd - t0);
-      for (int i = max(0, tBegin - t0); i < iEnd; i++) {
-        float sdot = 0.0f, pdot = 0.0f;
-        for (int d = 0; d < HEAD_DIM; d++) {
-          sdot += qs[i * HEAD_DIM + d] * kr[d];
-          pdot += dos[i * HEAD_DIM + d] * vr[d];
-        }
-        float p = exp(sdot * scale + score_bias(bias, has_bias, b, t0 + i, s, h, bias_sb, bias_st, bias_sj, bias_sh)
-                      - lses[i]);
-        float ds = p * (pdot - deltas[i]);
-        for (int d = 0; d < HEAD_DIM; d++) {
-          dvacc[d] += p * dos[i * HEAD_DIM + d];
-          dkacc[d] += ds * qs[i * HEAD_DIM + d];
-        }
+      float p = exp(sdot * scale + score_bias(bias, has_bias, b, t0 + i, s, h, bias_sb, bias_st, bias_sj, bias_sh)
+                    - lses[i]);
+      float ds = p * (pdot - deltas[i]);
+      for (int d = 0; d < HEAD_DIM; d++) {
+        dvacc[d] += p * dos[i * HEAD_DIM + d];
+        dkacc[d] += ds * qs[i * HEAD_DIM + d];
       }
     }
   }
   if (!active) return;
   for (int d = 0; d < HEAD_DIM; d++) {
-    dk[row + d] = dkacc[d] * scale;
-    dv[row + d] = dvacc[d];
+    dk[outRow + d] = dkacc[d] * scale;
+    dv[outRow + d] = dvacc[d];
   }
+}
+
+// dk, dv (B,Tk,NKV,D) = the sums over each KV head's group of query heads of attention_backward_dkv's
+// shares pk, pv (B,Tk,NH,D), the group's heads in order; one work-item per output element, n of them.
+__kernel void attention_dkv_group_sum(__global float* dk, __global float* dv, __global const float* pk,
+                                      __global const float* pv, int group, int n) {
+  int i = get_global_id(0);
+  if (i >= n) return;
+  size_t base = ((size_t)(i / HEAD_DIM) * group) * HEAD_DIM + i % HEAD_DIM;
+  float sk = 0.0f, sv = 0.0f;
+  for (int g = 0; g < group; g++) {
+    sk += pk[base + (size_t)g * HEAD_DIM];
+    sv += pv[base + (size_t)g * HEAD_DIM];
+  }
+  dk[i] = sk;
+  dv[i] = sv;
 }

@@ -112,6 +112,13 @@ final class AttentionTests: XCTestCase {
                 }
             }
         }
+        // dK/dV run a work-group per query head: as many KV heads as query heads (the shares are
+        // the result), and 14 over 2 (Qwen2.5-0.5B's ratio: seven shares added per KV head).
+        for (NH, NKV) in [(3, 3), (14, 2)] {
+            try compareBackends([[2, 70, NH, 8], [2, 70, NKV, 8], [2, 70, NKV, 8]], rtol: 1e-4, atol: 1e-5) {
+                try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2])
+            }
+        }
         // Non-causal, batch > 1, odd head size, big head size.
         try compareBackends([[3, 33, 6, 20], [3, 33, 2, 20], [3, 33, 2, 20]], rtol: 1e-4, atol: 1e-5) {
             try Tensor.scaledDotProductAttention(q: $0[0], k: $0[1], v: $0[2], causal: false)

@@ -198,11 +198,23 @@ private func attentionBackward(_ dims: AttentionDims, q: Tensor, k: Tensor, v: T
                                    Tk: dims.Tk, NH: dims.NH, NKV: dims.NKV, scale: scale, causal: causal,
                                    segments: segments != nil, hasBias: bias != nil, biasSb: b.sb, biasSt: b.st,
                                    biasSj: b.sj, biasSh: b.sh, writeDbias: dbias != nil)
-        try cl.attentionBackwardDkv(try dims.grid(cl, rows: dims.Tk, heads: dims.NKV), dk: dk, dv: dv, q: q, k: k, v: v,
+        // A work-group per query head: under grouped-query attention each writes its head's
+        // share (B,Tk,NH,D), and the group's shares are added up after.
+        let group = dims.NH / dims.NKV
+        let shares = group == 1 ? (dk, dv) : (try Tensor.empty([dims.B, dims.Tk, dims.NH, dims.D], on: k.device),
+                                              try Tensor.empty([dims.B, dims.Tk, dims.NH, dims.D], on: k.device))
+        let keyGrid = try dims.grid(cl, rows: dims.Tk, heads: dims.NH)
+        try cl.attentionBackwardDkv(keyGrid, dk: shares.0, dv: shares.1, q: q, k: k, v: v,
                                     dout: dout, logsumexp: lse, delta: delta, segStart: starts, segEnd: ends,
                                     bias: bias ?? lse, Tq: dims.Tq, Tk: dims.Tk, NH: dims.NH, NKV: dims.NKV,
                                     scale: scale, causal: causal, segments: segments != nil, hasBias: bias != nil,
                                     biasSb: b.sb, biasSt: b.st, biasSj: b.sj, biasSh: b.sh)
+        if group > 1 {
+            let n = dk.count
+            var sumGrid = KernelGrid.items(n, groupSize: try cl.elementwiseGroupSize())
+            sumGrid.constants = keyGrid.constants
+            try cl.attentionDkvGroupSum(sumGrid, dk: dk, dv: dv, pk: shares.0, pv: shares.1, group: group, n: n)
+        }
     }
     return (dq, dk, dv, dbias)
 }

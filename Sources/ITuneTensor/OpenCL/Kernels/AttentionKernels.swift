@@ -38,7 +38,8 @@ extension OpenCLBackend {
                     .int(biasSt), .int(biasSj), .int(biasSh), .bool(writeDbias)])
     }
 
-    /// dk and dv of the attention; a group of BLOCK_Q keys per (key block, kv head, batch row).
+    /// dk and dv of the attention, one query head's share per work-group: a group of BLOCK_Q
+    /// keys per (key block, query head, batch row); dk, dv (B,Tk,NH,D).
     func attentionBackwardDkv(_ grid: KernelGrid, dk: Tensor, dv: Tensor, q: Tensor, k: Tensor, v: Tensor,
                               dout: Tensor, logsumexp: Tensor, delta: Tensor, segStart: Tensor, segEnd: Tensor,
                               bias: Tensor, Tq: Int, Tk: Int, NH: Int, NKV: Int, scale: Float, causal: Bool,
@@ -49,5 +50,13 @@ extension OpenCLBackend {
                     .buffer(delta), .buffer(segStart), .buffer(segEnd), .buffer(bias), .int(Tq), .int(Tk), .int(NH),
                     .int(NKV), .float(scale), .bool(causal), .bool(segments), .bool(hasBias), .int(biasSb),
                     .int(biasSt), .int(biasSj), .int(biasSh)])
+    }
+
+    /// dk, dv (B,Tk,NKV,D) = the sums of the query heads' shares pk, pv (B,Tk,NH,D) over each
+    /// KV head's group of `group` heads; `n` = B·Tk·NKV·D work-items.
+    func attentionDkvGroupSum(_ grid: KernelGrid, dk: Tensor, dv: Tensor, pk: Tensor, pv: Tensor, group: Int,
+                              n: Int) throws {
+        try launch("attention", "attention_dkv_group_sum", grid,
+                   [.buffer(dk), .buffer(dv), .buffer(pk), .buffer(pv), .int(group), .int(n)])
     }
 }
