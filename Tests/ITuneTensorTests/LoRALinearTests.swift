@@ -5,30 +5,29 @@ import XCTest
 /// x·Wᵀ + s·(x·Aᵀ)·Bᵀ as one op (the GEMMs accumulate both sums) against finite differences
 /// and against the same sum made of separate products and an add.
 final class LoRALinearTests: XCTestCase {
-    /// The separate ops: (out, grads of x, A, B).
-    func composed(_ x: [Float], _ xs: [Int], _ w: Tensor, _ a: [Float], _ b: [Float], r: Int, scale: Float,
-                  on device: Device) throws -> ([Float], [[Float]]) {
+    /// (out, grads of x, A, B) of `op` on x (xs), the frozen w, A (r, in), B (out, r).
+    func run(_ x: [Float], _ xs: [Int], _ w: Tensor, _ a: [Float], _ b: [Float], r: Int, on device: Device,
+             _ op: (Tensor, Tensor, Tensor) throws -> Tensor) throws -> ([Float], [[Float]]) {
         let (inF, outF) = (w.shape[1], w.shape[0])
         let X = try Tensor(x, shape: xs, on: device, requiresGrad: true)
         let A = try Tensor(a, shape: [r, inF], on: device, requiresGrad: true)
         let B = try Tensor(b, shape: [outF, r], on: device, requiresGrad: true)
-        let y = try X.matmul(w, transposeB: true) + X.linear(A).linear(B, scale: scale)
+        let y = try op(X, A, B)
+        XCTAssertEqual(y.shape, Array(xs.dropLast()) + [outF])
         let g = try Tensor(randomValues(y.count, seed: 99), shape: y.shape, on: device)
         try (y * g).sum().backward()
         return (try y.toArray(), try [X, A, B].map { try $0.grad!.toArray() })
     }
 
+    /// The separate ops: the base product, the two low-rank products and an add.
+    func composed(_ x: [Float], _ xs: [Int], _ w: Tensor, _ a: [Float], _ b: [Float], r: Int, scale: Float,
+                  on device: Device) throws -> ([Float], [[Float]]) {
+        try run(x, xs, w, a, b, r: r, on: device) { X, A, B in try X.matmul(w, transposeB: true) + X.linear(A).linear(B, scale: scale) }
+    }
+
     func fused(_ x: [Float], _ xs: [Int], _ w: Tensor, _ a: [Float], _ b: [Float], r: Int, scale: Float,
                on device: Device) throws -> ([Float], [[Float]]) {
-        let (inF, outF) = (w.shape[1], w.shape[0])
-        let X = try Tensor(x, shape: xs, on: device, requiresGrad: true)
-        let A = try Tensor(a, shape: [r, inF], on: device, requiresGrad: true)
-        let B = try Tensor(b, shape: [outF, r], on: device, requiresGrad: true)
-        let y = try X.linearWithLowRank(w, a: A, b: B, scale: scale)
-        XCTAssertEqual(y.shape, Array(xs.dropLast()) + [outF])
-        let g = try Tensor(randomValues(y.count, seed: 99), shape: y.shape, on: device)
-        try (y * g).sum().backward()
-        return (try y.toArray(), try [X, A, B].map { try $0.grad!.toArray() })
+        try run(x, xs, w, a, b, r: r, on: device) { X, A, B in try X.linearWithLowRank(w, a: A, b: B, scale: scale) }
     }
 
     func testGradientsMatchFiniteDifferences() throws {
