@@ -100,7 +100,8 @@ public final class Linear: Module {
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         // Under LoRA with a frozen f32 or 16-bit weight, no dropout and f32 products: the base
         // and the low-rank product in one op (the sum made by the GEMMs, not a pass of its own).
-        if let lora, quantizedWeight == nil, !weight.requiresGrad, x.dtype == .f32, MatmulPrecision.current == .f32,
+        if let lora, quantizedWeight == nil, !weight.requiresGrad, x.dtype == .f32, lora.a.dtype == .f32,
+           lora.b.dtype == .f32, weight.dtype == .f32 || weight.dtype.isHalfFloat, MatmulPrecision.current == .f32,
            !lora.dropsOut {
             let y = try x.linearWithLowRank(weight, a: lora.a, b: lora.b, scale: lora.scaling)
             return try bias.map { try y + $0 } ?? y
