@@ -104,6 +104,49 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// Grouped-query attention's dK and dV are the sums, over each KV head's group of query heads,
+    /// of what each query head gives with K and V repeated per query head (as many KV heads as
+    /// query heads): the backward makes each query head's share on its own worker and adds the
+    /// group's shares in order, so the two agree to the last bits whatever the thread count.
+    func testGQAKeyGradientsAreTheGroupSumsOfPerHeadShares() throws {
+        let (B, T, NH, NKV, D) = (2, 70, 14, 2, 8)
+        let group = NH / NKV
+        let q = randomValues(B * T * NH * D, seed: 11), k = randomValues(B * T * NKV * D, seed: 12)
+        let v = randomValues(B * T * NKV * D, seed: 13), w = randomValues(B * T * NH * D, seed: 14)
+        func repeated(_ x: [Float]) -> [Float] {
+            var out = [Float](repeating: 0, count: B * T * NH * D)
+            for row in 0..<(B * T) { for h in 0..<NH { for d in 0..<D {
+                out[(row * NH + h) * D + d] = x[(row * NKV + h / group) * D + d]
+            } } }
+            return out
+        }
+        func grads(_ k: [Float], _ v: [Float], heads: Int) throws -> ([Float], [Float]) {
+            let qt = try Tensor(q, shape: [B, T, NH, D], requiresGrad: true)
+            let kt = try Tensor(k, shape: [B, T, heads, D], requiresGrad: true)
+            let vt = try Tensor(v, shape: [B, T, heads, D], requiresGrad: true)
+            let o = try Tensor.scaledDotProductAttention(q: qt, k: kt, v: vt)
+            try (o * Tensor(w, shape: [B, T, NH, D])).sum().backward()
+            return (try kt.grad!.toArray(), try vt.grad!.toArray())
+        }
+        let (dk, dv) = try grads(k, v, heads: NKV)
+        let (dkHeads, dvHeads) = try grads(repeated(k), repeated(v), heads: NH)
+        var (wantK, wantV) = ([Float](repeating: 0, count: dk.count), [Float](repeating: 0, count: dv.count))
+        for row in 0..<(B * T) { for kvh in 0..<NKV { for d in 0..<D {
+            let out = (row * NKV + kvh) * D + d
+            wantK[out] = dkHeads[(row * NH + kvh * group) * D + d]
+            wantV[out] = dvHeads[(row * NH + kvh * group) * D + d]
+            for g in 1..<group {
+                wantK[out] += dkHeads[(row * NH + kvh * group + g) * D + d]
+                wantV[out] += dvHeads[(row * NH + kvh * group + g) * D + d]
+            }
+        } } }
+        // Bit for bit: count the entries that differ (the arrays are too long to print).
+        XCTAssertEqual(dk.count, wantK.count)
+        XCTAssertEqual(zip(dk, wantK).filter { $0 != $1 }.count, 0, "dK entries that differ")
+        XCTAssertEqual(zip(dv, wantV).filter { $0 != $1 }.count, 0, "dV entries that differ")
+        XCTAssertGreaterThan(dk.map(abs).max() ?? 0, 0.01)
+    }
+
     func testAttentionOpenCLMatchesCPU() throws {
         for T in oddSizes + [64] {
             for (NH, NKV, D) in [(4, 2, 8), (2, 1, 64)] {

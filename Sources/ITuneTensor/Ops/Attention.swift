@@ -180,11 +180,19 @@ private func attentionBackward(_ dims: AttentionDims, q: Tensor, k: Tensor, v: T
     let dv = try Tensor.empty(v.shape, on: v.device)
     // (B,NH,Tq): Σ_d dout·out of each query row, the row term of the softmax backward.
     let delta = try Tensor.empty([dims.B, dims.NH, dims.Tq], on: q.device)
+    // Under grouped-query attention each query head's share of dK and dV (B,Tk,NH,D) is made on
+    // its own (a work-group, or a CPU worker, per query head: B·NH units rather than B·NKV), and
+    // the shares of each KV head's group are added up after, in the order of the group's heads:
+    // the same sums on every device and any number of threads.
+    let group = dims.NH / dims.NKV
+    let shares = group == 1 ? (dk, dv) : (try Tensor.empty([dims.B, dims.Tk, dims.NH, dims.D], on: k.device),
+                                          try Tensor.empty([dims.B, dims.Tk, dims.NH, dims.D], on: k.device))
     switch try execution("attention", q, k, v, out, dout) {
     case .cpu:
         attentionBackwardCPU(dims, q.floats, k.floats, v.floats, out.floats, lse.floats, dout.floats,
-                             delta.floats, dq.floats, dk.floats, dv.floats, dbias?.floats, scale,
+                             delta.floats, dq.floats, shares.0.floats, shares.1.floats, dbias?.floats, scale,
                              AttentionMask(causal: causal, segments, bias: bias, biasLayout))
+        if group > 1 { attentionGroupSumCPU(dims, dk: dk.floats, dv: dv.floats, pk: shares.0.floats, pv: shares.1.floats) }
     case let .opencl(cl):
         let rows = dims.B * dims.Tq * dims.NH
         let (starts, ends) = (segments?.starts ?? lse, segments?.ends ?? lse)
@@ -198,11 +206,6 @@ private func attentionBackward(_ dims: AttentionDims, q: Tensor, k: Tensor, v: T
                                    Tk: dims.Tk, NH: dims.NH, NKV: dims.NKV, scale: scale, causal: causal,
                                    segments: segments != nil, hasBias: bias != nil, biasSb: b.sb, biasSt: b.st,
                                    biasSj: b.sj, biasSh: b.sh, writeDbias: dbias != nil)
-        // A work-group per query head: under grouped-query attention each writes its head's
-        // share (B,Tk,NH,D), and the group's shares are added up after.
-        let group = dims.NH / dims.NKV
-        let shares = group == 1 ? (dk, dv) : (try Tensor.empty([dims.B, dims.Tk, dims.NH, dims.D], on: k.device),
-                                              try Tensor.empty([dims.B, dims.Tk, dims.NH, dims.D], on: k.device))
         let keyGrid = try dims.grid(cl, rows: dims.Tk, heads: dims.NH)
         try cl.attentionBackwardDkv(keyGrid, dk: shares.0, dv: shares.1, q: q, k: k, v: v,
                                     dout: dout, logsumexp: lse, delta: delta, segStart: starts, segEnd: ends,
@@ -338,10 +341,12 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
     }
 }
 
-/// Per (b, kv head), so that the rows of dK and dV it owns are summed by one worker in a fixed
-/// order (heads of the group, then query blocks): for each block of queries, P is rebuilt from
+/// Per (b, query head), B·NH units (per KV head there were B·NKV: 4 for Qwen2.5-0.5B at batch
+/// 2, which left a many-core CPU idle): for each block of queries, P is rebuilt from
 /// S = Q·Kᵀ and the saved lse, then dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP − delta),
-/// dQ = dS·K·scale, dK += dSᵀ·Q·scale: five GEMMs and one elementwise pass.
+/// dQ = dS·K·scale, dK += dSᵀ·Q·scale: five GEMMs and one elementwise pass. dk and dv are
+/// (B,Tk,NH,D), each query head's share summed over its query blocks in order by the worker
+/// that owns it; under grouped-query attention attentionGroupSumCPU adds up the group's shares.
 private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>,
                                   _ v: UnsafeMutablePointer<Float>, _ o: UnsafeMutablePointer<Float>,
                                   _ lse: UnsafeMutablePointer<Float>, _ dout: UnsafeMutablePointer<Float>,
@@ -358,58 +363,76 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
         }
     }
     let blocks = (Tq + attentionBlock - 1) / attentionBlock
-    let units = B * NKV
+    let units = B * NH
     let inner = units >= CPUParallel.threadCount ? 1 : CPUParallel.threadCount
     CPUParallel.forEach(units, grain: 1) { range in
         let p = UnsafeMutablePointer<Float>.allocate(capacity: attentionBlock * max(Tk, 1))
         let dp = UnsafeMutablePointer<Float>.allocate(capacity: attentionBlock * max(Tk, 1))
         defer { p.deallocate(); dp.deallocate() }
         for unit in range {
-            let kvh = unit % NKV, b = unit / NKV
+            let h = unit % NH, b = unit / NH, kvh = h / group
             for s in 0..<Tk {
-                let off = ((b * Tk + s) * NKV + kvh) * D
+                let off = ((b * Tk + s) * NH + h) * D
                 (dk + off).update(repeating: 0, count: D)
                 (dv + off).update(repeating: 0, count: D)
             }
-            for g in 0..<group {
-                let h = kvh * group + g
-                for blk in 0..<blocks {
-                    let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
-                    let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
-                    let width = kEnd - kStart
-                    let qBlock = q + ((b * Tq + t0) * NH + h) * D, doBlock = dout + ((b * Tq + t0) * NH + h) * D
-                    let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
-                    let dkBase = dk + ((b * Tk + kStart) * NKV + kvh) * D, dvBase = dv + ((b * Tk + kStart) * NKV + kvh) * D
-                    // P = exp(Q·Kᵀ·scale − lse), 0 outside each row's keys.
-                    cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: scale, A: qBlock, lda: NH * D,
-                             B: kBase, ldb: NKV * D, beta: 0, C: p, ldc: width, workers: inner)
-                    for r in 0..<rows {
-                        let t = t0 + r
-                        let (lo, hi) = d.keyRange(b: b, t: t, mask)
-                        mask.addBias(p + r * width, b: b, t: t, h: h, j0: kStart, lo - kStart, hi - kStart)
-                        _ = maskedExp(p + r * width, width, lo - kStart, hi - kStart, shift: lse[(b * NH + h) * Tq + t])
+            for blk in 0..<blocks {
+                let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
+                let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
+                let width = kEnd - kStart
+                let qBlock = q + ((b * Tq + t0) * NH + h) * D, doBlock = dout + ((b * Tq + t0) * NH + h) * D
+                let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
+                let dkBase = dk + ((b * Tk + kStart) * NH + h) * D, dvBase = dv + ((b * Tk + kStart) * NH + h) * D
+                // P = exp(Q·Kᵀ·scale − lse), 0 outside each row's keys.
+                cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: scale, A: qBlock, lda: NH * D,
+                         B: kBase, ldb: NKV * D, beta: 0, C: p, ldc: width, workers: inner)
+                for r in 0..<rows {
+                    let t = t0 + r
+                    let (lo, hi) = d.keyRange(b: b, t: t, mask)
+                    mask.addBias(p + r * width, b: b, t: t, h: h, j0: kStart, lo - kStart, hi - kStart)
+                    _ = maskedExp(p + r * width, width, lo - kStart, hi - kStart, shift: lse[(b * NH + h) * Tq + t])
+                }
+                // dV += Pᵀ·dO
+                cpuSgemm(transA: true, transB: false, M: width, N: D, K: rows, alpha: 1, A: p, lda: width,
+                         B: doBlock, ldb: NH * D, beta: 1, C: dvBase, ldc: NH * D, workers: inner)
+                // dP = dO·Vᵀ, then dS = P∘(dP − delta) in place of dP.
+                cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: 1, A: doBlock, lda: NH * D,
+                         B: vBase, ldb: NKV * D, beta: 0, C: dp, ldc: width, workers: inner)
+                for r in 0..<rows {
+                    let dl = delta[(b * NH + h) * Tq + t0 + r]
+                    let pr = p + r * width, dr = dp + r * width
+                    for j in 0..<width { dr[j] = pr[j] * (dr[j] - dl) }
+                    // dbias (B,Tq,Tk,NH) of this (b, t, h): each worker owns its own heads' entries.
+                    if let dbias {
+                        let base = ((b * Tq + t0 + r) * Tk + kStart) * NH + h
+                        for j in 0..<width { dbias[base + j * NH] = dr[j] }
                     }
-                    // dV += Pᵀ·dO
-                    cpuSgemm(transA: true, transB: false, M: width, N: D, K: rows, alpha: 1, A: p, lda: width,
-                             B: doBlock, ldb: NH * D, beta: 1, C: dvBase, ldc: NKV * D, workers: inner)
-                    // dP = dO·Vᵀ, then dS = P∘(dP − delta) in place of dP.
-                    cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: 1, A: doBlock, lda: NH * D,
-                             B: vBase, ldb: NKV * D, beta: 0, C: dp, ldc: width, workers: inner)
-                    for r in 0..<rows {
-                        let dl = delta[(b * NH + h) * Tq + t0 + r]
-                        let pr = p + r * width, dr = dp + r * width
-                        for j in 0..<width { dr[j] = pr[j] * (dr[j] - dl) }
-                        // dbias (B,Tq,Tk,NH) of this (b, t, h): each worker owns its own heads' entries.
-                        if let dbias {
-                            let base = ((b * Tq + t0 + r) * Tk + kStart) * NH + h
-                            for j in 0..<width { dbias[base + j * NH] = dr[j] }
-                        }
-                    }
-                    // dQ = dS·K·scale; dK += dSᵀ·Q·scale.
-                    cpuSgemm(transA: false, transB: false, M: rows, N: D, K: width, alpha: scale, A: dp, lda: width,
-                             B: kBase, ldb: NKV * D, beta: 0, C: dq + ((b * Tq + t0) * NH + h) * D, ldc: NH * D, workers: inner)
-                    cpuSgemm(transA: true, transB: false, M: width, N: D, K: rows, alpha: scale, A: dp, lda: width,
-                             B: qBlock, ldb: NH * D, beta: 1, C: dkBase, ldc: NKV * D, workers: inner)
+                }
+                // dQ = dS·K·scale; dK += dSᵀ·Q·scale.
+                cpuSgemm(transA: false, transB: false, M: rows, N: D, K: width, alpha: scale, A: dp, lda: width,
+                         B: kBase, ldb: NKV * D, beta: 0, C: dq + ((b * Tq + t0) * NH + h) * D, ldc: NH * D, workers: inner)
+                cpuSgemm(transA: true, transB: false, M: width, N: D, K: rows, alpha: scale, A: dp, lda: width,
+                         B: qBlock, ldb: NH * D, beta: 1, C: dkBase, ldc: NH * D, workers: inner)
+            }
+        }
+    }
+}
+
+/// dk, dv (B,Tk,NKV,D) = the sums of each KV head's group of query-head shares pk, pv
+/// (B,Tk,NH,D), the group's heads in order (as attention_dkv_group_sum on OpenCL).
+private func attentionGroupSumCPU(_ d: AttentionDims, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
+                                  pk: UnsafeMutablePointer<Float>, pv: UnsafeMutablePointer<Float>) {
+    let (NH, NKV, D) = (d.NH, d.NKV, d.D)
+    let group = NH / NKV
+    CPUParallel.forEach(d.B * d.Tk, grain: max(1, 16384 / max(1, NH * D))) { rows in
+        for row in rows {
+            for kvh in 0..<NKV {
+                let out = row * NKV * D + kvh * D, first = (row * NH + kvh * group) * D
+                (dk + out).update(from: pk + first, count: D)
+                (dv + out).update(from: pv + first, count: D)
+                for g in 1..<group {
+                    let (sk, sv) = (pk + first + g * D, pv + first + g * D)
+                    for i in 0..<D { dk[out + i] += sk[i]; dv[out + i] += sv[i] }
                 }
             }
         }
