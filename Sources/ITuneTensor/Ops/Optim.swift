@@ -55,8 +55,23 @@ extension Tensor {
             let p = floats, g = grad.floats, mp = m.floats, vp = v.floats
             let decay = 1 - lr * c.weightDecay, stepSize = lr / bc1
             let (b1, b2, eps) = (c.beta1, c.beta2, c.eps)
+            // Eight lanes at a time (the same operations in the same order as the scalar tail, so
+            // the same results): the loop is memory-bound, four reads and three writes an element,
+            // where the scalar loop's square root and division a lane held it at half the bandwidth.
             CPUParallel.forEach(n, grain: 16384) { range in
-                for i in range {
+                var i = range.lowerBound
+                while i + 8 <= range.upperBound {
+                    let gi = load8(g + i) * scale
+                    let m0 = load8(mp + i), v0 = load8(vp + i)
+                    let mi = m0 + (gi - m0) * (1 - b1)
+                    let vi = v0 * b2 + (1 - b2) * gi * gi
+                    let denom = vi.squareRoot() / bc2Sqrt + eps
+                    store8(load8(p + i) * decay - stepSize * (mi / denom), p + i)
+                    store8(mi, mp + i)
+                    store8(vi, vp + i)
+                    i += 8
+                }
+                while i < range.upperBound {
                     let gi = g[i] * scale
                     let mi = mp[i] + (gi - mp[i]) * (1 - b1)
                     let vi = vp[i] * b2 + (1 - b2) * gi * gi
@@ -64,6 +79,7 @@ extension Tensor {
                     p[i] = p[i] * decay - stepSize * (mi / denom)
                     mp[i] = mi
                     vp[i] = vi
+                    i += 1
                 }
             }
         case let .opencl(cl):
@@ -168,4 +184,12 @@ public func clipGradients(_ parameters: [Tensor], maxNorm: Float,
         for g in grads where scaled.insert(ObjectIdentifier(g.storage)).inserted { try g.scaleInPlace(factor) }
     }
     return (norm, values)
+}
+
+@inline(__always)
+private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+
+@inline(__always)
+private func store8(_ x: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD8<Float>.self)
 }
