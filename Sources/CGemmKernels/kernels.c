@@ -127,22 +127,12 @@ AVX2 static inline void itune_store8(float *p, __m256 x, __m256 va, __m256 vb, f
     else _mm256_storeu_ps(p, _mm256_fmadd_ps(va, x, _mm256_mul_ps(vb, _mm256_loadu_ps(p))));
 }
 
-AVX2 void itune_sgemm_ukr_avx2_6x16(long kc, const float *a, const float *b, float *c, long ldc,
-                                    float alpha, float beta) {
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    // The C tile is needed only after the loop: start fetching it now (both lines of each row).
-    for (int r = 0; r < 6; r++) {
-        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + r * ldc + 15), _MM_HINT_T0);
-    }
-    // The loop is written in assembly: clang 21 keeps the 12 accumulators, 2 B vectors and the
-    // broadcasts of A (16 ymm registers in all) in registers only when nothing can move them. Its
-    // own schedule of the C loop spilled accumulators to the stack and shuffled registers every
-    // iteration (35 of a core's 92 GFLOP/s on a Zen 3, in L1); this loop runs at the FMA ports'
-    // rate. Four steps of k per iteration, then one at a time.
-    __m256 t0, t1, t2, t3;
-    long k4 = kc >> 2, k1 = kc & 3;
+// The loop is written in assembly: clang 21 keeps the 12 accumulators, 2 B vectors and the
+// broadcasts of A (16 ymm registers in all) in registers only when nothing can move them. Its
+// own schedule of the C loop spilled accumulators to the stack and shuffled registers every
+// iteration (35 of a core's 92 GFLOP/s on a Zen 3, in L1); this loop runs at the FMA ports'
+// rate. Four steps of k per iteration, then one at a time. ITUNE_UKR_ACCUMULATE(A, B, KC) adds
+// the packed panels' product A (KC,6) · B (KC,16) to the accumulators c00 … c51.
 #define ITUNE_UKR_STEP(AO, BO)                                                                     \
     "vmovups " #BO "(%[b]), %[t0]\n\t"                                                              \
     "vmovups " #BO "+32(%[b]), %[t1]\n\t"                                                           \
@@ -168,46 +158,78 @@ AVX2 void itune_sgemm_ukr_avx2_6x16(long kc, const float *a, const float *b, flo
     [c00] "+x"(c00), [c01] "+x"(c01), [c10] "+x"(c10), [c11] "+x"(c11), [c20] "+x"(c20),          \
     [c21] "+x"(c21), [c30] "+x"(c30), [c31] "+x"(c31), [c40] "+x"(c40), [c41] "+x"(c41),          \
     [c50] "+x"(c50), [c51] "+x"(c51), [t0] "=&x"(t0), [t1] "=&x"(t1), [t2] "=&x"(t2),             \
-    [t3] "=&x"(t3), [a] "+r"(a), [b] "+r"(b)
-    if (k4 > 0) {
-        __asm__ volatile(
-            "1:\n\t"
-            "prefetcht0 512(%[b])\n\t"
-            ITUNE_UKR_STEP(0, 0)
-            ITUNE_UKR_STEP(24, 64)
-            "prefetcht0 576(%[b])\n\t"
-            ITUNE_UKR_STEP(48, 128)
-            ITUNE_UKR_STEP(72, 192)
-            "addq $96, %[a]\n\t"
-            "addq $256, %[b]\n\t"
-            "decq %[k]\n\t"
-            "jnz 1b\n\t"
-            : ITUNE_UKR_OPERANDS, [k] "+r"(k4)
-            :
-            : "cc", "memory");
+    [t3] "=&x"(t3), [a] "+r"(pa), [b] "+r"(pb)
+#define ITUNE_UKR_ACCUMULATE(A, B, KC)                                                             \
+    do {                                                                                           \
+        const float *pa = (A), *pb = (B);                                                          \
+        long k4 = (KC) >> 2, k1 = (KC) & 3;                                                        \
+        __m256 t0, t1, t2, t3;                                                                     \
+        if (k4 > 0) {                                                                              \
+            __asm__ volatile("1:\n\t"                                                              \
+                             "prefetcht0 512(%[b])\n\t"                                            \
+                             ITUNE_UKR_STEP(0, 0)                                                  \
+                             ITUNE_UKR_STEP(24, 64)                                                \
+                             "prefetcht0 576(%[b])\n\t"                                            \
+                             ITUNE_UKR_STEP(48, 128)                                               \
+                             ITUNE_UKR_STEP(72, 192)                                               \
+                             "addq $96, %[a]\n\t"                                                  \
+                             "addq $256, %[b]\n\t"                                                 \
+                             "decq %[k]\n\t"                                                       \
+                             "jnz 1b\n\t"                                                          \
+                             : ITUNE_UKR_OPERANDS, [k] "+r"(k4)                                    \
+                             :                                                                     \
+                             : "cc", "memory");                                                    \
+        }                                                                                          \
+        if (k1 > 0) {                                                                              \
+            __asm__ volatile("2:\n\t"                                                              \
+                             ITUNE_UKR_STEP(0, 0)                                                  \
+                             "addq $24, %[a]\n\t"                                                  \
+                             "addq $64, %[b]\n\t"                                                  \
+                             "decq %[k]\n\t"                                                       \
+                             "jnz 2b\n\t"                                                          \
+                             : ITUNE_UKR_OPERANDS, [k] "+r"(k1)                                    \
+                             :                                                                     \
+                             : "cc", "memory");                                                    \
+        }                                                                                          \
+    } while (0)
+
+#define ITUNE_UKR_BEGIN                                                                            \
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;       \
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;                       \
+    /* The C tile is needed only after the loop: start fetching it now (both lines of each row). */\
+    for (int r = 0; r < 6; r++) {                                                                  \
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);                                    \
+        _mm_prefetch((const char *)(c + r * ldc + 15), _MM_HINT_T0);                               \
     }
-    if (k1 > 0) {
-        __asm__ volatile(
-            "2:\n\t"
-            ITUNE_UKR_STEP(0, 0)
-            "addq $24, %[a]\n\t"
-            "addq $64, %[b]\n\t"
-            "decq %[k]\n\t"
-            "jnz 2b\n\t"
-            : ITUNE_UKR_OPERANDS, [k] "+r"(k1)
-            :
-            : "cc", "memory");
-    }
+
+#define ITUNE_UKR_STORE                                                                            \
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);                                  \
+    itune_store8(c, c00, va, vb, beta); itune_store8(c + 8, c01, va, vb, beta); c += ldc;          \
+    itune_store8(c, c10, va, vb, beta); itune_store8(c + 8, c11, va, vb, beta); c += ldc;          \
+    itune_store8(c, c20, va, vb, beta); itune_store8(c + 8, c21, va, vb, beta); c += ldc;          \
+    itune_store8(c, c30, va, vb, beta); itune_store8(c + 8, c31, va, vb, beta); c += ldc;          \
+    itune_store8(c, c40, va, vb, beta); itune_store8(c + 8, c41, va, vb, beta); c += ldc;          \
+    itune_store8(c, c50, va, vb, beta); itune_store8(c + 8, c51, va, vb, beta);
+
+AVX2 void itune_sgemm_ukr_avx2_6x16(long kc, const float *a, const float *b, float *c, long ldc,
+                                    float alpha, float beta) {
+    ITUNE_UKR_BEGIN
+    ITUNE_UKR_ACCUMULATE(a, b, kc);
+    ITUNE_UKR_STORE
+}
+
+AVX2 void itune_sgemm_ukr2_avx2_6x16(long kc, const float *a, const float *b, long kc2, const float *a2,
+                                     const float *b2, float *c, long ldc, float alpha, float beta) {
+    ITUNE_UKR_BEGIN
+    ITUNE_UKR_ACCUMULATE(a, b, kc);
+    ITUNE_UKR_ACCUMULATE(a2, b2, kc2);
+    ITUNE_UKR_STORE
+}
 #undef ITUNE_UKR_STEP
 #undef ITUNE_UKR_OPERANDS
-    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-    itune_store8(c, c00, va, vb, beta); itune_store8(c + 8, c01, va, vb, beta); c += ldc;
-    itune_store8(c, c10, va, vb, beta); itune_store8(c + 8, c11, va, vb, beta); c += ldc;
-    itune_store8(c, c20, va, vb, beta); itune_store8(c + 8, c21, va, vb, beta); c += ldc;
-    itune_store8(c, c30, va, vb, beta); itune_store8(c + 8, c31, va, vb, beta); c += ldc;
-    itune_store8(c, c40, va, vb, beta); itune_store8(c + 8, c41, va, vb, beta); c += ldc;
-    itune_store8(c, c50, va, vb, beta); itune_store8(c + 8, c51, va, vb, beta);
-}
+#undef ITUNE_UKR_ACCUMULATE
+#undef ITUNE_UKR_BEGIN
+#undef ITUNE_UKR_STORE
 
 AVX2 float itune_fma_burst_avx2(long iterations, float seed) {
     __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
@@ -537,6 +559,10 @@ AVX512 float itune_fma_burst_avx512(long iterations, float seed) {
 void itune_sgemm_ukr_avx2_6x16(long kc, const float *a, const float *b, float *c, long ldc,
                                float alpha, float beta) {
     (void)kc; (void)a; (void)b; (void)c; (void)ldc; (void)alpha; (void)beta;
+}
+void itune_sgemm_ukr2_avx2_6x16(long kc, const float *a, const float *b, long kc2, const float *a2,
+                                const float *b2, float *c, long ldc, float alpha, float beta) {
+    (void)kc; (void)a; (void)b; (void)kc2; (void)a2; (void)b2; (void)c; (void)ldc; (void)alpha; (void)beta;
 }
 void itune_sgemm_ukr_avx512_12x32(long kc, const float *a, const float *b, float *c, long ldc,
                                   float alpha, float beta) {

@@ -91,6 +91,55 @@ final class GemmDispatchTests: XCTestCase {
         print("[itune-tests] GEMM kernels checked against the naive product: \(kinds.map(\.rawValue).joined(separator: ", "))")
     }
 
+    /// The K + r product of LoRA's adapted linear (cpuSgemmPlusLowRank): every kernel, its own
+    /// blocking and tiny caches (K in several blocks, the extra panels joining the last), odd
+    /// shapes (edge tiles), op(B) and op(B2) both ways, beta 0 and not, 1 and 2 workers, against
+    /// the naive [A | A2] · [op(B) ; op(B2)].
+    func testProductWithLowRankColumnsMatchesTheConcatenatedProduct() throws {
+        let env = ProcessInfo.processInfo.environment
+        let avx512Asked = env["ITUNE_GEMM_KERNEL"]?.lowercased() == "avx512" || env["ITUNE_TEST_AVX512"] == "1"
+        let kinds = GemmKernelKind.allCases.filter { $0.isSupported && ($0 != .avx512 || avx512Asked) }
+        XCTAssertFalse(cpuSgemmPlusLowRankApplies(M: 32, N: 100, K: 10, r: 8), "few rows take the two products")
+        XCTAssertFalse(cpuSgemmPlusLowRankApplies(M: 100, N: 100, K: 10, r: 0))
+        var checked = 0
+        for kind in kinds {
+            for config in [GemmConfig(kind: kind), GemmConfig(kind: kind, caches: (l1d: 4 << 10, l2: 16 << 10, l3: 64 << 10))] {
+                for (M, N, K, r) in [(37, 41, 29, 8), (61, 83, 300, 3), (33, 130, 513, 16)] {
+                    for tB in [false, true] { for tB2 in [false, true] { for beta: Float in [0, 0.5] {
+                        let a = randomValues(M * K, seed: 3), b = randomValues(K * N, seed: 4)
+                        let a2 = randomValues(M * r, seed: 6), b2 = randomValues(r * N, seed: 7)
+                        let c0 = beta == 0 ? [Float](repeating: .nan, count: M * N) : randomValues(M * N, seed: 5)
+                        // [A | A2] (M, K + r) and [op(B) ; op(B2)] stored as op(B) is (transposed: (N, K + r)).
+                        var cat = [Float](), catB = [Float](repeating: 0, count: (K + r) * N)
+                        for i in 0..<M { cat += a[(i * K)..<(i * K + K)] + a2[(i * r)..<(i * r + r)] }
+                        for k in 0..<(K + r) { for j in 0..<N {
+                            let v = k < K ? b[tB ? j * K + k : k * N + j] : b2[tB2 ? j * r + (k - K) : (k - K) * N + j]
+                            catB[tB ? j * (K + r) + k : k * N + j] = v
+                        } }
+                        let want = naiveGemm(cat, catB, c0, M: M, N: N, K: K + r, tA: false, tB: tB, alpha: 1, beta: beta)
+                        for workers in [1, 2] {
+                            var c = c0
+                            let took = a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in
+                                a2.withUnsafeBufferPointer { a2p in b2.withUnsafeBufferPointer { b2p in
+                                    c.withUnsafeMutableBufferPointer { cp in
+                                        cpuSgemmPlusLowRank(M: M, N: N, K: K, A: ap.baseAddress!, lda: K,
+                                                            packB: f32BPacker(transB: tB, B: bp.baseAddress!, ldb: tB ? K : N, config: config),
+                                                            r: r, A2: a2p.baseAddress!, lda2: r, B2: b2p.baseAddress!,
+                                                            ldb2: tB2 ? r : N, transB2: tB2, beta: beta, C: cp.baseAddress!,
+                                                            ldc: N, workers: workers, config: config)
+                                    } } } } }
+                            XCTAssertTrue(took)
+                            assertClose(c, want, rtol: 1e-4, atol: 1e-4,
+                                        "\(config.description) \(M)x\(N)x\(K)+\(r) tB=\(tB) tB2=\(tB2) beta=\(beta) workers=\(workers)")
+                            checked += 1
+                        }
+                    } } }
+                }
+            }
+        }
+        XCTAssertEqual(checked, kinds.count * 2 * 3 * 8 * 2)
+    }
+
     /// The few-row paths (M ≤ 32: generation, small batches) and the few-column path (N ≤ 32 < M:
     /// LoRA's rank-r products, computed as the transposed few-row product), with this process's
     /// helpers (AVX2 + FMA where the CPU has them), against the naive product.

@@ -38,7 +38,14 @@ final class LoRALinearTests: XCTestCase {
     }
 
     func testMatchesTheSeparateProductsAndAddOnCPU() throws {
-        let (M, inF, outF, r) = (37, 29, 41, 8)
+        // Over 32 rows, and outputs or inputs (the CPU's K + r product in the forward, the input
+        // gradient too at the second shape), and fewer (the two products apart).
+        for (M, inF, outF, r) in [(37, 29, 41, 8), (45, 70, 83, 4), (20, 40, 50, 8)] {
+            try matchesTheSeparateProducts(M: M, inF: inF, outF: outF, r: r)
+        }
+    }
+
+    func matchesTheSeparateProducts(M: Int, inF: Int, outF: Int, r: Int) throws {
         let x = randomValues(M * inF, seed: 1), a = randomValues(r * inF, seed: 2), b = randomValues(outF * r, seed: 3)
         let w = try Tensor(randomValues(outF * inF, seed: 4), shape: [outF, inF])
         for xs in [[M, inF], [1, M, inF]] {

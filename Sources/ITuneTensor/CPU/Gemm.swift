@@ -109,10 +109,7 @@ func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
         return
     }
     sgemmPacked(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, beta: beta, C: C, ldc: ldc,
-                workers: workers, config: cfg) { k0, kc, j0, cols, panels, nr, dst in
-        packBPanels(transB: transB, B: B, ldb: ldb, k0: k0, kc: kc, j0: j0, cols: cols, panels: panels, nr: nr, dst: dst,
-                    avx2: cfg.kind != .swift && GemmKernelKind.avx2.isSupported)
-    }
+                workers: workers, config: cfg, packB: f32BPacker(transB: transB, B: B, ldb: ldb, config: cfg))
 }
 
 /// C (M,N) = alpha · op(A) · op(B) + beta · C for N ≤ GemmBlocking.fewRows < M, as the few-row
@@ -162,7 +159,7 @@ typealias GemmBPacker = (_ k0: Int, _ kc: Int, _ j0: Int, _ cols: Int, _ panels:
 /// per region that shares them; the grid is chosen to make that the smaller operand.
 func sgemmPacked(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePointer<Float>, lda: Int,
                  beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int, workers: Int, config cfg: GemmConfig,
-                 packB: GemmBPacker) {
+                 extra: GemmExtraPanels? = nil, packB: GemmBPacker) {
     let grid = gemmWorkerGrid(M: M, N: N, workers: workers, mr: cfg.mr, nr: cfg.nr)
     let regions = grid.rows * grid.cols
     @inline(__always) func region(_ r: Int) {
@@ -170,7 +167,7 @@ func sgemmPacked(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePo
         let colRange = gemmSplit(N, parts: grid.cols, part: r % grid.cols, unit: cfg.nr)
         if rowRange.isEmpty || colRange.isEmpty { return }
         sgemmPackedRegion(transA: transA, rows: rowRange, cols: colRange, K: K, alpha: alpha, A: A, lda: lda,
-                          beta: beta, C: C, ldc: ldc, regions: regions, config: cfg, packB: packB)
+                          beta: beta, C: C, ldc: ldc, regions: regions, config: cfg, extra: extra, packB: packB)
     }
     if regions <= 1 { region(0); return }
     DispatchQueue.concurrentPerform(iterations: regions) { region($0) }
@@ -238,7 +235,7 @@ func gemmNCLimit(rows: Int, kc: Int, regions: Int, config cfg: GemmConfig) -> In
 private func sgemmPackedRegion(transA: Bool, rows rowRange: Range<Int>, cols colRange: Range<Int>, K: Int,
                                alpha: Float, A: UnsafePointer<Float>, lda: Int, beta: Float,
                                C: UnsafeMutablePointer<Float>, ldc: Int, regions: Int, config cfg: GemmConfig,
-                               packB: GemmBPacker) {
+                               extra: GemmExtraPanels?, packB: GemmBPacker) {
     let mr = cfg.mr, nr = cfg.nr
     let M = rowRange.count, N = colRange.count
     // Blocks of K, M and N of equal size rather than full ones and a thin remainder.
@@ -264,9 +261,11 @@ private func sgemmPackedRegion(transA: Bool, rows rowRange: Range<Int>, cols col
                 let i0 = rowRange.lowerBound + ic, rows = min(mc, M - ic)
                 packABlock(transA: transA, A: A, lda: lda, i0: i0, rows: rows, k0: pc, kc: kc, mr: mr,
                            dst: scratch.buffer)
+                // The extra panels join the last K block, in the same pass over C.
                 macroKernel(kc: kc, packedA: scratch.buffer, rows: rows, packedB: packedB, panels: 0..<panels,
                             cols: nc, C: C + i0 * ldc + j0, ldc: ldc, alpha: alpha, beta: betaBlock,
-                            tile: scratch.tile, config: cfg)
+                            tile: scratch.tile, config: cfg,
+                            extra: pc + kc == K ? extra?.at(rowPanel: i0 / mr, colPanel: j0 / nr, mr: mr, nr: nr) : nil)
                 ic += rows
             }
             pc += kc
@@ -455,14 +454,27 @@ func packTransposedABlock(A: UnsafePointer<Float>, lda: Int, i0: Int, rows: Int,
 private func macroKernel(kc: Int, packedA: UnsafeMutablePointer<Float>, rows: Int,
                          packedB: UnsafeMutablePointer<Float>, panels: Range<Int>, cols: Int,
                          C: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float,
-                         tile: UnsafeMutablePointer<Float>, config cfg: GemmConfig) {
+                         tile: UnsafeMutablePointer<Float>, config cfg: GemmConfig, extra: GemmExtraPanels? = nil) {
     let mr = cfg.mr, nr = cfg.nr
-    @inline(__always) func kernel(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-                                  _ ldc: Int, _ alpha: Float, _ beta: Float) {
+    @inline(__always) func kernel(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                  _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ beta: Float) {
         if let ukr = cfg.kernel {
             ukr(kc, a, b, c, ldc, alpha, beta)
         } else {
             microKernel(kc: kc, a: a, b: b, c: c, ldc: ldc, alpha: alpha, beta: beta)
+        }
+    }
+    // The tile at A micro-panel q, B panel p: with extra panels, their product is added before
+    // C is stored (or, without a two-pair kernel, by a second call that accumulates).
+    @inline(__always) func tileProduct(_ q: Int, _ p: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ alpha: Float, _ beta: Float) {
+        guard let e = extra else { kernel(kc, a, b, c, ldc, alpha, beta); return }
+        let a2 = e.a + q * e.r * mr, b2 = e.b + p * e.r * nr
+        if let ukr2 = cfg.kernel2 {
+            ukr2(kc, a, b, e.r, a2, b2, c, ldc, alpha, beta)
+        } else {
+            kernel(kc, a, b, c, ldc, alpha, beta)
+            kernel(e.r, a2, b2, c, ldc, alpha, 1)
         }
     }
     for p in panels {
@@ -474,10 +486,10 @@ private func macroKernel(kc: Int, packedA: UnsafeMutablePointer<Float>, rows: In
             let height = min(mr, rows - i0)
             let c = C + i0 * ldc + j0
             if height == mr && width == nr {
-                kernel(ap, bp, c, ldc, alpha, beta)
+                tileProduct(i0 / mr, p, ap, bp, c, ldc, alpha, beta)
             } else {
                 // Edge tile: compute the whole tile into scratch, then write the part that exists.
-                kernel(ap, bp, tile, nr, 1, 0)
+                tileProduct(i0 / mr, p, ap, bp, tile, nr, 1, 0)
                 for r in 0..<height {
                     let src = tile + r * nr, dst = c + r * ldc
                     if beta == 0 {

@@ -18,6 +18,12 @@ import Foundation
 typealias GemmMicroKernel = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?,
                                             UnsafeMutablePointer<Float>?, Int, Float, Float) -> Void
 
+/// A micro-kernel over two pairs of packed panels: c = alpha · (a (kc,MR) · b (kc,NR) + a2 (kc2,MR) ·
+/// b2 (kc2,NR)) + beta · c, with one load and store of c (cpuSgemmPlusLowRank's last K block).
+typealias GemmMicroKernel2 = @convention(c) (Int, UnsafePointer<Float>?, UnsafePointer<Float>?, Int,
+                                             UnsafePointer<Float>?, UnsafePointer<Float>?,
+                                             UnsafeMutablePointer<Float>?, Int, Float, Float) -> Void
+
 /// The micro-kernels this binary carries.
 public enum GemmKernelKind: String, Sendable, CaseIterable {
     /// Gemm.swift's SIMD kernel, 6 × 2 vectors of the build's width.
@@ -79,17 +85,19 @@ struct GemmConfig: Sendable {
     /// Vector width in floats, for reports.
     let vectorWidth: Int
     let kernel: GemmMicroKernel?
+    /// The two-pair form of `kernel` where there is one (AVX2); elsewhere two calls of `kernel`.
+    let kernel2: GemmMicroKernel2?
 
     /// The configuration for `kind` on this CPU's caches.
     init(kind: GemmKernelKind, caches: (l1d: Int, l2: Int, l3: Int) = GemmCPU.caches) {
         self.kind = kind
         switch kind {
         case .swift:
-            mr = 6; nr = 2 * GemmVector.scalarCount; vectorWidth = GemmVector.scalarCount; kernel = nil
+            mr = 6; nr = 2 * GemmVector.scalarCount; vectorWidth = GemmVector.scalarCount; kernel = nil; kernel2 = nil
         case .avx2:
-            mr = 6; nr = 16; vectorWidth = 8; kernel = itune_sgemm_ukr_avx2_6x16
+            mr = 6; nr = 16; vectorWidth = 8; kernel = itune_sgemm_ukr_avx2_6x16; kernel2 = itune_sgemm_ukr2_avx2_6x16
         case .avx512:
-            mr = 12; nr = 32; vectorWidth = 16; kernel = itune_sgemm_ukr_avx512_12x32
+            mr = 12; nr = 32; vectorWidth = 16; kernel = itune_sgemm_ukr_avx512_12x32; kernel2 = nil
         }
         // Unknown sizes fall back to a common modern core: 32 KiB L1d, 512 KiB L2, 8 MiB L3.
         let l1 = caches.l1d > 0 ? caches.l1d : 32 << 10

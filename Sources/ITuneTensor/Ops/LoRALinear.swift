@@ -1,9 +1,10 @@
 import Foundation
 
 // LoRA's adapted linear layer as one op: y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ with a frozen W. The low-rank
-// product is accumulated into the base product's output by the GEMM (beta 1), and in the
-// backward the input gradient's two terms (dY·W and s·(dY·B)·A) likewise into one buffer: no
-// pass of its own for either sum, no second (tokens × out) tensor (PEFT adds the two outputs).
+// product joins the base product (on the CPU the K + r product of CPU/GemmLowRank.swift, in the
+// same pass over the output; on OpenCL a second GEMM that accumulates, beta 1), and in the
+// backward the input gradient's two terms (dY·W and s·(dY·B)·A) likewise: no pass of its own for
+// either sum, no second (tokens × out) tensor (PEFT adds the two outputs).
 
 extension Tensor {
     /// self (…, in) · weightᵀ (out, in) + scale · (self · aᵀ) · bᵀ, with a (r, in), b (out, r);
@@ -25,11 +26,11 @@ extension Tensor {
         let lead = Array(shape.dropLast())
         let M = lead.reduce(1, *)
         let x = rank == 2 ? self : try reshaped([M, inF])
+        // t = s · x · Aᵀ (tokens × r), the scale folded in here once.
         let t = try Tensor.empty([M, r], on: device)
-        try gemm(x, a, into: t, transA: false, transB: true, M: M, N: r, K: inF, batch: 1)
+        try gemm(x, a, into: t, transA: false, transB: true, M: M, N: r, K: inF, batch: 1, alpha: scale)
         let out = try Tensor.empty([M, outF], on: device)
-        try gemm(x, weight, into: out, transA: false, transB: true, M: M, N: outF, K: inF, batch: 1)
-        try gemm(t, b, into: out, transA: false, transB: true, M: M, N: outF, K: r, batch: 1, alpha: scale, beta: 1)
+        try gemmPlusLowRank(x, weight, transB: true, t, b, transB2: true, into: out, M: M, N: outF, K: inF, r: r)
 
         // dA reads x (kept, or its recipe made again), dX the frozen weight and A, dB the
         // (tokens × r) product t, kept as made.
@@ -41,7 +42,7 @@ extension Tensor {
             var dX: Tensor? = nil, dA: Tensor? = nil, dB: Tensor? = nil
             if b.requiresGrad {
                 let g = try Tensor.empty([outF, r], on: dev)
-                try gemm(dY, t, into: g, transA: true, transB: false, M: outF, N: r, K: M, batch: 1, alpha: scale)
+                try gemm(dY, t, into: g, transA: true, transB: false, M: outF, N: r, K: M, batch: 1)
                 dB = g
             }
             guard needsG else { return [nil, nil, nil, dB] }
@@ -57,12 +58,40 @@ extension Tensor {
             if let keptW {
                 let w = try keptW()
                 let dx = try Tensor.empty([M, inF], on: dev)
-                try gemm(dY, w, into: dx, transA: false, transB: false, M: M, N: inF, K: outF, batch: 1)
-                try gemm(g, a, into: dx, transA: false, transB: false, M: M, N: inF, K: r, batch: 1, beta: 1)
+                try gemmPlusLowRank(dY, w, transB: false, g, a, transB2: false, into: dx, M: M, N: inF, K: outF, r: r)
                 dX = dx
             }
             return [dX, nil, dA, dB]
         }
         return rank == 2 ? out : try out.reshaped(lead + [outF])
     }
+}
+
+/// out (M,N) = a (M,K) · op(b) + a2 (M,r) · op(b2), a and a2 row-major f32, b f32 or 16-bit
+/// (op: transposed where asked). On the CPU, where the shape takes the packed path, one K + r
+/// product (cpuSgemmPlusLowRank); elsewhere the two products, the second accumulating (beta 1).
+private func gemmPlusLowRank(_ a: Tensor, _ b: Tensor, transB: Bool, _ a2: Tensor, _ b2: Tensor, transB2: Bool,
+                             into out: Tensor, M: Int, N: Int, K: Int, r: Int) throws {
+    if out.device == .cpu, cpuSgemmPlusLowRankApplies(M: M, N: N, K: K, r: r),
+       a.dtype == .f32, a2.dtype == .f32, b2.dtype == .f32, out.dtype == .f32, b.dtype == .f32 || b.dtype.isHalfFloat {
+        let profiled = { "matmul n\(transB ? "t" : "n") \(M)×\(N)×\(K)+\(r)" + (b.dtype == .f32 ? "" : " \(b.dtype.rawValue)") }
+        guard case .cpu = try execution("matmul", [a, b, a2, b2, out], profiledAs: profiled) else {
+            throw TensorError.invalidArgument(op: "matmul", "a CPU product found its operands elsewhere")
+        }
+        let ldb = transB ? K : N
+        let packB: GemmBPacker
+        if b.dtype.isHalfFloat {
+            let reader = w16RowReader(b.storage.host.assumingMemoryBound(to: UInt16.self), format: b.dtype, ldb: ldb)
+            packB = { k0, kc, j0, cols, panels, nr, dst in
+                packStoredBPanels(reader, transB: transB, k0: k0, kc: kc, j0: j0, cols: cols, panels: panels, nr: nr, dst: dst)
+            }
+        } else {
+            packB = f32BPacker(transB: transB, B: b.floats, ldb: ldb)
+        }
+        _ = cpuSgemmPlusLowRank(M: M, N: N, K: K, A: a.floats, lda: K, packB: packB, r: r, A2: a2.floats, lda2: r,
+                                B2: b2.floats, ldb2: transB2 ? r : N, transB2: transB2, beta: 0, C: out.floats, ldc: N)
+        return
+    }
+    try gemm(a, b, into: out, transA: false, transB: transB, M: M, N: N, K: K, batch: 1)
+    try gemm(a2, b2, into: out, transA: false, transB: transB2, M: M, N: N, K: r, batch: 1, beta: 1)
 }
