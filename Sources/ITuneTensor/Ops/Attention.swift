@@ -302,6 +302,23 @@ private func maskedExp(_ row: UnsafeMutablePointer<Float>, _ width: Int, _ a: In
 /// live in a per-worker scratch of BLOCK × Tk floats, never the whole T × T.
 private let attentionBlock = 64
 
+/// The scores of one block of queries of (b, h): rows × width = Q[t0..<t0+rows]·K[kStart..<kStart+width]ᵀ·scale,
+/// plus the mask's bias over each row's keys (forward and backward make them alike).
+@inline(__always)
+private func blockScores(_ d: AttentionDims, _ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>,
+                         b: Int, h: Int, t0: Int, rows: Int, kStart: Int, width: Int, scale: Float, _ mask: AttentionMask,
+                         workers: Int, into scores: UnsafeMutablePointer<Float>) {
+    let (Tq, Tk, NH, NKV, D) = (d.Tq, d.Tk, d.NH, d.NKV, d.D)
+    let kvh = h / (NH / NKV)
+    cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: scale, A: q + ((b * Tq + t0) * NH + h) * D,
+             lda: NH * D, B: k + ((b * Tk + kStart) * NKV + kvh) * D, ldb: NKV * D, beta: 0, C: scores, ldc: width,
+             workers: workers)
+    for r in 0..<rows {
+        let (lo, hi) = d.keyRange(b: b, t: t0 + r, mask)
+        mask.addBias(scores + r * width, b: b, t: t0 + r, h: h, j0: kStart, lo - kStart, hi - kStart)
+    }
+}
+
 private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>,
                                  _ v: UnsafeMutablePointer<Float>, _ o: UnsafeMutablePointer<Float>,
                                  _ lse: UnsafeMutablePointer<Float>, _ scale: Float, _ mask: AttentionMask) {
@@ -320,16 +337,14 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
             let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
             let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
             let width = kEnd - kStart
-            let qBlock = q + ((b * Tq + t0) * NH + h) * D
-            let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
-            cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: scale, A: qBlock, lda: NH * D,
-                     B: kBase, ldb: NKV * D, beta: 0, C: scores, ldc: width, workers: inner)
+            let vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
+            blockScores(d, q, k, b: b, h: h, t0: t0, rows: rows, kStart: kStart, width: width, scale: scale, mask,
+                        workers: inner, into: scores)
             for r in 0..<rows {
                 let t = t0 + r
                 let (lo, hi) = d.keyRange(b: b, t: t, mask)
                 let row = scores + r * width
                 let (a, e) = (lo - kStart, hi - kStart)
-                mask.addBias(row, b: b, t: t, h: h, j0: kStart, a, e)
                 let m = maxOf(row + a, e - a)
                 let l = maskedExp(row, width, a, e, shift: m)
                 scaleRow(row + a, e - a, 1 / l)
@@ -384,12 +399,11 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                 let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
                 let dkBase = dk + ((b * Tk + kStart) * NH + h) * D, dvBase = dv + ((b * Tk + kStart) * NH + h) * D
                 // P = exp(Q·Kᵀ·scale − lse), 0 outside each row's keys.
-                cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: scale, A: qBlock, lda: NH * D,
-                         B: kBase, ldb: NKV * D, beta: 0, C: p, ldc: width, workers: inner)
+                blockScores(d, q, k, b: b, h: h, t0: t0, rows: rows, kStart: kStart, width: width, scale: scale, mask,
+                            workers: inner, into: p)
                 for r in 0..<rows {
                     let t = t0 + r
                     let (lo, hi) = d.keyRange(b: b, t: t, mask)
-                    mask.addBias(p + r * width, b: b, t: t, h: h, j0: kStart, lo - kStart, hi - kStart)
                     _ = maskedExp(p + r * width, width, lo - kStart, hi - kStart, shift: lse[(b * NH + h) * Tq + t])
                 }
                 // dV += Pᵀ·dO
