@@ -58,6 +58,21 @@ final class ElementwiseTests: XCTestCase {
         }
     }
 
+    /// The gradient of a sum or mean is the constant everywhere, also where the fill is split
+    /// among threads (100,003 elements: chunks that do not divide it).
+    func testLargeSumAndMeanGradientsAreConstant() throws {
+        let n = 100_003
+        for mean in [false, true] {
+            let x = try Tensor(randomValues(n, seed: 9), shape: [n], requiresGrad: true)
+            try (mean ? x.mean() : x.sum()).scaled(by: 3).backward()
+            let want: Float = mean ? 3 / Float(n) : 3
+            let g = try x.grad!.toArray()
+            XCTAssertEqual(g.count, n)
+            XCTAssertEqual(g[0], want, accuracy: want * 1e-6, "mean \(mean)")
+            XCTAssertEqual(g.filter { $0 != g[0] }.count, 0, "mean \(mean): entries that differ from the first")
+        }
+    }
+
     func testReductionsOpenCLMatchCPU() throws {
         for n in oddSizes + [4096, 10_000] {
             try compareBackends([[n]], rtol: 1e-4) { try $0[0].sum() }
