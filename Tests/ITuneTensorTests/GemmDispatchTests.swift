@@ -54,15 +54,20 @@ final class GemmDispatchTests: XCTestCase {
         XCTAssertEqual(unknown.nc % unknown.nr, 0)
     }
 
+    /// The kernels this CPU runs. The AVX-512 kernel is opt-in (ITUNE_GEMM_KERNEL=avx512) until
+    /// it has run on an AVX-512 CPU; it is checked when asked for (ITUNE_GEMM_KERNEL=avx512 or
+    /// ITUNE_TEST_AVX512=1).
+    static func kernelsToCheck() -> [GemmKernelKind] {
+        let env = ProcessInfo.processInfo.environment
+        let avx512Asked = env["ITUNE_GEMM_KERNEL"]?.lowercased() == "avx512" || env["ITUNE_TEST_AVX512"] == "1"
+        return GemmKernelKind.allCases.filter { $0.isSupported && ($0 != .avx512 || avx512Asked) }
+    }
+
     /// Every kernel the CPU runs, with its own blocking and with tiny caches (so that K and N
     /// take several blocks), on odd shapes, all transposes, beta 0 and not, 1 and 2 workers,
     /// through the packed path even for few rows.
     func testEveryKernelMatchesTheNaiveProduct() throws {
-        // The AVX-512 kernel is opt-in (ITUNE_GEMM_KERNEL=avx512) until it has run on an AVX-512
-        // CPU; it is checked here when asked for (ITUNE_GEMM_KERNEL=avx512 or ITUNE_TEST_AVX512=1).
-        let env = ProcessInfo.processInfo.environment
-        let avx512Asked = env["ITUNE_GEMM_KERNEL"]?.lowercased() == "avx512" || env["ITUNE_TEST_AVX512"] == "1"
-        let kinds = GemmKernelKind.allCases.filter { $0.isSupported && ($0 != .avx512 || avx512Asked) }
+        let kinds = Self.kernelsToCheck()
         var checked = 0
         for kind in kinds {
             for config in [GemmConfig(kind: kind), GemmConfig(kind: kind, caches: (l1d: 4 << 10, l2: 16 << 10, l3: 64 << 10))] {
@@ -96,9 +101,7 @@ final class GemmDispatchTests: XCTestCase {
     /// shapes (edge tiles), op(B) and op(B2) both ways, beta 0 and not, 1 and 2 workers, against
     /// the naive [A | A2] · [op(B) ; op(B2)].
     func testProductWithLowRankColumnsMatchesTheConcatenatedProduct() throws {
-        let env = ProcessInfo.processInfo.environment
-        let avx512Asked = env["ITUNE_GEMM_KERNEL"]?.lowercased() == "avx512" || env["ITUNE_TEST_AVX512"] == "1"
-        let kinds = GemmKernelKind.allCases.filter { $0.isSupported && ($0 != .avx512 || avx512Asked) }
+        let kinds = Self.kernelsToCheck()
         XCTAssertFalse(cpuSgemmPlusLowRankApplies(M: 32, N: 100, K: 10, r: 8), "few rows take the two products")
         XCTAssertFalse(cpuSgemmPlusLowRankApplies(M: 100, N: 100, K: 10, r: 0))
         var checked = 0

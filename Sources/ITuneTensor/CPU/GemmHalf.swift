@@ -81,9 +81,7 @@ func cpuSgemmConvertingB(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alp
     if onePass && M > GemmBlocking.fewRows && N > GemmBlocking.fewRows {
         let workers = M * N * K < GemmBlocking.parallelThreshold ? 1 : CPUParallel.threadCount
         sgemmPacked(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, beta: beta, C: C, ldc: ldc,
-                    workers: workers, config: GemmConfig.current) { k0, kc, j0, cols, panels, nr, dst in
-            packStoredBPanels(reader, transB: transB, k0: k0, kc: kc, j0: j0, cols: cols, panels: panels, nr: nr, dst: dst)
-        }
+                    workers: workers, config: GemmConfig.current, packB: storedBPacker(reader, transB: transB))
         return
     }
     let kb = min(K, GemmHalfBlocking.kb)
@@ -120,6 +118,13 @@ private func readRows(_ reader: StoredRowReader, row0: Int, rows: Int, col0: Int
     let grain = max(1, 16_384 / max(cols, 1))
     CPUParallel.forEach(rows, grain: grain) { range in
         for r in range { reader.read(row0 + r, col0, cols, dst + r * cols) }
+    }
+}
+
+/// The packer of a stored op(B) for sgemmPacked (packStoredBPanels), as f32BPacker for f32.
+func storedBPacker(_ reader: StoredRowReader, transB: Bool) -> GemmBPacker {
+    { k0, kc, j0, cols, panels, nr, dst in
+        packStoredBPanels(reader, transB: transB, k0: k0, kc: kc, j0: j0, cols: cols, panels: panels, nr: nr, dst: dst)
     }
 }
 

@@ -72,22 +72,15 @@ extension Tensor {
 /// product (cpuSgemmPlusLowRank); elsewhere the two products, the second accumulating (beta 1).
 private func gemmPlusLowRank(_ a: Tensor, _ b: Tensor, transB: Bool, _ a2: Tensor, _ b2: Tensor, transB2: Bool,
                              into out: Tensor, M: Int, N: Int, K: Int, r: Int) throws {
+    let profiled = { "matmul n\(transB ? "t" : "n") \(M)×\(N)×\(K)+\(r)" + (b.dtype == .f32 ? "" : " \(b.dtype.rawValue)") }
     if out.device == .cpu, cpuSgemmPlusLowRankApplies(M: M, N: N, K: K, r: r),
-       a.dtype == .f32, a2.dtype == .f32, b2.dtype == .f32, out.dtype == .f32, b.dtype == .f32 || b.dtype.isHalfFloat {
-        let profiled = { "matmul n\(transB ? "t" : "n") \(M)×\(N)×\(K)+\(r)" + (b.dtype == .f32 ? "" : " \(b.dtype.rawValue)") }
-        guard case .cpu = try execution("matmul", [a, b, a2, b2, out], profiledAs: profiled) else {
-            throw TensorError.invalidArgument(op: "matmul", "a CPU product found its operands elsewhere")
-        }
+       a.dtype == .f32, a2.dtype == .f32, b2.dtype == .f32, out.dtype == .f32, b.dtype == .f32 || b.dtype.isHalfFloat,
+       case .cpu = try execution("matmul", [a, b, a2, b2, out], profiledAs: profiled) {
         let ldb = transB ? K : N
-        let packB: GemmBPacker
-        if b.dtype.isHalfFloat {
-            let reader = w16RowReader(b.storage.host.assumingMemoryBound(to: UInt16.self), format: b.dtype, ldb: ldb)
-            packB = { k0, kc, j0, cols, panels, nr, dst in
-                packStoredBPanels(reader, transB: transB, k0: k0, kc: kc, j0: j0, cols: cols, panels: panels, nr: nr, dst: dst)
-            }
-        } else {
-            packB = f32BPacker(transB: transB, B: b.floats, ldb: ldb)
-        }
+        let packB = b.dtype.isHalfFloat
+            ? storedBPacker(w16RowReader(b.storage.host.assumingMemoryBound(to: UInt16.self), format: b.dtype, ldb: ldb),
+                            transB: transB)
+            : f32BPacker(transB: transB, B: b.floats, ldb: ldb)
         _ = cpuSgemmPlusLowRank(M: M, N: N, K: K, A: a.floats, lda: K, packB: packB, r: r, A2: a2.floats, lda2: r,
                                 B2: b2.floats, ldb2: transB2 ? r : N, transB2: transB2, beta: 0, C: out.floats, ldc: N)
         return
