@@ -5,7 +5,7 @@
 set -e
 out=$(realpath -m "$1"); bin=$(realpath "$2"); mkdir -p "$out"; j=$out/itune-bench.jsonl; : > "$j"
 cd "$(dirname "$0")/.."
-lscpu | grep -E "Model name|^CPU\(s\)|Thread|L1d|L2|L3" > $out/cpu.txt
+lscpu | grep -E "Model name|CPU family|^Model:|^CPU\(s\)|Thread|L1d|L2|L3" > $out/cpu.txt
 $bin/itune-bench peak --json | tee -a $j
 $bin/itune-bench matmul --json | tee -a $j
 $bin/itune-bench softmax --json --lengths 128,256,512,1024 | tee -a $j
