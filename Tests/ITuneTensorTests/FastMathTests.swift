@@ -96,6 +96,34 @@ final class FastMathTests: XCTestCase {
         }
     }
 
+    /// exp of both versions (Swift and rowmath.c's) over its whole range, within 3·10⁻⁷ of Double,
+    /// and at its edges: 0 at and below −87.34 (−inf too), 1 at 0, NaN kept, saturation above 88.37.
+    func testRowExpOfBothVersionsOverTheWholeRangeAndEdges() {
+        let x = stride(from: Float(-87), to: 88.3, by: 0.00731).map { $0 }
+        for avx2 in versions {
+            var y = [Float](repeating: 0, count: x.count)
+            _ = x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, x.count, shift: 0, avx2: avx2) }
+            }
+            var worst = 0.0
+            for i in x.indices {
+                let want = Foundation.exp(Double(x[i]))
+                worst = max(worst, abs(Double(y[i]) - want) / want)
+            }
+            XCTAssertLessThan(worst, 3e-7, "avx2 \(avx2)")
+            let edges: [Float] = [-.infinity, -100, -87.5, 0, -1e-30, .nan, 89, .infinity, 1e-30]
+            var e = [Float](repeating: 5, count: edges.count)
+            _ = edges.withUnsafeBufferPointer { xp in
+                e.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, edges.count, shift: 0, avx2: avx2) }
+            }
+            XCTAssertEqual(Array(e[0..<3]), [0, 0, 0], "avx2 \(avx2)")
+            XCTAssertEqual([e[3], e[4], e[8]], [1, 1, 1], "exp(0) is 1 exactly (avx2 \(avx2))")
+            XCTAssertTrue(e[5].isNaN, "avx2 \(avx2)")
+            XCTAssertGreaterThan(e[6], 2e38, "saturates (avx2 \(avx2))")
+            XCTAssertGreaterThan(e[7], 2e38, "saturates (avx2 \(avx2))")
+        }
+    }
+
     func testMaxOfBothVersionsSeesNaNAndInfinities() {
         for avx2 in versions {
             for n in [1, 5, 8, 16, 23] {
