@@ -4,8 +4,9 @@ import XCTest
 
 /// The fused quantised GEMV (quantgemv.c: decoding from an nf4 or int8 base) against f64
 /// arithmetic on the dequantised weight: 1–4 rows, every format (nf4 with and without double
-/// quantisation, int8), one block a row and several, a split over both threads, alpha; and a
-/// depth that is no multiple of 64 (the block path) giving the same.
+/// quantisation, int8, whose x is rounded to 16 bits: within that rounding's bound), one block a
+/// row and several, a split over both threads, alpha; a depth that is no multiple of 64 (the
+/// block path) giving the same, and one past the 16-bit path's.
 final class QuantGemvTests: XCTestCase {
     func check(M: Int, N: Int, K: Int, _ format: QuantFormat, doubleQuant: Bool, alpha: Float = 1) throws {
         let q = try quantizedMatrix(rows: N, cols: K, format, doubleQuant: doubleQuant, seed: UInt64(N * 7 + K), scale: 0.1)
@@ -23,12 +24,22 @@ final class QuantGemvTests: XCTestCase {
             }
         }
         let what = "\(format)\(doubleQuant ? "+dq" : "") M \(M) N \(N) K \(K) alpha \(alpha)"
+        // int8 multiplies x rounded to 16 bits per block of 64 (step absmax / 32767) where K allows
+        // (≤ 16384, a multiple of 64) and x is finite: each value is off by at most half a step.
+        let roundsX = format == .int8 && K % 64 == 0 && K <= 16384 && x.allSatisfy(\.isFinite)
         for r in 0..<M {
             for n in 0..<N {
                 let (dot, magnitude) = exactDot(K, { x[r * K + $0] }, { d[n * K + $0] })
+                var xRounding = 0.0
+                if roundsX {
+                    for b in 0..<(K / 64) {
+                        let step = Double((0..<64).map { abs(x[r * K + b * 64 + $0]) }.max()!) / 32767
+                        for k in (b * 64)..<(b * 64 + 64) { xRounding += abs(Double(d[n * K + k])) * step / 2 }
+                    }
+                }
                 let exact = dot * Double(alpha)
-                XCTAssertEqual(Double(y[r * ldc + n]), exact, accuracy: 1e-6 * magnitude * Double(abs(alpha)) + 1e-7,
-                               "\(what) y[\(r), \(n)]")
+                XCTAssertEqual(Double(y[r * ldc + n]), exact,
+                               accuracy: (1e-6 * magnitude + xRounding) * Double(abs(alpha)) + 1e-7, "\(what) y[\(r), \(n)]")
             }
         }
     }
@@ -41,6 +52,56 @@ final class QuantGemvTests: XCTestCase {
             try check(M: 1, N: 5, K: 64, format, doubleQuant: dq)
             try check(M: 2, N: 600, K: 256, format, doubleQuant: dq, alpha: 0.5)  // two threads' rows
             try check(M: 1, N: 9, K: 100, format, doubleQuant: dq)  // K % 64 ≠ 0: the block path
+        }
+        try check(M: 2, N: 3, K: 16448, .int8, doubleQuant: false)  // past the 16-bit path's K: f32 x
+    }
+
+    /// int8's 16-bit rounding of x is really taken, and within its bound: the product differs from
+    /// f64 arithmetic on the dequantised weight by more than f32 rounding would, and by no more
+    /// than half a step of x (the block's absmax / 32767) a value.
+    func testInt8RoundsXTo16BitsWithinItsBound() throws {
+        let (M, N, K) = (1, 64, 896)
+        let q = try quantizedMatrix(rows: N, cols: K, .int8, doubleQuant: false, seed: 11, scale: 0.1)
+        var x = randomValues(K, seed: 12)
+        for b in 0..<(K / 64) { x[b * 64] = 40 }  // an outlier per block, as activations have: coarse steps
+        let d = q.dequantized()
+        var y = [Float](repeating: .nan, count: N)
+        x.withUnsafeBufferPointer { a in
+            y.withUnsafeMutableBufferPointer { c in
+                cpuSgemmQuantized(transA: false, transB: true, M: M, N: N, K: K, alpha: 1, A: a.baseAddress!, lda: K,
+                                  B: q, beta: 0, C: c.baseAddress!, ldc: N)
+            }
+        }
+        var worst = 0.0
+        for n in 0..<N {
+            let (exact, magnitude) = exactDot(K, { x[$0] }, { d[n * K + $0] })
+            let error = abs(Double(y[n]) - exact)
+            worst = max(worst, error / magnitude)
+            // Each block's step is 40 / 32767 (its outlier); half a step a value at most.
+            let bound = (0..<K).reduce(0.0) { $0 + abs(Double(d[n * K + $1])) } * 40 / 32767 / 2
+            XCTAssertLessThanOrEqual(error, bound + 1e-6 * magnitude, "y[\(n)]: more than half a step of x a value")
+        }
+        if useQuantGEMV {
+            XCTAssertGreaterThan(worst, 1e-6, "x was not rounded to 16 bits (f32 arithmetic is within 1e-6)")
+        }
+    }
+
+    /// A NaN or infinity in x takes the f32 path, so that it reaches the product as it would
+    /// through the GEMM (a 16-bit copy cannot hold it).
+    func testNonFiniteXReachesTheInt8Product() throws {
+        let (N, K) = (5, 128)
+        let q = try quantizedMatrix(rows: N, cols: K, .int8, doubleQuant: false, seed: 13, scale: 0.1)
+        for bad in [Float.nan, .infinity] {
+            var x = randomValues(K, seed: 14)
+            x[70] = bad
+            var y = [Float](repeating: 0, count: N)
+            x.withUnsafeBufferPointer { a in
+                y.withUnsafeMutableBufferPointer { c in
+                    cpuSgemmQuantized(transA: false, transB: true, M: 1, N: N, K: K, alpha: 1, A: a.baseAddress!, lda: K,
+                                      B: q, beta: 0, C: c.baseAddress!, ldc: N)
+                }
+            }
+            XCTAssertTrue(y.allSatisfy { !$0.isFinite }, "\(bad): \(y)")
         }
     }
 }
