@@ -107,7 +107,9 @@ void itune_swiglu_backward_avx2(const float *g, const float *u, const float *dy,
 // of its flat index; format 1 = nf4 (two codes a byte, the first in the high nibble, `book` the
 // 16-value code book), 2 = int8 (code / 127 · absmax). The absmax of block b is absmax[b], or
 // with absmax NULL scale_codes[b] / 127 · second[b / 256] + offset (double quantisation).
-/// y[r*ldy + n] = Σ_k x[r*ldx + k] · W[n, k] for r < m (1...4), n0 ≤ n < n1.
+/// y[r*ldy + n] = Σ_k x[r*ldx + k] · W[n, k] for r < m (1...4), n0 ≤ n < n1. int8 with K ≤ 16384
+/// and finite x multiplies the codes by x rounded to 16 bits per block of 64 (step: the block's
+/// absmax / 32767), in integer multiply-adds; otherwise x is used as it is.
 void itune_gemv_quant_avx2(int format, const float *x, long ldx, long m, const uint8_t *codes, const float *absmax,
                            const int8_t *scale_codes, const float *second, float offset, const float *book, long K,
                            long n0, long n1, float *y, long ldy);
