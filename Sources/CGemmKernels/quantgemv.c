@@ -33,7 +33,9 @@ AVX2 static inline __m256 itune_nf4_lookup8(__m256i idx, __m256 book_lo, __m256 
 /// integer multiply-adds: per 64 weights four sign extensions and, per row, four vpmaddwd, three
 /// adds, one conversion and one FMA (the f32 path: sixteen conversions, then twelve vector
 /// operations a row). The rounding of x adds at most absmax_b(x) / 65534 · Σ|w| to a block's
-/// dot product, 1/129 of what the weights' own int8 rounding (absmax_b(w) / 254 per weight) adds.
+/// dot product: its step is 1/258 of the weights' own (1/32767 of the block's absmax, against
+/// 1/127). Blocks of x whose absmax is below 1e-30 count as zero (their 16-bit scale would
+/// overflow); they add less than 64 · 1e-30 · max|w| each.
 /// Sums stay in 32 bits: a lane adds 8 products of at most 127 · 32767.
 AVX2 static void itune_gemv_int8_x16(const float *x, long ldx, long m, const int8_t *codes, const float *absmax,
                                      const int8_t *scale_codes, const float *second, float offset, long K,
@@ -52,7 +54,7 @@ AVX2 static void itune_gemv_int8_x16(const float *x, long ldx, long m, const int
             h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
             const float a = _mm_cvtss_f32(h);
             // NaN or inf in x: no 16-bit copy can carry it; the caller's f32 path does.
-            const float inv = a > 0 ? 32767.0f / a : 0.0f;
+            const float inv = a > 1e-30f ? 32767.0f / a : 0.0f;
             const __m256 vinv = _mm256_set1_ps(inv);
             for (int q = 0; q < 4; q++) {
                 __m256i lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + 16 * q), vinv));

@@ -86,6 +86,33 @@ final class QuantGemvTests: XCTestCase {
         }
     }
 
+    /// A block of x whose absmax is below 1e-30 counts as zero in the 16-bit path (its scale would
+    /// overflow): the product stays finite and within its bound.
+    func testTinyBlocksOfXCountAsZero() throws {
+        let (N, K) = (7, 192)
+        let q = try quantizedMatrix(rows: N, cols: K, .int8, doubleQuant: false, seed: 15, scale: 0.1)
+        var x = randomValues(K, seed: 16)
+        for k in 64..<128 { x[k] = k % 2 == 0 ? 1e-36 : -3e-38 }
+        let d = q.dequantized()
+        var y = [Float](repeating: .nan, count: N)
+        x.withUnsafeBufferPointer { a in
+            y.withUnsafeMutableBufferPointer { c in
+                cpuSgemmQuantized(transA: false, transB: true, M: 1, N: N, K: K, alpha: 1, A: a.baseAddress!, lda: K,
+                                  B: q, beta: 0, C: c.baseAddress!, ldc: N)
+            }
+        }
+        for n in 0..<N {
+            let (exact, magnitude) = exactDot(K, { x[$0] }, { d[n * K + $0] })
+            var bound = 1e-6 * magnitude + 1e-30
+            for b in [0, 2] {
+                let step = Double((0..<64).map { abs(x[b * 64 + $0]) }.max()!) / 32767
+                for k in (b * 64)..<(b * 64 + 64) { bound += abs(Double(d[n * K + k])) * step / 2 }
+            }
+            XCTAssertTrue(y[n].isFinite, "y[\(n)]")
+            XCTAssertEqual(Double(y[n]), exact, accuracy: bound, "y[\(n)]")
+        }
+    }
+
     /// A NaN or infinity in x takes the f32 path, so that it reaches the product as it would
     /// through the GEMM (a 16-bit copy cannot hold it).
     func testNonFiniteXReachesTheInt8Product() throws {

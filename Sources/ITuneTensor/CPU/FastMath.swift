@@ -9,8 +9,8 @@ import Foundation
 // fitted for relative error (scripts/fit_exp_polynomial.py; it was the degree-6 Taylor series).
 // Every step is a plain vector instruction: no rounding calls, no lane-by-lane selects.
 // Relative error below 3·10⁻⁷ (1.6·10⁻⁷ in the script's f32 simulation; the Taylor form measured
-// 2.4·10⁻⁷) for x in [−87.3, 88.3]; 0 below (−inf included); inputs above 88.37 saturate at 2.5·10³⁸ instead of +inf (the callers pass
-// x − max ≤ 0). NaN is handled by the callers (`expShifted` with a NaN shift gives NaN).
+// 2.4·10⁻⁷) for x in [−87.3, 88.3]; 0 below (−inf included); inputs above 88.37 saturate at
+// 2.5·10³⁸ instead of +inf (the callers pass x − max ≤ 0). NaN is handled by the callers (`expShifted` with a NaN shift gives NaN).
 //
 // Where the CPU has AVX2 + FMA the row functions below call their C versions (CGemmKernels/
 // rowmath.c: the same algorithm at the CPU's width, with fused multiply-adds), so that a portable
