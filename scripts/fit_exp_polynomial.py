@@ -34,8 +34,8 @@ def fit(degree=5, iterations=3000):
 
 
 def fma32(a, b, c):
-    return (a.astype(np.float64) * np.float64(b) + np.float64(c)).astype(np.float32) if np.ndim(b) == 0 else \
-        (a.astype(np.float64) * b.astype(np.float64) + np.float64(c)).astype(np.float32)
+    """a·b + c rounded once to float32, as an FMA."""
+    return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.float64(c)).astype(np.float32)
 
 
 def simulate(x, coeffs):

@@ -30,18 +30,24 @@ final class QuantGemvTests: XCTestCase {
         for r in 0..<M {
             for n in 0..<N {
                 let (dot, magnitude) = exactDot(K, { x[r * K + $0] }, { d[n * K + $0] })
-                var xRounding = 0.0
-                if roundsX {
-                    for b in 0..<(K / 64) {
-                        let step = Double((0..<64).map { abs(x[r * K + b * 64 + $0]) }.max()!) / 32767
-                        for k in (b * 64)..<(b * 64 + 64) { xRounding += abs(Double(d[n * K + k])) * step / 2 }
-                    }
-                }
+                let xRounding = roundsX ? Self.xRoundingBound(x, row: r * K, d, row: n * K, blocks: 0..<(K / 64)) : 0
                 let exact = dot * Double(alpha)
                 XCTAssertEqual(Double(y[r * ldc + n]), exact,
                                accuracy: (1e-6 * magnitude + xRounding) * Double(abs(alpha)) + 1e-7, "\(what) y[\(r), \(n)]")
             }
         }
+    }
+
+    /// What rounding x to 16 bits per block of 64 can add to one dot product of x (from xRow)
+    /// with the dequantised weight row (from dRow): half a step (the block's absmax / 32767) per
+    /// value, times |w|, over the given blocks.
+    static func xRoundingBound(_ x: [Float], row xRow: Int, _ d: [Float], row dRow: Int, blocks: some Sequence<Int>) -> Double {
+        var bound = 0.0
+        for b in blocks {
+            let step = Double((0..<64).map { abs(x[xRow + b * 64 + $0]) }.max()!) / 32767
+            for k in (b * 64)..<(b * 64 + 64) { bound += abs(Double(d[dRow + k])) * step / 2 }
+        }
+        return bound
     }
 
     func testEveryFormatAndRowCountEqualsTheDequantisedProduct() throws {
@@ -103,11 +109,7 @@ final class QuantGemvTests: XCTestCase {
         }
         for n in 0..<N {
             let (exact, magnitude) = exactDot(K, { x[$0] }, { d[n * K + $0] })
-            var bound = 1e-6 * magnitude + 1e-30
-            for b in [0, 2] {
-                let step = Double((0..<64).map { abs(x[b * 64 + $0]) }.max()!) / 32767
-                for k in (b * 64)..<(b * 64 + 64) { bound += abs(Double(d[n * K + k])) * step / 2 }
-            }
+            let bound = 1e-6 * magnitude + 1e-30 + Self.xRoundingBound(x, row: 0, d, row: n * K, blocks: [0, 2])
             XCTAssertTrue(y[n].isFinite, "y[\(n)]")
             XCTAssertEqual(Double(y[n]), exact, accuracy: bound, "y[\(n)]")
         }
