@@ -37,20 +37,23 @@ static int check(const char *name, ukr_t f, int mr, int nr, long kc) {
     return bad;
 }
 
-// The two-pair AVX2 kernel against the one-pair kernel over the panels laid end to end.
-static int check2(long kc, long kc2) {
-    long ldc = 19, k = kc + kc2;
-    float *a = malloc(sizeof(float) * k * 6), *b = malloc(sizeof(float) * k * 16);
-    float *c = malloc(sizeof(float) * 6 * ldc), *ref = malloc(sizeof(float) * 6 * ldc);
-    for (long i = 0; i < k * 6; i++) a[i] = (float)((i * 31) % 11) / 11.0f - 0.5f;
-    for (long i = 0; i < k * 16; i++) b[i] = (float)((i * 53) % 19) / 19.0f - 0.5f;
-    for (long i = 0; i < 6 * ldc; i++) c[i] = ref[i] = (float)(i % 7);
-    itune_sgemm_ukr_avx2_6x16(k, a, b, ref, ldc, 0.5f, 0.25f);
-    itune_sgemm_ukr2_avx2_6x16(kc, a, b, kc2, a + kc * 6, b + kc * 16, c, ldc, 0.5f, 0.25f);
+// A two-pair kernel against its one-pair kernel over the panels laid end to end.
+typedef void (*ukr2_t)(long, const float *, const float *, long, const float *, const float *, float *, long, float,
+                       float);
+
+static int check2(const char *name, ukr_t one, ukr2_t two, int mr, int nr, long kc, long kc2) {
+    long ldc = nr + 3, k = kc + kc2;
+    float *a = malloc(sizeof(float) * k * mr), *b = malloc(sizeof(float) * k * nr);
+    float *c = malloc(sizeof(float) * mr * ldc), *ref = malloc(sizeof(float) * mr * ldc);
+    for (long i = 0; i < k * mr; i++) a[i] = (float)((i * 31) % 11) / 11.0f - 0.5f;
+    for (long i = 0; i < k * nr; i++) b[i] = (float)((i * 53) % 19) / 19.0f - 0.5f;
+    for (long i = 0; i < mr * ldc; i++) c[i] = ref[i] = (float)(i % 7);
+    one(k, a, b, ref, ldc, 0.5f, 0.25f);
+    two(kc, a, b, kc2, a + kc * mr, b + kc * nr, c, ldc, 0.5f, 0.25f);
     int bad = 0;
-    for (long i = 0; i < 6 * ldc; i++)
+    for (long i = 0; i < mr * ldc; i++)
         if (fabsf(c[i] - ref[i]) > 1e-4f * (1 + fabsf(ref[i])) && bad++ < 5)
-            printf("ukr2 kc=%ld kc2=%ld c[%ld] = %g, want %g\n", kc, kc2, i, c[i], ref[i]);
+            printf("%s kc=%ld kc2=%ld c[%ld] = %g, want %g\n", name, kc, kc2, i, c[i], ref[i]);
     free(a); free(b); free(c); free(ref);
     return bad;
 }
@@ -61,11 +64,19 @@ int main(void) {
     itune_cpu_cache_sizes(&l1, &l2, &l3);
     printf("features 0x%x, caches L1d %ld L2 %ld L3 %ld\n", f, l1, l2, l3);
     int bad = 0, ran = 0;
-    long kcs[] = {1, 7, 256, 301};
-    for (int i = 0; i < 4; i++) {
+    long kcs[] = {1, 3, 4, 7, 256, 301};
+    for (int i = 0; i < 6; i++) {
         if ((f & ITUNE_CPU_X86_AVX2) && (f & ITUNE_CPU_X86_FMA)) { bad += check("avx2_6x16", itune_sgemm_ukr_avx2_6x16, 6, 16, kcs[i]); ran++; }
         if (f & ITUNE_CPU_X86_AVX512F) { bad += check("avx512_12x32", itune_sgemm_ukr_avx512_12x32, 12, 32, kcs[i]); ran++; }
-        if ((f & ITUNE_CPU_X86_AVX2) && (f & ITUNE_CPU_X86_FMA)) { bad += check2(kcs[i], 8 - i); ran++; }
+        if ((f & ITUNE_CPU_X86_AVX2) && (f & ITUNE_CPU_X86_FMA)) {
+            bad += check2("ukr2_avx2_6x16", itune_sgemm_ukr_avx2_6x16, itune_sgemm_ukr2_avx2_6x16, 6, 16, kcs[i], 8 - i);
+            ran++;
+        }
+        if (f & ITUNE_CPU_X86_AVX512F) {
+            bad += check2("ukr2_avx512_12x32", itune_sgemm_ukr_avx512_12x32, itune_sgemm_ukr2_avx512_12x32, 12, 32,
+                          kcs[i], 8 - i);
+            ran++;
+        }
     }
     printf("%d kernel checks, %d mismatches\n", ran, bad);
     return bad ? 1 : 0;

@@ -96,7 +96,7 @@ final class GemmBlockingTests: XCTestCase {
     /// 8, K just above KC and just above two KC; M not a multiple of MR and N not of NR, so that
     /// the regions and blocks end in edge tiles; wide (split along N) and tall (along M) C.
     func testPackedPathMatchesTheNaiveProductForEveryKBlockingAndWorkerGrid() throws {
-        let kinds = GemmKernelKind.allCases.filter { $0.isSupported && $0 != .avx512 }
+        let kinds = GemmDispatchTests.kernelsToCheck()
         var checked = 0
         for kind in kinds {
             let base = GemmConfig(kind: kind)

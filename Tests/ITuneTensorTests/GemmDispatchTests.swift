@@ -20,11 +20,12 @@ final class GemmDispatchTests: XCTestCase {
         guard let flags = procCPUFlags() else { throw XCTSkip("no /proc/cpuinfo") }
         XCTAssertEqual(GemmKernelKind.avx2.isSupported, flags.contains("avx2") && flags.contains("fma"))
         XCTAssertEqual(GemmKernelKind.avx512.isSupported, flags.contains("avx512f"))
-        // Native or portable build: the C AVX2 kernel where the CPU has AVX2+FMA (AVX-512 CPUs
-        // included: the AVX-512 kernel is opt-in until measured), unless the build's own Swift
-        // vectors are 16 wide.
+        // Native or portable build: the widest C kernel the CPU runs (AVX-512, else AVX2+FMA),
+        // unless the build's own Swift vectors are 16 wide and the CPU has no AVX-512.
         let expected: GemmKernelKind
-        if flags.contains("avx2") && flags.contains("fma") && GemmVector.scalarCount < 16 {
+        if flags.contains("avx512f") {
+            expected = .avx512
+        } else if flags.contains("avx2") && flags.contains("fma") && GemmVector.scalarCount < 16 {
             expected = .avx2
         } else {
             expected = .swift
@@ -54,13 +55,9 @@ final class GemmDispatchTests: XCTestCase {
         XCTAssertEqual(unknown.nc % unknown.nr, 0)
     }
 
-    /// The kernels this CPU runs. The AVX-512 kernel is opt-in (ITUNE_GEMM_KERNEL=avx512) until
-    /// it has run on an AVX-512 CPU; it is checked when asked for (ITUNE_GEMM_KERNEL=avx512 or
-    /// ITUNE_TEST_AVX512=1).
+    /// The kernels this CPU runs.
     static func kernelsToCheck() -> [GemmKernelKind] {
-        let env = ProcessInfo.processInfo.environment
-        let avx512Asked = env["ITUNE_GEMM_KERNEL"]?.lowercased() == "avx512" || env["ITUNE_TEST_AVX512"] == "1"
-        return GemmKernelKind.allCases.filter { $0.isSupported && ($0 != .avx512 || avx512Asked) }
+        GemmKernelKind.allCases.filter(\.isSupported)
     }
 
     /// Every kernel the CPU runs, with its own blocking and with tiny caches (so that K and N

@@ -42,11 +42,13 @@ void itune_sgemm_ukr_avx2_6x16(long kc, const float *a, const float *b, float *c
                                float alpha, float beta);
 void itune_sgemm_ukr_avx512_12x32(long kc, const float *a, const float *b, float *c, long ldc,
                                   float alpha, float beta);
-/// The AVX2 kernel over two pairs of panels, for a product with extra columns of A and rows of
+/// The kernels over two pairs of panels, for a product with extra columns of A and rows of
 /// B kept apart (LoRA's low-rank term as K + r): c = alpha · (a · b + a2 · b2) + beta · c, a2
-/// (kc2,6) and b2 (kc2,16) packed as a and b; one load and store of c.
+/// (kc2,MR) and b2 (kc2,NR) packed as a and b; one load and store of c.
 void itune_sgemm_ukr2_avx2_6x16(long kc, const float *a, const float *b, long kc2, const float *a2,
                                 const float *b2, float *c, long ldc, float alpha, float beta);
+void itune_sgemm_ukr2_avx512_12x32(long kc, const float *a, const float *b, long kc2, const float *a2,
+                                   const float *b2, float *c, long ldc, float alpha, float beta);
 
 /// FMA throughput probes for MachinePeak: `chains` independent multiply-add chains (12 for
 /// AVX2, 24 for AVX-512) of `iterations` steps on vector registers. Returns a sum of the

@@ -8,7 +8,8 @@ import Foundation
 // the C target CGemmKernels, each compiled with its own target attribute (Swift has no
 // per-function target features). The pure-Swift kernel (Gemm.swift) is the fallback: NEON on
 // arm64, and the build's own vectors on x86-64 (SSE, or what -DITUNE_FMA / -DITUNE_AVX512
-// with -target-cpu allow).
+// with -target-cpu allow). Each kernel has a two-pair form for LoRA's K + r products where it
+// is a C kernel (GemmLowRank.swift).
 //
 // ITUNE_GEMM_KERNEL=swift|avx2|avx512 forces a kernel (for comparisons); one the CPU lacks is
 // refused with a message on stderr and the automatic choice is kept. ITUNE_GEMM_KC, _MC and
@@ -85,7 +86,7 @@ struct GemmConfig: Sendable {
     /// Vector width in floats, for reports.
     let vectorWidth: Int
     let kernel: GemmMicroKernel?
-    /// The two-pair form of `kernel` where there is one (AVX2); elsewhere two calls of `kernel`.
+    /// The two-pair form of `kernel` where there is one (AVX2, AVX-512); elsewhere two calls of `kernel`.
     let kernel2: GemmMicroKernel2?
 
     /// The configuration for `kind` on this CPU's caches.
@@ -97,7 +98,8 @@ struct GemmConfig: Sendable {
         case .avx2:
             mr = 6; nr = 16; vectorWidth = 8; kernel = itune_sgemm_ukr_avx2_6x16; kernel2 = itune_sgemm_ukr2_avx2_6x16
         case .avx512:
-            mr = 12; nr = 32; vectorWidth = 16; kernel = itune_sgemm_ukr_avx512_12x32; kernel2 = nil
+            mr = 12; nr = 32; vectorWidth = 16; kernel = itune_sgemm_ukr_avx512_12x32
+            kernel2 = itune_sgemm_ukr2_avx512_12x32
         }
         // Unknown sizes fall back to a common modern core: 32 KiB L1d, 512 KiB L2, 8 MiB L3.
         let l1 = caches.l1d > 0 ? caches.l1d : 32 << 10
@@ -142,13 +144,17 @@ struct GemmConfig: Sendable {
         return GemmConfig(kind: bestKind)
     }
 
-    /// The automatic choice: the C AVX2+FMA kernel wherever the CPU has it, unless this build's
-    /// own Swift vectors are 16 wide (an AVX-512 native build). Its loop is assembly since
-    /// 2026-11-30: in L1 on an AMD EPYC Zen 3 core it runs 80 of the core's 92 GFLOP/s, where the
-    /// C loop clang scheduled itself ran 35 (it spilled accumulators) and the native build's Swift
-    /// kernel 45–55. The C AVX-512 kernel has not yet run on an AVX-512 CPU, so it is chosen only
-    /// by ITUNE_GEMM_KERNEL=avx512.
+    /// The automatic choice: the widest C kernel the CPU runs (AVX-512, else AVX2+FMA), unless
+    /// this build's own Swift vectors are 16 wide and the CPU has no C kernel as wide. The C
+    /// loops run at the FMA ports' rate where the Swift kernel does not: in L1 on an AMD EPYC
+    /// Zen 3 core the AVX2 kernel (assembly) runs 80 of the core's 92 GFLOP/s, where the C loop
+    /// clang scheduled itself ran 35 (it spilled accumulators) and a native build's Swift kernel
+    /// 45–55. The AVX-512 kernel first ran on an AVX-512 CPU on 2026-12-01 (an Ice Lake Xeon,
+    /// bench-results/avx512-2026-12-01): 150–155 of a core's 178 GFLOP/s over a packed A block,
+    /// where the AVX2 kernel runs 105 (its own peak is 109), and 1.3–1.5× the AVX2 kernel's
+    /// GFLOP/s at the step's shapes on 2 threads.
     static var bestKind: GemmKernelKind {
+        if GemmKernelKind.avx512.isSupported { return .avx512 }
         if GemmKernelKind.avx2.isSupported && GemmVector.scalarCount < 16 { return .avx2 }
         return .swift
     }

@@ -2,7 +2,8 @@ import CGemmKernels
 import Foundation
 
 // The machine's own limits, measured rather than looked up: the f32 multiply-add throughput
-// of all cores with this build's widest vectors (the GEMM's), and the memory bandwidth. A
+// of all cores with the widest vectors the CPU runs (a C kernel's, else this build's Swift
+// vectors), and the memory bandwidth. A
 // GEMM's or a training step's figure divided by these means the same on every CPU, where
 // tokens/s or GFLOP/s alone depend on the machine under the run.
 
@@ -38,7 +39,7 @@ public struct MachinePeak: Sendable, Codable {
 
     /// The vectors the FMA probe uses: those of the GEMM kernel in use.
     static var peakVectorDescription: String {
-        switch GemmConfig.current.kind {
+        switch peakKind {
         case .avx512: return "16-wide AVX-512 FMA"
         case .avx2: return "8-wide AVX2 FMA"
         case .swift:
@@ -49,6 +50,10 @@ public struct MachinePeak: Sendable, Codable {
 #endif
         }
     }
+
+    /// The widest FMA the CPU runs (the automatic kernel choice), whichever GEMM kernel this
+    /// process uses (ITUNE_GEMM_KERNEL may force a narrower one): the peak is the machine's.
+    static var peakKind: GemmKernelKind { GemmConfig.bestKind }
 
     /// The highest rate of `burst` (which returns its own rate) over repetitions for `seconds`.
     static func best(seconds: Double, _ burst: () -> Double) -> Double {
@@ -64,8 +69,7 @@ public struct MachinePeak: Sendable, Codable {
     /// run the bursts one after another and halve the figure.
     static func fmaBurst(threads: Int) -> Double {
         let iterations = 1 << 22  // ~10 ms per thread: start-up latency is noise
-        // The widest FMA the GEMM runs: the C kernels' (GemmDispatch.swift), or this build's.
-        let kind = GemmConfig.current.kind
+        let kind = peakKind
         nonisolated(unsafe) let sink = UnsafeMutablePointer<Float>.allocate(capacity: threads)
         defer { sink.deallocate() }
         let ready = DispatchSemaphore(value: 0), go = DispatchSemaphore(value: 0), done = DispatchGroup()
