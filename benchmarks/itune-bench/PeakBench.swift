@@ -2,7 +2,7 @@ import Foundation
 import ITune
 
 /// `itune-bench peak`: the CPU's own limits — f32 multiply-add throughput of all threads with
-/// this build's vectors, and memory bandwidth (streaming read, copy). `matmul` and `step`
+/// the widest vectors the CPU runs, and memory bandwidth (streaming read, copy). `matmul` and `step`
 /// report their CPU rows as fractions of these, so that a figure means the same on any machine.
 struct PeakBench: Benchmark {
     let name = "peak"
@@ -13,7 +13,7 @@ struct PeakBench: Benchmark {
         let label = try DeviceLabel(.cpu)
         let once = Timing(seconds: [1])
         report(BenchResult(bench: name, name: "fma", label: peak.vector, device: label, shape: [peak.threads],
-                           flops: peak.gflops * 1e9, timing: once, extra: ["what": "12 independent FMA chains per thread"]))
+                           flops: peak.gflops * 1e9, timing: once, extra: ["what": "independent FMA chains on registers in every thread: 12 of 8 lanes, 24 of 16"]))
         report(BenchResult(bench: name, name: "read", label: "128 MiB", device: label, shape: [peak.threads],
                            flops: peak.readGBs * 1e9, timing: once, unit: "GB/s", unitScale: 1e9))
         report(BenchResult(bench: name, name: "copy", label: "128 MiB (read + write)", device: label, shape: [peak.threads],

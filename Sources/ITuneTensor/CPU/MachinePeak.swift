@@ -63,8 +63,8 @@ public struct MachinePeak: Sendable, Codable {
         return top
     }
 
-    /// Every thread runs 12 independent multiply-add chains on registers (the GEMM
-    /// micro-kernel's count, enough to hide the latency on two FMA pipes). GFLOP/s.
+    /// Every thread runs independent multiply-add chains on registers (the GEMM micro-kernel's
+    /// count: 12 of 8 lanes, 24 of 16; enough to hide the latency on two FMA pipes). GFLOP/s.
     /// Threads of its own, not the Dispatch pool: a pool busy or parked after other work can
     /// run the bursts one after another and halve the figure.
     static func fmaBurst(threads: Int) -> Double {
