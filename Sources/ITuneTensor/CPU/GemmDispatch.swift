@@ -150,9 +150,9 @@ struct GemmConfig: Sendable {
     /// Zen 3 core the AVX2 kernel (assembly) runs 80 of the core's 92 GFLOP/s, where the C loop
     /// clang scheduled itself ran 35 (it spilled accumulators) and a native build's Swift kernel
     /// 45–55. The AVX-512 kernel first ran on an AVX-512 CPU on 2026-12-01 (an Ice Lake Xeon,
-    /// bench-results/avx512-2026-12-01): 150–155 of a core's 178 GFLOP/s over a packed A block,
-    /// where the AVX2 kernel runs 105 (its own peak is 109), and 1.3–1.5× the AVX2 kernel's
-    /// GFLOP/s at the step's shapes on 2 threads.
+    /// bench-results/cpu-quiet-2026-12-01-icelake): 148–155 of a core's 178 GFLOP/s over a packed
+    /// A block, where the AVX2 kernel runs 103–106 (its own peak is 109); on 2 threads 153–221
+    /// GFLOP/s at the step's shapes against the AVX2 kernel's 97–126, the 135M step 1.29–1.64×.
     static var bestKind: GemmKernelKind {
         if GemmKernelKind.avx512.isSupported { return .avx512 }
         if GemmKernelKind.avx2.isSupported && GemmVector.scalarCount < 16 { return .avx2 }

@@ -3,9 +3,9 @@ import Foundation
 
 // The machine's own limits, measured rather than looked up: the f32 multiply-add throughput
 // of all cores with the widest vectors the CPU runs (a C kernel's, else this build's Swift
-// vectors), and the memory bandwidth. A
-// GEMM's or a training step's figure divided by these means the same on every CPU, where
-// tokens/s or GFLOP/s alone depend on the machine under the run.
+// vectors), and the memory bandwidth. A GEMM's or a training step's figure divided by these
+// means the same on every CPU, where tokens/s or GFLOP/s alone depend on the machine under the
+// run.
 
 /// What `MachinePeak.measure` found.
 public struct MachinePeak: Sendable, Codable {
@@ -37,7 +37,7 @@ public struct MachinePeak: Sendable, Codable {
                            vector: peakVectorDescription)
     }
 
-    /// The vectors the FMA probe uses: those of the GEMM kernel in use.
+    /// The vectors the FMA probe uses: the widest the CPU runs (peakKind).
     static var peakVectorDescription: String {
         switch peakKind {
         case .avx512: return "16-wide AVX-512 FMA"
