@@ -509,10 +509,10 @@ AVX2 void itune_pack_f32_rows8_avx2(const float *src, long lds, long kc, float *
 
 // acc (12 rows × 2 vectors) += the packed panels' product a (kc,12) · b (kc,32). Four steps of k
 // per iteration, each fetching B's line 16 steps ahead into L1: B's micro-panel (kc × 128 B,
-// 72 KiB at kc 576) is larger than L1 and streams from L2 for every A micro-panel, which the
-// hardware prefetchers do not bring in early enough (a 12 × 32 tile over a 252-row A block and
-// 24 B panels on one Ice Lake core, kc 576: 144 GFLOP/s without the prefetch, 152–155 with it,
-// of the core's 178). clang keeps the 24 accumulators, 2 B vectors and the broadcasts in the 32
+// 72 KiB at kc 576) is larger than L1 and streams from L2 for every A micro-panel (a 12 × 32
+// tile over a 252-row A block and 24 B panels on one Ice Lake core, kc 576, at quiet moments of
+// a noisy VM: 138–144 GFLOP/s one k-step an iteration without the prefetch, 148–155 with it,
+// of the core's 178; scripts/time_cgemm_kernels.c). clang keeps the 24 accumulators, 2 B vectors and the broadcasts in the 32
 // zmm registers (checked in the disassembly: no stack access in the loop).
 AVX512 static inline __attribute__((always_inline)) void
 itune_avx512_accumulate(__m512 acc[12][2], long kc, const float *a, const float *b) {
