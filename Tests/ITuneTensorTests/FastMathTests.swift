@@ -55,19 +55,25 @@ final class FastMathTests: XCTestCase {
     /// one (rowmath.c) where the CPU has it.
     var versions: [Bool] { rowMathAVX2 ? [false, true] : [false] }
 
+    /// The versions of the softmax row functions (max, exp, sum of exp, scale) this CPU runs, as
+    /// (avx2, avx512): Swift, AVX2 + FMA, and AVX-512 where the CPU has it.
+    var softmaxVersions: [(Bool, Bool)] {
+        versions.map { ($0, false) } + (rowMathAVX2 && GemmKernelKind.avx512.isSupported ? [(true, true)] : [])
+    }
+
     /// Every row function, both versions, against Double on odd lengths (tails of 1…15 lanes),
     /// with values over the whole range of exp, and the edge values.
     func testRowFunctionsOfBothVersionsMatchDouble() {
         var rng = SystemRandomNumberGenerator()
-        for avx2 in versions {
+        for (avx2, avx512) in softmaxVersions {
             for n in [1, 3, 8, 15, 16, 17, 31, 64, 129, 1000] {
                 var x = (0..<n).map { _ in Float.random(in: -30...30, using: &rng) }
                 if n > 3 { x[1] = -.infinity; x[2] = -100 }
-                let m = x.withUnsafeBufferPointer { maxOf($0.baseAddress!, n, avx2: avx2) }
+                let m = x.withUnsafeBufferPointer { maxOf($0.baseAddress!, n, avx2: avx2, avx512: avx512) }
                 XCTAssertEqual(m, x.max()!, "max n \(n) avx2 \(avx2)")
                 var y = [Float](repeating: -1, count: n + 1)  // one past n: must stay untouched
                 let s = x.withUnsafeBufferPointer { xp in
-                    y.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, n, shift: m, avx2: avx2) }
+                    y.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, n, shift: m, avx2: avx2, avx512: avx512) }
                 }
                 // The argument is x − m rounded to Float, as the functions compute it.
                 let want = x.map { Foundation.exp(Double($0 - m)) }
@@ -75,10 +81,10 @@ final class FastMathTests: XCTestCase {
                 XCTAssertEqual(y[n], -1, "wrote past n (avx2 \(avx2))")
                 let total = want.reduce(0, +)
                 XCTAssertEqual(Double(s), total, accuracy: total * 1e-6)
-                let s2 = x.withUnsafeBufferPointer { sumExpShifted($0.baseAddress!, n, shift: m, avx2: avx2) }
+                let s2 = x.withUnsafeBufferPointer { sumExpShifted($0.baseAddress!, n, shift: m, avx2: avx2, avx512: avx512) }
                 XCTAssertEqual(Double(s2), total, accuracy: total * 1e-6)
                 // Softmax: scale, then the backward row.
-                y.withUnsafeMutableBufferPointer { scaleRow($0.baseAddress!, n, 1 / s, avx2: avx2) }
+                y.withUnsafeMutableBufferPointer { scaleRow($0.baseAddress!, n, 1 / s, avx2: avx2, avx512: avx512) }
                 XCTAssertEqual(y[n], -1)
                 let p = want.map { $0 / total }
                 for i in 0..<n { XCTAssertEqual(Double(y[i]), p[i], accuracy: p[i] * 2e-6 + 1e-30) }
@@ -100,46 +106,46 @@ final class FastMathTests: XCTestCase {
     /// and at its edges: 0 at and below −87.34 (−inf too), 1 at 0, NaN kept, saturation above 88.37.
     func testRowExpOfBothVersionsOverTheWholeRangeAndEdges() {
         let x = stride(from: Float(-87), to: 88.3, by: 0.00731).map { $0 }
-        for avx2 in versions {
+        for (avx2, avx512) in softmaxVersions {
             var y = [Float](repeating: 0, count: x.count)
             _ = x.withUnsafeBufferPointer { xp in
-                y.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, x.count, shift: 0, avx2: avx2) }
+                y.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, x.count, shift: 0, avx2: avx2, avx512: avx512) }
             }
             var worst = 0.0
             for i in x.indices {
                 let want = Foundation.exp(Double(x[i]))
                 worst = max(worst, abs(Double(y[i]) - want) / want)
             }
-            XCTAssertLessThan(worst, 3e-7, "avx2 \(avx2)")
+            XCTAssertLessThan(worst, 3e-7, "avx2 \(avx2) avx512 \(avx512)")
             let edges: [Float] = [-.infinity, -100, -87.5, 0, -1e-30, .nan, 89, .infinity, 1e-30]
             var e = [Float](repeating: 5, count: edges.count)
             _ = edges.withUnsafeBufferPointer { xp in
-                e.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, edges.count, shift: 0, avx2: avx2) }
+                e.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, edges.count, shift: 0, avx2: avx2, avx512: avx512) }
             }
-            XCTAssertEqual(Array(e[0..<3]), [0, 0, 0], "avx2 \(avx2)")
+            XCTAssertEqual(Array(e[0..<3]), [0, 0, 0], "avx2 \(avx2) avx512 \(avx512)")
             XCTAssertEqual([e[3], e[4], e[8]], [1, 1, 1], "exp(0) is 1 exactly (avx2 \(avx2))")
-            XCTAssertTrue(e[5].isNaN, "avx2 \(avx2)")
+            XCTAssertTrue(e[5].isNaN, "avx2 \(avx2) avx512 \(avx512)")
             XCTAssertGreaterThan(e[6], 2e38, "saturates (avx2 \(avx2))")
             XCTAssertGreaterThan(e[7], 2e38, "saturates (avx2 \(avx2))")
         }
     }
 
     func testMaxOfBothVersionsSeesNaNAndInfinities() {
-        for avx2 in versions {
+        for (avx2, avx512) in softmaxVersions {
             for n in [1, 5, 8, 16, 23] {
                 for at in [0, n / 2, n - 1] {
                     var x = (0..<n).map { Float($0) }
                     x[at] = .nan
-                    XCTAssertTrue(x.withUnsafeBufferPointer { maxOf($0.baseAddress!, n, avx2: avx2) }.isNaN, "n \(n) at \(at)")
+                    XCTAssertTrue(x.withUnsafeBufferPointer { maxOf($0.baseAddress!, n, avx2: avx2, avx512: avx512) }.isNaN, "n \(n) at \(at)")
                 }
             }
             let x: [Float] = [.infinity, -.infinity, 3, 1, 1, 1, 1, 1, 1]
-            XCTAssertEqual(x.withUnsafeBufferPointer { maxOf($0.baseAddress!, 9, avx2: avx2) }, .infinity)
-            XCTAssertEqual([Float]().withUnsafeBufferPointer { maxOf($0.baseAddress!, 0, avx2: avx2) }, -.infinity)
+            XCTAssertEqual(x.withUnsafeBufferPointer { maxOf($0.baseAddress!, 9, avx2: avx2, avx512: avx512) }, .infinity)
+            XCTAssertEqual([Float]().withUnsafeBufferPointer { maxOf($0.baseAddress!, 0, avx2: avx2, avx512: avx512) }, -.infinity)
             // exp of −inf is 0, and a NaN element stays NaN.
             var y = [Float](repeating: 0, count: 3)
             _ = [Float](arrayLiteral: -.infinity, .nan, 0).withUnsafeBufferPointer { xp in
-                y.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, 3, shift: 0, avx2: avx2) }
+                y.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, 3, shift: 0, avx2: avx2, avx512: avx512) }
             }
             XCTAssertEqual(y[0], 0)
             XCTAssertTrue(y[1].isNaN)

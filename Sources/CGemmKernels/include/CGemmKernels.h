@@ -86,8 +86,9 @@ void itune_pack_f32_rows8_avx2(const float *src, long lds, long kc, float *dst, 
 
 // Row math of the CPU path's softmax, attention, cross-entropy and SwiGLU (rowmath.c), AVX2 + FMA,
 // called only where itune_cpu_features() reports both. exp is FastMath.swift's algorithm (range
-// reduction by 2^n, Cody–Waite ln 2, degree-6 polynomial; relative error < 3e-7 on
-// [-87.3, 88.3], 0 below, saturating above).
+// reduction by 2^n, Cody–Waite ln 2, exp(r) = 1 + r·q(r) with q of degree 4; relative error
+// < 3e-7 on [-87.3, 88.3], 0 below, saturating above). The _avx512 versions (AVX-512F) compute
+// the same exp at 16 lanes, for the CPUs whose GEMM runs its AVX-512 kernel.
 
 /// y[i] = exp(x[i] - shift) for i < n (y may be x); returns the sum of the y[i].
 float itune_exp_shifted_avx2(const float *x, float *y, long n, float shift);
@@ -97,6 +98,10 @@ float itune_sum_exp_shifted_avx2(const float *x, long n, float shift);
 float itune_max_avx2(const float *x, long n);
 /// x[i] *= s for i < n.
 void itune_scale_avx2(float *x, long n, float s);
+float itune_exp_shifted_avx512(const float *x, float *y, long n, float shift);
+float itune_sum_exp_shifted_avx512(const float *x, long n, float shift);
+float itune_max_avx512(const float *x, long n);
+void itune_scale_avx512(float *x, long n, float s);
 /// Softmax backward of one row: dx[i] = y[i] * (dy[i] - sum_j y[j] dy[j]).
 void itune_softmax_backward_row_avx2(const float *y, const float *dy, float *dx, long n);
 /// SwiGLU: out[i] = silu(g[i]) * u[i], silu(v) = v / (1 + exp(-v)).

@@ -20,6 +20,9 @@ import Foundation
 /// Whether the row functions run the C AVX2 + FMA versions (decided once per process; each
 /// function takes `avx2:` so that tests run both versions).
 let rowMathAVX2: Bool = GemmKernelKind.avx2.isSupported
+/// Whether the softmax row functions run rowmath.c's AVX-512 versions: where the GEMM runs its
+/// AVX-512 kernel (so ITUNE_GEMM_KERNEL=avx2 turns both off, for comparisons).
+let rowMathAVX512: Bool = rowMathAVX2 && GemmConfig.current.kind == .avx512
 
 /// Lane-wise max and min. The standard library's pointwiseMax/Min were not inlined (a call per
 /// vector that ran each lane apart: 3–5× slower exp); a compare and blend is.
@@ -56,11 +59,12 @@ func simdExp(_ x: SIMD8<Float>) -> SIMD8<Float> {
 /// y[i] = exp(x[i] − shift) for i < n; returns Σ y (summed in SIMD lanes, then the lanes).
 @inline(__always)
 func expShifted(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, shift: Float,
-                avx2: Bool = rowMathAVX2) -> Float {
+                avx2: Bool = rowMathAVX2, avx512: Bool = rowMathAVX512) -> Float {
     if shift.isNaN {
         y.update(repeating: .nan, count: n)
         return .nan
     }
+    if avx2 && avx512 { return itune_exp_shifted_avx512(x, y, n, shift) }
     if avx2 { return itune_exp_shifted_avx2(x, y, n, shift) }
     var acc = SIMD8<Float>(repeating: 0)
     var i = 0
@@ -83,8 +87,10 @@ func expShifted(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n
 
 /// Σ exp(x[i] − shift), nothing written.
 @inline(__always)
-func sumExpShifted(_ x: UnsafePointer<Float>, _ n: Int, shift: Float, avx2: Bool = rowMathAVX2) -> Float {
+func sumExpShifted(_ x: UnsafePointer<Float>, _ n: Int, shift: Float, avx2: Bool = rowMathAVX2,
+                   avx512: Bool = rowMathAVX512) -> Float {
     if shift.isNaN { return .nan }
+    if avx2 && avx512 { return itune_sum_exp_shifted_avx512(x, n, shift) }
     if avx2 { return itune_sum_exp_shifted_avx2(x, n, shift) }
     var acc = SIMD8<Float>(repeating: 0)
     var i = 0
@@ -105,7 +111,8 @@ func sumExpShifted(_ x: UnsafePointer<Float>, _ n: Int, shift: Float, avx2: Bool
 /// max of x[0..<n] (−inf for n = 0), NaN when any element is NaN: a NaN logit must make the
 /// loss NaN, not vanish in a vector max. A running sum detects it for one add per element.
 @inline(__always)
-func maxOf(_ x: UnsafePointer<Float>, _ n: Int, avx2: Bool = rowMathAVX2) -> Float {
+func maxOf(_ x: UnsafePointer<Float>, _ n: Int, avx2: Bool = rowMathAVX2, avx512: Bool = rowMathAVX512) -> Float {
+    if avx2 && avx512 { return itune_max_avx512(x, n) }
     if avx2 { return itune_max_avx2(x, n) }
     var m = SIMD8<Float>(repeating: -.infinity)
     var s = SIMD8<Float>(repeating: 0)
@@ -128,7 +135,9 @@ func maxOf(_ x: UnsafePointer<Float>, _ n: Int, avx2: Bool = rowMathAVX2) -> Flo
 
 /// x[i] *= s for i < n.
 @inline(__always)
-func scaleRow(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ s: Float, avx2: Bool = rowMathAVX2) {
+func scaleRow(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ s: Float, avx2: Bool = rowMathAVX2,
+              avx512: Bool = rowMathAVX512) {
+    if avx2 && avx512 { itune_scale_avx512(x, n, s); return }
     if avx2 { itune_scale_avx2(x, n, s); return }
     for i in 0..<n { x[i] *= s }
 }
