@@ -18,23 +18,29 @@
 /// NaN gives NaN: max and min return their second operand when one is NaN, so NaN flows through
 /// to p, and the final mask keeps unordered lanes. 16 vector instructions (the degree-6 Taylor
 /// form before it took 22; Zen 1 splits each into two halves, where exp bound softmax's speed).
+// The steps of exp up to its last multiply, at either width W (256, 512): leaves LO (the clamp's
+// low end), POLY (exp(r)) and SCALE (2^n) for the caller's last step, which differs by width only
+// in how it masks. One body for both widths, so that the constants live in one place.
+#define ITUNE_EXP_STEPS(W, X, LO, POLY, SCALE)                                                     \
+    const __m##W LO = _mm##W##_set1_ps(-87.33654f), hi_ = _mm##W##_set1_ps(88.37626f);              \
+    const __m##W magic_ = _mm##W##_set1_ps(12582912.0f);                                            \
+    __m##W xc_ = _mm##W##_min_ps(hi_, _mm##W##_max_ps(LO, X));                                      \
+    __m##W t_ = _mm##W##_fmadd_ps(xc_, _mm##W##_set1_ps(1.44269504f), magic_);                      \
+    __m##W n_ = _mm##W##_sub_ps(t_, magic_);                                                        \
+    __m##W r_ = _mm##W##_fnmadd_ps(n_, _mm##W##_set1_ps(0.69314575f), xc_);                         \
+    r_ = _mm##W##_fnmadd_ps(n_, _mm##W##_set1_ps(1.4286068e-6f), r_);                               \
+    __m##W POLY = _mm##W##_set1_ps(0.008290229f);                                                   \
+    POLY = _mm##W##_fmadd_ps(POLY, r_, _mm##W##_set1_ps(0.04189839f));                              \
+    POLY = _mm##W##_fmadd_ps(POLY, r_, _mm##W##_set1_ps(0.1666764f));                               \
+    POLY = _mm##W##_fmadd_ps(POLY, r_, _mm##W##_set1_ps(0.49999145f));                              \
+    POLY = _mm##W##_fmadd_ps(POLY, r_, _mm##W##_set1_ps(0.9999997f));                               \
+    POLY = _mm##W##_fmadd_ps(POLY, r_, _mm##W##_set1_ps(1.0f));                                     \
+    /* (n + 127) << 23 = (bits(t) − (bits(magic) − 127)) << 23: t's low mantissa bits hold n. */    \
+    __m##W##i ni_ = _mm##W##_sub_epi32(_mm##W##_castps_si##W(t_), _mm##W##_set1_epi32(0x4B400000 - 127)); \
+    __m##W SCALE = _mm##W##_castsi##W##_ps(_mm##W##_slli_epi32(ni_, 23));
+
 AVX2 static inline __m256 itune_exp8(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.37626f);
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
-    __m256 xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
-    __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504f), magic);
-    __m256 n = _mm256_sub_ps(t, magic);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.69314575f), xc);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.4286068e-6f), r);
-    __m256 p = _mm256_set1_ps(0.008290229f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.04189839f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.1666764f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.49999145f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.9999997f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    // (n + 127) << 23 = (bits(t) − (bits(magic) − 127)) << 23: t's low mantissa bits hold n.
-    __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B400000 - 127));
-    __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(ni, 23));
+    ITUNE_EXP_STEPS(256, x, lo, p, scale)
     return _mm256_and_ps(_mm256_mul_ps(p, scale), _mm256_cmp_ps(x, lo, _CMP_NLE_UQ));
 }
 
@@ -136,21 +142,7 @@ AVX2 void itune_softmax_backward_row_avx2(const float *y, const float *dy, float
 #define AVX512R __attribute__((target("avx512f")))
 
 AVX512R static inline __m512 itune_exp16(__m512 x) {
-    const __m512 lo = _mm512_set1_ps(-87.33654f), hi = _mm512_set1_ps(88.37626f);
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
-    __m512 xc = _mm512_min_ps(hi, _mm512_max_ps(lo, x));
-    __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504f), magic);
-    __m512 n = _mm512_sub_ps(t, magic);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.69314575f), xc);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.4286068e-6f), r);
-    __m512 p = _mm512_set1_ps(0.008290229f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.04189839f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.1666764f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.49999145f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.9999997f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    __m512i ni = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000 - 127));
-    __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(ni, 23));
+    ITUNE_EXP_STEPS(512, x, lo, p, scale)
     // 0 at or below lo; NaN lanes (unordered) kept.
     return _mm512_maskz_mul_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLE_UQ), p, scale);
 }

@@ -130,6 +130,26 @@ final class FastMathTests: XCTestCase {
         }
     }
 
+    /// The AVX-512 exp is the AVX2 one lane for lane: the same values, bit for bit, over the whole
+    /// range and its edges (one macro body for both widths in rowmath.c; this fails if they part).
+    func testAVX512ExpEqualsTheAVX2ExpBitForBit() throws {
+        guard softmaxVersions.contains(where: { $0.1 }) else { throw XCTSkip("no AVX-512 on this CPU") }
+        var x = stride(from: Float(-90), to: 90, by: 0.0037).map { $0 }
+        x += [.nan, -.infinity, .infinity, 0, -0.0, 1e-30]
+        func exp(avx512: Bool) -> [UInt32] {
+            var y = [Float](repeating: 0, count: x.count)
+            _ = x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer {
+                    expShifted(xp.baseAddress!, $0.baseAddress!, x.count, shift: 0, avx2: true, avx512: avx512)
+                }
+            }
+            return y.map(\.bitPattern)
+        }
+        let wide = exp(avx512: true), narrow = exp(avx512: false)
+        let differing = x.indices.filter { wide[$0] != narrow[$0] }
+        XCTAssertTrue(differing.isEmpty, "\(differing.count) values differ, first at x = \(differing.first.map { x[$0] } ?? 0)")
+    }
+
     func testMaxOfBothVersionsSeesNaNAndInfinities() {
         for (avx2, avx512) in softmaxVersions {
             for n in [1, 5, 8, 16, 23] {
