@@ -69,16 +69,19 @@ final class FastMathTests: XCTestCase {
             for n in [1, 3, 8, 15, 16, 17, 31, 64, 129, 1000] {
                 var x = (0..<n).map { _ in Float.random(in: -30...30, using: &rng) }
                 if n > 3 { x[1] = -.infinity; x[2] = -100 }
+                let version = "avx2 \(avx2) avx512 \(avx512)"
                 let m = x.withUnsafeBufferPointer { maxOf($0.baseAddress!, n, avx2: avx2, avx512: avx512) }
-                XCTAssertEqual(m, x.max()!, "max n \(n) avx2 \(avx2)")
+                XCTAssertEqual(m, x.max()!, "max n \(n) \(version)")
                 var y = [Float](repeating: -1, count: n + 1)  // one past n: must stay untouched
                 let s = x.withUnsafeBufferPointer { xp in
-                    y.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, n, shift: m, avx2: avx2, avx512: avx512) }
+                    y.withUnsafeMutableBufferPointer {
+                        expShifted(xp.baseAddress!, $0.baseAddress!, n, shift: m, avx2: avx2, avx512: avx512)
+                    }
                 }
                 // The argument is x − m rounded to Float, as the functions compute it.
                 let want = x.map { Foundation.exp(Double($0 - m)) }
-                for i in 0..<n { XCTAssertEqual(Double(y[i]), want[i], accuracy: max(want[i] * 3e-7, 1e-38), "exp[\(i)] n \(n) avx2 \(avx2)") }
-                XCTAssertEqual(y[n], -1, "wrote past n (avx2 \(avx2))")
+                for i in 0..<n { XCTAssertEqual(Double(y[i]), want[i], accuracy: max(want[i] * 3e-7, 1e-38), "exp[\(i)] n \(n) \(version)") }
+                XCTAssertEqual(y[n], -1, "wrote past n (\(version))")
                 let total = want.reduce(0, +)
                 XCTAssertEqual(Double(s), total, accuracy: total * 1e-6)
                 let s2 = x.withUnsafeBufferPointer { sumExpShifted($0.baseAddress!, n, shift: m, avx2: avx2, avx512: avx512) }
@@ -109,7 +112,9 @@ final class FastMathTests: XCTestCase {
         for (avx2, avx512) in softmaxVersions {
             var y = [Float](repeating: 0, count: x.count)
             _ = x.withUnsafeBufferPointer { xp in
-                y.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, x.count, shift: 0, avx2: avx2, avx512: avx512) }
+                y.withUnsafeMutableBufferPointer {
+                    expShifted(xp.baseAddress!, $0.baseAddress!, x.count, shift: 0, avx2: avx2, avx512: avx512)
+                }
             }
             var worst = 0.0
             for i in x.indices {
@@ -120,7 +125,9 @@ final class FastMathTests: XCTestCase {
             let edges: [Float] = [-.infinity, -100, -87.5, 0, -1e-30, .nan, 89, .infinity, 1e-30]
             var e = [Float](repeating: 5, count: edges.count)
             _ = edges.withUnsafeBufferPointer { xp in
-                e.withUnsafeMutableBufferPointer { expShifted(xp.baseAddress!, $0.baseAddress!, edges.count, shift: 0, avx2: avx2, avx512: avx512) }
+                e.withUnsafeMutableBufferPointer {
+                    expShifted(xp.baseAddress!, $0.baseAddress!, edges.count, shift: 0, avx2: avx2, avx512: avx512)
+                }
             }
             XCTAssertEqual(Array(e[0..<3]), [0, 0, 0], "avx2 \(avx2) avx512 \(avx512)")
             XCTAssertEqual([e[3], e[4], e[8]], [1, 1, 1], "exp(0) is 1 exactly (avx2 \(avx2))")
