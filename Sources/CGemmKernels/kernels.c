@@ -503,6 +503,43 @@ AVX2 void itune_pack_f32_rows8_avx2(const float *src, long lds, long kc, float *
     }
 }
 
+/// Four rows: per 8 values of k, a 4 × 8 block transposed into eight runs of 4.
+AVX2 static void itune_pack_f32_rows4(const float *src, long lds, long kc, float *dst, long ldd) {
+    long k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        const float *p = src + k;
+        __m256 r0 = _mm256_loadu_ps(p), r1 = _mm256_loadu_ps(p + lds);
+        __m256 r2 = _mm256_loadu_ps(p + 2 * lds), r3 = _mm256_loadu_ps(p + 3 * lds);
+        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+        __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        // s_j holds k + j in its low half and k + 4 + j in its high half.
+        __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+        __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+        float *d = dst + k * ldd;
+        _mm_storeu_ps(d, _mm256_castps256_ps128(s0));
+        _mm_storeu_ps(d + ldd, _mm256_castps256_ps128(s1));
+        _mm_storeu_ps(d + 2 * ldd, _mm256_castps256_ps128(s2));
+        _mm_storeu_ps(d + 3 * ldd, _mm256_castps256_ps128(s3));
+        _mm_storeu_ps(d + 4 * ldd, _mm256_extractf128_ps(s0, 1));
+        _mm_storeu_ps(d + 5 * ldd, _mm256_extractf128_ps(s1, 1));
+        _mm_storeu_ps(d + 6 * ldd, _mm256_extractf128_ps(s2, 1));
+        _mm_storeu_ps(d + 7 * ldd, _mm256_extractf128_ps(s3, 1));
+    }
+    for (; k < kc; k++) {
+        for (int r = 0; r < 4; r++) dst[k * ldd + r] = src[r * lds + k];
+    }
+}
+
+AVX2 void itune_pack_f32_rows_avx2(const float *src, long lds, long rows, long kc, float *dst, long ldd) {
+    long r = 0;
+    for (; r + 8 <= rows; r += 8) itune_pack_f32_rows8_avx2(src + r * lds, lds, kc, dst + r, ldd);
+    for (; r + 4 <= rows; r += 4) itune_pack_f32_rows4(src + r * lds, lds, kc, dst + r, ldd);
+    for (; r < rows; r++) {
+        const float *s = src + r * lds;
+        for (long k = 0; k < kc; k++) dst[k * ldd + r] = s[k];
+    }
+}
+
 // MARK: AVX-512
 
 #define AVX512 __attribute__((target("avx512f")))
@@ -644,5 +681,8 @@ void itune_pack_w16_rows8_avx2(int format, const unsigned short *src, long lds, 
 }
 void itune_pack_f32_rows8_avx2(const float *src, long lds, long kc, float *dst, long ldd) {
     (void)src; (void)lds; (void)kc; (void)dst; (void)ldd;
+}
+void itune_pack_f32_rows_avx2(const float *src, long lds, long rows, long kc, float *dst, long ldd) {
+    (void)src; (void)lds; (void)rows; (void)kc; (void)dst; (void)ldd;
 }
 #endif

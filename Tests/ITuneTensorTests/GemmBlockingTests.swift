@@ -132,6 +132,36 @@ final class GemmBlockingTests: XCTestCase {
         XCTAssertEqual(checked, kinds.count * 2 * 7 * 3 * 4)
     }
 
+    /// packABlock's C AVX2 path (8 × 8 and 4 × 8 transposes, then single rows) writes the same
+    /// panels as the Swift path, bit for bit, zeros past the last row included: every MR of the
+    /// kernels, blocks that end in a partial panel (5 rows: 4 + 1), depths that are not a multiple
+    /// of 8, and a block that starts inside A (i0, k0 ≠ 0).
+    func testAVX2PackingOfAEqualsTheSwiftPacking() throws {
+        guard GemmKernelKind.avx2.isSupported else { throw XCTSkip("no AVX2 on this CPU") }
+        let lda = 53, a = randomValues(40 * lda, seed: 31)
+        var checked = 0
+        for mr in [6, 12, 16] {
+            for rows in [1, 3, 4, 5, 8, 12, 17, 29] {
+                for kc in [1, 7, 8, 13, 40] {
+                    let size = (rows + mr - 1) / mr * mr * kc
+                    var viaC = [Float](repeating: .nan, count: size), viaSwift = [Float](repeating: -.nan, count: size)
+                    a.withUnsafeBufferPointer { ap in
+                        packABlock(transA: false, A: ap.baseAddress!, lda: lda, i0: 3, rows: rows, k0: 5, kc: kc, mr: mr,
+                                   dst: &viaC, avx2: true)
+                        packABlock(transA: false, A: ap.baseAddress!, lda: lda, i0: 3, rows: rows, k0: 5, kc: kc, mr: mr,
+                                   dst: &viaSwift, avx2: false)
+                    }
+                    XCTAssertEqual(viaC.map(\.bitPattern), viaSwift.map(\.bitPattern), "mr \(mr) rows \(rows) kc \(kc)")
+                    // And the panels hold A: value (i, k) of the block at panel i / MR, row i % MR.
+                    let i = rows - 1, k = kc - 1
+                    XCTAssertEqual(viaC[i / mr * mr * kc + k * mr + i % mr], a[(3 + i) * lda + 5 + k], "mr \(mr) rows \(rows) kc \(kc)")
+                    checked += 1
+                }
+            }
+        }
+        XCTAssertEqual(checked, 3 * 8 * 5)
+    }
+
     /// The step's smollm2 gate_proj shape (K = 576: one block with KC 512) through
     /// cpuSgemm with all workers, against the naive product on a sample of C's entries.
     func testStepShapeMatchesTheNaiveProductOnSampledEntries() throws {

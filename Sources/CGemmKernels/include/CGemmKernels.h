@@ -84,6 +84,11 @@ void itune_pack_w16_rows8_avx2(int format, const unsigned short *src, long lds, 
 /// The same for an f32 B (AVX2): dst[k*ldd + r] = src[r*lds + k] for r < 8, k < kc.
 void itune_pack_f32_rows8_avx2(const float *src, long lds, long kc, float *dst, long ldd);
 
+/// Any number of rows (AVX2): dst[k*ldd + r] = src[r*lds + k] for r < rows, k < kc, by 8 × 8 and
+/// 4 × 8 transposes in registers (the rest of the rows one value at a time). Packs a GEMM's A
+/// block, whose micro-panels keep the MR rows of one k side by side (ldd = MR).
+void itune_pack_f32_rows_avx2(const float *src, long lds, long rows, long kc, float *dst, long ldd);
+
 // Row math of the CPU path's softmax, attention, cross-entropy and SwiGLU (rowmath.c), AVX2 + FMA,
 // called only where itune_cpu_features() reports both. exp is FastMath.swift's algorithm (range
 // reduction by 2^n, Cody–Waite ln 2, exp(r) = 1 + r·q(r) with q of degree 4; relative error

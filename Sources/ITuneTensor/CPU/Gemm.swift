@@ -260,7 +260,7 @@ private func sgemmPackedRegion(transA: Bool, rows rowRange: Range<Int>, cols col
             while ic < M {
                 let i0 = rowRange.lowerBound + ic, rows = min(mc, M - ic)
                 packABlock(transA: transA, A: A, lda: lda, i0: i0, rows: rows, k0: pc, kc: kc, mr: mr,
-                           dst: scratch.buffer)
+                           dst: scratch.buffer, avx2: cfg.packsWithAVX2)
                 // The extra panels join the last K block, in the same pass over C.
                 macroKernel(kc: kc, packedA: scratch.buffer, rows: rows, packedB: packedB, panels: 0..<panels,
                             cols: nc, C: C + i0 * ldc + j0, ldc: ldc, alpha: alpha, beta: betaBlock,
@@ -382,9 +382,13 @@ func packBPanels(transB: Bool, B: UnsafePointer<Float>, ldb: Int, k0: Int, kc: I
 }
 
 /// One A block: dst holds ceil(rows/MR) micro-panels, each (kc, MR) with the MR rows of a
-/// column side by side; rows past `rows` are zero.
+/// column side by side; rows past `rows` are zero. `avx2`: an untransposed A is packed by the C
+/// AVX2 transposes (with the C kernels), else in Swift (with the Swift kernel, so that
+/// GemmDispatchTests' per-kernel runs test both). One value at a time, the 12-row panels of the
+/// AVX-512 kernel took 6–14% of a product's time on an Ice Lake (perf, one thread, the step's
+/// shapes).
 func packABlock(transA: Bool, A: UnsafePointer<Float>, lda: Int, i0: Int, rows: Int, k0: Int, kc: Int,
-                mr: Int, dst: UnsafeMutablePointer<Float>) {
+                mr: Int, dst: UnsafeMutablePointer<Float>, avx2: Bool) {
     if transA {
         packTransposedABlock(A: A, lda: lda, i0: i0, rows: rows, k0: k0, kc: kc, mr: mr, dst: dst)
         return
@@ -393,7 +397,10 @@ func packABlock(transA: Bool, A: UnsafePointer<Float>, lda: Int, i0: Int, rows: 
     while q * mr < rows {
         let out = dst + q * kc * mr
         let r0 = i0 + q * mr, height = min(mr, rows - q * mr)
-        if height == 6 && mr == 6 {
+        if avx2 {
+            itune_pack_f32_rows_avx2(A + r0 * lda + k0, lda, height, kc, out, mr)
+            if height < mr { for k in 0..<kc { for r in height..<mr { out[k * mr + r] = 0 } } }
+        } else if height == 6 && mr == 6 {
             let s0 = A + r0 * lda + k0, s1 = s0 + lda, s2 = s1 + lda, s3 = s2 + lda, s4 = s3 + lda, s5 = s4 + lda
             for k in 0..<kc {
                 let col = out + k * mr
@@ -433,6 +440,13 @@ func packTransposedABlock(A: UnsafePointer<Float>, lda: Int, i0: Int, rows: Int,
                     o.storeBytes(of: s.loadUnaligned(as: SIMD4<Float>.self), as: SIMD4<Float>.self)
                     o.storeBytes(of: s.loadUnaligned(fromByteOffset: 16, as: SIMD2<Float>.self), toByteOffset: 16,
                                  as: SIMD2<Float>.self)
+                }
+            } else if height == 12 && mr == 12 {
+                for t in 0..<kn {
+                    let s = UnsafeRawPointer(src + t * lda), o = UnsafeMutableRawPointer(out + t * 12)
+                    o.storeBytes(of: s.loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+                    o.storeBytes(of: s.loadUnaligned(fromByteOffset: 32, as: SIMD4<Float>.self), toByteOffset: 32,
+                                 as: SIMD4<Float>.self)
                 }
             } else {
                 for t in 0..<kn {

@@ -115,6 +115,10 @@ struct GemmConfig: Sendable {
         l3Bytes = l3
     }
 
+    /// Whether packing uses CGemmKernels' AVX2 transposes: with the C kernels (the Swift kernel
+    /// keeps the Swift packing, so that the per-kernel tests run both).
+    var packsWithAVX2: Bool { kind != .swift && GemmKernelKind.avx2.isSupported }
+
     /// This configuration with KC, MC or NC replaced where given (positive), MC and NC rounded
     /// up to the tile.
     func with(kc newKC: Int?, mc newMC: Int?, nc newNC: Int?) -> GemmConfig {

@@ -45,9 +45,10 @@ func cpuSgemmPlusLowRank(M: Int, N: Int, K: Int, A: UnsafePointer<Float>, lda: I
     let ws = GemmWorkspace.take(sharedFloats: aFloats + bPanels * nr * r, perWorkerFloats: 0, workers: 1)
     defer { GemmWorkspace.give(ws) }
     let packedA2 = ws.shared, packedB2 = ws.shared + aFloats
-    packABlock(transA: false, A: A2, lda: lda2, i0: 0, rows: M, k0: 0, kc: r, mr: mr, dst: packedA2)
+    packABlock(transA: false, A: A2, lda: lda2, i0: 0, rows: M, k0: 0, kc: r, mr: mr, dst: packedA2,
+               avx2: cfg.packsWithAVX2)
     packBPanels(transB: transB2, B: B2, ldb: ldb2, k0: 0, kc: r, j0: 0, cols: N, panels: 0..<bPanels, nr: nr,
-                dst: packedB2, avx2: cfg.kind != .swift && GemmKernelKind.avx2.isSupported)
+                dst: packedB2, avx2: cfg.packsWithAVX2)
     let workers = maxWorkers ?? (M * N * (K + r) < GemmBlocking.parallelThreshold ? 1 : CPUParallel.threadCount)
     sgemmPacked(transA: false, M: M, N: N, K: K, alpha: 1, A: A, lda: lda, beta: beta, C: C, ldc: ldc,
                 workers: workers, config: cfg, extra: GemmExtraPanels(a: packedA2, b: packedB2, r: r), packB: packB)
@@ -58,6 +59,6 @@ func cpuSgemmPlusLowRank(M: Int, N: Int, K: Int, A: UnsafePointer<Float>, lda: I
 func f32BPacker(transB: Bool, B: UnsafePointer<Float>, ldb: Int, config cfg: GemmConfig = GemmConfig.current) -> GemmBPacker {
     { k0, kc, j0, cols, panels, nr, dst in
         packBPanels(transB: transB, B: B, ldb: ldb, k0: k0, kc: kc, j0: j0, cols: cols, panels: panels, nr: nr, dst: dst,
-                    avx2: cfg.kind != .swift && GemmKernelKind.avx2.isSupported)
+                    avx2: cfg.packsWithAVX2)
     }
 }
