@@ -40,7 +40,10 @@ public final class Tensor {
     /// How to make this tensor's values again from values a backward keeps anyway (an RMSNorm's
     /// output from its input and rstd, SwiGLU's from gate and up, dropout's from its input and
     /// seed): a backward that needs them keeps this instead of the tensor (`keptForBackward`).
-    var recompute: (() throws -> Tensor)?
+    var recompute: (() throws -> Tensor)? { didSet { sharedRecompute = nil } }
+    /// `recompute` as every backward closure that keeps it shares it (`recomputeShare`), or a
+    /// view's share of its source's.
+    var sharedRecompute: SharedRecompute?
     /// The host copy of an index tensor made from host values: ops that validate ids
     /// (embedding, RoPE) read it instead of stalling the device queue with a read-back.
     var hostIndexCopy: [Int32]?

@@ -111,4 +111,36 @@ final class SavedValueTests: XCTestCase {
             XCTAssertEqual(recomputed, kept, "\(device): the recomputed output gives other bits")
         }
     }
+
+    /// Three products reading one norm output (q, k and v after a layer's input norm) share one
+    /// recomputed value: the recipe runs once in the backward, and the gradients are the bits of
+    /// the kept output's.
+    func testProductsReadingOneNormOutputShareOneRecomputation() throws {
+        for device in devices() {
+            let (N, C, R) = (5, 8, 3)
+            let x = try Tensor(randomValues(N * C, seed: 17), shape: [N, C], on: device, requiresGrad: true)
+            let gamma = try Tensor(randomValues(C, seed: 18).map { 1 + 0.1 * $0 }, shape: [C], on: device)
+            let adapters = try (0..<3).map {
+                try Tensor(randomValues(R * C, seed: 19 + UInt64($0)), shape: [R, C], on: device, requiresGrad: true)
+            }
+            func gradients(recompute: Bool) throws -> (grads: [[Float]], made: Int) {
+                try GradientTape.$recomputesKeptValues.withValue(recompute) {
+                    for t in adapters + [x] { t.zeroGrad() }
+                    var made = 0
+                    let loss: Tensor = try {
+                        let n = try x.rmsNorm(weight: gamma, eps: 1e-5)
+                        let recipe = try XCTUnwrap(n.recompute)
+                        n.recompute = { made += 1; return try recipe() }
+                        return try adapters.map { try n.matmul($0, transposeB: true).sum() }.reduce(try Tensor.zeros([], on: device), +)
+                    }()
+                    try loss.backward()
+                    return (try (adapters + [x]).map { try XCTUnwrap($0.grad).toArray() }, made)
+                }
+            }
+            let shared = try gradients(recompute: true), kept = try gradients(recompute: false)
+            XCTAssertEqual(shared.made, 1, "\(device): the norm's output was made again \(shared.made) times for 3 products")
+            XCTAssertEqual(kept.made, 0, "\(device)")
+            XCTAssertEqual(shared.grads, kept.grads, "\(device): the shared recomputed output gives other bits")
+        }
+    }
 }

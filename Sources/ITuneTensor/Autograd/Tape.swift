@@ -198,8 +198,53 @@ extension Tensor {
     /// (`recompute`: the values are made again, bit for bit, from tensors kept anyway), else the
     /// tensor. Called inside the backward.
     func keptForBackward() -> () throws -> Tensor {
-        if GradientTape.recomputesKeptValues, let recompute { return recompute }
-        return { self }
+        guard GradientTape.recomputesKeptValues, let share = recomputeShare() else { return { self } }
+        share.addHolder()
+        return { try share.value() }
+    }
+
+    /// The shared recipe of this tensor's values (`sharedRecompute`, made from `recompute` the
+    /// first time it is asked for); nil for a tensor without one.
+    func recomputeShare() -> SharedRecompute? {
+        if let share = sharedRecompute { return share }
+        guard let recompute else { return nil }
+        let share = SharedRecompute(recompute)
+        sharedRecompute = share
+        return share
+    }
+}
+
+/// A recomputed value shared by the backward closures that keep the same tensor's recipe: the
+/// first to ask makes it, the last of them drops it. (Each made its own: the q, k and v
+/// projections read one RMSNorm output, and the 135M step ran 211 RMSNorms where 121 do.)
+/// A reshaped tensor's recipe is its source's, reshaped, so the views of one value share it too.
+/// A closure that asks twice, or a backward run again, makes the value again: never a wrong
+/// value, at worst the cost of each closure making its own. Used as the tape is, from one thread.
+final class SharedRecompute {
+    private let make: () throws -> Tensor
+    private let base: (share: SharedRecompute, shape: [Int])?
+    /// The closures that keep this recipe, and the values they have been given.
+    private var holders = 0, served = 0
+    private var kept: Tensor?
+
+    init(_ make: @escaping () throws -> Tensor) { self.make = make; base = nil }
+
+    /// The recipe of `share`'s value reshaped to `shape`.
+    init(reshaping share: SharedRecompute, to shape: [Int]) {
+        base = (share, shape)
+        make = { try share.value().reshaped(shape) }
+    }
+
+    func addHolder() {
+        if let base { base.share.addHolder() } else { holders += 1 }
+    }
+
+    func value() throws -> Tensor {
+        if base != nil { return try make() }
+        let v = try kept ?? make()
+        served += 1
+        kept = served < holders ? v : nil
+        return v
     }
 }
 

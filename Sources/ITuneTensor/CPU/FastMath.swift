@@ -147,8 +147,7 @@ func scaleRow(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ s: Float, avx2: Bool
 func softmaxBackwardRow(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
                         avx2: Bool = rowMathAVX2) {
     if avx2 { itune_softmax_backward_row_avx2(y, dy, dx, n); return }
-    var dot: Float = 0
-    for c in 0..<n { dot += y[c] * dy[c] }
+    let dot = cpuDot(y, dy, n)
     for c in 0..<n { dx[c] = y[c] * (dy[c] - dot) }
 }
 

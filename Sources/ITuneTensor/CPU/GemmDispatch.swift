@@ -101,8 +101,8 @@ struct GemmConfig: Sendable {
             mr = 12; nr = 32; vectorWidth = 16; kernel = itune_sgemm_ukr_avx512_12x32
             kernel2 = itune_sgemm_ukr2_avx512_12x32
         }
-        // Unknown sizes fall back to a common modern core: 32 KiB L1d, 512 KiB L2, 8 MiB L3.
-        let l1 = caches.l1d > 0 ? caches.l1d : 32 << 10
+        // Unknown sizes fall back to a common modern core: 512 KiB L2, 8 MiB L3. (L1d sizes no
+        // block since KC moved to L2, 2026-11-30.)
         let l2 = caches.l2 > 0 ? caches.l2 : 512 << 10
         let l3 = caches.l3 > 0 ? caches.l3 : 8 << 20
         // KC: the B micro-panel (KC,NR) in 1/16 of L2 (512 on a Zen 3: 32 KiB, streamed from L2 as

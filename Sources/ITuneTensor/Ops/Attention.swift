@@ -224,22 +224,6 @@ private func attentionBackward(_ dims: AttentionDims, q: Tensor, k: Tensor, v: T
 
 // MARK: CPU path
 
-@inline(__always)
-private func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-    var acc = SIMD8<Float>(repeating: 0)
-    var i = 0
-    while i + 8 <= n {
-        // A multiply and an add, not addProduct: without FMA in the build (a portable x86-64
-        // one) addProduct is a libm call per lane.
-        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD8<Float>.self)
-            * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD8<Float>.self)
-        i += 8
-    }
-    var s = acc.sum()
-    while i < n { s += a[i] * b[i]; i += 1 }
-    return s
-}
-
 /// Which keys each query sees: the causal bound and, for packed rows, its own example's
 /// positions (both directions), as attention.cl's key_range.
 struct AttentionMask {
@@ -374,7 +358,7 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
         for r in rows {
             let t = r % Tq, h = (r / Tq) % NH, b = r / (Tq * NH)
             let off = ((b * Tq + t) * NH + h) * D
-            delta[(b * NH + h) * Tq + t] = dot(dout + off, o + off, D)
+            delta[(b * NH + h) * Tq + t] = cpuDot(dout + off, o + off, D)
         }
     }
     let blocks = (Tq + attentionBlock - 1) / attentionBlock

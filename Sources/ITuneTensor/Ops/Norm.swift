@@ -23,9 +23,7 @@ extension Tensor {
                 CPUParallel.forEach(N, grain: max(1, 4096 / C)) { rows in
                     for row in rows {
                         let xr = xp + row * C, yr = yp + row * C
-                        var ss: Float = 0
-                        for c in 0..<C { ss += xr[c] * xr[c] }
-                        let r = 1 / (ss / Float(C) + eps).squareRoot()
+                        let r = 1 / (cpuChunkSum(xr, C, squared: true) / Float(C) + eps).squareRoot()
                         for c in 0..<C { yr[c] = xr[c] * r * w[c] }
                         rp[row] = r
                     }
@@ -66,9 +64,7 @@ extension Tensor {
             CPUParallel.forEach(N, grain: max(1, 4096 / C)) { rows in
                 for row in rows {
                     let xr = xp + row * C, yr = yp + row * C
-                    var s: Float = 0
-                    for c in 0..<C { s += xr[c] }
-                    let m = s / Float(C)
+                    let m = cpuChunkSum(xr, C, squared: false) / Float(C)
                     // Two passes: subtracting the mean first keeps the variance accurate when |mean| ≫ std.
                     var v: Float = 0
                     for c in 0..<C { let d = xr[c] - m; v += d * d }
@@ -127,9 +123,7 @@ private func rmsNormBackwardInput(x: Tensor, weight: Tensor, rstd: Tensor, dy: T
             for row in rows {
                 let xr = xp + row * C, dr = d + row * C, or = o + row * C
                 let r = rp[row]
-                var dot: Float = 0
-                for c in 0..<C { dot += dr[c] * w[c] * xr[c] }
-                let k = r * r * r * dot / Float(C)
+                let k = r * r * r * cpuDot(dr, w, C, times: xr) / Float(C)
                 for c in 0..<C { or[c] = r * w[c] * dr[c] - xr[c] * k }
             }
         }

@@ -110,3 +110,36 @@ func cpuChunkedSum(_ x: UnsafePointer<Float>, _ n: Int, squared: Bool) -> Float 
     }
     return acc
 }
+
+/// Σ a[i]·b[i] (with `times: c`, Σ a[i]·b[i]·c[i]) over n floats, in 32 lanes as cpuChunkSum: the row
+/// reductions of the norms, attention and the softmax fallback. (Written as one running sum, a
+/// row of RMSNorm was one dependent add per value: the forward and backward of the 135M step's
+/// norms took 3.9% of it on an Ice Lake, at a fifth of memory speed.)
+@inline(__always) func cpuDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int,
+                              times c: UnsafePointer<Float>? = nil) -> Float {
+    typealias V = SIMD8<Float>
+    var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+    let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
+    @inline(__always) func term(_ offset: Int) -> V {
+        // A multiply and an add, not addProduct: without FMA in the build (a portable x86-64
+        // one) addProduct is a libm call per lane.
+        let ab = ra.loadUnaligned(fromByteOffset: offset, as: V.self) * rb.loadUnaligned(fromByteOffset: offset, as: V.self)
+        guard let c else { return ab }
+        return ab * UnsafeRawPointer(c).loadUnaligned(fromByteOffset: offset, as: V.self)
+    }
+    var i = 0
+    while i + 32 <= n {
+        a0 += term(i * 4); a1 += term(i * 4 + 32); a2 += term(i * 4 + 64); a3 += term(i * 4 + 96)
+        i += 32
+    }
+    while i + 8 <= n {
+        a0 += term(i * 4)
+        i += 8
+    }
+    var acc = ((a0 + a1) + (a2 + a3)).sum()
+    while i < n {
+        acc += c.map { a[i] * b[i] * $0[i] } ?? a[i] * b[i]
+        i += 1
+    }
+    return acc
+}
