@@ -263,6 +263,53 @@ AVX2 void itune_swiglu_backward_avx2(const float *g, const float *u, const float
     }
 }
 
+// MARK: AVX-512 softmax backward and SwiGLU: the same values as the AVX2 functions, bit for bit
+// (the dot product's lanes are added in the AVX2 function's order; sigmoid is exp16, an add and
+// a division, as exp8's).
+
+AVX512R void itune_softmax_backward_row_avx512(const float *y, const float *dy, float *dx, long n) {
+    // Lanes 0-7 of `a` are the AVX2 function's a0, lanes 8-15 its a1.
+    __m512 a = _mm512_setzero_ps();
+    long i = 0;
+    for (; i + 16 <= n; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(y + i), _mm512_loadu_ps(dy + i), a);
+    float dot = itune_hsum8(_mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1))));
+    for (; i < n; i++) dot += y[i] * dy[i];
+    const __m512 vd = _mm512_set1_ps(dot);
+    for (i = 0; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(dx + i, _mm512_mul_ps(_mm512_loadu_ps(y + i), _mm512_sub_ps(_mm512_loadu_ps(dy + i), vd)));
+    if (i < n) {
+        __mmask16 m = itune_mask16(n - i);
+        _mm512_mask_storeu_ps(dx + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, y + i),
+                                                       _mm512_sub_ps(_mm512_maskz_loadu_ps(m, dy + i), vd)));
+    }
+}
+
+AVX512R static inline __m512 itune_sigmoid16(__m512 v) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, itune_exp16(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+}
+
+AVX512R void itune_swiglu_forward_avx512(const float *g, const float *u, float *out, long n) {
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = itune_mask16(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(m, g + i);
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_mul_ps(v, itune_sigmoid16(v)), _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+AVX512R void itune_swiglu_backward_avx512(const float *g, const float *u, const float *dy, float *dg, float *du, long n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (long i = 0; i < n; i += 16) {
+        __mmask16 m = itune_mask16(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(m, g + i), uv = _mm512_maskz_loadu_ps(m, u + i), d = _mm512_maskz_loadu_ps(m, dy + i);
+        __m512 s = itune_sigmoid16(v);
+        if (du) _mm512_mask_storeu_ps(du + i, m, _mm512_mul_ps(_mm512_mul_ps(d, v), s));
+        if (dg)
+            _mm512_mask_storeu_ps(dg + i, m, _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(d, uv), s),
+                                                           _mm512_fmadd_ps(v, _mm512_sub_ps(one, s), one)));
+    }
+}
+
 #else  // not x86-64: never called (itune_cpu_features has no x86 bits)
 
 float itune_exp_shifted_avx2(const float *x, float *y, long n, float shift) {
@@ -283,6 +330,13 @@ void itune_softmax_backward_row_avx2(const float *y, const float *dy, float *dx,
 }
 void itune_swiglu_forward_avx2(const float *g, const float *u, float *out, long n) { (void)g; (void)u; (void)out; (void)n; }
 void itune_swiglu_backward_avx2(const float *g, const float *u, const float *dy, float *dg, float *du, long n) {
+    (void)g; (void)u; (void)dy; (void)dg; (void)du; (void)n;
+}
+void itune_softmax_backward_row_avx512(const float *y, const float *dy, float *dx, long n) {
+    (void)y; (void)dy; (void)dx; (void)n;
+}
+void itune_swiglu_forward_avx512(const float *g, const float *u, float *out, long n) { (void)g; (void)u; (void)out; (void)n; }
+void itune_swiglu_backward_avx512(const float *g, const float *u, const float *dy, float *dg, float *du, long n) {
     (void)g; (void)u; (void)dy; (void)dg; (void)du; (void)n;
 }
 #endif

@@ -55,8 +55,9 @@ final class FastMathTests: XCTestCase {
     /// one (rowmath.c) where the CPU has it.
     var versions: [Bool] { rowMathAVX2 ? [false, true] : [false] }
 
-    /// The versions of the softmax row functions (max, exp, sum of exp, scale) this CPU runs, as
-    /// (avx2, avx512): Swift, AVX2 + FMA, and AVX-512 where the CPU has it.
+    /// The versions of the softmax and SwiGLU row functions (max, exp, sum of exp, scale, the
+    /// softmax backward, SwiGLU) this CPU runs, as (avx2, avx512): Swift, AVX2 + FMA, and AVX-512
+    /// where the CPU has it.
     var softmaxVersions: [(Bool, Bool)] {
         versions.map { ($0, false) } + (rowMathAVX2 && GemmKernelKind.avx512.isSupported ? [(true, true)] : [])
     }
@@ -94,7 +95,7 @@ final class FastMathTests: XCTestCase {
                 let dy = (0..<n).map { _ in Float.random(in: -1...1, using: &rng) }
                 var dx = [Float](repeating: 7, count: n + 1)
                 y.withUnsafeBufferPointer { yp in dy.withUnsafeBufferPointer { dp in dx.withUnsafeMutableBufferPointer {
-                    softmaxBackwardRow(yp.baseAddress!, dp.baseAddress!, $0.baseAddress!, n, avx2: avx2)
+                    softmaxBackwardRow(yp.baseAddress!, dp.baseAddress!, $0.baseAddress!, n, avx2: avx2, avx512: avx512)
                 } } }
                 let dot = (0..<n).reduce(0.0) { $0 + Double(y[$1]) * Double(dy[$1]) }
                 for i in 0..<n {
@@ -157,6 +158,41 @@ final class FastMathTests: XCTestCase {
         XCTAssertTrue(differing.isEmpty, "\(differing.count) values differ, first at x = \(differing.first.map { x[$0] } ?? 0)")
     }
 
+    /// The AVX-512 softmax backward row and SwiGLU give the AVX2 functions' bits: lengths with
+    /// every tail, values over the sigmoid's whole range (saturated at both ends) and its edges.
+    func testAVX512SoftmaxBackwardAndSwigluEqualTheAVX2BitForBit() throws {
+        guard softmaxVersions.contains(where: { $0.1 }) else { throw XCTSkip("no AVX-512 on this CPU") }
+        var rng = SystemRandomNumberGenerator()
+        for n in [1, 7, 8, 15, 16, 17, 31, 32, 33, 100, 257, 1000] {
+            var g = (0..<n).map { _ in Float.random(in: -100...100, using: &rng) }
+            if n >= 4 { g[0] = .infinity; g[1] = -.infinity; g[2] = 0; g[3] = .nan }
+            let u = (0..<n).map { _ in Float.random(in: -3...3, using: &rng) }
+            let dy = (0..<n).map { _ in Float.random(in: -1...1, using: &rng) }
+            let y = (0..<n).map { _ in Float.random(in: 0...1, using: &rng) }
+            func run(avx512: Bool) -> [[UInt32]] {
+                var out = [Float](repeating: 0, count: n), dg = out, du = out, dx = out
+                g.withUnsafeBufferPointer { gp in u.withUnsafeBufferPointer { up in dy.withUnsafeBufferPointer { dp in
+                    out.withUnsafeMutableBufferPointer {
+                        swigluForwardCPU(gp.baseAddress!, up.baseAddress!, $0.baseAddress!, n, avx2: true, avx512: avx512)
+                    }
+                    dg.withUnsafeMutableBufferPointer { dgp in du.withUnsafeMutableBufferPointer {
+                        swigluBackwardCPU(gp.baseAddress!, up.baseAddress!, dp.baseAddress!, dgp.baseAddress!, $0.baseAddress!, n,
+                                          avx2: true, avx512: avx512)
+                    } }
+                    y.withUnsafeBufferPointer { yp in dx.withUnsafeMutableBufferPointer {
+                        softmaxBackwardRow(yp.baseAddress!, dp.baseAddress!, $0.baseAddress!, n, avx2: true, avx512: avx512)
+                    } }
+                } } }
+                return [out, dg, du, dx].map { $0.map(\.bitPattern) }
+            }
+            let wide = run(avx512: true), narrow = run(avx512: false)
+            for (name, (w, a)) in zip(["swiglu", "swiglu dg", "swiglu du", "softmax dx"], zip(wide, narrow)) {
+                let differing = w.indices.filter { w[$0] != a[$0] }
+                XCTAssertTrue(differing.isEmpty, "\(name), n \(n): \(differing.count) values differ, first at \(differing.first ?? -1)")
+            }
+        }
+    }
+
     func testMaxOfBothVersionsSeesNaNAndInfinities() {
         for (avx2, avx512) in softmaxVersions {
             for n in [1, 5, 8, 16, 23] {
@@ -185,26 +221,28 @@ final class FastMathTests: XCTestCase {
     func testSwigluBothVersionsMatchDouble() {
         var rng = SystemRandomNumberGenerator()
         func silu(_ v: Double) -> Double { v / (1 + Foundation.exp(-v)) }
-        for avx2 in versions {
-            for n in [1, 7, 8, 9, 100] {
+        for (avx2, avx512) in softmaxVersions {
+            for n in [1, 7, 8, 9, 15, 16, 17, 100] {
                 var g = (0..<n).map { _ in Float.random(in: -12...12, using: &rng) }
                 if n > 2 { g[0] = -95; g[1] = 95 }
                 let u = (0..<n).map { _ in Float.random(in: -2...2, using: &rng) }
                 let dy = (0..<n).map { _ in Float.random(in: -1...1, using: &rng) }
                 var out = [Float](repeating: 5, count: n + 1), dg = out, du = out
                 g.withUnsafeBufferPointer { gp in u.withUnsafeBufferPointer { up in
-                    out.withUnsafeMutableBufferPointer { swigluForwardCPU(gp.baseAddress!, up.baseAddress!, $0.baseAddress!, n, avx2: avx2) }
+                    out.withUnsafeMutableBufferPointer { swigluForwardCPU(gp.baseAddress!, up.baseAddress!, $0.baseAddress!, n, avx2: avx2, avx512: avx512)
+                    }
                     dy.withUnsafeBufferPointer { dp in dg.withUnsafeMutableBufferPointer { dgp in du.withUnsafeMutableBufferPointer {
-                        swigluBackwardCPU(gp.baseAddress!, up.baseAddress!, dp.baseAddress!, dgp.baseAddress!, $0.baseAddress!, n, avx2: avx2)
+                        swigluBackwardCPU(gp.baseAddress!, up.baseAddress!, dp.baseAddress!, dgp.baseAddress!, $0.baseAddress!, n,
+                                          avx2: avx2, avx512: avx512)
                     } } }
                 } }
                 for i in 0..<n {
                     let v = Double(g[i]), w = Double(u[i]), d = Double(dy[i])
-                    XCTAssertEqual(Double(out[i]), silu(v) * w, accuracy: 1e-6 * max(1, abs(silu(v) * w)), "out[\(i)] avx2 \(avx2)")
+                    XCTAssertEqual(Double(out[i]), silu(v) * w, accuracy: 1e-6 * max(1, abs(silu(v) * w)), "out[\(i)] avx2 \(avx2) avx512 \(avx512)")
                     let h = 1e-4
                     let dgFD = d * w * (silu(v + h) - silu(v - h)) / (2 * h)
-                    XCTAssertEqual(Double(dg[i]), dgFD, accuracy: 1e-5 * max(1, abs(dgFD)), "dg[\(i)] g \(v) avx2 \(avx2)")
-                    XCTAssertEqual(Double(du[i]), d * silu(v), accuracy: 1e-6 * max(1, abs(d * silu(v))), "du[\(i)] avx2 \(avx2)")
+                    XCTAssertEqual(Double(dg[i]), dgFD, accuracy: 1e-5 * max(1, abs(dgFD)), "dg[\(i)] g \(v) avx2 \(avx2) avx512 \(avx512)")
+                    XCTAssertEqual(Double(du[i]), d * silu(v), accuracy: 1e-6 * max(1, abs(d * silu(v))), "du[\(i)] avx2 \(avx2) avx512 \(avx512)")
                 }
                 XCTAssertEqual([out[n], dg[n], du[n]], [5, 5, 5], "wrote past n")
             }

@@ -113,6 +113,10 @@ void itune_softmax_backward_row_avx2(const float *y, const float *dy, float *dx,
 void itune_swiglu_forward_avx2(const float *g, const float *u, float *out, long n);
 /// SwiGLU backward: s = sigmoid(g); du = dy * g * s (if du); dg = dy * u * s * (1 + g (1 - s)) (if dg).
 void itune_swiglu_backward_avx2(const float *g, const float *u, const float *dy, float *dg, float *du, long n);
+/// The softmax backward row and SwiGLU at 16 lanes (AVX-512F): the AVX2 functions' values, bit for bit.
+void itune_softmax_backward_row_avx512(const float *y, const float *dy, float *dx, long n);
+void itune_swiglu_forward_avx512(const float *g, const float *u, float *out, long n);
+void itune_swiglu_backward_avx512(const float *g, const float *u, const float *dy, float *dg, float *du, long n);
 
 // Few-row products with a blockwise-quantised weight (quantgemv.c), AVX2 + FMA: decoding from an
 // nf4 or int8 base (Sources/ITuneTensor/Quant). W is (N, K), K a multiple of 64, in blocks of 64

@@ -20,7 +20,7 @@ import Foundation
 /// Whether the row functions run the C AVX2 + FMA versions (decided once per process; each
 /// function takes `avx2:` so that tests run both versions).
 let rowMathAVX2: Bool = GemmKernelKind.avx2.isSupported
-/// Whether the softmax row functions run rowmath.c's AVX-512 versions: where the GEMM runs its
+/// Whether the softmax and SwiGLU row functions run rowmath.c's AVX-512 versions: where the GEMM runs its
 /// AVX-512 kernel (so ITUNE_GEMM_KERNEL=avx2 turns both off, for comparisons).
 let rowMathAVX512: Bool = rowMathAVX2 && GemmConfig.current.kind == .avx512
 
@@ -145,7 +145,8 @@ func scaleRow(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ s: Float, avx2: Bool
 /// One row of the softmax backward: dx = y ⊙ (dy − Σ y·dy).
 @inline(__always)
 func softmaxBackwardRow(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
-                        avx2: Bool = rowMathAVX2) {
+                        avx2: Bool = rowMathAVX2, avx512: Bool = rowMathAVX512) {
+    if avx2 && avx512 { itune_softmax_backward_row_avx512(y, dy, dx, n); return }
     if avx2 { itune_softmax_backward_row_avx2(y, dy, dx, n); return }
     let dot = cpuDot(y, dy, n)
     for c in 0..<n { dx[c] = y[c] * (dy[c] - dot) }
@@ -154,7 +155,8 @@ func softmaxBackwardRow(_ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _
 /// out = silu(g) ⊙ u over n values.
 @inline(__always)
 func swigluForwardCPU(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int,
-                      avx2: Bool = rowMathAVX2) {
+                      avx2: Bool = rowMathAVX2, avx512: Bool = rowMathAVX512) {
+    if avx2 && avx512 { itune_swiglu_forward_avx512(g, u, out, n); return }
     if avx2 { itune_swiglu_forward_avx2(g, u, out, n); return }
     for i in 0..<n { let v = g[i]; out[i] = v / (1 + expf(-v)) * u[i] }
 }
@@ -164,7 +166,8 @@ func swigluForwardCPU(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ ou
 @inline(__always)
 func swigluBackwardCPU(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                        _ dg: UnsafeMutablePointer<Float>?, _ du: UnsafeMutablePointer<Float>?, _ n: Int,
-                       avx2: Bool = rowMathAVX2) {
+                       avx2: Bool = rowMathAVX2, avx512: Bool = rowMathAVX512) {
+    if avx2 && avx512 { itune_swiglu_backward_avx512(g, u, dy, dg, du, n); return }
     if avx2 { itune_swiglu_backward_avx2(g, u, dy, dg, du, n); return }
     for i in 0..<n {
         let v = g[i], s = 1 / (1 + expf(-v))
