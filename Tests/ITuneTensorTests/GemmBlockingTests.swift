@@ -51,6 +51,24 @@ final class GemmBlockingTests: XCTestCase {
         }
     }
 
+    /// A K block deeper than KC packs fewer A rows: never more bytes than MC × KC (and at least one
+    /// micro-panel); at or below KC, MC as configured.
+    func testAnABlockDeeperThanKCHoldsNoMoreThanMCTimesKC() {
+        for kind in GemmKernelKind.allCases {
+            let cfg = GemmConfig(kind: kind).with(kc: 640, mc: 252, nc: nil)
+            XCTAssertEqual(gemmMCLimit(kcBlock: 576, config: cfg), cfg.mcMax, "\(kind)")
+            XCTAssertEqual(gemmMCLimit(kcBlock: 640, config: cfg), cfg.mcMax, "\(kind)")
+            for k in [641, 768, 896, 960, 5000] {
+                let mc = gemmMCLimit(kcBlock: k, config: cfg)
+                XCTAssertLessThanOrEqual(mc * k, cfg.mcMax * cfg.kc, "\(kind) K block \(k)")
+                XCTAssertEqual(mc % cfg.mr, 0, "\(kind) K block \(k)")
+                XCTAssertGreaterThanOrEqual(mc, cfg.mr, "\(kind) K block \(k)")
+            }
+        }
+        // The 0.5B model's K = 896 with the Ice Lake's AVX-512 blocking: 180 rows, not 252.
+        XCTAssertEqual(gemmMCLimit(kcBlock: 896, config: GemmConfig(kind: .avx512).with(kc: 640, mc: 252, nc: nil)), 180)
+    }
+
     func testWorkerGridSplitsTheLongerSideAndCoversC() {
         // Two workers: along N when M < N (each packs all of A, the smaller operand), else along M.
         XCTAssertEqual(gemmWorkerGrid(M: 1024, N: 1536, workers: 2, mr: 6, nr: 16).rows, 1)

@@ -221,6 +221,16 @@ func gemmWorkerGrid(M: Int, N: Int, workers: Int, mr: Int, nr: Int) -> (rows: In
     return (k + blocks - 1) / blocks
 }
 
+/// The most rows of a packed A block for a K block `kcBlock` deep: MC is set for the nominal KC
+/// (the block in half of L2), and a deeper K block (gemmKBlock allows 1.5 · KC) takes
+/// proportionally fewer rows, so the block's bytes stay within what MC × KC holds. (At the 0.5B
+/// model's K = 896, one block of 896 rows with KC 640, MC 252 packed 903 KB: 72% of an Ice Lake's
+/// 1.25 MB L2, next to the streaming B panels.)
+func gemmMCLimit(kcBlock: Int, config cfg: GemmConfig) -> Int {
+    guard kcBlock > cfg.kc else { return cfg.mcMax }
+    return max(cfg.mr, cfg.mcMax * cfg.kc / kcBlock / cfg.mr * cfg.mr)
+}
+
 /// The widest N block for a region of `rows` rows: every K block revisits the region's C strip
 /// (rows × NC) and reads its packed B block (KC × NC), so both, for every region at once, are
 /// kept within half of L3; else the strip goes back to memory between K blocks (the LM head:
@@ -240,7 +250,7 @@ private func sgemmPackedRegion(transA: Bool, rows rowRange: Range<Int>, cols col
     let M = rowRange.count, N = colRange.count
     // Blocks of K, M and N of equal size rather than full ones and a thin remainder.
     let kcBlock = gemmKBlock(K, kc: cfg.kc)
-    let mc = gemmRoundUp(gemmBalancedBlock(M, max: cfg.mcMax), mr)
+    let mc = gemmRoundUp(gemmBalancedBlock(M, max: gemmMCLimit(kcBlock: kcBlock, config: cfg)), mr)
     let ncBlock = gemmRoundUp(gemmBalancedBlock(N, max: gemmNCLimit(rows: M, kc: kcBlock, regions: regions, config: cfg)), nr)
     let ws = GemmWorkspace.take(sharedFloats: kcBlock * ncBlock, perWorkerFloats: mc * kcBlock, workers: 1)
     defer { GemmWorkspace.give(ws) }
