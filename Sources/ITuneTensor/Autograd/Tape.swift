@@ -218,11 +218,13 @@ extension Tensor {
 /// first to ask makes it, the last of them drops it. (Each made its own: the q, k and v
 /// projections read one RMSNorm output, and the 135M step ran 211 RMSNorms where 121 do.)
 /// A reshaped tensor's recipe is its source's, reshaped, so the views of one value share it too.
-/// A closure that asks twice, or a backward run again, makes the value again: never a wrong
-/// value, at worst the cost of each closure making its own. Used as the tape is, from one thread.
+/// A closure that asks twice, or a backward run again, makes the value again (never a wrong
+/// value, at worst the cost of each closure making its own); one that never asks (its output got
+/// no gradient) leaves the value held until the tape is freed. Used as the tape is, from one thread.
 final class SharedRecompute {
     private let make: () throws -> Tensor
-    private let base: (share: SharedRecompute, shape: [Int])?
+    /// A view's share: the source's, whose holders and value it uses.
+    private let base: SharedRecompute?
     /// The closures that keep this recipe, and the values they have been given.
     private var holders = 0, served = 0
     private var kept: Tensor?
@@ -231,12 +233,12 @@ final class SharedRecompute {
 
     /// The recipe of `share`'s value reshaped to `shape`.
     init(reshaping share: SharedRecompute, to shape: [Int]) {
-        base = (share, shape)
+        base = share
         make = { try share.value().reshaped(shape) }
     }
 
     func addHolder() {
-        if let base { base.share.addHolder() } else { holders += 1 }
+        if let base { base.addHolder() } else { holders += 1 }
     }
 
     func value() throws -> Tensor {
