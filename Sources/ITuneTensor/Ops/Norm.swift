@@ -66,9 +66,7 @@ extension Tensor {
                     let xr = xp + row * C, yr = yp + row * C
                     let m = cpuChunkSum(xr, C, squared: false) / Float(C)
                     // Two passes: subtracting the mean first keeps the variance accurate when |mean| ≫ std.
-                    var v: Float = 0
-                    for c in 0..<C { let d = xr[c] - m; v += d * d }
-                    let r = 1 / (v / Float(C) + eps).squareRoot()
+                    let r = 1 / (cpuSumOfSquaredDeviations(xr, C, from: m) / Float(C) + eps).squareRoot()
                     for c in 0..<C { yr[c] = (xr[c] - m) * r * w[c] + b[c] }
                     mp[row] = m
                     rp[row] = r
@@ -173,12 +171,8 @@ private func layerNormBackwardInput(x: Tensor, weight: Tensor, mean: Tensor, rst
             for row in rows {
                 let xr = xp + row * C, dr = d + row * C, or = o + row * C
                 let m = mp[row], r = rp[row]
-                var sg: Float = 0, sgx: Float = 0
-                for c in 0..<C {
-                    let g = dr[c] * w[c]
-                    sg += g
-                    sgx += g * ((xr[c] - m) * r)
-                }
+                // Σ g and Σ g·x̂ with g = dy·w, x̂ = (x − mean)·rstd (rstd taken out of the sum).
+                let sg = cpuDot(dr, w, C), sgx = r * cpuDot(dr, w, C, times: xr, centre: m)
                 let mg = sg / Float(C), mgx = sgx / Float(C)
                 for c in 0..<C {
                     let xhat = (xr[c] - m) * r

@@ -111,21 +111,21 @@ func cpuChunkedSum(_ x: UnsafePointer<Float>, _ n: Int, squared: Bool) -> Float 
     return acc
 }
 
-/// Σ a[i]·b[i] (with `times: c`, Σ a[i]·b[i]·c[i]) over n floats, in 32 lanes as cpuChunkSum: the row
-/// reductions of the norms, attention and the softmax fallback. (Written as one running sum, a
+/// Σ a[i]·b[i] (with `times: c`, Σ a[i]·b[i]·(c[i] − centre)) over n floats, in 32 lanes as
+/// cpuChunkSum: the row reductions of the norms, attention and the softmax fallback. (Written as one running sum, a
 /// row of RMSNorm was one dependent add per value: the forward and backward of the 135M step's
 /// norms took 3.9% of it on an Ice Lake, at a fifth of memory speed.)
 @inline(__always) func cpuDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int,
-                              times c: UnsafePointer<Float>? = nil) -> Float {
+                              times c: UnsafePointer<Float>? = nil, centre: Float = 0) -> Float {
     typealias V = SIMD8<Float>
     var a0 = V(), a1 = V(), a2 = V(), a3 = V()
-    let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
+    let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b), vc = V(repeating: centre)
     @inline(__always) func term(_ offset: Int) -> V {
         // A multiply and an add, not addProduct: without FMA in the build (a portable x86-64
         // one) addProduct is a libm call per lane.
         let ab = ra.loadUnaligned(fromByteOffset: offset, as: V.self) * rb.loadUnaligned(fromByteOffset: offset, as: V.self)
         guard let c else { return ab }
-        return ab * UnsafeRawPointer(c).loadUnaligned(fromByteOffset: offset, as: V.self)
+        return ab * (UnsafeRawPointer(c).loadUnaligned(fromByteOffset: offset, as: V.self) - vc)
     }
     var i = 0
     while i + 32 <= n {
@@ -138,7 +138,35 @@ func cpuChunkedSum(_ x: UnsafePointer<Float>, _ n: Int, squared: Bool) -> Float 
     }
     var acc = ((a0 + a1) + (a2 + a3)).sum()
     while i < n {
-        acc += c.map { a[i] * b[i] * $0[i] } ?? a[i] * b[i]
+        acc += c.map { a[i] * b[i] * ($0[i] - centre) } ?? a[i] * b[i]
+        i += 1
+    }
+    return acc
+}
+
+/// Σ (x[i] − m)² over n floats, in 32 lanes as cpuChunkSum: LayerNorm's variance about its mean
+/// (two passes, so that a mean far from zero costs no accuracy).
+@inline(__always) func cpuSumOfSquaredDeviations(_ x: UnsafePointer<Float>, _ n: Int, from m: Float) -> Float {
+    typealias V = SIMD8<Float>
+    var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+    let raw = UnsafeRawPointer(x), vm = V(repeating: m)
+    @inline(__always) func term(_ offset: Int) -> V {
+        let d = raw.loadUnaligned(fromByteOffset: offset, as: V.self) - vm
+        return d * d
+    }
+    var i = 0
+    while i + 32 <= n {
+        a0 += term(i * 4); a1 += term(i * 4 + 32); a2 += term(i * 4 + 64); a3 += term(i * 4 + 96)
+        i += 32
+    }
+    while i + 8 <= n {
+        a0 += term(i * 4)
+        i += 8
+    }
+    var acc = ((a0 + a1) + (a2 + a3)).sum()
+    while i < n {
+        let d = x[i] - m
+        acc += d * d
         i += 1
     }
     return acc
