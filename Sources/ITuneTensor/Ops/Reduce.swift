@@ -111,63 +111,57 @@ func cpuChunkedSum(_ x: UnsafePointer<Float>, _ n: Int, squared: Bool) -> Float 
     return acc
 }
 
-/// Σ a[i]·b[i] (with `times: c`, Σ a[i]·b[i]·(c[i] − centre)) over n floats, in 32 lanes as
-/// cpuChunkSum: the row reductions of the norms, attention and the softmax fallback. (Written as one running sum, a
-/// row of RMSNorm was one dependent add per value: the forward and backward of the 135M step's
-/// norms took 3.9% of it on an Ice Lake, at a fifth of memory speed.)
-@inline(__always) func cpuDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int,
-                              times c: UnsafePointer<Float>? = nil, centre: Float = 0) -> Float {
+/// Σ term(i) for i < n in 32 lanes: four 8-wide accumulators over runs of 32, the first over a
+/// last run of 8s, the lanes added in a fixed order, then the rest one at a time. `vector(o)` is
+/// the 8 terms from byte offset o (value o / 4), `scalar(i)` term i. The row reductions below use
+/// it; written as one running sum, a row of RMSNorm was one dependent add per value (the forward
+/// and backward of the 135M step's norms took 3.9% of it on an Ice Lake, at a fifth of memory
+/// speed).
+@inline(__always) func cpuLaneSum(_ n: Int, _ vector: (Int) -> SIMD8<Float>, _ scalar: (Int) -> Float) -> Float {
     typealias V = SIMD8<Float>
     var a0 = V(), a1 = V(), a2 = V(), a3 = V()
-    let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b), vc = V(repeating: centre)
-    @inline(__always) func term(_ offset: Int) -> V {
-        // A multiply and an add, not addProduct: without FMA in the build (a portable x86-64
-        // one) addProduct is a libm call per lane.
-        let ab = ra.loadUnaligned(fromByteOffset: offset, as: V.self) * rb.loadUnaligned(fromByteOffset: offset, as: V.self)
-        guard let c else { return ab }
-        return ab * (UnsafeRawPointer(c).loadUnaligned(fromByteOffset: offset, as: V.self) - vc)
-    }
     var i = 0
     while i + 32 <= n {
-        a0 += term(i * 4); a1 += term(i * 4 + 32); a2 += term(i * 4 + 64); a3 += term(i * 4 + 96)
+        a0 += vector(i * 4); a1 += vector(i * 4 + 32); a2 += vector(i * 4 + 64); a3 += vector(i * 4 + 96)
         i += 32
     }
     while i + 8 <= n {
-        a0 += term(i * 4)
+        a0 += vector(i * 4)
         i += 8
     }
     var acc = ((a0 + a1) + (a2 + a3)).sum()
     while i < n {
-        acc += c.map { a[i] * b[i] * ($0[i] - centre) } ?? a[i] * b[i]
+        acc += scalar(i)
         i += 1
     }
     return acc
 }
 
-/// Σ (x[i] − m)² over n floats, in 32 lanes as cpuChunkSum: LayerNorm's variance about its mean
-/// (two passes, so that a mean far from zero costs no accuracy).
+/// Σ a[i]·b[i] (with `times: c`, Σ a[i]·b[i]·(c[i] − centre)) over n floats (cpuLaneSum): the row
+/// reductions of the norms, attention and the softmax fallback.
+@inline(__always) func cpuDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int,
+                              times c: UnsafePointer<Float>? = nil, centre: Float = 0) -> Float {
+    typealias V = SIMD8<Float>
+    let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b), vc = V(repeating: centre)
+    return cpuLaneSum(n, { offset in
+        // A multiply and an add, not addProduct: without FMA in the build (a portable x86-64
+        // one) addProduct is a libm call per lane.
+        let ab = ra.loadUnaligned(fromByteOffset: offset, as: V.self) * rb.loadUnaligned(fromByteOffset: offset, as: V.self)
+        guard let c else { return ab }
+        return ab * (UnsafeRawPointer(c).loadUnaligned(fromByteOffset: offset, as: V.self) - vc)
+    }, { i in c.map { a[i] * b[i] * ($0[i] - centre) } ?? a[i] * b[i] })
+}
+
+/// Σ (x[i] − m)² over n floats (cpuLaneSum): LayerNorm's variance about its mean (two passes, so
+/// that a mean far from zero costs no accuracy).
 @inline(__always) func cpuSumOfSquaredDeviations(_ x: UnsafePointer<Float>, _ n: Int, from m: Float) -> Float {
     typealias V = SIMD8<Float>
-    var a0 = V(), a1 = V(), a2 = V(), a3 = V()
     let raw = UnsafeRawPointer(x), vm = V(repeating: m)
-    @inline(__always) func term(_ offset: Int) -> V {
+    return cpuLaneSum(n, { offset in
         let d = raw.loadUnaligned(fromByteOffset: offset, as: V.self) - vm
         return d * d
-    }
-    var i = 0
-    while i + 32 <= n {
-        a0 += term(i * 4); a1 += term(i * 4 + 32); a2 += term(i * 4 + 64); a3 += term(i * 4 + 96)
-        i += 32
-    }
-    while i + 8 <= n {
-        a0 += term(i * 4)
-        i += 8
-    }
-    var acc = ((a0 + a1) + (a2 + a3)).sum()
-    while i < n {
+    }, { i in
         let d = x[i] - m
-        acc += d * d
-        i += 1
-    }
-    return acc
+        return d * d
+    })
 }
