@@ -151,17 +151,3 @@ func cpuChunkedSum(_ x: UnsafePointer<Float>, _ n: Int, squared: Bool) -> Float 
         return ab * (UnsafeRawPointer(c).loadUnaligned(fromByteOffset: offset, as: V.self) - vc)
     }, { i in c.map { a[i] * b[i] * ($0[i] - centre) } ?? a[i] * b[i] })
 }
-
-/// Σ (x[i] − m)² over n floats (cpuLaneSum): LayerNorm's variance about its mean (two passes, so
-/// that a mean far from zero costs no accuracy).
-@inline(__always) func cpuSumOfSquaredDeviations(_ x: UnsafePointer<Float>, _ n: Int, from m: Float) -> Float {
-    typealias V = SIMD8<Float>
-    let raw = UnsafeRawPointer(x), vm = V(repeating: m)
-    return cpuLaneSum(n, { offset in
-        let d = raw.loadUnaligned(fromByteOffset: offset, as: V.self) - vm
-        return d * d
-    }, { i in
-        let d = x[i] - m
-        return d * d
-    })
-}
