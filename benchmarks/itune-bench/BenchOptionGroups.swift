@@ -93,7 +93,7 @@ struct StepOptions: BenchOptionGroup {
     var bucketMb: Double?
     @Option(help: "step: optimizer steps per read of the losses, as itune-gpu train --log-every (one timed run is this many steps).")
     var logEvery = 1
-    @Flag(help: "step: end each case with a per-kernel table (per op on the CPU path) of the timed steps; in --json, a \"profile\" field.")
+    @Flag(help: "step: end each case with a per-kernel table (per op on the CPU path) of the timed steps; in --json, a \"profile\" field. generate: the same table per generate call.")
     var profile = false
     @Flag(help: "step: also run each case with gradient checkpointing (each block recomputed in the backward).")
     var gradCheckpoint = false

@@ -40,8 +40,16 @@ struct GenerateBench: Benchmark {
                     let prompt = (0..<promptLength).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
                     let generation = GenerationOptions(maxNewTokens: newTokens)
                     var last: GenerationResult?
+                    var calls = 0
                     let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
                         last = try model.generate(prompt: prompt, options: generation)
+                        calls += 1
+                        // --profile: every call after the first (the warm-up), per op.
+                        if calls == 1 && options.profile { try backend.startProfiling() }
+                    }
+                    if let profile = try backend.stopProfiling(), calls > 1 {
+                        let table = StepProfile(profile: profile, steps: 2...calls).table()
+                        if !options.json { print("generate calls (prompt \(promptLength), \(newTokens) new tokens), per call:\n" + table) }
                     }
                     guard let result = last else { continue }
                     // Weights read per decoded token: every projection and the head.

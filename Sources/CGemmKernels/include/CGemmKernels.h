@@ -1,8 +1,9 @@
 // The CPU GEMM's micro-kernels and the CPU feature probe, in C so that one generic binary can
 // carry AVX2+FMA and AVX-512 code next to its baseline code and pick one when it starts:
 // Swift has neither per-function target attributes nor inline assembly (cpuid, xgetbv), C has
-// both. Everything else of the GEMM (blocking, packing, threading) stays in Swift
-// (Sources/ITuneTensor/CPU/Gemm.swift, GemmDispatch.swift).
+// both. Everything else of the GEMM (blocking, packing, the split between threads) stays in
+// Swift (Sources/ITuneTensor/CPU/Gemm.swift, GemmDispatch.swift). The thread pool the CPU path
+// runs on (pool.c) is here too: it needs C's atomics and a pause instruction to spin on.
 #ifndef ITUNE_CGEMMKERNELS_H
 #define ITUNE_CGEMMKERNELS_H
 
@@ -49,6 +50,14 @@ void itune_sgemm_ukr2_avx2_6x16(long kc, const float *a, const float *b, long kc
                                 const float *b2, float *c, long ldc, float alpha, float beta);
 void itune_sgemm_ukr2_avx512_12x32(long kc, const float *a, const float *b, long kc2, const float *a2,
                                    const float *b2, float *c, long ldc, float alpha, float beta);
+
+/// The CPU path's thread pool (pool.c): fn(ctx, i) for every i in 0..<count, on the calling
+/// thread and threads − 1 workers that spin for spin_ns after each call before they park.
+/// Items are handed out one at a time to whichever thread is free. Returns 1 when the items
+/// have all run, 0 when it ran none because the pool is in use (a call from inside an item, or
+/// from another thread) or has no workers (threads < 2): the caller then runs them itself.
+typedef void (*itune_pool_fn)(void *ctx, long index);
+int itune_pool_run(long count, itune_pool_fn fn, void *ctx, int threads, long spin_ns);
 
 /// FMA throughput probes for MachinePeak: `chains` independent multiply-add chains (12 for
 /// AVX2, 24 for AVX-512) of `iterations` steps on vector registers. Returns a sum of the

@@ -170,7 +170,7 @@ func sgemmPacked(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePo
                           beta: beta, C: C, ldc: ldc, regions: regions, config: cfg, extra: extra, packB: packB)
     }
     if regions <= 1 { region(0); return }
-    DispatchQueue.concurrentPerform(iterations: regions) { region($0) }
+    CPUParallel.run(regions) { region($0) }
 }
 
 /// How `workers` threads split C (M,N): `rows` × `cols` regions (rows · cols = workers, fewer
@@ -293,7 +293,7 @@ private func sgemmPackedRegion(transA: Bool, rows rowRange: Range<Int>, cols col
 func parallelRanges(_ count: Int, workers: Int, _ body: (Int, Range<Int>) -> Void) {
     let chunks = min(workers, count)
     if chunks <= 1 { body(0, 0..<count); return }
-    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+    CPUParallel.run(chunks) { c in
         body(c, c * count / chunks ..< (c + 1) * count / chunks)
     }
 }
