@@ -8,7 +8,7 @@ import XCTest
 /// row and several, a split over both threads, alpha; a depth that is no multiple of 64 (the
 /// block path) giving the same, and one past the 16-bit path's.
 final class QuantGemvTests: XCTestCase {
-    func check(M: Int, N: Int, K: Int, _ format: QuantFormat, doubleQuant: Bool, alpha: Float = 1) throws {
+    func check(M: Int, N: Int, K: Int, _ format: QuantFormat, doubleQuant: Bool, alpha: Float = 1, gemvRows: Int = 4) throws {
         let q = try quantizedMatrix(rows: N, cols: K, format, doubleQuant: doubleQuant, seed: UInt64(N * 7 + K), scale: 0.1)
         let x = randomValues(M * K + 5, seed: 3)  // lda K + 5: rows not packed
         let lda = K + 5
@@ -20,10 +20,10 @@ final class QuantGemvTests: XCTestCase {
         xPadded.withUnsafeBufferPointer { a in
             y.withUnsafeMutableBufferPointer { c in
                 cpuSgemmQuantized(transA: false, transB: true, M: M, N: N, K: K, alpha: alpha, A: a.baseAddress!, lda: lda,
-                                  B: q, beta: 0, C: c.baseAddress!, ldc: ldc)
+                                  B: q, beta: 0, C: c.baseAddress!, ldc: ldc, gemvRows: gemvRows)
             }
         }
-        let what = "\(format)\(doubleQuant ? "+dq" : "") M \(M) N \(N) K \(K) alpha \(alpha)"
+        let what = "\(format)\(doubleQuant ? "+dq" : "") M \(M) N \(N) K \(K) alpha \(alpha) GEMV rows \(gemvRows)"
         // int8 multiplies x rounded to 16 bits per block of 64 (step absmax / 32767) where K allows
         // (≤ 16384, a multiple of 64) and x is finite: each value is off by at most half a step.
         let roundsX = format == .int8 && K % 64 == 0 && K <= 16384 && x.allSatisfy(\.isFinite)
@@ -60,6 +60,44 @@ final class QuantGemvTests: XCTestCase {
             try check(M: 1, N: 9, K: 100, format, doubleQuant: dq)  // K % 64 ≠ 0: the block path
         }
         try check(M: 2, N: 3, K: 16448, .int8, doubleQuant: false)  // past the 16-bit path's K: f32 x
+    }
+
+    /// A prompt's rows (gemvRows up to GemmBlocking.fewRows: what QuantizedLinear passes when no
+    /// tape records) take the GEMV 4 at a time: within the same bounds, and every row bit for bit
+    /// what it gives alone, as the token decoded at that position would. A training product
+    /// (gemvRows 4) of as many rows keeps the exact dequantised product, which int8's rounding of x
+    /// makes differ from the rows alone.
+    func testPromptRowsTakeTheGEMVFourAtATime() throws {
+        for (format, dq) in [(QuantFormat.nf4, false), (.nf4, true), (.int8, false)] {
+            for M in [5, 13, GemmBlocking.fewRows] {
+                try check(M: M, N: 37, K: 192, format, doubleQuant: dq, gemvRows: GemmBlocking.fewRows)
+            }
+        }
+        let (M, N, K) = (13, 40, 256)
+        let q = try quantizedMatrix(rows: N, cols: K, .int8, doubleQuant: false, seed: 21, scale: 0.1)
+        let x = randomValues(M * K, seed: 22)
+        func product(rows: Int, from r0: Int, gemvRows: Int) -> [Float] {
+            var y = [Float](repeating: .nan, count: rows * N)
+            x.withUnsafeBufferPointer { a in
+                y.withUnsafeMutableBufferPointer { c in
+                    cpuSgemmQuantized(transA: false, transB: true, M: rows, N: N, K: K, alpha: 1, A: a.baseAddress! + r0 * K,
+                                      lda: K, B: q, beta: 0, C: c.baseAddress!, ldc: N, gemvRows: gemvRows)
+                }
+            }
+            return y
+        }
+        let alone = (0..<M).flatMap { product(rows: 1, from: $0, gemvRows: 4) }
+        func differing(_ a: [Float], _ b: [Float]) -> Int { zip(a, b).filter { $0.0 != $0.1 }.count + abs(a.count - b.count) }
+        XCTAssertEqual(differing(product(rows: M, from: 0, gemvRows: GemmBlocking.fewRows), alone), 0)
+        if useQuantGEMV {
+            XCTAssertGreaterThan(differing(product(rows: M, from: 0, gemvRows: 4), alone), 0, "13 training rows took the GEMV")
+        }
+        // Through the linear layer: a prompt under noGrad takes the GEMV, a recorded product does not.
+        let xt = try Tensor(x, shape: [M, K], on: .cpu)
+        XCTAssertEqual(differing(try noGrad { try xt.linear(quantized: q) }.toArray(), alone), 0)
+        if useQuantGEMV {
+            XCTAssertGreaterThan(differing(try xt.linear(quantized: q).toArray(), alone), 0, "a recorded product of 13 rows took the GEMV")
+        }
     }
 
     /// int8's 16-bit rounding of x is really taken, and within its bound: the product differs from

@@ -30,8 +30,10 @@ extension Tensor {
         let out = try Tensor.empty(outer + [N], on: device)
         switch try execution("quantized linear", self) {
         case .cpu:
+            // Not recording (a prompt being read): up to GemmBlocking.fewRows rows on the GEMV.
             cpuSgemmQuantized(transA: false, transB: transposed, M: M, N: N, K: K, alpha: 1, A: floats, lda: K,
-                              B: w, beta: 0, C: out.floats, ldc: N)
+                              B: w, beta: 0, C: out.floats, ldc: N,
+                              gemvRows: GradientTape.isRecording ? 4 : GemmBlocking.fewRows)
         case let .opencl(cl):
             try cl.gemmBlockQuantized(M: M, N: N, K: K, A: self, B: try w.deviceBlocks(on: cl), transB: transposed, C: out)
         }
