@@ -641,6 +641,51 @@ AVX512 float itune_fma_burst_avx512(long iterations, float seed) {
     return _mm512_reduce_add_ps(t);
 }
 
+/// The 4 sums of v[0..3], each over its 16 lanes, in a vector (lane j: v[j]'s sum).
+AVX512 static inline __m128 itune_hsum4x16(const __m512 v[4]) {
+    __m256 y[4];
+    for (int j = 0; j < 4; j++) {
+        const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[j]), 1));  // F, not DQ
+        y[j] = _mm256_add_ps(_mm512_castps512_ps256(v[j]), hi);
+    }
+    __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(y[0], y[1]), _mm256_hadd_ps(y[2], y[3]));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+AVX512 void itune_dot_tile4x4_avx512(const float *a, long lda, long ma, const float *b, long ldb, long nb, long K, float *out,
+                                     long ldo) {
+    // Missing rows repeat row 0; their sums are not stored.
+    const float *ar[4], *br[4];
+    for (int i = 0; i < 4; i++) ar[i] = i < ma ? a + i * lda : a;
+    for (int j = 0; j < 4; j++) br[j] = j < nb ? b + j * ldb : b;
+    __m512 acc[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm512_setzero_ps();
+    long k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 bv[4];
+        for (int j = 0; j < 4; j++) bv[j] = _mm512_loadu_ps(br[j] + k);
+        for (int i = 0; i < 4; i++) {
+            const __m512 av = _mm512_loadu_ps(ar[i] + k);
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+    if (k < K) {
+        const __mmask16 m = (__mmask16)((1u << (K - k)) - 1);
+        __m512 bv[4];
+        for (int j = 0; j < 4; j++) bv[j] = _mm512_maskz_loadu_ps(m, br[j] + k);
+        for (int i = 0; i < 4; i++) {
+            const __m512 av = _mm512_maskz_loadu_ps(m, ar[i] + k);
+            for (int j = 0; j < 4; j++) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < ma; i++) {
+        float row[4];
+        _mm_storeu_ps(row, itune_hsum4x16(acc[i]));
+        for (int j = 0; j < nb; j++) out[i * ldo + j] = row[j];
+    }
+}
+
 #else  // not x86-64: the x86 kernels are never called (itune_cpu_features has no x86 bits)
 
 void itune_sgemm_ukr_avx2_6x16(long kc, const float *a, const float *b, float *c, long ldc,
@@ -658,6 +703,10 @@ void itune_sgemm_ukr_avx512_12x32(long kc, const float *a, const float *b, float
 void itune_sgemm_ukr2_avx512_12x32(long kc, const float *a, const float *b, long kc2, const float *a2,
                                    const float *b2, float *c, long ldc, float alpha, float beta) {
     (void)kc; (void)a; (void)b; (void)kc2; (void)a2; (void)b2; (void)c; (void)ldc; (void)alpha; (void)beta;
+}
+void itune_dot_tile4x4_avx512(const float *a, long lda, long ma, const float *b, long ldb, long nb, long K, float *out,
+                              long ldo) {
+    (void)a; (void)lda; (void)ma; (void)b; (void)ldb; (void)nb; (void)K; (void)out; (void)ldo;
 }
 float itune_fma_burst_avx2(long iterations, float seed) { (void)iterations; return seed; }
 float itune_fma_burst_avx512(long iterations, float seed) { (void)iterations; return seed; }

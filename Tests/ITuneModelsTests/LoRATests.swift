@@ -21,6 +21,14 @@ final class LoRATests: XCTestCase {
         [.cpu] + OpenCLRuntime.listDevices().platforms.filter { !$0.devices.isEmpty }.map { .opencl(platform: $0.index, device: 0) }
     }
 
+    /// The relative tolerance of a fixture's logits (against the 0.1 · max floor). GPT-2 with its
+    /// rsLoRA adapter (scale 3.46, random B) on these input ids sits near f32's own spread: the
+    /// same model and adapter, with the rank-3 products' dot products summed in two orders that
+    /// are both within 1.2e-7 of f64 (the 4-row Swift loop, the AVX-512 4 × 4 tile), gave logits
+    /// 2.5e-4 apart, and 7.5e-5 and 1.7e-4 from PEFT's. 1e-3 still sees a wrong scale or a missed
+    /// adapter (the adapter moves these logits by more than 1e-2).
+    static func tolerance(_ name: String) -> Float { name == "gpt2_rslora" ? 1e-3 : 1e-4 }
+
     /// Logits of the base model with the PEFT adapter loaded, against transformers + PEFT
     /// (scripts/make_lora_fixtures.py): Llama with plain LoRA, GPT-2 (fan_in_fan_out) with rsLoRA.
     func testPEFTAdaptersGiveTheLogitsPEFTGives() throws {
@@ -37,7 +45,7 @@ final class LoRATests: XCTestCase {
                 let scale = want.map(abs).max()!
                 var worst: Float = 0
                 for i in got.indices { worst = max(worst, abs(got[i] - want[i]) / max(abs(want[i]), 0.1 * scale)) }
-                XCTAssertLessThan(worst, 1e-4, "\(name) on \(device)")
+                XCTAssertLessThan(worst, Self.tolerance(name), "\(name) on \(device)")
                 // The adapter must matter: the base model's logits differ.
                 let plain = try loadPretrained(Self.fixtures.appendingPathComponent("models/\(e.base)"), on: device)
                 let baseLogits = try noGrad { try plain(ids).toArray() }
@@ -55,7 +63,7 @@ final class LoRATests: XCTestCase {
             let adapted = try noGrad { try model(ids).toArray() }
             try model.mergeLoRA()
             XCTAssertTrue(model.loraAdapters.isEmpty)
-            assertCloseRelative(try noGrad { try model(ids).toArray() }, adapted, 1e-4, name)
+            assertCloseRelative(try noGrad { try model(ids).toArray() }, adapted, Self.tolerance(name), name)
         }
     }
 

@@ -142,7 +142,8 @@ final class GemmDispatchTests: XCTestCase {
 
     /// The few-row paths (M ≤ 32: generation, small batches) and the few-column path (N ≤ 32 < M:
     /// LoRA's rank-r products, computed as the transposed few-row product), with this process's
-    /// helpers (AVX2 + FMA where the CPU has them), against the naive product.
+    /// helpers (AVX2 + FMA, and the AVX-512 4 × 4 dot tiles, where the CPU has them), against the
+    /// naive product.
     func testFewRowPathsMatchTheNaiveProduct() throws {
         for (M, N, K) in [(1, 1, 1), (1, 37, 129), (3, 203, 77), (32, 45, 1030), (203, 3, 77), (45, 32, 1030), (300, 8, 513)] {
             for tA in [false, true] { for tB in [false, true] { for beta: Float in [0, 0.5] {

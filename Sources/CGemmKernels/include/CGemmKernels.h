@@ -68,6 +68,11 @@ float itune_fma_burst_avx512(long iterations, float seed);
 /// Few-row GEMM pieces with AVX2+FMA (GemmFewRows.swift): out[0..<count] = dot(x, row r of B)
 /// for count <= 4 rows ldb apart, over K; and acc[0..<n] += x0·b0 + x1·b1 + x2·b2 + x3·b3.
 void itune_dot_rows4_avx2(const float *x, const float *b, long ldb, long count, long K, float *out);
+/// AVX-512F: out[i·ldo + j] = dot(row i of a, row j of b) over K, for i < ma ≤ 4 rows of a
+/// (lda apart) and j < nb ≤ 4 rows of b (ldb apart): 16 accumulators, each load of a row feeding
+/// four products (GemmFewRows.swift's dot products at 16 lanes).
+void itune_dot_tile4x4_avx512(const float *a, long lda, long ma, const float *b, long ldb, long nb, long K, float *out,
+                              long ldo);
 void itune_axpy4_avx2(float *acc, long n, const float *b0, const float *b1, const float *b2,
                       const float *b3, float x0, float x1, float x2, float x3);
 

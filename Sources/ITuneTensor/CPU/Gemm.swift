@@ -113,24 +113,26 @@ func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
 }
 
 /// C (M,N) = alpha · op(A) · op(B) + beta · C for N ≤ GemmBlocking.fewRows < M, as the few-row
-/// product Cᵀ (N,M) = op(B)ᵀ · op(A)ᵀ into scratch (op(B)ᵀ is B with the opposite transpose flag,
-/// likewise op(A)ᵀ), then Cᵀ transposed into C with beta applied.
+/// product Cᵀ (N,M) = op(B)ᵀ · op(A)ᵀ (op(B)ᵀ is B with the opposite transpose flag, likewise
+/// op(A)ᵀ): as dot products written in place when A is not transposed, else into scratch, then
+/// transposed into C with beta applied.
 func sgemmFewColumns(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePointer<Float>, lda: Int,
                      B: UnsafePointer<Float>, ldb: Int, beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int,
                      workers: Int) {
+    if !transA {
+        // op(A)ᵀ with A stored (M,K): dot products of A's rows with op(B)ᵀ's rows, each written
+        // to its place in C.
+        sgemmFewRowsDotB(transA: !transB, M: N, N: M, K: K, alpha: alpha, A: B, lda: ldb, B: A, ldb: lda,
+                         beta: beta, C: C, ldc: ldc, workers: workers, transC: true)
+        return
+    }
     // Cᵀ in a workspace from the free list: steady-state calls allocate nothing.
     let ws = GemmWorkspace.take(sharedFloats: N * M, perWorkerFloats: 0, workers: 1)
     defer { GemmWorkspace.give(ws) }
     let ct = ws.shared
-    if transA {
-        // op(A)ᵀ = A stored (K,M): the rows of A are the few-row path's B rows, read in place.
-        sgemmFewRowsAxpyB(transA: !transB, M: N, N: M, K: K, alpha: alpha, A: B, lda: ldb, B: A, ldb: lda,
-                          beta: 0, C: ct, ldc: M, workers: workers)
-    } else {
-        // op(A)ᵀ with A stored (M,K): dot products of A's rows with op(B)ᵀ's rows.
-        sgemmFewRowsDotB(transA: !transB, M: N, N: M, K: K, alpha: alpha, A: B, lda: ldb, B: A, ldb: lda,
-                         beta: 0, C: ct, ldc: M, workers: workers)
-    }
+    // op(A)ᵀ = A stored (K,M): the rows of A are the few-row path's B rows, read in place.
+    sgemmFewRowsAxpyB(transA: !transB, M: N, N: M, K: K, alpha: alpha, A: B, lda: ldb, B: A, ldb: lda,
+                      beta: 0, C: ct, ldc: M, workers: workers)
     for i in 0..<M {
         let row = C + i * ldc
         if beta == 0 {

@@ -165,6 +165,9 @@ struct GemmConfig: Sendable {
 
     /// Whether the few-row paths may use the AVX2 + FMA helpers.
     static let fewRowsAVX2: Bool = GemmKernelKind.avx2.isSupported && GemmVector.scalarCount < 16
+    /// The few-row dot products in 4 × 4 tiles of the AVX-512 C function (any build, where the
+    /// CPU has AVX-512F): at LoRA's rank-8 products (1024 × 8 × 576) 2–3× the 4-row Swift loop.
+    static let fewRowsAVX512: Bool = GemmKernelKind.avx512.isSupported
 
     var description: String {
         let isa: String

@@ -7,12 +7,14 @@ import Foundation
 // split the columns of C over the workers.
 
 /// C (M,N) = alpha · op(A) (M,K) · Bᵀ + beta · C with B stored (N,K): dot products of rows
-/// of op(A) with rows of B, 4 rows of B at a time so that each load of A feeds 4 products.
+/// of op(A) with rows of B, 4 rows of B at a time so that each load of A feeds 4 products
+/// (with AVX-512, 4 rows of op(A) too: a 4 × 4 tile, each load feeding 4 products).
 /// K is taken in blocks so that the 4 rows of B stay in L1 while every row of A passes; the
-/// 4 rows are still read front to back, as 4 sequential streams.
+/// 4 rows are still read front to back, as 4 sequential streams. `transC`: C is stored
+/// transposed, element (i, j) at C[j · ldc + i] (sgemmFewColumns' Cᵀ, written in place).
 func sgemmFewRowsDotB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePointer<Float>, lda: Int,
                       B: UnsafePointer<Float>, ldb: Int, beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int,
-                      workers: Int) {
+                      workers: Int, transC: Bool = false) {
     // Rows of op(A) must be contiguous: gather them when A is transposed.
     let ws = GemmWorkspace.take(sharedFloats: transA ? M * K : 0, perWorkerFloats: 0, workers: 1)
     defer { GemmWorkspace.give(ws) }
@@ -26,8 +28,11 @@ func sgemmFewRowsDotB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Uns
     // With only a few rows of A there is little to reuse the 4 rows of B for; one pass is
     // faster than blocks.
     let kBlock = M <= 4 ? K : 1024
-    let avx2 = GemmConfig.fewRowsAVX2
+    let avx2 = GemmConfig.fewRowsAVX2, avx512 = GemmConfig.fewRowsAVX512
+    // Element (i, j) of C.
+    let (rowStride, colStride) = transC ? (1, ldc) : (ldc, 1)
     parallelRanges((N + 3) / 4, workers: workers) { _, groups in
+        var tile = SIMD16<Float>()  // the 4 × 4 sums, row stride 4
         for g in groups {
             let j0 = g * 4, width = min(4, N - j0)
             var k0 = 0
@@ -35,6 +40,24 @@ func sgemmFewRowsDotB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Uns
                 let kc = min(kBlock, K - k0)
                 // C is scaled by beta once, with the first K block; later blocks accumulate.
                 let betaBlock: Float = k0 == 0 ? beta : 1
+                if avx512 {
+                    withUnsafeMutableBytes(of: &tile) { raw in
+                        let out = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+                        for i0 in stride(from: 0, to: M, by: 4) {
+                            let height = min(4, M - i0)
+                            itune_dot_tile4x4_avx512(a + i0 * sa + k0, sa, height, B + j0 * ldb + k0, ldb, width, kc, out, 4)
+                            for i in 0..<height {
+                                for t in 0..<width {
+                                    let c = C + (i0 + i) * rowStride + (j0 + t) * colStride
+                                    let s = out[i * 4 + t]
+                                    c.pointee = betaBlock == 0 ? alpha * s : alpha * s + betaBlock * c.pointee
+                                }
+                            }
+                        }
+                    }
+                    k0 += kc
+                    continue
+                }
                 for i in 0..<M {
                     var s = SIMD4<Float>()
                     if avx2 {
@@ -45,9 +68,9 @@ func sgemmFewRowsDotB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Uns
                     } else {
                         s = dotRows4(a + i * sa + k0, B + j0 * ldb + k0, ldb, width, kc)
                     }
-                    let c = C + i * ldc + j0
                     for t in 0..<width {
-                        c[t] = betaBlock == 0 ? alpha * s[t] : alpha * s[t] + betaBlock * c[t]
+                        let c = C + i * rowStride + (j0 + t) * colStride
+                        c.pointee = betaBlock == 0 ? alpha * s[t] : alpha * s[t] + betaBlock * c.pointee
                     }
                 }
                 k0 += kc
