@@ -686,6 +686,41 @@ AVX512 void itune_dot_tile4x4_avx512(const float *a, long lda, long ma, const fl
     }
 }
 
+AVX512 void itune_axpy_tile8x32_avx512(const float *a, long sk, long si, long ma, const float *b, long ldb, long nb, long K,
+                                       float alpha, float beta, float *c, long ldc) {
+    // Missing rows repeat row 0; their sums are not stored.
+    const float *ar[8];
+    for (int i = 0; i < 8; i++) ar[i] = a + (i < ma ? i : 0) * si;
+    const __mmask16 m0 = nb >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nb) - 1);
+    const __mmask16 m1 = nb >= 32 ? (__mmask16)0xFFFF : nb > 16 ? (__mmask16)((1u << (nb - 16)) - 1) : (__mmask16)0;
+    __m512 acc[8][2];
+    for (int i = 0; i < 8; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (long k = 0; k < K; k++) {
+        const float *br = b + k * ldb;
+        // b's rows are ldb apart (a few KiB: each row a new page), too far for the streaming
+        // prefetchers when b comes from memory: fetch the row 16 ahead.
+        _mm_prefetch((const char *)(br + 16 * ldb), _MM_HINT_T0);
+        _mm_prefetch((const char *)(br + 16 * ldb + 16), _MM_HINT_T0);
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, br), b1 = _mm512_maskz_loadu_ps(m1, br + 16);
+        for (int i = 0; i < 8; i++) {
+            const __m512 av = _mm512_set1_ps(ar[i][k * sk]);
+            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
+        }
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int i = 0; i < ma; i++) {
+        float *cr = c + i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        if (beta != 0) {  // beta 0: C is not read
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);
+        }
+        _mm512_mask_storeu_ps(cr, m0, r0);
+        _mm512_mask_storeu_ps(cr + 16, m1, r1);
+    }
+}
+
 #else  // not x86-64: the x86 kernels are never called (itune_cpu_features has no x86 bits)
 
 void itune_sgemm_ukr_avx2_6x16(long kc, const float *a, const float *b, float *c, long ldc,
@@ -707,6 +742,10 @@ void itune_sgemm_ukr2_avx512_12x32(long kc, const float *a, const float *b, long
 void itune_dot_tile4x4_avx512(const float *a, long lda, long ma, const float *b, long ldb, long nb, long K, float *out,
                               long ldo) {
     (void)a; (void)lda; (void)ma; (void)b; (void)ldb; (void)nb; (void)K; (void)out; (void)ldo;
+}
+void itune_axpy_tile8x32_avx512(const float *a, long sk, long si, long ma, const float *b, long ldb, long nb, long K,
+                                float alpha, float beta, float *c, long ldc) {
+    (void)a; (void)sk; (void)si; (void)ma; (void)b; (void)ldb; (void)nb; (void)K; (void)alpha; (void)beta; (void)c; (void)ldc;
 }
 float itune_fma_burst_avx2(long iterations, float seed) { (void)iterations; return seed; }
 float itune_fma_burst_avx512(long iterations, float seed) { (void)iterations; return seed; }

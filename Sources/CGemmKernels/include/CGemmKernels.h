@@ -73,6 +73,12 @@ void itune_dot_rows4_avx2(const float *x, const float *b, long ldb, long count, 
 /// four products (GemmFewRows.swift's dot products at 16 lanes).
 void itune_dot_tile4x4_avx512(const float *a, long lda, long ma, const float *b, long ldb, long nb, long K, float *out,
                               long ldo);
+/// AVX-512F: c (ma ≤ 8, nb ≤ 32) = alpha · op(a) · b (K, nb) + beta · c (beta 0: c not read), op(a)
+/// (ma, K) read as a[k·sk + i·si] (either layout); c row-major (ldc), b row-major (ldb). The
+/// tile's 16 accumulators stay in registers over all of K: per k, two loads of b's row and eight
+/// broadcasts for 16 multiply-adds (GemmFewRows.swift's row sums at 16 lanes).
+void itune_axpy_tile8x32_avx512(const float *a, long sk, long si, long ma, const float *b, long ldb, long nb, long K,
+                                float alpha, float beta, float *c, long ldc);
 void itune_axpy4_avx2(float *acc, long n, const float *b0, const float *b1, const float *b2,
                       const float *b3, float x0, float x1, float x2, float x3);
 

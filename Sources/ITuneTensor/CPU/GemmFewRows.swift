@@ -109,13 +109,29 @@ func dotRows4(_ x: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ ldb: Int, 
 }
 
 /// C (M,N) = alpha · op(A) (M,K) · B (K,N) + beta · C: rows of C built as sums of rows of B
-/// scaled by elements of op(A), 4 rows of B at a time, into per-worker partial sums. A
+/// scaled by elements of op(A). With AVX-512, 8 × 32 tiles of C in registers (LoRA's adapter
+/// gradients: dA = dHᵀ·X is 8 × 576 × 1024). Else 4 rows of B at a time, into per-worker partial sums. A
 /// worker's columns are one chunk when its partial sums fit in L2 (256 KiB), so that B is
 /// streamed in long runs along its rows; narrower chunks would read a few cache lines from
 /// each row and leave the prefetchers behind.
 func sgemmFewRowsAxpyB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePointer<Float>, lda: Int,
                        B: UnsafePointer<Float>, ldb: Int, beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int,
                        workers: Int) {
+    if GemmConfig.fewRowsAVX512 {
+        // Tiles of 8 rows × 32 columns of C kept in registers over all of K: op(A) broadcast, B's
+        // rows read once per block of 8 rows, split over the workers by columns.
+        let (sk, si) = transA ? (lda, 1) : (1, lda)
+        parallelRanges((N + 31) / 32, workers: workers) { _, blocks in
+            for blk in blocks {
+                let j0 = blk * 32, width = min(32, N - j0)
+                for i0 in stride(from: 0, to: M, by: 8) {
+                    itune_axpy_tile8x32_avx512(A + i0 * si, sk, si, min(8, M - i0), B + j0, ldb, width, K, alpha, beta,
+                                               C + i0 * ldc + j0, ldc)
+                }
+            }
+        }
+        return
+    }
     typealias V = GemmVector
     let w = V.scalarCount, vb = MemoryLayout<V>.size
     let chunk = max(w, min(gemmRoundUp((N + workers - 1) / workers, w), max(256, 65536 / M)))
