@@ -8,7 +8,7 @@ import Foundation
 
 /// C (M,N) = alpha · op(A) (M,K) · Bᵀ + beta · C with B stored (N,K): dot products of rows
 /// of op(A) with rows of B, 4 rows of B at a time so that each load of A feeds 4 products
-/// (with AVX-512, 4 rows of op(A) too: a 4 × 4 tile, each load feeding 4 products).
+/// (with AVX-512 and M ≥ 3, 4 rows of op(A) too: a 4 × 4 tile, each load feeding 4 products).
 /// K is taken in blocks so that the 4 rows of B stay in L1 while every row of A passes; the
 /// 4 rows are still read front to back, as 4 sequential streams. `transC`: C is stored
 /// transposed, element (i, j) at C[j · ldc + i] (sgemmFewColumns' Cᵀ, written in place).
@@ -28,7 +28,9 @@ func sgemmFewRowsDotB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Uns
     // With only a few rows of A there is little to reuse the 4 rows of B for; one pass is
     // faster than blocks.
     let kBlock = M <= 4 ? K : 1024
-    let avx2 = GemmConfig.fewRowsAVX2, avx512 = GemmConfig.fewRowsAVX512
+    // The 4 × 4 tile from 3 rows of op(A) on: with 1 or 2 (decoding) most of its products would
+    // repeat row 0.
+    let avx2 = GemmConfig.fewRowsAVX2, avx512 = GemmConfig.fewRowsAVX512 && M >= 3
     // Element (i, j) of C.
     let (rowStride, colStride) = transC ? (1, ldc) : (ldc, 1)
     parallelRanges((N + 3) / 4, workers: workers) { _, groups in
