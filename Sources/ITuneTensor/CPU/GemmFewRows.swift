@@ -31,8 +31,12 @@ func sgemmFewRowsDotB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Uns
     // The 4 × 4 tile from 3 rows of op(A) on: with 1 or 2 (decoding) most of its products would
     // repeat row 0.
     let avx2 = GemmConfig.fewRowsAVX2, avx512 = GemmConfig.fewRowsAVX512 && M >= 3
-    // Element (i, j) of C.
+    // Element (i, j) of C, from its sum s over a K block (beta applied with the first block).
     let (rowStride, colStride) = transC ? (1, ldc) : (ldc, 1)
+    @inline(__always) func store(_ i: Int, _ j: Int, _ s: Float, beta betaBlock: Float) {
+        let c = C + i * rowStride + j * colStride
+        c.pointee = betaBlock == 0 ? alpha * s : alpha * s + betaBlock * c.pointee
+    }
     parallelRanges((N + 3) / 4, workers: workers) { _, groups in
         var tile = SIMD16<Float>()  // the 4 × 4 sums, row stride 4
         for g in groups {
@@ -49,11 +53,7 @@ func sgemmFewRowsDotB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Uns
                             let height = min(4, M - i0)
                             itune_dot_tile4x4_avx512(a + i0 * sa + k0, sa, height, B + j0 * ldb + k0, ldb, width, kc, out, 4)
                             for i in 0..<height {
-                                for t in 0..<width {
-                                    let c = C + (i0 + i) * rowStride + (j0 + t) * colStride
-                                    let s = out[i * 4 + t]
-                                    c.pointee = betaBlock == 0 ? alpha * s : alpha * s + betaBlock * c.pointee
-                                }
+                                for t in 0..<width { store(i0 + i, j0 + t, out[i * 4 + t], beta: betaBlock) }
                             }
                         }
                     }
@@ -70,10 +70,7 @@ func sgemmFewRowsDotB(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: Uns
                     } else {
                         s = dotRows4(a + i * sa + k0, B + j0 * ldb + k0, ldb, width, kc)
                     }
-                    for t in 0..<width {
-                        let c = C + i * rowStride + (j0 + t) * colStride
-                        c.pointee = betaBlock == 0 ? alpha * s[t] : alpha * s[t] + betaBlock * c.pointee
-                    }
+                    for t in 0..<width { store(i, j0 + t, s[t], beta: betaBlock) }
                 }
                 k0 += kc
             }
