@@ -33,7 +33,7 @@ endif
 RELEASE := -c release $(CPU_FLAGS)
 BIN = $(shell $(SWIFT) build $(RELEASE) --show-bin-path 2>/dev/null)
 
-.PHONY: setup build test demo demo-dpo jglue-example bench clean gpu-kit gpu-kit-check
+.PHONY: setup build test demo demo-dpo jglue-example bench bench-steps clean gpu-kit gpu-kit-check
 
 setup:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -88,6 +88,13 @@ bench: build
 	for d in cpu opencl; do for c in tiny smollm2-135m; do for m in full lora; do \
 	  $(BIN)/itune-bench step --device $$d --configs $$c --modes $$m --json | tee -a $$out; done; done; done
 	python3 scripts/bench_peers.py --ours $(BENCH_OUT)/itune-bench.jsonl --out $(BENCH_OUT) --update-readme
+
+# The CPU training steps against PyTorch(+PEFT), alternated pair by pair (a noisy VM moves single
+# runs by ±30%): each pair's ratio, their median and range. STEP_CASES and PAIRS choose the runs.
+STEP_CASES ?= smollm2-135m:lora,smollm2-135m:full,qwen2.5-0.5b:lora,qwen2.5-0.5b:full
+PAIRS ?= 3
+bench-steps: build
+	python3 scripts/alternate_steps.py --bin $(BIN) --cases $(STEP_CASES) --pairs $(PAIRS) --out $(BENCH_OUT)/alternated
 
 # The GPU kit (../shared/GPU.md, README "On your GPU"): one release binary with the Swift
 # runtime and Foundation linked in (itune-bench is a link to itune-gpu), generic x86-64 code
