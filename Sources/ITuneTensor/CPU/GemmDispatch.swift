@@ -163,11 +163,15 @@ struct GemmConfig: Sendable {
         return .swift
     }
 
-    /// Whether the few-row paths may use the AVX2 + FMA helpers.
-    static let fewRowsAVX2: Bool = GemmKernelKind.avx2.isSupported && GemmVector.scalarCount < 16
-    /// The few-row dot products in 4 × 4 tiles of the AVX-512 C function (any build, where the
-    /// CPU has AVX-512F): at LoRA's rank-8 products (1024 × 8 × 576) 2–3× the 4-row Swift loop.
-    static let fewRowsAVX512: Bool = GemmKernelKind.avx512.isSupported
+    /// Whether the few-row paths may use the AVX2 + FMA helpers: with a C micro-kernel in use
+    /// (ITUNE_GEMM_KERNEL=swift keeps the few-row paths in Swift too, so that it measures the
+    /// Swift code alone).
+    static let fewRowsAVX2: Bool = current.kind != .swift && GemmKernelKind.avx2.isSupported && GemmVector.scalarCount < 16
+    /// The few-row dot products and row sums in the AVX-512 C tiles (any build, where the
+    /// AVX-512 kernel is in use: the CPU's choice where it has AVX-512F, and not under
+    /// ITUNE_GEMM_KERNEL=avx2 or swift): at LoRA's rank-8 products (1024 × 8 × 576) 2–3× the
+    /// 4-row Swift loop.
+    static let fewRowsAVX512: Bool = current.kind == .avx512
 
     var description: String {
         let isa: String
