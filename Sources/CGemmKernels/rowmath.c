@@ -8,6 +8,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 
 #include "avx2_helpers.h"
 
@@ -49,15 +50,20 @@ AVX2 static inline __m256i itune_lane_mask(long count) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-AVX2 float itune_exp_shifted_avx2(const float *x, float *y, long n, float shift) {
+/// y = exp(x − shift) over n values, y NULL: nothing stored; returns the sum of the exps. The
+/// softmax's exp (stored) and its sum alone (the cross-entropy's logsumexp) are this one loop.
+AVX2 static inline __attribute__((always_inline)) float
+itune_exp_shifted8(const float *x, float *y, long n, float shift) {
     const __m256 s = _mm256_set1_ps(shift);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
     long i = 0;
     for (; i + 16 <= n; i += 16) {
         __m256 e0 = itune_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
         __m256 e1 = itune_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), s));
-        _mm256_storeu_ps(y + i, e0);
-        _mm256_storeu_ps(y + i + 8, e1);
+        if (y) {
+            _mm256_storeu_ps(y + i, e0);
+            _mm256_storeu_ps(y + i + 8, e1);
+        }
         a0 = _mm256_add_ps(a0, e0);
         a1 = _mm256_add_ps(a1, e1);
     }
@@ -66,26 +72,18 @@ AVX2 float itune_exp_shifted_avx2(const float *x, float *y, long n, float shift)
         // Lanes past n read as −inf: exp gives 0 there and nothing is stored.
         __m256 v = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m));
         __m256 e = itune_exp8(_mm256_sub_ps(v, s));
-        _mm256_maskstore_ps(y + i, m, e);
+        if (y) _mm256_maskstore_ps(y + i, m, e);
         a0 = _mm256_add_ps(a0, e);
     }
     return itune_hsum8(_mm256_add_ps(a0, a1));
 }
 
+AVX2 float itune_exp_shifted_avx2(const float *x, float *y, long n, float shift) {
+    return itune_exp_shifted8(x, y, n, shift);
+}
+
 AVX2 float itune_sum_exp_shifted_avx2(const float *x, long n, float shift) {
-    const __m256 s = _mm256_set1_ps(shift);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    long i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_add_ps(a0, itune_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s)));
-        a1 = _mm256_add_ps(a1, itune_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), s)));
-    }
-    for (; i < n; i += 8) {
-        __m256i m = itune_lane_mask(n - i);
-        __m256 v = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m));
-        a0 = _mm256_add_ps(a0, itune_exp8(_mm256_sub_ps(v, s)));
-    }
-    return itune_hsum8(_mm256_add_ps(a0, a1));
+    return itune_exp_shifted8(x, NULL, n, shift);
 }
 
 AVX2 float itune_max_avx2(const float *x, long n) {
@@ -152,15 +150,19 @@ static inline __mmask16 itune_mask16(long count) {
     return count >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << count) - 1u);
 }
 
-AVX512R float itune_exp_shifted_avx512(const float *x, float *y, long n, float shift) {
+/// itune_exp_shifted8 at 16 lanes.
+AVX512R static inline __attribute__((always_inline)) float
+itune_exp_shifted16(const float *x, float *y, long n, float shift) {
     const __m512 s = _mm512_set1_ps(shift), ninf = _mm512_set1_ps(-INFINITY);
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
     long i = 0;
     for (; i + 32 <= n; i += 32) {
         __m512 e0 = itune_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
         __m512 e1 = itune_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), s));
-        _mm512_storeu_ps(y + i, e0);
-        _mm512_storeu_ps(y + i + 16, e1);
+        if (y) {
+            _mm512_storeu_ps(y + i, e0);
+            _mm512_storeu_ps(y + i + 16, e1);
+        }
         a0 = _mm512_add_ps(a0, e0);
         a1 = _mm512_add_ps(a1, e1);
     }
@@ -168,23 +170,18 @@ AVX512R float itune_exp_shifted_avx512(const float *x, float *y, long n, float s
         __mmask16 m = itune_mask16(n - i);
         // Lanes past n read as −inf: exp gives 0 there and nothing is stored.
         __m512 e = itune_exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(ninf, m, x + i), s));
-        _mm512_mask_storeu_ps(y + i, m, e);
+        if (y) _mm512_mask_storeu_ps(y + i, m, e);
         a0 = _mm512_add_ps(a0, e);
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
+AVX512R float itune_exp_shifted_avx512(const float *x, float *y, long n, float shift) {
+    return itune_exp_shifted16(x, y, n, shift);
+}
+
 AVX512R float itune_sum_exp_shifted_avx512(const float *x, long n, float shift) {
-    const __m512 s = _mm512_set1_ps(shift), ninf = _mm512_set1_ps(-INFINITY);
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    long i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm512_add_ps(a0, itune_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s)));
-        a1 = _mm512_add_ps(a1, itune_exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), s)));
-    }
-    for (; i < n; i += 16)
-        a0 = _mm512_add_ps(a0, itune_exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(ninf, itune_mask16(n - i), x + i), s)));
-    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    return itune_exp_shifted16(x, NULL, n, shift);
 }
 
 AVX512R float itune_max_avx512(const float *x, long n) {
