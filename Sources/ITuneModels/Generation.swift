@@ -55,3 +55,81 @@ extension CausalLM {
         }
     }
 }
+
+extension CausalLM {
+    /// `generate` for several prompts at once, one row of a batch each: decoding reads every
+    /// weight once per step for all rows instead of once per row per step, which is what a token
+    /// costs on a CPU (decoding is bound by memory bandwidth). The prompts are left-padded to the
+    /// longest; the padding is an attention segment of its own, so no token sees it, and each
+    /// row's positions start at its first real token. Each row gets its own sampler (the same
+    /// stream as a `generate` of that prompt alone) and stops on its own; a stopped row rides
+    /// along until every row has. `onToken(row, token)` sees each row's tokens as `generate`'s
+    /// does and returns false to stop that row. Returns one result per prompt, in order, with the
+    /// batch's prefill and decode times.
+    public func generate(prompts: [[Int32]], options: GenerationOptions,
+                         onToken: (Int, Int32) throws -> Bool = { _, _ in true }) throws -> [GenerationResult] {
+        guard !prompts.isEmpty else { return [] }
+        if let empty = prompts.firstIndex(where: \.isEmpty) {
+            throw TensorError.invalidArgument(op: "generate", "prompt \(empty) has no tokens")
+        }
+        let B = prompts.count, longest = prompts.map(\.count).max() ?? 0
+        let pads = prompts.map { longest - $0.count }
+        return try noGrad {
+            let cache = makeCache()
+            var samplers = (0..<B).map { _ in TokenSampler(options.sampling) }
+            var outs = [[Int32]](repeating: [], count: B)
+            var reasons = [GenerationResult.StopReason?](repeating: nil, count: B)
+            // The prompt rows, left-padded with their own first token (any id would do: no
+            // query sees the padding, and its outputs are dropped).
+            var input: [Int32] = [], positions: [Int32] = []
+            for (b, p) in prompts.enumerated() {
+                input += [Int32](repeating: p[0], count: pads[b]) + p
+                positions += [Int32](repeating: 0, count: pads[b]) + (0..<p.count).map(Int32.init)
+            }
+            var width = longest
+            let start = Date()
+            var prefill = 0.0
+            var step = 0
+            while reasons.contains(where: { $0 == nil }) {
+                if step >= options.maxNewTokens {
+                    for b in 0..<B where reasons[b] == nil { reasons[b] = .maxNewTokens }
+                    break
+                }
+                if cache.length + width > config.maxSequenceLength {
+                    for b in 0..<B where reasons[b] == nil { reasons[b] = .contextFull }
+                    break
+                }
+                let total = cache.length + width
+                let segments = try AttentionSegments(lengths: pads.map { $0 > 0 ? [$0, total - $0] : [total] },
+                                                     rowLength: total, on: device)
+                let ids = try Tensor(indices: input, shape: [B, width], on: device)
+                let pos = try Tensor(indices: positions, shape: [B, width], on: device)
+                let logits = try self.logits(ids, positions: pos, cache: cache, segments: segments)
+                let last = try logits.narrow(axis: 1, start: width - 1, length: 1).toArray()
+                if step == 0 { prefill = Date().timeIntervalSince(start) }
+                let V = config.vocabSize
+                var next: [Int32] = []
+                for b in 0..<B {
+                    guard reasons[b] == nil else { next.append(outs[b].last ?? prompts[b][prompts[b].count - 1]); continue }
+                    let token = Int32(samplers[b].next(last[(b * V)..<((b + 1) * V)]))
+                    if options.stopTokens.contains(token) {
+                        reasons[b] = .stopToken
+                    } else {
+                        outs[b].append(token)
+                        if try !onToken(b, token) { reasons[b] = .caller }
+                    }
+                    next.append(token)
+                }
+                input = next
+                positions = (0..<B).map { Int32(total - pads[$0]) }
+                width = 1
+                step += 1
+            }
+            let total = Date().timeIntervalSince(start)
+            return (0..<B).map {
+                GenerationResult(tokens: outs[$0], stopReason: reasons[$0] ?? .maxNewTokens, prefillSeconds: prefill,
+                                 decodeSeconds: total - prefill)
+            }
+        }
+    }
+}

@@ -292,16 +292,24 @@ public struct FineTuneJob {
             final = out.appendingPathComponent("model")
             try model.savePretrained(to: final, tokenizerDirectory: modelDir)
         }
-        // Sample generations on held-out (or training) instructions.
-        var samples: [(String, String, String)] = []
+        // Sample generations on held-out (or training) instructions, decoded together as one
+        // batch per kind of prompt (raw or templated: they differ in the special tokens added).
+        var picked: [(instruction: String, response: String, prompt: String, raw: Bool)] = []
         for e in (validationExamples.isEmpty ? trainExamples : validationExamples).prefix(preferenceData == nil ? c.samples : 0) {
             guard let turn = e.conversation.turns.first, e.conversation.text == nil else { continue }
             let prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(instruction: turn.instruction, input: turn.input,
                                                                                         system: e.conversation.system)
-            let (text, _) = try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: 64), stopStrings: template.stopStrings,
-                                                addSpecialTokens: e.rawPrompt || !template.writesOwnSpecialTokens)
-            samples.append((turn.instruction, turn.response, text.trimmingCharacters(in: .whitespacesAndNewlines)))
+            picked.append((turn.instruction, turn.response, prompt, e.rawPrompt))
         }
+        var texts = [String](repeating: "", count: picked.count)
+        for raw in [false, true] {
+            let rows = picked.indices.filter { picked[$0].raw == raw }
+            guard !rows.isEmpty else { continue }
+            let out = try bundle.generate(prompts: rows.map { picked[$0].prompt }, options: GenerationOptions(maxNewTokens: 64),
+                                          stopStrings: template.stopStrings, addSpecialTokens: raw || !template.writesOwnSpecialTokens)
+            for (row, o) in zip(rows, out) { texts[row] = o.text }
+        }
+        let samples = zip(picked, texts).map { ($0.instruction, $0.response, $1.trimmingCharacters(in: .whitespacesAndNewlines)) }
         return FineTuneResult(summary: summary, outputDirectory: final, stats: stats, samples: samples)
     }
 }

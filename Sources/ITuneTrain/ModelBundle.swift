@@ -69,4 +69,36 @@ public struct ModelBundle {
         }
         return (final, result)
     }
+
+    /// `generate` for several prompts, decoded together as the rows of one batch (CausalLM's
+    /// `generate(prompts:)`: the weights are read once per step for all of them), `batch` rows at
+    /// a time. Each row stops at eos, at any of `stopStrings` (cut from its text) or at the token
+    /// limit, as `generate` would for that prompt alone. Returns one (text, result) per prompt.
+    public func generate(prompts: [String], options: GenerationOptions, stopStrings: [String] = [],
+                         addSpecialTokens: Bool = true, batch: Int = 8) throws -> [(text: String, result: GenerationResult)] {
+        var opts = options
+        opts.stopTokens.formUnion(stopTokens)
+        var all: [(text: String, result: GenerationResult)] = []
+        var start = 0
+        while start < prompts.count {
+            let group = Array(prompts[start..<min(prompts.count, start + max(1, batch))])
+            let ids = group.map { tokenizer.encode($0, addSpecialTokens: addSpecialTokens).map(Int32.init) }
+            var generated = [[Int]](repeating: [], count: group.count)
+            var cut = [String?](repeating: nil, count: group.count)
+            var results = try model.generate(prompts: ids, options: opts) { row, token in
+                generated[row].append(Int(token))
+                guard !stopStrings.isEmpty else { return true }
+                let text = tokenizer.decode(generated[row], skipSpecialTokens: true)
+                guard let at = stopStrings.compactMap({ text.range(of: $0)?.lowerBound }).min() else { return true }
+                cut[row] = String(text[..<at])
+                return false
+            }
+            for row in results.indices {
+                if cut[row] != nil { results[row].stopReason = .caller }
+                all.append((cut[row] ?? tokenizer.decode(generated[row], skipSpecialTokens: true), results[row]))
+            }
+            start += group.count
+        }
+        return all
+    }
 }

@@ -68,6 +68,27 @@ final class AttentionTests: XCTestCase {
         assertClose(got, want, rtol: 1e-5, atol: 1e-6)
     }
 
+    /// Left-padded rows decoded together (CausalLM's batched generate): the last Tq queries of
+    /// each row see only their own segment of the Tk keys; the forward only, under no gradient.
+    func testSegmentsWithFewerQueriesThanKeys() throws {
+        let (B, Tq, Tk, NH, NKV, D) = (2, 2, 9, 4, 2, 4)
+        let lengths = [[4, 5], [9]]  // row 0: 4 positions of padding, then its sequence
+        let q = randomValues(B * Tq * NH * D, seed: 10), k = randomValues(B * Tk * NKV * D, seed: 11)
+        let v = randomValues(B * Tk * NKV * D, seed: 12)
+        let segments = try AttentionSegments(lengths: lengths, rowLength: Tk)
+        let starts = try segments.starts.toIndices()
+        let want = Self.reference(q: q, k: k, v: v, B: B, Tq: Tq, Tk: Tk, NH: NH, NKV: NKV, D: D) { b, t, j in
+            j <= t + Tk - Tq && Int(starts[b * Tk + j]) == Int(starts[b * Tk + t + Tk - Tq])
+        }
+        let qt = try Tensor(q, shape: [B, Tq, NH, D], requiresGrad: true)
+        let (kt, vt) = (try Tensor(k, shape: [B, Tk, NKV, D]), try Tensor(v, shape: [B, Tk, NKV, D]))
+        let got = try noGrad { try Tensor.scaledDotProductAttention(q: qt, k: kt, v: vt, segments: segments).toArray() }
+        assertClose(got, want, rtol: 1e-5, atol: 1e-6)
+        XCTAssertThrowsError(try Tensor.scaledDotProductAttention(q: qt, k: kt, v: vt, segments: segments)) { error in
+            XCTAssertTrue("\(error)".contains("Tq = Tk"), "\(error)")
+        }
+    }
+
     func testNonCausalPackedSegmentsMatchBlockDiagonalAttention() throws {
         // Without the causal mask a query sees its whole example, later positions included,
         // and nothing of the examples packed beside it.

@@ -71,6 +71,31 @@ final class ModelBundleTests: XCTestCase {
         }
     }
 
+    /// Prompts decoded together (`generate(prompts:)`, in batches of two here so that the
+    /// groups are exercised) give each prompt's text and stop reason as `generate` gives them
+    /// alone, with and without a stop string.
+    func testBatchedGenerateGivesEachPromptsOwnText() throws {
+        let (dir, _) = try makeModelDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bundle = try ModelBundle(directory: dir, on: .cpu)
+        let prompts = ["Hello 日本語", "a", "The quick brown fox jumps", "日本"]
+        let options = GenerationOptions(maxNewTokens: 10)
+        let alone = try prompts.map { try bundle.generate(prompt: $0, options: options) }
+        let together = try bundle.generate(prompts: prompts, options: options, batch: 2)
+        XCTAssertEqual(together.map(\.text), alone.map(\.text))
+        XCTAssertEqual(together.map(\.result.tokens), alone.map(\.result.tokens))
+        XCTAssertEqual(together.map(\.result.stopReason), alone.map(\.result.stopReason))
+        // A stop string from the first prompt's text: the rows that meet it are cut there.
+        let chars = Array(alone[0].text)
+        guard chars.count >= 3 else { throw XCTSkip("the first text is too short for a stop string") }
+        let stop = String(chars[1..<3])
+        let cutAlone = try prompts.map { try bundle.generate(prompt: $0, options: options, stopStrings: [stop]) }
+        let cutTogether = try bundle.generate(prompts: prompts, options: options, stopStrings: [stop], batch: 3)
+        XCTAssertEqual(cutTogether.map(\.text), cutAlone.map(\.text))
+        XCTAssertEqual(cutTogether.map(\.result.stopReason), cutAlone.map(\.result.stopReason))
+        XCTAssertEqual(cutTogether[0].result.stopReason, .caller)
+    }
+
     func testEvaluateAveragesOverTokensNotSequences() throws {
         let (dir, _) = try makeModelDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -48,6 +48,8 @@ struct BenchOptions {
     /// step: one untimed forward first, reporting what the backward keeps by producing op.
     var savedTensors = false
     var answerFraction = 1.0
+    /// generate: prompts decoded together as one batch's rows.
+    var rows = 1
     /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
     var ranks: Int? = nil
     /// step --ranks: the gradient buckets' size in MB.

@@ -8,6 +8,8 @@ import ITune
 /// capped at read bandwidth / (bytes per weight × those weights). The matrices are stored as
 /// `--base-dtype` says (default bf16, as the reference checkpoints store them and as
 /// `itune-gpu generate` keeps them on the CPU; `--base-dtype f32,bf16` for both side by side).
+/// `--rows N` decodes N prompts together as the rows of one batch (one read of the weights per
+/// step for all of them): tokens/s and the bound count every row's tokens.
 struct GenerateBench: Benchmark {
     let name = "generate"
     let summary = "greedy generation tokens/s (16-token prompt, 64 new tokens, KV cache), qwen2.5-0.5b, bf16 matrices (--base-dtype); CPU: the memory-bandwidth bound"
@@ -37,12 +39,23 @@ struct GenerateBench: Benchmark {
                         try LlamaModel(config, on: device, from: randomWeights(seed: 1, storingMatricesAs: dtype, on: device))
                     }
                     var g = SplitMix64(seed: 5)
-                    let prompt = (0..<promptLength).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
+                    let prompts = (0..<options.rows).map { _ in
+                        (0..<promptLength).map { _ in Int32(g.next() % UInt64(config.vocabSize)) }
+                    }
                     let generation = GenerationOptions(maxNewTokens: newTokens)
                     var last: GenerationResult?
+                    var generatedTokens = 0
                     var calls = 0
                     let timing = try measure(warmup: 1, seconds: options.secondsPerCase, minReps: options.minReps) {
-                        last = try model.generate(prompt: prompt, options: generation)
+                        // --rows: every prompt as a row of one batch (CausalLM's generate(prompts:)).
+                        if prompts.count == 1 {
+                            last = try model.generate(prompt: prompts[0], options: generation)
+                            generatedTokens = last?.tokens.count ?? 0
+                        } else {
+                            let rows = try model.generate(prompts: prompts, options: generation)
+                            last = rows.first
+                            generatedTokens = rows.reduce(0) { $0 + $1.tokens.count }
+                        }
                         calls += 1
                         // --profile: every call after the first (the warm-up), per op.
                         if calls == 1 && options.profile { try backend.startProfiling() }
@@ -60,23 +73,26 @@ struct GenerateBench: Benchmark {
                     let weightBytes = projections.reduce(0) { $0 + ($1.quantizedWeight?.byteCount ?? $1.inFeatures * $1.outFeatures * dtype.byteSize) }
                         + headBytes
                     let storage = dtypeName + (setting?.doubleQuant == true ? "+dq" : "") + (setting?.embeddings == true ? "+emb" : "")
-                    let decoded = max(result.tokens.count - 1, 1)  // the first comes from the prefill
+                    // Every row's tokens; the first of each comes from the prefill.
+                    let decoded = max(generatedTokens - options.rows, 1)
                     var extra: [String: Any] = [
-                        "config": cname, "prompt_tokens": promptLength, "new_tokens": result.tokens.count,
+                        "config": cname, "prompt_tokens": promptLength, "new_tokens": generatedTokens, "rows": options.rows,
                         "prefill_ms": result.prefillSeconds * 1e3, "decode_tokens_per_s": Double(decoded) / result.decodeSeconds,
                         "matmul_weights": matmulWeights, "weight_bytes_per_token": weightBytes,
                         "weights_dtype": storage,
                     ]
                     if device == .cpu {
                         let peak = MachinePeak.ofThisMachine(smoke: options.smoke)
-                        let bound = peak.readGBs * 1e9 / Double(weightBytes)
+                        // One read of the weights serves every row of a step.
+                        let bound = peak.readGBs * 1e9 / Double(weightBytes) * Double(options.rows)
                         extra["bandwidth_bound_tokens_per_s"] = bound
                         extra["read_gbs"] = peak.readGBs
                         extra["fraction_of_bound"] = Double(decoded) / result.decodeSeconds / bound
                     }
                     // The rate columns: generated tokens over the whole call (prefill included).
-                    report(BenchResult(bench: name, name: "greedy \(storage)", label: cname, device: label, shape: [promptLength, newTokens],
-                                       flops: Double(result.tokens.count), timing: timing, unit: "tokens/s", unitScale: 1,
+                    report(BenchResult(bench: name, name: "greedy \(storage)" + (options.rows > 1 ? " \(options.rows) rows" : ""), label: cname,
+                                       device: label, shape: [promptLength, newTokens], flops: Double(generatedTokens), timing: timing,
+                                       unit: "tokens/s", unitScale: 1,
                                        extra: extra))
                     backend.releaseCachedBuffers()
                 }

@@ -47,8 +47,9 @@ extension Tensor {
     /// q is (B,Tq,NH,D); k and v are (B,Tk,NKV,D) with NH a multiple of NKV (grouped-query
     /// attention: query head h reads kv head h / (NH/NKV)); the result is (B,Tq,NH,D). With
     /// Tq < Tk the queries are the last Tq positions (decoding with a KV cache). `causal` lets
-    /// query t see keys ≤ t + Tk − Tq; `segments` (Tq = Tk) keeps packed examples apart: a
-    /// query sees only its own example's keys, earlier ones and, without `causal`, later ones.
+    /// query t see keys ≤ t + Tk − Tq; `segments` ((B, Tk)) keeps packed examples apart: a
+    /// query sees only its own example's keys, earlier ones and, without `causal`, later ones
+    /// (with Tq < Tk, under no gradient: the segments of all Tk positions, queries the last Tq).
     /// `scale` defaults to 1/√D.
     ///
     /// `bias`, when given, is added to every score before the softmax: a (B|1, Tq|1, Tk, NH|1)
@@ -140,8 +141,10 @@ struct AttentionDims {
         let positional = causal || segments != nil
         guard !positional || Tq <= Tk, Tk > 0 || Tq == 0 else { throw fail("\(Tq) queries need at least as many keys, got \(Tk)") }
         if let segments {
-            guard Tq == Tk, segments.batch == B, segments.length == Tk else {
-                throw fail("segments (\(segments.batch), \(segments.length)) need Tq = Tk and shape (\(B), \(Tk))")
+            // Tq < Tk (a batch of rows decoded with a KV cache, each left-padded to the longest
+            // prompt: the padding is a segment of its own) is for the forward only.
+            guard Tq == Tk || !GradientTape.isRecording, segments.batch == B, segments.length == Tk else {
+                throw fail("segments (\(segments.batch), \(segments.length)) need shape (\(B), \(Tk)) and, when a gradient is recorded, Tq = Tk (got \(Tq))")
             }
         }
     }
