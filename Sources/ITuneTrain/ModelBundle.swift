@@ -73,9 +73,14 @@ public struct ModelBundle {
     /// `generate` for several prompts, decoded together as the rows of one batch (CausalLM's
     /// `generate(prompts:)`: the weights are read once per step for all of them), `batch` rows at
     /// a time. Each row stops at eos, at any of `stopStrings` (cut from its text) or at the token
-    /// limit, as `generate` would for that prompt alone. Returns one (text, result) per prompt.
+    /// limit (`limits[i]` for prompt i where given, at most options.maxNewTokens), as `generate`
+    /// would for that prompt alone. Returns one (text, result) per prompt.
     public func generate(prompts: [String], options: GenerationOptions, stopStrings: [String] = [],
-                         addSpecialTokens: Bool = true, batch: Int = 8) throws -> [(text: String, result: GenerationResult)] {
+                         addSpecialTokens: Bool = true, batch: Int = 8,
+                         limits: [Int]? = nil) throws -> [(text: String, result: GenerationResult)] {
+        if let limits, limits.count != prompts.count || limits.contains(where: { $0 < 1 }) {
+            throw OptionError(option: "limits", message: "\(limits.count) token limits for \(prompts.count) prompts, each at least 1")
+        }
         var opts = options
         opts.stopTokens.formUnion(stopTokens)
         var all: [(text: String, result: GenerationResult)] = []
@@ -85,16 +90,22 @@ public struct ModelBundle {
             let ids = group.map { tokenizer.encode($0, addSpecialTokens: addSpecialTokens).map(Int32.init) }
             var generated = [[Int]](repeating: [], count: group.count)
             var cut = [String?](repeating: nil, count: group.count)
+            var limited = [Bool](repeating: false, count: group.count)
+            let ownLimits = limits.map { Array($0[start..<(start + group.count)]) }
             var results = try model.generate(prompts: ids, options: opts) { row, token in
                 generated[row].append(Int(token))
-                guard !stopStrings.isEmpty else { return true }
-                let text = tokenizer.decode(generated[row], skipSpecialTokens: true)
-                guard let at = stopStrings.compactMap({ text.range(of: $0)?.lowerBound }).min() else { return true }
-                cut[row] = String(text[..<at])
-                return false
+                if !stopStrings.isEmpty {
+                    let text = tokenizer.decode(generated[row], skipSpecialTokens: true)
+                    if let at = stopStrings.compactMap({ text.range(of: $0)?.lowerBound }).min() {
+                        cut[row] = String(text[..<at])
+                        return false
+                    }
+                }
+                if let ownLimits, generated[row].count >= ownLimits[row] { limited[row] = true; return false }
+                return true
             }
             for row in results.indices {
-                if cut[row] != nil { results[row].stopReason = .caller }
+                if cut[row] != nil { results[row].stopReason = .caller } else if limited[row] { results[row].stopReason = .maxNewTokens }
                 all.append((cut[row] ?? tokenizer.decode(generated[row], skipSpecialTokens: true), results[row]))
             }
             start += group.count

@@ -16,6 +16,15 @@ public protocol TaskAnswering {
     func logLikelihood(of response: String, answering example: Example) throws -> (Double, Int)
     /// Tokens of `response` alone: greedy answers get this many plus 8.
     func tokenCount(_ response: String) -> Int
+    /// `greedyAnswer` for each example (its own token limit), in order: a model that can decode
+    /// several questions together does (the default asks them one at a time).
+    func greedyAnswers(to examples: [Example], maxNewTokens: [Int]) throws -> [String]
+}
+
+extension TaskAnswering {
+    public func greedyAnswers(to examples: [Example], maxNewTokens: [Int]) throws -> [String] {
+        try zip(examples, maxNewTokens).map { try greedyAnswer(to: $0, maxNewTokens: $1) }
+    }
 }
 
 /// A decoder-only model: the question is rendered by `template`, the answer follows it. With
@@ -34,17 +43,40 @@ public struct DecoderTaskModel: TaskAnswering {
         self.responsePrefix = responsePrefix
     }
 
-    public func greedyAnswer(to e: Example, maxNewTokens: Int) throws -> String {
-        guard let turn = e.conversation.turns.last else { return "" }
+    /// The text the model continues for the last question of `e` (nil: it has none).
+    func prompt(for e: Example) throws -> String? {
+        guard let turn = e.conversation.turns.last else { return nil }
         var prompt = e.rawPrompt ? turn.instruction : try template.generationPrompt(for: e.conversation)
         if let responsePrefix {
             var open = e.conversation
             open.turns[open.turns.count - 1].response = responsePrefix
             prompt = e.rawPrompt ? prompt + responsePrefix : try template.continuationPrompt(for: open)
         }
+        return prompt
+    }
+
+    public func greedyAnswer(to e: Example, maxNewTokens: Int) throws -> String {
+        guard let prompt = try prompt(for: e) else { return "" }
         return try bundle.generate(prompt: prompt, options: GenerationOptions(maxNewTokens: maxNewTokens),
                                    stopStrings: template.stopStrings,
                                    addSpecialTokens: e.rawPrompt || !template.writesOwnSpecialTokens).text
+    }
+
+    /// The questions decoded together (ModelBundle's `generate(prompts:)`, 8 rows a batch), each
+    /// up to its own token limit: the text `greedyAnswer` gives for each.
+    public func greedyAnswers(to examples: [Example], maxNewTokens: [Int]) throws -> [String] {
+        var answers = [String](repeating: "", count: examples.count)
+        let prompts = try examples.map { try prompt(for: $0) }
+        // Raw prompts and templated ones differ in the special tokens added: a batch of each.
+        for raw in [false, true] {
+            let rows = examples.indices.filter { prompts[$0] != nil && examples[$0].rawPrompt == raw }
+            guard let longest = rows.map({ maxNewTokens[$0] }).max() else { continue }
+            let out = try bundle.generate(prompts: rows.compactMap { prompts[$0] }, options: GenerationOptions(maxNewTokens: longest),
+                                          stopStrings: template.stopStrings, addSpecialTokens: raw || !template.writesOwnSpecialTokens,
+                                          limits: rows.map { maxNewTokens[$0] })
+            for (row, o) in zip(rows, out) { answers[row] = o.text }
+        }
+        return answers
     }
 
     /// With a prefix, the answer is `prefix + response` and the tokens that the prompt with the

@@ -75,9 +75,13 @@ public enum TaskEvaluator {
             let optionCount = perRecordChoices.isEmpty ? options?.count : perRecordChoices.map(\.count).max()
             var right = 0, rankRight = 0
             var ll = 0.0, llTokens = 0
-            for e in examples {
+            // The greedy answers first, all questions of the task together (a decoder decodes
+            // them as the rows of batches), each up to its reference's length plus 8 tokens.
+            let texts = try model.greedyAnswers(to: examples, maxNewTokens: examples.map {
+                model.tokenCount($0.conversation.turns.last!.response) + 8
+            })
+            for (e, text) in zip(examples, texts) {
                 let turn = e.conversation.turns.last!
-                let text = try model.greedyAnswer(to: e, maxNewTokens: model.tokenCount(turn.response) + 8)
                 if normalise(text) == normalise(turn.response) { right += 1 }
                 // Every option is scored once; the reference is one of them. A multiple-choice
                 // record's own choices come first (JCommonsenseQA's five answers differ per question).

@@ -43,5 +43,19 @@ final class TaskEvaluationTests: XCTestCase {
         let loss = try noGrad { try bundle.model.loss(Tensor(indices: t.ids, shape: [1, t.ids.count]), labels: t.labels).item() }
         XCTAssertEqual(ll, -Double(loss) * Double(n), accuracy: 1e-4)
         XCTAssertEqual(n, t.labels.dropFirst().filter { $0 != -100 }.count)
+
+        // The greedy answers decoded together (8 rows a batch, raw and templated prompts in
+        // batches of their own, each up to its own limit) are the answers asked one at a time,
+        // with and without a response prefix.
+        var questions = Array(tasks[0].1.prefix(6) + tasks[1].1.prefix(6))
+        for i in stride(from: 1, to: questions.count, by: 3) { questions[i].rawPrompt = true }
+        let limits = questions.indices.map { 1 + $0 % 5 }
+        for prefix in [nil, "Answer:"] {
+            let asker = DecoderTaskModel(bundle: bundle, template: template, responsePrefix: prefix)
+            let together = try asker.greedyAnswers(to: questions, maxNewTokens: limits)
+            let alone = try zip(questions, limits).map { try asker.greedyAnswer(to: $0, maxNewTokens: $1) }
+            XCTAssertEqual(together, alone, "prefix \(prefix ?? "none")")
+            XCTAssertTrue(together.contains { !$0.isEmpty })
+        }
     }
 }
