@@ -20,6 +20,15 @@ final class PretrainedGoldenTests: XCTestCase {
         let greedy_tokens: [Int32]
     }
 
+    /// Every fixture on the CPU and, where there is one, the first OpenCL device.
+    static func devicesAndNames() -> [(Device, String)] {
+        var devices: [Device] = [.cpu]
+        if let p = OpenCLRuntime.listDevices().platforms.first(where: { !$0.devices.isEmpty }) {
+            devices.append(.opencl(platform: p.index, device: 0))
+        }
+        return devices.flatMap { d in names.map { (d, $0) } }
+    }
+
     func expected(_ name: String) throws -> Expected {
         try JSONDecoder().decode(Expected.self, from: Data(contentsOf: Self.fixtures.appendingPathComponent("\(name)/expected.json")))
     }
@@ -75,24 +84,18 @@ final class PretrainedGoldenTests: XCTestCase {
     /// The same tokens through `generate`, which runs the prompt once and then one token at a
     /// time against the KV cache, on both backends.
     func testKVCacheGenerationMatchesTransformersGreedyTokens() throws {
-        var devices: [Device] = [.cpu]
-        if let p = OpenCLRuntime.listDevices().platforms.first(where: { !$0.devices.isEmpty }) {
-            devices.append(.opencl(platform: p.index, device: 0))
-        }
-        for device in devices {
-            for name in Self.names {
-                let e = try expected(name)
-                let model = try loadPretrained(Self.fixtures.appendingPathComponent(name), on: device)
-                var streamed: [Int32] = []
-                let result = try model.generate(prompt: e.greedy_prompt,
-                                                options: GenerationOptions(maxNewTokens: e.greedy_tokens.count)) {
-                    streamed.append($0)
-                    return true
-                }
-                XCTAssertEqual(result.tokens, e.greedy_tokens, "\(name) on \(device)")
-                XCTAssertEqual(streamed, result.tokens)
-                XCTAssertEqual(result.stopReason, .maxNewTokens)
+        for (device, name) in Self.devicesAndNames() {
+            let e = try expected(name)
+            let model = try loadPretrained(Self.fixtures.appendingPathComponent(name), on: device)
+            var streamed: [Int32] = []
+            let result = try model.generate(prompt: e.greedy_prompt,
+                                            options: GenerationOptions(maxNewTokens: e.greedy_tokens.count)) {
+                streamed.append($0)
+                return true
             }
+            XCTAssertEqual(result.tokens, e.greedy_tokens, "\(name) on \(device)")
+            XCTAssertEqual(streamed, result.tokens)
+            XCTAssertEqual(result.stopReason, .maxNewTokens)
         }
     }
 
@@ -102,42 +105,36 @@ final class PretrainedGoldenTests: XCTestCase {
     /// prefix gives what `generate` gives for it alone; a stop token ends one row while the
     /// others go on. Every family, both backends.
     func testBatchedGenerationMatchesEachPromptAlone() throws {
-        var devices: [Device] = [.cpu]
-        if let p = OpenCLRuntime.listDevices().platforms.first(where: { !$0.devices.isEmpty }) {
-            devices.append(.opencl(platform: p.index, device: 0))
-        }
-        for device in devices {
-            for name in Self.names {
-                let e = try expected(name)
-                let n = e.greedy_tokens.count
-                XCTAssertGreaterThanOrEqual(n, 4, name)
-                let model = try loadPretrained(Self.fixtures.appendingPathComponent(name), on: device)
-                let prompts = [e.greedy_prompt, e.greedy_prompt + e.greedy_tokens.prefix(2), Array(e.greedy_prompt.prefix(2))]
-                let options = GenerationOptions(maxNewTokens: n)
-                var streamed = [[Int32]](repeating: [], count: prompts.count)
-                let rows = try model.generate(prompts: prompts, options: options) { row, token in
-                    streamed[row].append(token)
-                    return true
-                }
-                XCTAssertEqual(rows.map(\.tokens), streamed, "\(name) on \(device)")
-                XCTAssertEqual(rows[0].tokens, e.greedy_tokens, "\(name) on \(device)")
-                XCTAssertEqual(Array(rows[1].tokens.prefix(n - 2)), Array(e.greedy_tokens.dropFirst(2)), "\(name) on \(device)")
-                XCTAssertEqual(rows[2].tokens, try model.generate(prompt: prompts[2], options: options).tokens, "\(name) on \(device)")
-                XCTAssertEqual(rows.map(\.stopReason), [.maxNewTokens, .maxNewTokens, .maxNewTokens])
-
-                // greedy_tokens[2] stops the first row where it first comes (some fixtures repeat
-                // a token: then before it) and the second at once.
-                var stopping = options
-                stopping.stopTokens = [e.greedy_tokens[2]]
-                let stopped = try model.generate(prompts: prompts, options: stopping)
-                XCTAssertEqual(stopped[0].tokens, Array(e.greedy_tokens.prefix { $0 != e.greedy_tokens[2] }), "\(name) on \(device)")
-                XCTAssertEqual(stopped[0].stopReason, .stopToken)
-                XCTAssertEqual(stopped[1].tokens, [], "\(name) on \(device)")
-                XCTAssertEqual(stopped[1].stopReason, .stopToken)
-                let alone = try model.generate(prompt: prompts[2], options: stopping)
-                XCTAssertEqual(stopped[2].tokens, alone.tokens, "\(name) on \(device)")
-                XCTAssertEqual(stopped[2].stopReason, alone.stopReason)
+        for (device, name) in Self.devicesAndNames() {
+            let e = try expected(name)
+            let n = e.greedy_tokens.count
+            XCTAssertGreaterThanOrEqual(n, 4, name)
+            let model = try loadPretrained(Self.fixtures.appendingPathComponent(name), on: device)
+            let prompts = [e.greedy_prompt, e.greedy_prompt + e.greedy_tokens.prefix(2), Array(e.greedy_prompt.prefix(2))]
+            let options = GenerationOptions(maxNewTokens: n)
+            var streamed = [[Int32]](repeating: [], count: prompts.count)
+            let rows = try model.generate(prompts: prompts, options: options) { row, token in
+                streamed[row].append(token)
+                return true
             }
+            XCTAssertEqual(rows.map(\.tokens), streamed, "\(name) on \(device)")
+            XCTAssertEqual(rows[0].tokens, e.greedy_tokens, "\(name) on \(device)")
+            XCTAssertEqual(Array(rows[1].tokens.prefix(n - 2)), Array(e.greedy_tokens.dropFirst(2)), "\(name) on \(device)")
+            XCTAssertEqual(rows[2].tokens, try model.generate(prompt: prompts[2], options: options).tokens, "\(name) on \(device)")
+            XCTAssertEqual(rows.map(\.stopReason), [.maxNewTokens, .maxNewTokens, .maxNewTokens])
+
+            // greedy_tokens[2] stops the first row where it first comes (some fixtures repeat
+            // a token: then before it) and the second at once.
+            var stopping = options
+            stopping.stopTokens = [e.greedy_tokens[2]]
+            let stopped = try model.generate(prompts: prompts, options: stopping)
+            XCTAssertEqual(stopped[0].tokens, Array(e.greedy_tokens.prefix { $0 != e.greedy_tokens[2] }), "\(name) on \(device)")
+            XCTAssertEqual(stopped[0].stopReason, .stopToken)
+            XCTAssertEqual(stopped[1].tokens, [], "\(name) on \(device)")
+            XCTAssertEqual(stopped[1].stopReason, .stopToken)
+            let alone = try model.generate(prompt: prompts[2], options: stopping)
+            XCTAssertEqual(stopped[2].tokens, alone.tokens, "\(name) on \(device)")
+            XCTAssertEqual(stopped[2].stopReason, alone.stopReason)
         }
     }
 
