@@ -11,7 +11,16 @@ struct GenerateCommand: ParsableCommand {
     var model: String
 
     @Option(help: "The prompt text.")
-    var prompt: String
+    var prompt: String?
+
+    @Option(help: "Instead of --prompt: a file of prompts, one a line (or a .jsonl of {\"prompt\": …} objects), decoded together as the rows of batches (one read of the weights per step for a batch); one JSON line per prompt (prompt, output, tokens, stop) goes to --output or standard output.")
+    var prompts: String?
+
+    @Option(help: "With --prompts: the JSONL file the results are written to (default: standard output).")
+    var output: String?
+
+    @Option(help: "With --prompts: prompts decoded together at a time.")
+    var batch = 8
 
     @Option(help: "Most tokens to generate.")
     var maxNewTokens = 128
@@ -57,6 +66,9 @@ struct GenerateCommand: ParsableCommand {
 
     func validate() throws {
         try options.validate()
+        if (prompt == nil) == (prompts == nil) { throw ValidationError("give --prompt TEXT or --prompts FILE (one of them)") }
+        if output != nil, prompts == nil { throw ValidationError("--output writes the results of --prompts FILE") }
+        guard batch >= 1, batch <= 256 else { throw ValidationError("--batch must be in [1, 256], not \(batch)") }
         if responsePrefix != nil, template == nil { throw ValidationError("--response-prefix needs --template: the prefix opens the template's answer") }
         if let quantize, QuantFormat(rawValue: quantize) == nil { throw ValidationError("--quantize must be nf4 or int8, not '\(quantize)'") }
         if quantizeEmbeddings, quantize == nil { throw ValidationError("--quantize-embeddings quantises in the base's format: give it with --quantize nf4 or int8") }
@@ -74,18 +86,43 @@ struct GenerateCommand: ParsableCommand {
         }
         if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
         var stops = stop
-        var prompt = self.prompt
         var addSpecialTokens = true
+        var render: (String) throws -> String = { $0 }
         if let name = template {
             let t = try PromptTemplate.resolve(name, tokenizer: bundle.tokenizer).template
-            if let responsePrefix {
-                prompt = try t.continuationPrompt(for: Conversation(turns: [Turn(instruction: prompt, response: responsePrefix)]))
-            } else {
-                prompt = try t.generationPrompt(instruction: prompt)
+            render = { [responsePrefix] text in
+                if let responsePrefix {
+                    return try t.continuationPrompt(for: Conversation(turns: [Turn(instruction: text, response: responsePrefix)]))
+                }
+                return try t.generationPrompt(instruction: text)
             }
             stops += t.stopStrings
             addSpecialTokens = !t.writesOwnSpecialTokens
         }
+        if let prompts {
+            let texts = try PromptFile.read(URL(fileURLWithPath: prompts))
+            let start = Date()
+            let results = try bundle.generate(prompts: texts.map(render), options: options, stopStrings: stops,
+                                              addSpecialTokens: addSpecialTokens, batch: batch)
+            var lines = Data()
+            for (text, r) in zip(texts, results) {
+                let object: [String: Any] = ["prompt": text, "output": r.text, "tokens": r.result.tokens.count,
+                                             "stop": r.result.stopReason.rawValue]
+                lines += try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8)
+            }
+            if let output {
+                try OutputFiles.writeAtomically(lines, to: URL(fileURLWithPath: output))
+            } else {
+                fputs(String(decoding: lines, as: UTF8.self), stdout)
+            }
+            let tokens = results.reduce(0) { $0 + $1.result.tokens.count }
+            let seconds = Date().timeIntervalSince(start)
+            fputs(String(format: "[%d prompts, %d tokens in %.1f s (%.1f tokens/s), batches of %d, device %@, matrices %@]\n",
+                         texts.count, tokens, seconds, seconds > 0 ? Double(tokens) / seconds : 0, batch, "\(device)",
+                         matrices.rawValue), stderr)
+            return
+        }
+        let prompt = try render(self.prompt ?? "")
         // fputs, not FileHandle.write: a closed pipe or a full disk must not trap.
         fputs(prompt, stdout)
         let (_, result) = try bundle.generate(prompt: prompt, options: options,
@@ -103,6 +140,7 @@ struct GenerateCommand: ParsableCommand {
     /// T5-family models: the prompt is the encoder's input; greedy decoding only so far.
     func runSeq2Seq(_ device: Device) throws {
         guard temperature == 0 else { throw ValidationError("--temperature: only greedy decoding (0) is implemented for T5-family models") }
+        guard let prompt else { throw ValidationError("--prompts: batches of prompts are for decoder-only models so far; give a T5-family model one --prompt") }
         let bundle = try Seq2SeqBundle(directory: URL(fileURLWithPath: model), on: device)
         if let adapter { try bundle.model.loadAdapter(from: URL(fileURLWithPath: adapter)) }
         let (text, tokens) = try bundle.generate(prompt: prompt, maxNewTokens: maxNewTokens)
