@@ -65,7 +65,8 @@ extension CausalLM {
     /// stream as a `generate` of that prompt alone) and stops on its own; a stopped row rides
     /// along until every row has. `onToken(row, token)` sees each row's tokens as `generate`'s
     /// does and returns false to stop that row. Returns one result per prompt, in order, with the
-    /// batch's prefill and decode times.
+    /// batch's prefill and decode times. The padded length counts against the model's context
+    /// (`contextFull` comes when the longest row reaches it).
     public func generate(prompts: [[Int32]], options: GenerationOptions,
                          onToken: (Int, Int32) throws -> Bool = { _, _ in true }) throws -> [GenerationResult] {
         guard !prompts.isEmpty else { return [] }
