@@ -721,6 +721,120 @@ AVX512 void itune_axpy_tile8x32_avx512(const float *a, long sk, long si, long ma
     }
 }
 
+// MARK: 16-bit weights, AVX-512
+
+/// 16 values of a 16-bit format at p as f32: bf16 widened and shifted into the high half, f16
+/// through vcvtph2ps (AVX512F's zmm form).
+AVX512 static inline __m512 itune_load16_w16(int format, const unsigned short *p) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    if (format == ITUNE_W16_BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
+/// itune_gemv16_block at 16 lanes: R rows of B times M rows of A over k in [k0, k1), R·M zmm
+/// accumulators (at most 24 of the 32 registers). `tail` (M × 16, zero-padded) holds A's columns
+/// K & ~15 ..< K; B's partial vector is zero-padded as it is loaded.
+AVX512 static inline __attribute__((always_inline)) void
+itune_gemv16_block16(const int format, const int M, const int R, long k0, long k1, const float *a, long lda,
+                     const float *tail, const unsigned short *b, long ldb, float *c, long ldc,
+                     float alpha, float beta, int first) {
+    __m512 acc[8][8];
+#pragma clang loop unroll(full)
+    for (int i = 0; i < M; i++) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) acc[i][r] = _mm512_setzero_ps();
+    }
+    long k = k0, vend = k0 + ((k1 - k0) & ~15L);
+    // A cache line of each row (32 values) at a time, the next group's line fetched meanwhile,
+    // as the AVX2 kernel does.
+    for (; k + 32 <= vend; k += 32) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(b + (R + r) * ldb + k), _MM_HINT_T0);
+#pragma clang loop unroll(full)
+        for (int s = 0; s < 32; s += 16) {
+#pragma clang loop unroll(full)
+            for (int r = 0; r < R; r++) {
+                __m512 bv = itune_load16_w16(format, b + r * ldb + k + s);
+#pragma clang loop unroll(full)
+                for (int i = 0; i < M; i++) acc[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i * lda + k + s), bv, acc[i][r]);
+            }
+        }
+    }
+    for (; k < vend; k += 16) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+            __m512 bv = itune_load16_w16(format, b + r * ldb + k);
+#pragma clang loop unroll(full)
+            for (int i = 0; i < M; i++) acc[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i * lda + k), bv, acc[i][r]);
+        }
+    }
+    if (k < k1) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+            unsigned short t[16] = {0};
+            memcpy(t, b + r * ldb + k, (size_t)(k1 - k) * sizeof t[0]);
+            __m512 bv = itune_load16_w16(format, t);
+#pragma clang loop unroll(full)
+            for (int i = 0; i < M; i++) acc[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(tail + i * 16), bv, acc[i][r]);
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int i = 0; i < M; i++) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+            float s = alpha * _mm512_reduce_add_ps(acc[i][r]);
+            float *cp = c + i * ldc + r;
+            if (!first) *cp += s;
+            else if (beta == 0) *cp = s;
+            else *cp = s + beta * *cp;
+        }
+    }
+}
+
+// One function per (format, M): R·M ≤ 24 zmm accumulators (M = 1: 12 rows of B in flight).
+#define ITUNE_GEMV16Z(FMT, NAME, MM, RR)                                                                       \
+    AVX512 static void itune_gemv16z_##NAME##_##MM(long n, long K, long kc, const float *a, long lda,          \
+                                                   const float *tail, const unsigned short *b, long ldb,       \
+                                                   float *c, long ldc, float alpha, float beta) {              \
+        for (long k0 = 0; k0 < K; k0 += kc) {                                                                  \
+            long k1 = k0 + kc < K ? k0 + kc : K;                                                               \
+            long j = 0;                                                                                        \
+            for (; j + RR <= n; j += RR)                                                                       \
+                itune_gemv16_block16(FMT, MM, RR, k0, k1, a, lda, tail, b + j * ldb, ldb, c + j, ldc, alpha,   \
+                                     beta, k0 == 0);                                                           \
+            for (; j < n; j++)                                                                                 \
+                itune_gemv16_block16(FMT, MM, 1, k0, k1, a, lda, tail, b + j * ldb, ldb, c + j, ldc, alpha,    \
+                                     beta, k0 == 0);                                                           \
+        }                                                                                                      \
+    }
+#define ITUNE_GEMV16Z_ALL(FMT, NAME)                                                                           \
+    ITUNE_GEMV16Z(FMT, NAME, 1, 8) ITUNE_GEMV16Z(FMT, NAME, 2, 8) ITUNE_GEMV16Z(FMT, NAME, 3, 6)               \
+    ITUNE_GEMV16Z(FMT, NAME, 4, 6) ITUNE_GEMV16Z(FMT, NAME, 5, 4) ITUNE_GEMV16Z(FMT, NAME, 6, 4)               \
+    ITUNE_GEMV16Z(FMT, NAME, 7, 3) ITUNE_GEMV16Z(FMT, NAME, 8, 3)
+ITUNE_GEMV16Z_ALL(ITUNE_W16_BF16, bf16)
+ITUNE_GEMV16Z_ALL(ITUNE_W16_F16, f16)
+
+static const itune_gemv16_fn itune_gemv16z_table[2][8] = {
+    {itune_gemv16z_bf16_1, itune_gemv16z_bf16_2, itune_gemv16z_bf16_3, itune_gemv16z_bf16_4,
+     itune_gemv16z_bf16_5, itune_gemv16z_bf16_6, itune_gemv16z_bf16_7, itune_gemv16z_bf16_8},
+    {itune_gemv16z_f16_1, itune_gemv16z_f16_2, itune_gemv16z_f16_3, itune_gemv16z_f16_4,
+     itune_gemv16z_f16_5, itune_gemv16z_f16_6, itune_gemv16z_f16_7, itune_gemv16z_f16_8},
+};
+
+void itune_gemv16_avx512(int format, long m, long n, long k, float alpha, const float *a, long lda,
+                         const unsigned short *b, long ldb, float beta, float *c, long ldc) {
+    if (m < 1 || m > 8 || n < 1 || (format != ITUNE_W16_BF16 && format != ITUNE_W16_F16)) return;
+    float tail[8 * 16];
+    long k16 = k & ~15L, rem = k - k16;
+    for (long i = 0; i < m; i++) {
+        for (long t = 0; t < 16; t++) tail[i * 16 + t] = t < rem ? a[i * lda + k16 + t] : 0.0f;
+    }
+    // K blocks that keep the m rows of A within 24 KiB of L1 while B streams (a multiple of 16).
+    long kc = (24576 / (4 * m)) & ~15L;
+    if (k <= 0) kc = 1;
+    itune_gemv16z_table[format][m - 1](n, k, kc, a, lda, tail, b, ldb, c, ldc, alpha, beta);
+}
+
 #else  // not x86-64: the x86 kernels are never called (itune_cpu_features has no x86 bits)
 
 void itune_sgemm_ukr_avx2_6x16(long kc, const float *a, const float *b, float *c, long ldc,
@@ -772,5 +886,10 @@ void itune_pack_f32_rows8_avx2(const float *src, long lds, long kc, float *dst, 
 }
 void itune_pack_f32_rows_avx2(const float *src, long lds, long rows, long kc, float *dst, long ldd) {
     (void)src; (void)lds; (void)rows; (void)kc; (void)dst; (void)ldd;
+}
+void itune_gemv16_avx512(int format, long m, long n, long k, float alpha, const float *a, long lda,
+                         const unsigned short *b, long ldb, float beta, float *c, long ldc) {
+    (void)format; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)b; (void)ldb; (void)beta;
+    (void)c; (void)ldc;
 }
 #endif

@@ -41,12 +41,12 @@ final class GemvHalfTests: XCTestCase {
         // N and K no multiple of the 8-wide vectors or of the kernel's row groups; K past the
         // L1 block of 8 rows of A (768) and N·K past the threshold that splits N over threads.
         let shapes = [(1, 1), (5, 3), (13, 7), (37, 129), (19, 1700), (301, 300)]
-        var paths = [true]
-        if W16Conversion.native(.bf16) { paths.append(false) }
+        // Every loop this CPU runs (for f16 the AVX2 kernel also needs F16C).
+        let kernels = Gemv16.Kernel.allCases.filter { $0.runs(.bf16) }
         for format in [DType.bf16, .f16] { for M in 1...Gemv16.maxRows { for (N, K) in shapes {
             // op(A) transposed on half the cases, so that both layouts meet every M and shape.
             let tA = (M + N) % 2 == 1
-            for portable in paths { for beta: Float in [0, 0.5] {
+            for kernel in kernels where kernel.runs(format) { for beta: Float in [0, 0.5] {
                 // The weight with a row stride past K (a slice), C with one past N.
                 let ldb = K + (N % 2), ldc = N + 1
                 let b16 = bits(N * ldb, seed: UInt64(N + K), format)
@@ -59,17 +59,17 @@ final class GemvHalfTests: XCTestCase {
                     a.withUnsafeBufferPointer { ap in b16.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
                         cpuGemv16(transA: tA, M: M, N: N, K: K, alpha: 0.75, A: ap.baseAddress!, lda: tA ? M : K,
                                   B: bp.baseAddress!, format: format, ldb: ldb, beta: beta, C: cp.baseAddress!, ldc: ldc,
-                                  workers: workers, portable: portable)
+                                  workers: workers, kernel: kernel)
                     } } }
                     // The padding column of C is left as it was (NaN under beta = 0).
                     for i in 0..<M { XCTAssertEqual(c[i * ldc + N].bitPattern, c0[i * ldc + N].bitPattern) }
-                    let what = "\(format) M \(M) N \(N) K \(K) tA \(tA) beta \(beta) workers \(workers) \(portable ? "Swift" : "AVX2")"
+                    let what = "\(format) M \(M) N \(N) K \(K) tA \(tA) beta \(beta) workers \(workers) \(kernel)"
                     assertClose(c.enumerated().filter { $0.offset % ldc != N }.map(\.element),
                                 want.enumerated().filter { $0.offset % ldc != N }.map(\.element), rtol: 1e-5, atol: 2e-5, what)
                 }
             } }
         } } }
-        print("[itune-tests] 16-bit GEMV checked: \(paths.count == 2 ? "AVX2 kernel and Swift loop" : "Swift loop (no AVX2 here)")")
+        print("[itune-tests] 16-bit GEMV checked: \(kernels.map { "\($0)" }.joined(separator: ", "))")
     }
 
     func testFewRowLinearWith16BitWeightEqualsTheConvertedWeight() throws {

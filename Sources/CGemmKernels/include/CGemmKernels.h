@@ -93,6 +93,10 @@ void itune_axpy4_avx2(float *acc, long n, const float *b0, const float *b1, cons
 /// rows of A; beta == 0: c is not read. Splitting n over threads is the caller's (GemvHalf.swift).
 void itune_gemv16_avx2(int format, long m, long n, long k, float alpha, const float *a, long lda,
                        const unsigned short *b, long ldb, float beta, float *c, long ldc);
+/// itune_gemv16_avx2 at 16 lanes in zmm registers (the CPU has AVX-512F): the same sums over K
+/// in blocks of 16 instead of 8.
+void itune_gemv16_avx512(int format, long m, long n, long k, float alpha, const float *a, long lda,
+                         const unsigned short *b, long ldb, float beta, float *c, long ldc);
 
 /// dst[0..<n] = the 16-bit values at src as f32 (exact), AVX2 (bf16) or F16C (f16).
 void itune_w16_to_f32_avx2(int format, const unsigned short *src, long n, float *dst);

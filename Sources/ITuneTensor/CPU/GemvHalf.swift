@@ -11,8 +11,9 @@ import Foundation
 //     for k in vectors of 8: convert 8 values of each of the R rows, multiply-add with the M
 //                            rows of A (which stay in L1, K-blocked when M·K is large)
 //
-// CGemmKernels' AVX2 kernel where the CPU has AVX2 + FMA (+ F16C for f16); elsewhere the same
-// loop in Swift, converting 4 rows of a block at a time into an L1 buffer.
+// CGemmKernels' 16-lane kernel where the GEMM runs its AVX-512 kernel, its 8-lane kernel where
+// the CPU has AVX2 + FMA (+ F16C for f16); elsewhere the same loop in Swift, converting 4 rows of
+// a block at a time into an L1 buffer (Gemv16.Kernel).
 
 /// Limits of the GEMV path.
 enum Gemv16 {
@@ -22,15 +23,41 @@ enum Gemv16 {
     /// Weights below this many elements (N·K) are read on the calling thread: a dispatch costs
     /// more than reading 64K elements (128 KiB) on one core.
     static let parallelElements = 1 << 16
+
+    /// The loop that runs the product.
+    enum Kernel: CaseIterable {
+        /// The Swift loop (any CPU).
+        case swift
+        /// CGemmKernels' 8-lane kernel (AVX2 + FMA, F16C for f16).
+        case avx2
+        /// CGemmKernels' 16-lane kernel (AVX-512F): where the AVX-512 GEMM kernel is in use.
+        case avx512
+
+        /// Whether this CPU runs it for `format`.
+        func runs(_ format: DType) -> Bool {
+            switch self {
+            case .swift: return true
+            case .avx2: return W16Conversion.native(format)
+            case .avx512: return GemmKernelKind.avx512.isSupported
+            }
+        }
+
+        /// The automatic choice: the 16-lane kernel where the GEMM runs its AVX-512 kernel
+        /// (ITUNE_GEMM_KERNEL=avx2 keeps the 8-lane one), else the 8-lane where the CPU has it.
+        static func chosen(_ format: DType) -> Kernel {
+            if GemmConfig.current.kind == .avx512 { return .avx512 }
+            if GemmConfig.current.kind != .swift && avx2.runs(format) { return .avx2 }
+            return .swift
+        }
+    }
 }
 
 /// C (M,N) = alpha · op(A) (M,K) · Bᵀ + beta · C for M ≤ Gemv16.maxRows, with B stored (N,K)
 /// as 16-bit values of `format` and row stride ldb (a linear layer's weight). beta = 0: C is
-/// not read. `workers` caps the threads; `portable` runs the Swift loop even where the C kernel
-/// can (tests).
+/// not read. `workers` caps the threads; `kernel` picks the loop (tests; default Kernel.chosen).
 func cpuGemv16(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePointer<Float>, lda: Int,
                B: UnsafePointer<UInt16>, format: DType, ldb: Int, beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int,
-               workers maxWorkers: Int? = nil, portable: Bool = false) {
+               workers maxWorkers: Int? = nil, kernel: Gemv16.Kernel? = nil) {
     precondition(M <= Gemv16.maxRows && format.isHalfFloat, "cpuGemv16: \(M) rows of \(format)")
     if M <= 0 || N <= 0 { return }
     if K <= 0 || alpha == 0 {
@@ -50,15 +77,18 @@ func cpuGemv16(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePoin
     }
     let a = rowsA, sa = strideA
     let workers = N * K < Gemv16.parallelElements ? 1 : min(maxWorkers ?? CPUParallel.threadCount, CPUParallel.threadCount)
-    let native = !portable && W16Conversion.native(format)
+    let loop = kernel.map { $0.runs(format) ? $0 : .swift } ?? Gemv16.Kernel.chosen(format)
     let code = Int32(W16Conversion.code(format))
     // Ranges of whole groups of 8 rows, so that no worker's range ends in a short group.
     parallelRanges((N + 7) / 8, workers: workers) { _, groups in
         let j0 = groups.lowerBound * 8, j1 = min(N, groups.upperBound * 8)
         if j0 >= j1 { return }
-        if native {
+        switch loop {
+        case .avx512:
+            itune_gemv16_avx512(code, M, j1 - j0, K, alpha, a, sa, B + j0 * ldb, ldb, beta, C + j0, ldc)
+        case .avx2:
             itune_gemv16_avx2(code, M, j1 - j0, K, alpha, a, sa, B + j0 * ldb, ldb, beta, C + j0, ldc)
-        } else {
+        case .swift:
             gemv16Portable(M: M, rows: j0..<j1, K: K, alpha: alpha, A: a, lda: sa, B: B, format: format, ldb: ldb,
                            beta: beta, C: C, ldc: ldc)
         }
