@@ -13,7 +13,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "The prompt text.")
     var prompt: String?
 
-    @Option(help: "Instead of --prompt: a file of prompts, one a line (or a .jsonl of {\"prompt\": …} objects), decoded together as the rows of batches (one read of the weights per step for a batch); one JSON line per prompt (prompt, output, tokens, stop) goes to --output or standard output.")
+    @Option(help: "Instead of --prompt: a file of prompts, one a line (or a .jsonl of {\"prompt\": …} objects), decoded together as the rows of batches (one read of the weights per step for a batch); one JSON line per prompt (prompt, output, tokens, stop) goes to --output or standard output, a batch's lines as it finishes.")
     var prompts: String?
 
     @Option(help: "With --prompts: the JSONL file the results are written to (default: standard output).")
@@ -101,21 +101,32 @@ struct GenerateCommand: ParsableCommand {
         }
         if let prompts {
             let texts = try PromptFile.read(URL(fileURLWithPath: prompts))
+            let outURL = output.map { URL(fileURLWithPath: $0) }
+            if let outURL { try OutputFiles.writeAtomically(Data(), to: outURL) }
             let start = Date()
-            let results = try bundle.generate(prompts: texts.map(render), options: options, stopStrings: stops,
-                                              addSpecialTokens: addSpecialTokens, batch: batch)
-            var lines = Data()
-            for (text, r) in zip(texts, results) {
-                let object: [String: Any] = ["prompt": text, "output": r.text, "tokens": r.result.tokens.count,
-                                             "stop": r.result.stopReason.rawValue]
-                lines += try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8)
+            var tokens = 0, done = 0
+            // A batch at a time, its lines written as it finishes: a long file stopped midway
+            // keeps what was generated.
+            while done < texts.count {
+                let chunk = Array(texts[done..<min(texts.count, done + batch)])
+                let results = try bundle.generate(prompts: chunk.map(render), options: options, stopStrings: stops,
+                                                  addSpecialTokens: addSpecialTokens, batch: batch)
+                var lines = Data()
+                for (text, r) in zip(chunk, results) {
+                    let object: [String: Any] = ["prompt": text, "output": r.text, "tokens": r.result.tokens.count,
+                                                 "stop": r.result.stopReason.rawValue]
+                    lines += try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+                        + Data("\n".utf8)
+                    tokens += r.result.tokens.count
+                }
+                if let outURL {
+                    try OutputFiles.append(lines, to: outURL)
+                } else {
+                    fputs(String(decoding: lines, as: UTF8.self), stdout)
+                    fflush(stdout)
+                }
+                done += chunk.count
             }
-            if let output {
-                try OutputFiles.writeAtomically(lines, to: URL(fileURLWithPath: output))
-            } else {
-                fputs(String(decoding: lines, as: UTF8.self), stdout)
-            }
-            let tokens = results.reduce(0) { $0 + $1.result.tokens.count }
             let seconds = Date().timeIntervalSince(start)
             fputs(String(format: "[%d prompts, %d tokens in %.1f s (%.1f tokens/s), batches of %d, device %@, matrices %@]\n",
                          texts.count, tokens, seconds, seconds > 0 ? Double(tokens) / seconds : 0, batch, "\(device)",
