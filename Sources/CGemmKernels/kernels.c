@@ -327,115 +327,110 @@ AVX2W16 static inline float itune_w16_scalar(int format, unsigned short h) {
     return _cvtsh_ss(h);
 }
 
-/// One block of R rows of B (R outputs j..j+R) times M rows of A over k in [k0, k1): R·M
-/// accumulators, each converted vector of B used by all M rows. `tail` (M × 8, zero-padded) holds
-/// A's columns K & ~7 ..< K when k1 == K and K is not a multiple of 8. `first`: the first K block,
-/// which applies beta; later blocks add to c.
-AVX2W16 static inline __attribute__((always_inline)) void
-itune_gemv16_block(const int format, const int M, const int R, long k0, long k1, const float *a, long lda,
-                   const float *tail, const unsigned short *b, long ldb, float *c, long ldc,
-                   float alpha, float beta, int first) {
-    __m256 acc[8][8];
-#pragma clang loop unroll(full)
-    for (int i = 0; i < M; i++) {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) acc[i][r] = _mm256_setzero_ps();
+#define ITUNE_UNROLL _Pragma("clang loop unroll(full)")
+
+// The 16-bit GEMV, written once for both vector widths (L lanes of type V, the width's zero,
+// multiply-add, f32 load, 16-bit load and partial load, horizontal sum):
+//
+// BLOCK: one block of R rows of B (R outputs j..j+R) times M rows of A over k in [k0, k1): R·M
+// accumulators, each converted vector of B used by all M rows. A cache line (32 values) of each
+// row at a time, while the same line of the next group's rows is fetched: a group's rows are
+// short streams (K = 896: 28 lines), too short for the hardware prefetchers to learn before they
+// end (a prefetch past the end never faults). `tail` (M × L, zero-padded) holds A's columns
+// K & ~(L−1) ..< K when k1 == K and K is not a multiple of L. `first`: the first K block, which
+// applies beta; later blocks add to c.
+#define ITUNE_GEMV16_BLOCK(ATTR, NAME, V, L, ZERO, FMADD, LOADU, LOADW, LOADW_PARTIAL, HSUM)                   \
+    ATTR static inline __attribute__((always_inline)) void                                                    \
+    NAME(const int format, const int M, const int R, long k0, long k1, const float *a, long lda,             \
+         const float *tail, const unsigned short *b, long ldb, float *c, long ldc, float alpha, float beta,   \
+         int first) {                                                                                         \
+        V acc[8][8];                                                                                          \
+        ITUNE_UNROLL for (int i = 0; i < M; i++) {                                                            \
+            ITUNE_UNROLL for (int r = 0; r < R; r++) acc[i][r] = ZERO();                                       \
+        }                                                                                                     \
+        long k = k0, vend = k0 + ((k1 - k0) & ~(long)(L - 1));                                                \
+        for (; k + 32 <= vend; k += 32) {                                                                     \
+            ITUNE_UNROLL for (int r = 0; r < R; r++) _mm_prefetch((const char *)(b + (R + r) * ldb + k), _MM_HINT_T0); \
+            ITUNE_UNROLL for (int s = 0; s < 32; s += L) {                                                    \
+                ITUNE_UNROLL for (int r = 0; r < R; r++) {                                                    \
+                    V bv = LOADW(format, b + r * ldb + k + s);                                                \
+                    ITUNE_UNROLL for (int i = 0; i < M; i++) acc[i][r] = FMADD(LOADU(a + i * lda + k + s), bv, acc[i][r]); \
+                }                                                                                             \
+            }                                                                                                 \
+        }                                                                                                     \
+        for (; k < vend; k += L) {                                                                            \
+            ITUNE_UNROLL for (int r = 0; r < R; r++) {                                                        \
+                V bv = LOADW(format, b + r * ldb + k);                                                        \
+                ITUNE_UNROLL for (int i = 0; i < M; i++) acc[i][r] = FMADD(LOADU(a + i * lda + k), bv, acc[i][r]); \
+            }                                                                                                 \
+        }                                                                                                     \
+        if (k < k1) {                                                                                         \
+            ITUNE_UNROLL for (int r = 0; r < R; r++) {                                                        \
+                V bv = LOADW_PARTIAL(format, b + r * ldb + k, k1 - k);                                        \
+                ITUNE_UNROLL for (int i = 0; i < M; i++) acc[i][r] = FMADD(LOADU(tail + i * L), bv, acc[i][r]); \
+            }                                                                                                 \
+        }                                                                                                     \
+        ITUNE_UNROLL for (int i = 0; i < M; i++) {                                                            \
+            ITUNE_UNROLL for (int r = 0; r < R; r++) {                                                        \
+                float s = alpha * HSUM(acc[i][r]);                                                            \
+                float *cp = c + i * ldc + r;                                                                  \
+                if (!first) *cp += s;                                                                         \
+                else if (beta == 0) *cp = s;                                                                  \
+                else *cp = s + beta * *cp;                                                                    \
+            }                                                                                                 \
+        }                                                                                                     \
     }
-    long k = k0, vend = k0 + ((k1 - k0) & ~7L);
-    // A cache line (32 values) of each row at a time, while the same line of the next group's
-    // rows is fetched: a group's rows are short streams (K = 896: 28 lines), too short for the
-    // hardware prefetchers to learn before they end. (A prefetch past the end never faults.)
-    for (; k + 32 <= vend; k += 32) {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(b + (R + r) * ldb + k), _MM_HINT_T0);
-#pragma clang loop unroll(full)
-        for (int s = 0; s < 32; s += 8) {
-#pragma clang loop unroll(full)
-            for (int r = 0; r < R; r++) {
-                __m256 bv = itune_load8_w16(format, b + r * ldb + k + s);
-#pragma clang loop unroll(full)
-                for (int i = 0; i < M; i++) acc[i][r] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k + s), bv, acc[i][r]);
-            }
-        }
-    }
-    for (; k < vend; k += 8) {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) {
-            __m256 bv = itune_load8_w16(format, b + r * ldb + k);
-#pragma clang loop unroll(full)
-            for (int i = 0; i < M; i++) acc[i][r] = _mm256_fmadd_ps(_mm256_loadu_ps(a + i * lda + k), bv, acc[i][r]);
-        }
-    }
-    if (k < k1) {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) {
-            __m256 bv = itune_load_partial_w16(format, b + r * ldb + k, k1 - k);
-#pragma clang loop unroll(full)
-            for (int i = 0; i < M; i++) acc[i][r] = _mm256_fmadd_ps(_mm256_loadu_ps(tail + i * 8), bv, acc[i][r]);
-        }
-    }
-#pragma clang loop unroll(full)
-    for (int i = 0; i < M; i++) {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) {
-            float s = alpha * itune_hsum8(acc[i][r]);
-            float *cp = c + i * ldc + r;
-            if (!first) *cp += s;
-            else if (beta == 0) *cp = s;
-            else *cp = s + beta * *cp;
-        }
-    }
-}
 
 typedef void (*itune_gemv16_fn)(long n, long K, long kc, const float *a, long lda, const float *tail,
                                 const unsigned short *b, long ldb, float *c, long ldc, float alpha, float beta);
 
 // One function per (format, M) with its R (rows of B per block) as constants, so that the
-// accumulators are registers: R·M ≤ 12 of the 16 ymm registers (M = 1: 8 rows of B in flight,
-// 8 independent FMA chains to cover the FMA latency on two pipes).
-#define ITUNE_GEMV16(FMT, NAME, MM, RR)                                                                        \
-    AVX2W16 static void itune_gemv16_##NAME##_##MM(long n, long K, long kc, const float *a, long lda,          \
-                                                   const float *tail, const unsigned short *b, long ldb,       \
-                                                   float *c, long ldc, float alpha, float beta) {              \
+// accumulators are registers (PREFIX_NAME_M, e.g. itune_gemv16_bf16_4).
+#define ITUNE_GEMV16_M(ATTR, BLOCK, FMT, NAME, MM, RR)                                                         \
+    ATTR static void NAME##_##MM(long n, long K, long kc, const float *a, long lda, const float *tail,          \
+                                 const unsigned short *b, long ldb, float *c, long ldc, float alpha, float beta) { \
         for (long k0 = 0; k0 < K; k0 += kc) {                                                                  \
             long k1 = k0 + kc < K ? k0 + kc : K;                                                               \
             long j = 0;                                                                                        \
             for (; j + RR <= n; j += RR)                                                                       \
-                itune_gemv16_block(FMT, MM, RR, k0, k1, a, lda, tail, b + j * ldb, ldb, c + j, ldc, alpha,     \
-                                   beta, k0 == 0);                                                             \
+                BLOCK(FMT, MM, RR, k0, k1, a, lda, tail, b + j * ldb, ldb, c + j, ldc, alpha, beta, k0 == 0);   \
             for (; j < n; j++)                                                                                 \
-                itune_gemv16_block(FMT, MM, 1, k0, k1, a, lda, tail, b + j * ldb, ldb, c + j, ldc, alpha,      \
-                                   beta, k0 == 0);                                                             \
+                BLOCK(FMT, MM, 1, k0, k1, a, lda, tail, b + j * ldb, ldb, c + j, ldc, alpha, beta, k0 == 0);    \
         }                                                                                                      \
     }
-#define ITUNE_GEMV16_ALL(FMT, NAME)                                                                            \
-    ITUNE_GEMV16(FMT, NAME, 1, 8) ITUNE_GEMV16(FMT, NAME, 2, 6) ITUNE_GEMV16(FMT, NAME, 3, 4)                  \
-    ITUNE_GEMV16(FMT, NAME, 4, 3) ITUNE_GEMV16(FMT, NAME, 5, 2) ITUNE_GEMV16(FMT, NAME, 6, 2)                  \
-    ITUNE_GEMV16(FMT, NAME, 7, 1) ITUNE_GEMV16(FMT, NAME, 8, 1)
-ITUNE_GEMV16_ALL(ITUNE_W16_BF16, bf16)
-ITUNE_GEMV16_ALL(ITUNE_W16_F16, f16)
-
-static const itune_gemv16_fn itune_gemv16_table[2][8] = {
-    {itune_gemv16_bf16_1, itune_gemv16_bf16_2, itune_gemv16_bf16_3, itune_gemv16_bf16_4,
-     itune_gemv16_bf16_5, itune_gemv16_bf16_6, itune_gemv16_bf16_7, itune_gemv16_bf16_8},
-    {itune_gemv16_f16_1, itune_gemv16_f16_2, itune_gemv16_f16_3, itune_gemv16_f16_4,
-     itune_gemv16_f16_5, itune_gemv16_f16_6, itune_gemv16_f16_7, itune_gemv16_f16_8},
-};
-
-void itune_gemv16_avx2(int format, long m, long n, long k, float alpha, const float *a, long lda,
-                       const unsigned short *b, long ldb, float beta, float *c, long ldc) {
-    if (m < 1 || m > 8 || n < 1 || (format != ITUNE_W16_BF16 && format != ITUNE_W16_F16)) return;
-    // A's tail columns, zero-padded to a vector: B's tail is padded with zeros as it is loaded.
-    float tail[8 * 8];
-    long k8 = k & ~7L, rem = k - k8;
-    for (long i = 0; i < m; i++) {
-        for (long t = 0; t < 8; t++) tail[i * 8 + t] = t < rem ? a[i * lda + k8 + t] : 0.0f;
+// M = 1 … 8 with the R of each; then the table by format (bf16, f16) and M, and the entry point:
+// A's tail columns zero-padded to a vector (B's tail is padded with zeros as it is loaded), K
+// blocks that keep the m rows of A (m · kc floats) within 24 KiB of L1 while B streams.
+#define ITUNE_GEMV16_ALL(ATTR, BLOCK, FMT, NAME, R1, R2, R3, R4, R5, R6, R7, R8)                              \
+    ITUNE_GEMV16_M(ATTR, BLOCK, FMT, NAME, 1, R1) ITUNE_GEMV16_M(ATTR, BLOCK, FMT, NAME, 2, R2)               \
+    ITUNE_GEMV16_M(ATTR, BLOCK, FMT, NAME, 3, R3) ITUNE_GEMV16_M(ATTR, BLOCK, FMT, NAME, 4, R4)               \
+    ITUNE_GEMV16_M(ATTR, BLOCK, FMT, NAME, 5, R5) ITUNE_GEMV16_M(ATTR, BLOCK, FMT, NAME, 6, R6)               \
+    ITUNE_GEMV16_M(ATTR, BLOCK, FMT, NAME, 7, R7) ITUNE_GEMV16_M(ATTR, BLOCK, FMT, NAME, 8, R8)
+#define ITUNE_GEMV16_ENTRY(ENTRY, BF, HF, L)                                                                  \
+    static const itune_gemv16_fn ENTRY##_table[2][8] = {                                                      \
+        {BF##_1, BF##_2, BF##_3, BF##_4, BF##_5, BF##_6, BF##_7, BF##_8},                                     \
+        {HF##_1, HF##_2, HF##_3, HF##_4, HF##_5, HF##_6, HF##_7, HF##_8},                                     \
+    };                                                                                                        \
+    void ENTRY(int format, long m, long n, long k, float alpha, const float *a, long lda,                     \
+               const unsigned short *b, long ldb, float beta, float *c, long ldc) {                           \
+        if (m < 1 || m > 8 || n < 1 || (format != ITUNE_W16_BF16 && format != ITUNE_W16_F16)) return;         \
+        float tail[8 * L];                                                                                    \
+        long kv = k & ~(long)(L - 1), rem = k - kv;                                                           \
+        for (long i = 0; i < m; i++) {                                                                        \
+            for (long t = 0; t < L; t++) tail[i * L + t] = t < rem ? a[i * lda + kv + t] : 0.0f;              \
+        }                                                                                                     \
+        long kc = (24576 / (4 * m)) & ~(long)(L - 1);                                                         \
+        if (k <= 0) kc = 1;                                                                                   \
+        ENTRY##_table[format][m - 1](n, k, kc, a, lda, tail, b, ldb, c, ldc, alpha, beta);                    \
     }
-    // K blocks that keep the m rows of A (m · kc floats) within 24 KiB of L1 while B streams.
-    long kc = (24576 / (4 * m)) & ~7L;
-    if (k <= 0) kc = 1;
-    itune_gemv16_table[format][m - 1](n, k, kc, a, lda, tail, b, ldb, c, ldc, alpha, beta);
-}
+
+// 8 lanes: R·M ≤ 12 of the 16 ymm registers (M = 1: 8 rows of B in flight, 8 independent FMA
+// chains to cover the FMA latency on two pipes).
+ITUNE_GEMV16_BLOCK(AVX2W16, itune_gemv16_block, __m256, 8, _mm256_setzero_ps, _mm256_fmadd_ps, _mm256_loadu_ps,
+                   itune_load8_w16, itune_load_partial_w16, itune_hsum8)
+ITUNE_GEMV16_ALL(AVX2W16, itune_gemv16_block, ITUNE_W16_BF16, itune_gemv16_bf16, 8, 6, 4, 3, 2, 2, 1, 1)
+ITUNE_GEMV16_ALL(AVX2W16, itune_gemv16_block, ITUNE_W16_F16, itune_gemv16_f16, 8, 6, 4, 3, 2, 2, 1, 1)
+ITUNE_GEMV16_ENTRY(itune_gemv16_avx2, itune_gemv16_bf16, itune_gemv16_f16, 8)
 
 AVX2W16 void itune_w16_to_f32_avx2(int format, const unsigned short *src, long n, float *dst) {
     long i = 0;
@@ -731,109 +726,19 @@ AVX512 static inline __m512 itune_load16_w16(int format, const unsigned short *p
     return _mm512_cvtph_ps(h);
 }
 
-/// itune_gemv16_block at 16 lanes: R rows of B times M rows of A over k in [k0, k1), R·M zmm
-/// accumulators (at most 24 of the 32 registers). `tail` (M × 16, zero-padded) holds A's columns
-/// K & ~15 ..< K; B's partial vector is zero-padded as it is loaded.
-AVX512 static inline __attribute__((always_inline)) void
-itune_gemv16_block16(const int format, const int M, const int R, long k0, long k1, const float *a, long lda,
-                     const float *tail, const unsigned short *b, long ldb, float *c, long ldc,
-                     float alpha, float beta, int first) {
-    __m512 acc[8][8];
-#pragma clang loop unroll(full)
-    for (int i = 0; i < M; i++) {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) acc[i][r] = _mm512_setzero_ps();
-    }
-    long k = k0, vend = k0 + ((k1 - k0) & ~15L);
-    // A cache line of each row (32 values) at a time, the next group's line fetched meanwhile,
-    // as the AVX2 kernel does.
-    for (; k + 32 <= vend; k += 32) {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) _mm_prefetch((const char *)(b + (R + r) * ldb + k), _MM_HINT_T0);
-#pragma clang loop unroll(full)
-        for (int s = 0; s < 32; s += 16) {
-#pragma clang loop unroll(full)
-            for (int r = 0; r < R; r++) {
-                __m512 bv = itune_load16_w16(format, b + r * ldb + k + s);
-#pragma clang loop unroll(full)
-                for (int i = 0; i < M; i++) acc[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i * lda + k + s), bv, acc[i][r]);
-            }
-        }
-    }
-    for (; k < vend; k += 16) {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) {
-            __m512 bv = itune_load16_w16(format, b + r * ldb + k);
-#pragma clang loop unroll(full)
-            for (int i = 0; i < M; i++) acc[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(a + i * lda + k), bv, acc[i][r]);
-        }
-    }
-    if (k < k1) {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) {
-            unsigned short t[16] = {0};
-            memcpy(t, b + r * ldb + k, (size_t)(k1 - k) * sizeof t[0]);
-            __m512 bv = itune_load16_w16(format, t);
-#pragma clang loop unroll(full)
-            for (int i = 0; i < M; i++) acc[i][r] = _mm512_fmadd_ps(_mm512_loadu_ps(tail + i * 16), bv, acc[i][r]);
-        }
-    }
-#pragma clang loop unroll(full)
-    for (int i = 0; i < M; i++) {
-#pragma clang loop unroll(full)
-        for (int r = 0; r < R; r++) {
-            float s = alpha * _mm512_reduce_add_ps(acc[i][r]);
-            float *cp = c + i * ldc + r;
-            if (!first) *cp += s;
-            else if (beta == 0) *cp = s;
-            else *cp = s + beta * *cp;
-        }
-    }
+/// The first n < 16 values at p, zero-padded to 16, as f32.
+AVX512 static inline __m512 itune_load_partial16_w16(int format, const unsigned short *p, long n) {
+    unsigned short t[16] = {0};
+    memcpy(t, p, (size_t)n * sizeof t[0]);
+    return itune_load16_w16(format, t);
 }
 
-// One function per (format, M): R·M ≤ 24 zmm accumulators (M = 1: 12 rows of B in flight).
-#define ITUNE_GEMV16Z(FMT, NAME, MM, RR)                                                                       \
-    AVX512 static void itune_gemv16z_##NAME##_##MM(long n, long K, long kc, const float *a, long lda,          \
-                                                   const float *tail, const unsigned short *b, long ldb,       \
-                                                   float *c, long ldc, float alpha, float beta) {              \
-        for (long k0 = 0; k0 < K; k0 += kc) {                                                                  \
-            long k1 = k0 + kc < K ? k0 + kc : K;                                                               \
-            long j = 0;                                                                                        \
-            for (; j + RR <= n; j += RR)                                                                       \
-                itune_gemv16_block16(FMT, MM, RR, k0, k1, a, lda, tail, b + j * ldb, ldb, c + j, ldc, alpha,   \
-                                     beta, k0 == 0);                                                           \
-            for (; j < n; j++)                                                                                 \
-                itune_gemv16_block16(FMT, MM, 1, k0, k1, a, lda, tail, b + j * ldb, ldb, c + j, ldc, alpha,    \
-                                     beta, k0 == 0);                                                           \
-        }                                                                                                      \
-    }
-#define ITUNE_GEMV16Z_ALL(FMT, NAME)                                                                           \
-    ITUNE_GEMV16Z(FMT, NAME, 1, 8) ITUNE_GEMV16Z(FMT, NAME, 2, 8) ITUNE_GEMV16Z(FMT, NAME, 3, 6)               \
-    ITUNE_GEMV16Z(FMT, NAME, 4, 6) ITUNE_GEMV16Z(FMT, NAME, 5, 4) ITUNE_GEMV16Z(FMT, NAME, 6, 4)               \
-    ITUNE_GEMV16Z(FMT, NAME, 7, 3) ITUNE_GEMV16Z(FMT, NAME, 8, 3)
-ITUNE_GEMV16Z_ALL(ITUNE_W16_BF16, bf16)
-ITUNE_GEMV16Z_ALL(ITUNE_W16_F16, f16)
-
-static const itune_gemv16_fn itune_gemv16z_table[2][8] = {
-    {itune_gemv16z_bf16_1, itune_gemv16z_bf16_2, itune_gemv16z_bf16_3, itune_gemv16z_bf16_4,
-     itune_gemv16z_bf16_5, itune_gemv16z_bf16_6, itune_gemv16z_bf16_7, itune_gemv16z_bf16_8},
-    {itune_gemv16z_f16_1, itune_gemv16z_f16_2, itune_gemv16z_f16_3, itune_gemv16z_f16_4,
-     itune_gemv16z_f16_5, itune_gemv16z_f16_6, itune_gemv16z_f16_7, itune_gemv16z_f16_8},
-};
-
-void itune_gemv16_avx512(int format, long m, long n, long k, float alpha, const float *a, long lda,
-                         const unsigned short *b, long ldb, float beta, float *c, long ldc) {
-    if (m < 1 || m > 8 || n < 1 || (format != ITUNE_W16_BF16 && format != ITUNE_W16_F16)) return;
-    float tail[8 * 16];
-    long k16 = k & ~15L, rem = k - k16;
-    for (long i = 0; i < m; i++) {
-        for (long t = 0; t < 16; t++) tail[i * 16 + t] = t < rem ? a[i * lda + k16 + t] : 0.0f;
-    }
-    // K blocks that keep the m rows of A within 24 KiB of L1 while B streams (a multiple of 16).
-    long kc = (24576 / (4 * m)) & ~15L;
-    if (k <= 0) kc = 1;
-    itune_gemv16z_table[format][m - 1](n, k, kc, a, lda, tail, b, ldb, c, ldc, alpha, beta);
-}
+/// 16 lanes: R·M ≤ 24 of the 32 zmm registers (M = 1: 8 rows of B in flight).
+ITUNE_GEMV16_BLOCK(AVX512, itune_gemv16_block16, __m512, 16, _mm512_setzero_ps, _mm512_fmadd_ps, _mm512_loadu_ps,
+                   itune_load16_w16, itune_load_partial16_w16, _mm512_reduce_add_ps)
+ITUNE_GEMV16_ALL(AVX512, itune_gemv16_block16, ITUNE_W16_BF16, itune_gemv16z_bf16, 8, 8, 6, 6, 4, 4, 3, 3)
+ITUNE_GEMV16_ALL(AVX512, itune_gemv16_block16, ITUNE_W16_F16, itune_gemv16z_f16, 8, 8, 6, 6, 4, 4, 3, 3)
+ITUNE_GEMV16_ENTRY(itune_gemv16_avx512, itune_gemv16z_bf16, itune_gemv16z_f16, 16)
 
 #else  // not x86-64: the x86 kernels are never called (itune_cpu_features has no x86 bits)
 
