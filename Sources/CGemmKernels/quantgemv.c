@@ -6,6 +6,8 @@
 // byte (int8) or half a byte (nf4) a value, which is what bounds decoding on a CPU.
 #include "CGemmKernels.h"
 
+#include <string.h>
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
@@ -166,6 +168,84 @@ AVX2 void itune_gemv_quant_avx2(int format, const float *x, long ldx, long m, co
     }
 }
 
+// MARK: runs of dequantised values (the training step's packing of a quantised B)
+
+/// The absmax of block b exactly as BlockQuantized.swift restores it: c / 127 · second + offset
+/// in two roundings, never fused into one (Swift does not contract; the C default would).
+static inline float itune_block_scale_exact(const float *absmax, const int8_t *scale_codes, const float *second,
+                                            float offset, long b) {
+#pragma STDC FP_CONTRACT OFF
+    if (absmax) return absmax[b];
+    const float t = (float)scale_codes[b] / 127.0f * second[b / 256];
+    return t + offset;
+}
+
+/// The i32 lanes 2j and 2j + 1 hold byte j >> 4 and byte j itself of the bytes zero-extended
+/// into 64-bit lanes `t`: lookups that read the low 4 bits of a lane (vpermps; vpermps + a blend
+/// on bit 3 at 8 lanes) then see the high nibble, then the low one — values in flat order.
+#define ITUNE_NF4_SPLIT(SRLI, SLLI, OR, t) OR(SRLI(t, 4), SLLI(t, 32))
+
+/// One dequantiser over a run, per block: the scalar head and tail of BlockQuantized.swift's loop,
+/// LANES values at a time between them (NF4_LANES / INT8_LANES: the vector body's statements).
+#define ITUNE_DEQUANT_RUN(LANES, SETUP, NF4_LANES, INT8_LANES)                                              \
+    long i = start;                                                                                         \
+    const long end = start + count;                                                                         \
+    SETUP                                                                                                   \
+    while (i < end) {                                                                                       \
+        const long b = i / 64, bend = end < (b + 1) * 64 ? end : (b + 1) * 64;                             \
+        const float s = itune_block_scale_exact(absmax, scale_codes, second, offset, b);                    \
+        if (format == 1) {                                                                                  \
+            if (i < bend && (i & 1)) { *dst++ = book[codes[i >> 1] & 15] * s; i++; }                        \
+            for (; i + LANES <= bend; i += LANES, dst += LANES) { NF4_LANES }                               \
+            for (; i < bend; i++) {                                                                         \
+                const uint8_t byte = codes[i >> 1];                                                         \
+                *dst++ = book[(i & 1) ? (byte & 15) : (byte >> 4)] * s;                                     \
+            }                                                                                               \
+        } else {                                                                                            \
+            const float k = s / 127.0f;                                                                     \
+            for (; i + LANES <= bend; i += LANES, dst += LANES) { INT8_LANES }                              \
+            for (; i < bend; i++) *dst++ = (float)(int8_t)codes[i] * k;                                     \
+        }                                                                                                   \
+    }
+
+AVX2 void itune_dequant_avx2(int format, const uint8_t *codes, const float *absmax, const int8_t *scale_codes,
+                             const float *second, float offset, const float *book, long start, long count,
+                             float *dst) {
+    ITUNE_DEQUANT_RUN(8,
+        const __m256 book_lo = _mm256_loadu_ps(book); const __m256 book_hi = _mm256_loadu_ps(book + 8);,
+        {
+            int32_t four;
+            memcpy(&four, codes + (i >> 1), 4);
+            const __m256i t = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(four));
+            const __m256i idx = ITUNE_NF4_SPLIT(_mm256_srli_epi64, _mm256_slli_epi64, _mm256_or_si256, t);
+            _mm256_storeu_ps(dst, _mm256_mul_ps(itune_nf4_lookup8(idx, book_lo, book_hi), _mm256_set1_ps(s)));
+        },
+        {
+            const __m256i w = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(codes + i)));
+            _mm256_storeu_ps(dst, _mm256_mul_ps(_mm256_cvtepi32_ps(w), _mm256_set1_ps(k)));
+        })
+}
+
+#define AVX512Q __attribute__((target("avx512f")))
+
+AVX512Q void itune_dequant_avx512(int format, const uint8_t *codes, const float *absmax, const int8_t *scale_codes,
+                                  const float *second, float offset, const float *book, long start, long count,
+                                  float *dst) {
+    ITUNE_DEQUANT_RUN(16,
+        const __m512 book16 = _mm512_loadu_ps(book);,
+        {
+            const __m512i t = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(codes + (i >> 1))));
+            const __m512i idx = ITUNE_NF4_SPLIT(_mm512_srli_epi64, _mm512_slli_epi64, _mm512_or_si512, t);
+            _mm512_storeu_ps(dst, _mm512_mul_ps(_mm512_permutexvar_ps(idx, book16), _mm512_set1_ps(s)));
+        },
+        {
+            const __m512i w = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(codes + i)));
+            _mm512_storeu_ps(dst, _mm512_mul_ps(_mm512_cvtepi32_ps(w), _mm512_set1_ps(k)));
+        })
+}
+#undef ITUNE_DEQUANT_RUN
+#undef ITUNE_NF4_SPLIT
+
 #else  // not x86-64: never called (itune_cpu_features has no x86 bits)
 
 void itune_gemv_quant_avx2(int format, const float *x, long ldx, long m, const uint8_t *codes, const float *absmax,
@@ -173,5 +253,16 @@ void itune_gemv_quant_avx2(int format, const float *x, long ldx, long m, const u
                            long n0, long n1, float *y, long ldy) {
     (void)format; (void)x; (void)ldx; (void)m; (void)codes; (void)absmax; (void)scale_codes; (void)second; (void)offset;
     (void)book; (void)K; (void)n0; (void)n1; (void)y; (void)ldy;
+}
+
+void itune_dequant_avx2(int format, const uint8_t *codes, const float *absmax, const int8_t *scale_codes,
+                        const float *second, float offset, const float *book, long start, long count, float *dst) {
+    (void)format; (void)codes; (void)absmax; (void)scale_codes; (void)second; (void)offset; (void)book; (void)start;
+    (void)count; (void)dst;
+}
+
+void itune_dequant_avx512(int format, const uint8_t *codes, const float *absmax, const int8_t *scale_codes,
+                          const float *second, float offset, const float *book, long start, long count, float *dst) {
+    itune_dequant_avx2(format, codes, absmax, scale_codes, second, offset, book, start, count, dst);
 }
 #endif

@@ -133,6 +133,83 @@ final class QuantTests: XCTestCase {
         }
     }
 
+    /// Every dequantiser this CPU runs (the Swift loop, CGemmKernels' 8 and 16 lanes) gives the
+    /// Swift loop's bits, for both formats with and without double quantisation (over 256 blocks,
+    /// so that the second-level scale changes), on runs that start and end inside blocks, at odd
+    /// nf4 indices and across block edges.
+    func testEveryDequantiserGivesTheSwiftLoopsBits() throws {
+        let (rows, cols) = (30, 640)  // 300 blocks
+        let w = Self.matrix(rows: rows, cols: cols, seed: 41)
+        let total = rows * cols
+        var runs: [(Int, Int)] = [(0, total)]
+        for start in [0, 1, 7, 8, 15, 16, 17, 63, 64, 65, 127, 130, 256 * 64 - 3, total - 40] {
+            for count in [1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 129, 500] where start + count <= total {
+                runs.append((start, count))
+            }
+        }
+        for format in QuantFormat.allCases {
+            for doubleQuant in [false, true] {
+                let q = try w.withUnsafeBufferPointer {
+                    try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: format, doubleQuant: doubleQuant)
+                }
+                let copy = q.host()
+                for kernel in QuantDequantKernel.allCases where kernel != .swift && kernel.isSupported {
+                    for (start, count) in runs {
+                        var want = [Float](repeating: .nan, count: count + 1)
+                        var got = [Float](repeating: .nan, count: count + 1)
+                        want.withUnsafeMutableBufferPointer {
+                            q.dequantize(copy, from: start, count: count, into: $0.baseAddress!, kernel: .swift)
+                        }
+                        got.withUnsafeMutableBufferPointer {
+                            q.dequantize(copy, from: start, count: count, into: $0.baseAddress!, kernel: kernel)
+                        }
+                        XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern),
+                                       "\(kernel) \(format) double quant \(doubleQuant): run \(start) + \(count)")
+                        XCTAssertTrue(got[count].isNaN, "\(kernel) wrote past the run \(start) + \(count)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The packed converting GEMM (more than GemmBlocking.fewRows rows and columns: B's panels
+    /// dequantised as they are packed, eight stored rows at a time for x·Wᵀ) gives the bits of
+    /// the f32 GEMM on the dequantised matrix, forward and backward, over two K blocks' edges.
+    func testPackedDequantisingGemmGivesTheF32GemmsBits() throws {
+        let (rows, cols, M) = (45, 704, 37)
+        for format in QuantFormat.allCases {
+            for doubleQuant in [false, true] {
+                let w = Self.matrix(rows: rows, cols: cols, seed: 29)
+                let q = try w.withUnsafeBufferPointer {
+                    try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: format, doubleQuant: doubleQuant)
+                }
+                let d = q.dequantized()
+                var g = SplitMix64(seed: 11)
+                let x = (0..<(M * cols)).map { _ in 2 * g.nextFloat() - 1 }
+                let gy = (0..<(M * rows)).map { _ in 2 * g.nextFloat() - 1 }
+                for transB in [true, false] {
+                    let (K, N) = transB ? (cols, rows) : (rows, cols)
+                    let a = transB ? x : gy
+                    var got = [Float](repeating: 0, count: M * N), want = got
+                    a.withUnsafeBufferPointer { pa in
+                        got.withUnsafeMutableBufferPointer { pc in
+                            cpuSgemmQuantized(transA: false, transB: transB, M: M, N: N, K: K, alpha: 1, A: pa.baseAddress!,
+                                              lda: K, B: q, beta: 0, C: pc.baseAddress!, ldc: N)
+                        }
+                        d.withUnsafeBufferPointer { pb in
+                            want.withUnsafeMutableBufferPointer { pc in
+                                cpuSgemm(transA: false, transB: transB, M: M, N: N, K: K, alpha: 1, A: pa.baseAddress!, lda: K,
+                                         B: pb.baseAddress!, ldb: cols, beta: 0, C: pc.baseAddress!, ldc: N)
+                            }
+                        }
+                    }
+                    XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern),
+                                   "\(format) double quant \(doubleQuant) transB \(transB)")
+                }
+            }
+        }
+    }
+
     /// The dequantising GEMM equals f32 arithmetic on the dequantised matrix, forward (x·Wᵀ) and
     /// backward (g·W), across a depth block boundary (K > 2048); its error against the original
     /// matrix stays within Σ|x|·(elementwise bound).

@@ -154,6 +154,15 @@ void itune_gemv_quant_avx2(int format, const float *x, long ldx, long m, const u
                            const int8_t *scale_codes, const float *second, float offset, const float *book, long K,
                            long n0, long n1, float *y, long ldy);
 
+/// dst[0..<count] = the dequantised values at flat indices start..<start+count of such a W (the
+/// converting GEMM's reader, Quant/GemmQuant.swift): BlockQuantized.swift's dequantize with the
+/// same operations, bit for bit (nf4: book[code] · absmax; int8: code · (absmax / 127)), 8 lanes
+/// (AVX2) or 16 (AVX-512F) at a time.
+void itune_dequant_avx2(int format, const uint8_t *codes, const float *absmax, const int8_t *scale_codes,
+                        const float *second, float offset, const float *book, long start, long count, float *dst);
+void itune_dequant_avx512(int format, const uint8_t *codes, const float *absmax, const int8_t *scale_codes,
+                          const float *second, float offset, const float *book, long start, long count, float *dst);
+
 #ifdef __cplusplus
 }
 #endif

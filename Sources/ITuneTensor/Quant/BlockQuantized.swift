@@ -1,3 +1,4 @@
+import CGemmKernels
 import Foundation
 
 // Blockwise-quantised storage of a frozen base matrix (`--quantize`, issue 17):
@@ -202,9 +203,35 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
         dequantize(host(), from: start, count: n, into: dst)
     }
 
-    /// `dequantize` from the given host copy (a GEMM fetches it once, not per run of a row).
+    /// `dequantize` from the given host copy (a GEMM fetches it once, not per run of a row), by
+    /// `kernel` (default: the CPU's widest; every kernel gives the same bits).
     @inline(__always)
-    func dequantize(_ copy: (codes: [UInt8], absmax: [Float]), from start: Int, count n: Int, into dst: UnsafeMutablePointer<Float>) {
+    func dequantize(_ copy: (codes: [UInt8], absmax: [Float]), from start: Int, count n: Int,
+                    into dst: UnsafeMutablePointer<Float>, kernel: QuantDequantKernel = .chosen) {
+        guard n > 0 else { return }
+        if kernel != .swift {
+            let f: Int32 = format == .nf4 ? 1 : 2
+            let offset = scaleOffset ?? 0
+            copy.codes.withUnsafeBufferPointer { codes in
+                copy.absmax.withUnsafeBufferPointer { absmax in
+                    (scaleCodes ?? []).withUnsafeBufferPointer { scaleCodes in
+                        (scaleAbsmax ?? []).withUnsafeBufferPointer { second in
+                            nf4CodeBook.withUnsafeBufferPointer { book in
+                                let plain = self.scaleCodes == nil ? absmax.baseAddress : nil
+                                if kernel == .avx512 {
+                                    itune_dequant_avx512(f, codes.baseAddress, plain, scaleCodes.baseAddress, second.baseAddress,
+                                                         offset, book.baseAddress, start, n, dst)
+                                } else {
+                                    itune_dequant_avx2(f, codes.baseAddress, plain, scaleCodes.baseAddress, second.baseAddress,
+                                                       offset, book.baseAddress, start, n, dst)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return
+        }
         let restored = scaleCodes.flatMap { q in scaleAbsmax.flatMap { m in scaleOffset.map { (q, m, $0) } } }
         copy.codes.withUnsafeBufferPointer { c in
             copy.absmax.withUnsafeBufferPointer { s in
