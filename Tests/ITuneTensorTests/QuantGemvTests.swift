@@ -8,7 +8,8 @@ import XCTest
 /// row and several, a split over both threads, alpha; a depth that is no multiple of 64 (the
 /// block path) giving the same, and one past the 16-bit path's.
 final class QuantGemvTests: XCTestCase {
-    func check(M: Int, N: Int, K: Int, _ format: QuantFormat, doubleQuant: Bool, alpha: Float = 1, gemvRows: Int = 4) throws {
+    func check(M: Int, N: Int, K: Int, _ format: QuantFormat, doubleQuant: Bool, alpha: Float = 1, gemvRows: Int = 4,
+               kernel: QuantKernel = .chosen) throws {
         let q = try quantizedMatrix(rows: N, cols: K, format, doubleQuant: doubleQuant, seed: UInt64(N * 7 + K), scale: 0.1)
         let x = randomValues(M * K + 5, seed: 3)  // lda K + 5: rows not packed
         let lda = K + 5
@@ -20,10 +21,10 @@ final class QuantGemvTests: XCTestCase {
         xPadded.withUnsafeBufferPointer { a in
             y.withUnsafeMutableBufferPointer { c in
                 cpuSgemmQuantized(transA: false, transB: true, M: M, N: N, K: K, alpha: alpha, A: a.baseAddress!, lda: lda,
-                                  B: q, beta: 0, C: c.baseAddress!, ldc: ldc, gemvRows: gemvRows)
+                                  B: q, beta: 0, C: c.baseAddress!, ldc: ldc, gemvRows: gemvRows, gemvKernel: kernel)
             }
         }
-        let what = "\(format)\(doubleQuant ? "+dq" : "") M \(M) N \(N) K \(K) alpha \(alpha) GEMV rows \(gemvRows)"
+        let what = "\(format)\(doubleQuant ? "+dq" : "") M \(M) N \(N) K \(K) alpha \(alpha) GEMV rows \(gemvRows) \(kernel)"
         // int8 multiplies x rounded to 16 bits per block of 64 (step absmax / 32767) where K allows
         // (≤ 16384, a multiple of 64) and x is finite: each value is off by at most half a step.
         let roundsX = format == .int8 && K % 64 == 0 && K <= 16384 && x.allSatisfy(\.isFinite)
@@ -50,16 +51,19 @@ final class QuantGemvTests: XCTestCase {
         return bound
     }
 
+    /// Every GEMV this CPU runs (AVX2, and AVX-512's 16-lane nf4).
     func testEveryFormatAndRowCountEqualsTheDequantisedProduct() throws {
-        for (format, dq) in [(QuantFormat.nf4, false), (.nf4, true), (.int8, false)] {
-            for M in 1...4 {
-                try check(M: M, N: 37, K: 192, format, doubleQuant: dq)
+        for kernel in [QuantKernel.avx2, .avx512] where kernel.isSupported {
+            for (format, dq) in [(QuantFormat.nf4, false), (.nf4, true), (.int8, false)] {
+                for M in 1...4 {
+                    try check(M: M, N: 37, K: 192, format, doubleQuant: dq, kernel: kernel)
+                }
+                try check(M: 1, N: 5, K: 64, format, doubleQuant: dq, kernel: kernel)
+                try check(M: 2, N: 600, K: 256, format, doubleQuant: dq, alpha: 0.5, kernel: kernel)  // two threads' rows
+                try check(M: 1, N: 9, K: 100, format, doubleQuant: dq, kernel: kernel)  // K % 64 ≠ 0: the block path
             }
-            try check(M: 1, N: 5, K: 64, format, doubleQuant: dq)
-            try check(M: 2, N: 600, K: 256, format, doubleQuant: dq, alpha: 0.5)  // two threads' rows
-            try check(M: 1, N: 9, K: 100, format, doubleQuant: dq)  // K % 64 ≠ 0: the block path
+            try check(M: 2, N: 3, K: 16448, .int8, doubleQuant: false, kernel: kernel)  // past the 16-bit path's K: f32 x
         }
-        try check(M: 2, N: 3, K: 16448, .int8, doubleQuant: false)  // past the 16-bit path's K: f32 x
     }
 
     /// A prompt's rows (gemvRows up to GemmBlocking.fewRows: what QuantizedLinear passes when no

@@ -153,7 +153,7 @@ final class QuantTests: XCTestCase {
                     try BlockQuantizedMatrix(quantizing: $0, rows: rows, cols: cols, format: format, doubleQuant: doubleQuant)
                 }
                 let copy = q.host()
-                for kernel in QuantDequantKernel.allCases where kernel != .swift && kernel.isSupported {
+                for kernel in QuantKernel.allCases where kernel != .swift && kernel.isSupported {
                     for (start, count) in runs {
                         var want = [Float](repeating: .nan, count: count + 1)
                         var got = [Float](repeating: .nan, count: count + 1)

@@ -153,6 +153,10 @@ void itune_swiglu_backward_avx512(const float *g, const float *u, const float *d
 void itune_gemv_quant_avx2(int format, const float *x, long ldx, long m, const uint8_t *codes, const float *absmax,
                            const int8_t *scale_codes, const float *second, float offset, const float *book, long K,
                            long n0, long n1, float *y, long ldy);
+/// The same with nf4's blocks at 16 lanes (AVX-512F; int8 runs the AVX2 function).
+void itune_gemv_quant_avx512(int format, const float *x, long ldx, long m, const uint8_t *codes, const float *absmax,
+                             const int8_t *scale_codes, const float *second, float offset, const float *book, long K,
+                             long n0, long n1, float *y, long ldy);
 
 /// dst[0..<count] = the dequantised values at flat indices start..<start+count of such a W (the
 /// converting GEMM's reader, Quant/GemmQuant.swift): BlockQuantized.swift's dequantize with the

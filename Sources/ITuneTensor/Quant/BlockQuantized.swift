@@ -207,7 +207,7 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
     /// `kernel` (default: the CPU's widest; every kernel gives the same bits).
     @inline(__always)
     func dequantize(_ copy: (codes: [UInt8], absmax: [Float]), from start: Int, count n: Int,
-                    into dst: UnsafeMutablePointer<Float>, kernel: QuantDequantKernel = .chosen) {
+                    into dst: UnsafeMutablePointer<Float>, kernel: QuantKernel = .chosen) {
         guard n > 0 else { return }
         if kernel != .swift {
             let f: Int32 = format == .nf4 ? 1 : 2

@@ -11,7 +11,7 @@ import Foundation
 func cpuSgemmQuantized(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
                        A: UnsafePointer<Float>, lda: Int, B: BlockQuantizedMatrix,
                        beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int, onePass: Bool = true,
-                       gemvRows: Int = 4) {
+                       gemvRows: Int = 4, gemvKernel: QuantKernel = .chosen) {
     precondition(transB ? (B.rows == N && B.cols == K) : (B.rows == K && B.cols == N), "cpuSgemmQuantized: B shape")
     // Decoding (a few rows times a linear layer's weight): the fused dequantising GEMV, which
     // streams the codes once instead of dequantising blocks of W into a workspace. Up to
@@ -24,7 +24,7 @@ func cpuSgemmQuantized(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha
        K % BlockQuantizedMatrix.blockSize == 0, beta == 0, M >= 1, N >= 1 {
         for r0 in stride(from: 0, to: M, by: 4) {
             let rows = min(4, M - r0)
-            B.gemv(M: rows, N: N, K: K, A: A + r0 * lda, lda: lda, C: C + r0 * ldc, ldc: ldc)
+            B.gemv(M: rows, N: N, K: K, A: A + r0 * lda, lda: lda, C: C + r0 * ldc, ldc: ldc, kernel: gemvKernel)
             if alpha != 1 { for r in r0..<r0 + rows { scaleRow(C + r * ldc, N, alpha) } }
         }
         return
@@ -36,11 +36,12 @@ func cpuSgemmQuantized(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha
 /// Whether the fused quantised GEMV runs (AVX2 + FMA; elsewhere the block path below).
 let useQuantGEMV = rowMathAVX2
 
-/// The loop that turns runs of codes back into f32 (BlockQuantizedMatrix.dequantize): what the
-/// converting GEMM runs as it packs a quantised B in a training step. One value at a time, the
-/// nf4 base's products took 28% longer than an f32 base's in the 135M LoRA step (3.06 s against
-/// 2.39 s a step, Ice Lake, 2026-12-01); int8's 8%.
-enum QuantDequantKernel: CaseIterable {
+/// The loops that turn codes back into f32: BlockQuantizedMatrix.dequantize (what the converting
+/// GEMM runs as it packs a quantised B in a training step; one value at a time, the nf4 base's
+/// products took 28% longer than an f32 base's in the 135M LoRA step, 3.06 s against 2.39 s a
+/// step, Ice Lake, 2026-12-01; int8's 8%) and the fused GEMV of decoding (AVX2 or AVX-512 only:
+/// `.swift` there means AVX2 where the CPU has it).
+enum QuantKernel: CaseIterable {
     /// The Swift loop, a value at a time (any CPU).
     case swift
     /// CGemmKernels' 8 lanes (AVX2).
@@ -59,7 +60,7 @@ enum QuantDequantKernel: CaseIterable {
 
     /// The widest the GEMM's kernel choice allows (ITUNE_GEMM_KERNEL=avx2 or swift narrows it,
     /// as it does the 16-bit GEMV).
-    static let chosen: QuantDequantKernel = {
+    static let chosen: QuantKernel = {
         switch GemmConfig.current.kind {
         case .avx512: return .avx512
         case .swift: return .swift
@@ -70,8 +71,9 @@ enum QuantDequantKernel: CaseIterable {
 
 extension BlockQuantizedMatrix {
     /// C (M ≤ 4, N) = A (M, K) · selfᵀ with self (N, K), K a multiple of 64: itune_gemv_quant_avx2
-    /// over the rows of self, split between the threads.
-    func gemv(M: Int, N: Int, K: Int, A: UnsafePointer<Float>, lda: Int, C: UnsafeMutablePointer<Float>, ldc: Int) {
+    /// (or its AVX-512 form, `kernel` .avx512) over the rows of self, split between the threads.
+    func gemv(M: Int, N: Int, K: Int, A: UnsafePointer<Float>, lda: Int, C: UnsafeMutablePointer<Float>, ldc: Int,
+              kernel: QuantKernel = .chosen) {
         let copy = host()
         let format: Int32 = self.format == .nf4 ? 1 : 2
         copy.codes.withUnsafeBufferPointer { codes in
@@ -81,9 +83,10 @@ extension BlockQuantizedMatrix {
                         nf4CodeBook.withUnsafeBufferPointer { book in
                             let doubleQuant = self.scaleCodes != nil
                             CPUParallel.forEach(N, grain: max(16, (1 << 16) / max(K, 1))) { rows in
-                                itune_gemv_quant_avx2(format, A, lda, M, codes.baseAddress, doubleQuant ? nil : absmax.baseAddress,
-                                                      scaleCodes.baseAddress, second.baseAddress, scaleOffset ?? 0, book.baseAddress,
-                                                      K, rows.lowerBound, rows.upperBound, C, ldc)
+                                let gemv = kernel == .avx512 ? itune_gemv_quant_avx512 : itune_gemv_quant_avx2
+                                gemv(format, A, lda, M, codes.baseAddress, doubleQuant ? nil : absmax.baseAddress,
+                                     scaleCodes.baseAddress, second.baseAddress, scaleOffset ?? 0, book.baseAddress,
+                                     K, rows.lowerBound, rows.upperBound, C, ldc)
                             }
                         }
                     }
@@ -96,7 +99,7 @@ extension BlockQuantizedMatrix {
     /// B's panels take eight rows at a time: dequantised into an L1 buffer, then transposed by
     /// the AVX2 8 × 8 transposes (one row at a time, each value was scattered down its column).
     var rowReader: StoredRowReader {
-        let ld = cols, copy = host(), kernel = QuantDequantKernel.chosen
+        let ld = cols, copy = host(), kernel = QuantKernel.chosen
         var reader = StoredRowReader(read: { row, col0, count, dst in
             self.dequantize(copy, from: row * ld + col0, count: count, into: dst, kernel: kernel)
         })
