@@ -106,6 +106,12 @@ public final class Linear: Module {
             let y = try x.linearWithLowRank(weight, a: lora.a, b: lora.b, scale: lora.scaling)
             return try bias.map { try y + $0 } ?? y
         }
+        // QLoRA: the same over the quantised base (its blocks dequantised as the product packs them).
+        if let lora, let quantizedWeight, x.dtype == .f32, lora.a.dtype == .f32, lora.b.dtype == .f32,
+           MatmulPrecision.current == .f32, !lora.dropsOut {
+            let y = try x.linearWithLowRank(quantized: quantizedWeight, a: lora.a, b: lora.b, scale: lora.scaling)
+            return try bias.map { try y + $0 } ?? y
+        }
         let y: Tensor
         if let quantizedWeight {
             // --quantize: the frozen weight read from its blocks (dequantised inside the GEMM).

@@ -62,6 +62,39 @@ final class LoRALinearTests: XCTestCase {
         for i in 0..<3 { assertClose(got.1[i], ref.1[i], rtol: 1e-5, atol: 1e-5, "bf16 base gradient \(i)") }
     }
 
+    /// A quantised base (QLoRA): the one op (on the CPU the K + r product with the base's blocks
+    /// dequantised as they are packed, forward and input gradient; below 33 rows the quantised
+    /// product and an accumulating low-rank one) against the quantised linear, the two low-rank
+    /// products and an add, for nf4, nf4 with double quantisation and int8.
+    func testAQuantisedBaseMatchesTheSeparateProducts() throws {
+        for (M, inF, outF, r) in [(37, 96, 45, 8), (45, 200, 83, 4), (20, 64, 50, 8)] {
+            let x = randomValues(M * inF, seed: 11), a = randomValues(r * inF, seed: 12), b = randomValues(outF * r, seed: 13)
+            let wv = randomValues(outF * inF, seed: 14)
+            for (format, dq) in [(QuantFormat.nf4, false), (.nf4, true), (.int8, false)] {
+                let q = try wv.withUnsafeBufferPointer {
+                    try BlockQuantizedMatrix(quantizing: $0, rows: outF, cols: inF, format: format, doubleQuant: dq)
+                }
+                let shapeOf = try Tensor(wv, shape: [outF, inF])  // the shapes only
+                let ref = try run(x, [1, M, inF], shapeOf, a, b, r: r, on: .cpu) { X, A, B in
+                    try X.linear(quantized: q) + X.linear(A).linear(B, scale: 2)
+                }
+                let got = try run(x, [1, M, inF], shapeOf, a, b, r: r, on: .cpu) { X, A, B in
+                    try X.linearWithLowRank(quantized: q, a: A, b: B, scale: 2)
+                }
+                let what = "\(format)\(dq ? "+dq" : "") M \(M) in \(inF) out \(outF) r \(r)"
+                assertClose(got.0, ref.0, rtol: 1e-5, atol: 1e-5, "forward \(what)")
+                for i in 0..<3 { assertClose(got.1[i], ref.1[i], rtol: 1e-5, atol: 1e-5, "gradient \(i) \(what)") }
+                if let cl = try? TestDevices.requireOpenCL() {  // a failure under ITUNE_REQUIRE_OPENCL=1 when missing
+                    let dev = try run(x, [1, M, inF], shapeOf, a, b, r: r, on: cl) { X, A, B in
+                        try X.linearWithLowRank(quantized: q, a: A, b: B, scale: 2)
+                    }
+                    assertClose(dev.0, got.0, rtol: 1e-4, atol: 1e-5, "OpenCL forward \(what)")
+                    for i in 0..<3 { assertClose(dev.1[i], got.1[i], rtol: 1e-4, atol: 1e-4, "OpenCL gradient \(i) \(what)") }
+                }
+            }
+        }
+    }
+
     func testOpenCLMatchesCPU() throws {
         let cl = try TestDevices.requireOpenCL()
         // 127 tokens over 96 → 160 features, r 8: the thin products take gemm_skinny, the base

@@ -28,6 +28,12 @@ extension Tensor {
         let K = transposed ? w.cols : w.rows, N = transposed ? w.rows : w.cols
         let M = count / max(K, 1)
         let out = try Tensor.empty(outer + [N], on: device)
+        try quantizedProduct(w, transposed: transposed, into: out, M: M, N: N, K: K)
+        return out
+    }
+
+    /// The same into `out` (M, N), self read as (M, K).
+    func quantizedProduct(_ w: BlockQuantizedMatrix, transposed: Bool, into out: Tensor, M: Int, N: Int, K: Int) throws {
         switch try execution("quantized linear", self) {
         case .cpu:
             // Not recording (a prompt being read): up to GemmBlocking.fewRows rows on the GEMV.
@@ -37,7 +43,6 @@ extension Tensor {
         case let .opencl(cl):
             try cl.gemmBlockQuantized(M: M, N: N, K: K, A: self, B: try w.deviceBlocks(on: cl), transB: transposed, C: out)
         }
-        return out
     }
 }
 
