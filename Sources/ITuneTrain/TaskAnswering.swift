@@ -19,11 +19,18 @@ public protocol TaskAnswering {
     /// `greedyAnswer` for each example (its own token limit), in order: a model that can decode
     /// several questions together does (the default asks them one at a time).
     func greedyAnswers(to examples: [Example], maxNewTokens: [Int]) throws -> [String]
+    /// `logLikelihood` of each response to the same example, in order: a model that can score
+    /// several answers in one forward does (the default scores them one at a time).
+    func logLikelihoods(of responses: [String], answering example: Example) throws -> [(Double, Int)]
 }
 
 extension TaskAnswering {
     public func greedyAnswers(to examples: [Example], maxNewTokens: [Int]) throws -> [String] {
         try zip(examples, maxNewTokens).map { try greedyAnswer(to: $0, maxNewTokens: $1) }
+    }
+
+    public func logLikelihoods(of responses: [String], answering example: Example) throws -> [(Double, Int)] {
+        try responses.map { try logLikelihood(of: $0, answering: example) }
     }
 }
 
@@ -82,7 +89,50 @@ public struct DecoderTaskModel: TaskAnswering {
     /// With a prefix, the answer is `prefix + response` and the tokens that the prompt with the
     /// prefix left open (`continuationPrompt`) already holds are not scored.
     public func logLikelihood(of response: String, answering example: Example) throws -> (Double, Int) {
-        guard !example.conversation.turns.isEmpty else { return (-.infinity, 0) }
+        guard let (ids, labels, scored) = try scoredTokens(of: response, answering: example) else { return (-.infinity, 0) }
+        let loss = try noGrad {
+            try bundle.model.loss(Tensor(indices: ids, shape: [1, ids.count], on: bundle.model.device), labels: labels).item()
+        }
+        return (-Double(loss) * Double(scored), scored)
+    }
+
+    /// The responses' log-likelihoods from forwards of up to `logLikelihoodRows` of them as the
+    /// rows of one batch (a multiple-choice question's options share its prompt): each row padded
+    /// on the right, where the causal mask keeps the padding out of every real token's state, and
+    /// each row's head and loss over its own scored tokens (CausalLM.sequenceLogProbs). Products
+    /// of rows × tokens instead of one sequence's tokens: the GEMMs run at the sizes they are fast at.
+    public func logLikelihoods(of responses: [String], answering example: Example) throws -> [(Double, Int)] {
+        var out = [(Double, Int)](repeating: (-.infinity, 0), count: responses.count)
+        var rows: [(index: Int, ids: [Int32], labels: [Int32])] = []
+        for (i, r) in responses.enumerated() {
+            if let (ids, labels, _) = try scoredTokens(of: r, answering: example) { rows.append((i, ids, labels)) }
+        }
+        let model = bundle.model
+        for start in stride(from: 0, to: rows.count, by: Self.logLikelihoodRows) {
+            let batch = rows[start..<min(rows.count, start + Self.logLikelihoodRows)]
+            let T = batch.map(\.ids.count).max() ?? 0
+            var ids = [Int32](repeating: 0, count: batch.count * T), targets = [Int32](repeating: -100, count: batch.count * T)
+            for (s, row) in batch.enumerated() {
+                for (t, id) in row.ids.enumerated() { ids[s * T + t] = id }
+                // Shifted: position t predicts label t + 1.
+                for t in 0..<(row.labels.count - 1) { targets[s * T + t] = row.labels[t + 1] }
+            }
+            let (logProbs, counts) = try noGrad {
+                let hidden = try model.hiddenStates(Tensor(indices: ids, shape: [batch.count, T], on: model.device))
+                return try model.sequenceLogProbs(hidden, targets: targets)
+            }
+            for ((row, lp), n) in zip(zip(batch, try logProbs.toArray()), counts) { out[row.index] = (Double(lp), n) }
+        }
+        return out
+    }
+
+    /// Answers scored together in one forward (`logLikelihoods`).
+    static let logLikelihoodRows = 8
+
+    /// The token ids and labels (−100: not scored) of `example` answered by `response`, and the
+    /// count of scored targets; nil when nothing would be scored.
+    func scoredTokens(of response: String, answering example: Example) throws -> (ids: [Int32], labels: [Int32], scored: Int)? {
+        guard !example.conversation.turns.isEmpty else { return nil }
         var e = example
         let last = e.conversation.turns.count - 1
         e.conversation.turns[last].response = (responsePrefix ?? "") + response
@@ -98,11 +148,8 @@ public struct DecoderTaskModel: TaskAnswering {
             for i in 0..<min(shared, t.labels.count) { t.labels[i] = -100 }
         }
         let scored = t.labels.dropFirst().filter { $0 != -100 }.count
-        guard scored > 0 else { return (-.infinity, 0) }
-        let loss = try noGrad {
-            try bundle.model.loss(Tensor(indices: t.ids, shape: [1, t.ids.count], on: bundle.model.device), labels: t.labels).item()
-        }
-        return (-Double(loss) * Double(scored), scored)
+        guard scored > 0 else { return nil }
+        return (t.ids, t.labels, scored)
     }
 
     public func tokenCount(_ response: String) -> Int { bundle.tokenizer.encode(response, addSpecialTokens: false).count }

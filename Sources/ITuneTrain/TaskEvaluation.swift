@@ -87,7 +87,7 @@ public enum TaskEvaluator {
                 // record's own choices come first (JCommonsenseQA's five answers differ per question).
                 // A record whose choices leave out its own answer has the answer added, not a crash.
                 let candidates = e.choices.map { $0.contains(turn.response) ? $0 : $0 + [turn.response] } ?? options ?? [turn.response]
-                let scores = try candidates.map { try model.logLikelihood(of: $0, answering: e) }
+                let scores = try model.logLikelihoods(of: candidates, answering: e)
                 let (l, n) = scores[candidates.firstIndex(of: turn.response) ?? 0]
                 if n > 0 { ll += l; llTokens += n }
                 if e.choices != nil || options != nil, candidates[scores.indices.max { scores[$0].0 < scores[$1].0 }!] == turn.response {

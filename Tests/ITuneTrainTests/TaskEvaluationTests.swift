@@ -57,5 +57,29 @@ final class TaskEvaluationTests: XCTestCase {
             XCTAssertEqual(together, alone, "prefix \(prefix ?? "none")")
             XCTAssertTrue(together.contains { !$0.isEmpty })
         }
+
+        // Answers scored together (up to 8 rows a forward, each padded on the right) give each
+        // answer's log-likelihood and count alone, with and without a prefix, raw and templated,
+        // over answers of different lengths (11: two batches), with an unscorable one among them.
+        let answers = tasks[1].1.prefix(10).map { $0.conversation.turns[0].response } + [""]
+        for prefix in [nil, "Answer:"] {
+            for raw in [false, true] {
+                var q = tasks[0].1[1]
+                q.rawPrompt = raw
+                let asker = DecoderTaskModel(bundle: bundle, template: template, responsePrefix: prefix)
+                let together = try asker.logLikelihoods(of: answers, answering: q)
+                let alone = try answers.map { try asker.logLikelihood(of: $0, answering: q) }
+                let what = "prefix \(prefix ?? "none") raw \(raw)"
+                XCTAssertEqual(together.map(\.1), alone.map(\.1), what)
+                XCTAssertGreaterThan(Set(alone.map(\.1)).count, 2, "answers of several lengths")
+                for (i, (a, b)) in zip(together, alone).enumerated() {
+                    if b.0.isFinite {
+                        XCTAssertEqual(a.0, b.0, accuracy: 1e-4 * max(1, abs(b.0)), "\(what) answer \(i)")
+                    } else {
+                        XCTAssertEqual(a.0, b.0, "\(what) answer \(i)")
+                    }
+                }
+            }
+        }
     }
 }
