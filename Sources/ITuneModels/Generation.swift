@@ -62,8 +62,9 @@ extension CausalLM {
     /// costs on a CPU (decoding is bound by memory bandwidth). The prompts are left-padded to the
     /// longest; the padding is an attention segment of its own, so no token sees it, and each
     /// row's positions start at its first real token. Each row gets its own sampler (the same
-    /// stream as a `generate` of that prompt alone) and stops on its own; a stopped row rides
-    /// along until every row has. `onToken(row, token)` sees each row's tokens as `generate`'s
+    /// stream as a `generate` of that prompt alone) and stops on its own; a stopped row leaves
+    /// the batch (its cached keys and values dropped), so that the rows still decoding are all
+    /// that a step computes. `onToken(row, token)` sees each row's tokens as `generate`'s
     /// does and returns false to stop that row. Returns one result per prompt, in order, with the
     /// batch's prefill and decode times. The padded length counts against the model's context
     /// (`contextFull` comes when the longest row reaches it).
@@ -88,31 +89,32 @@ extension CausalLM {
                 positions += [Int32](repeating: 0, count: pads[b]) + (0..<p.count).map(Int32.init)
             }
             var width = longest
+            // The prompts whose rows the batch holds, in row order.
+            var active = Array(0..<B)
             let start = Date()
             var prefill = 0.0
             var step = 0
-            while reasons.contains(where: { $0 == nil }) {
+            while !active.isEmpty {
                 if step >= options.maxNewTokens {
-                    for b in 0..<B where reasons[b] == nil { reasons[b] = .maxNewTokens }
+                    for b in active { reasons[b] = .maxNewTokens }
                     break
                 }
                 if cache.length + width > config.maxSequenceLength {
-                    for b in 0..<B where reasons[b] == nil { reasons[b] = .contextFull }
+                    for b in active { reasons[b] = .contextFull }
                     break
                 }
                 let total = cache.length + width
-                let segments = try AttentionSegments(lengths: pads.map { $0 > 0 ? [$0, total - $0] : [total] },
+                let segments = try AttentionSegments(lengths: active.map { pads[$0] > 0 ? [pads[$0], total - pads[$0]] : [total] },
                                                      rowLength: total, on: device)
-                let ids = try Tensor(indices: input, shape: [B, width], on: device)
-                let pos = try Tensor(indices: positions, shape: [B, width], on: device)
+                let ids = try Tensor(indices: input, shape: [active.count, width], on: device)
+                let pos = try Tensor(indices: positions, shape: [active.count, width], on: device)
                 let logits = try self.logits(ids, positions: pos, cache: cache, segments: segments)
                 let last = try logits.narrow(axis: 1, start: width - 1, length: 1).toArray()
                 if step == 0 { prefill = Date().timeIntervalSince(start) }
                 let V = config.vocabSize
                 var next: [Int32] = []
-                for b in 0..<B {
-                    guard reasons[b] == nil else { next.append(outs[b].last ?? prompts[b][prompts[b].count - 1]); continue }
-                    let token = Int32(samplers[b].next(last[(b * V)..<((b + 1) * V)]))
+                for (row, b) in active.enumerated() {
+                    let token = Int32(samplers[b].next(last[(row * V)..<((row + 1) * V)]))
                     if options.stopTokens.contains(token) {
                         reasons[b] = .stopToken
                     } else {
@@ -121,8 +123,15 @@ extension CausalLM {
                     }
                     next.append(token)
                 }
+                // Rows that stopped leave the batch and the cache.
+                let going = active.indices.filter { reasons[active[$0]] == nil }
+                if going.count < active.count {
+                    try cache.keepRows(going)
+                    next = going.map { next[$0] }
+                    active = going.map { active[$0] }
+                }
                 input = next
-                positions = (0..<B).map { Int32(total - pads[$0]) }
+                positions = active.map { Int32(total - pads[$0]) }
                 width = 1
                 step += 1
             }

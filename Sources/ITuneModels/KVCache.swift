@@ -77,6 +77,28 @@ public final class KVCache {
             }
         }
 
+        /// Keeps batch rows `rows` (ascending) in that order and drops the others: each kept row
+        /// moves down into the first rows of the same buffers, which are then viewed as
+        /// (rows.count, capacity, NKV, D).
+        func keepRows(_ rows: [Int]) throws {
+            guard let k = keyBuffer, let v = valueBuffer else { return }
+            let B = k.shape[0]
+            guard rows.indices.allSatisfy({ rows[$0] >= 0 && rows[$0] < B && ($0 == 0 || rows[$0 - 1] < rows[$0]) }) else {
+                throw TensorError.invalidArgument(op: "KVCache", "rows to keep \(rows) must ascend within the batch's \(B)")
+            }
+            guard rows.count < B, !rows.isEmpty else { return }
+            let rowBytes = k.shape[1] * k.shape[2] * k.shape[3] * k.dtype.byteSize
+            for (i, r) in rows.enumerated() where i != r {
+                // i < r: the regions of rows i and r never overlap.
+                try k.backend.copy(from: k.storage, at: r * rowBytes, to: k.storage, at: i * rowBytes, byteCount: rowBytes)
+                try v.backend.copy(from: v.storage, at: r * rowBytes, to: v.storage, at: i * rowBytes, byteCount: rowBytes)
+            }
+            var shape = k.shape
+            shape[0] = rows.count
+            keyBuffer = Tensor(storage: k.storage, shape: shape, dtype: k.dtype)
+            valueBuffer = Tensor(storage: v.storage, shape: shape, dtype: v.dtype)
+        }
+
         /// The first `count` positions of buffer: a view when they are contiguous (one row).
         private func prefix(_ buffer: Tensor) throws -> Tensor {
             if buffer.shape[0] == 1 || count == buffer.shape[1] {
@@ -99,5 +121,11 @@ public final class KVCache {
     }
 
     func layer(_ i: Int) -> Layer { layers[i] }
+
+    /// Keeps batch rows `rows` (ascending) of every layer, in that order, and drops the others:
+    /// a batch whose other rows have finished goes on decoding these alone.
+    public func keepRows(_ rows: [Int]) throws {
+        for l in layers { try l.keepRows(rows) }
+    }
     func advance(by n: Int) { length += n }
 }

@@ -31,6 +31,48 @@ final class KVCacheTests: XCTestCase {
         }
     }
 
+    /// Dropping finished rows of a batch: the kept rows hold what they held, in order, and go on
+    /// growing (past a regrowth) as a cache of those rows alone would; rows that do not ascend
+    /// within the batch are refused.
+    func testKeptRowsHoldTheirOwnConcatenationAndGoOn() throws {
+        for device in testDevices() {
+            let cache = KVCache(layers: 2, maxLength: 100)
+            let (B, NKV, D) = (4, 2, 3)
+            var g = SplitMix64(seed: 9)
+            func values(_ rows: Int, _ T: Int) throws -> Tensor {
+                try Tensor((0..<rows * T * NKV * D).map { _ in g.nextFloat() }, shape: [rows, T, NKV, D], on: device)
+            }
+            func row(_ t: Tensor, _ b: Int) throws -> [Float] { try t.narrow(axis: 0, start: b, length: 1).toArray() }
+            var history: [[Tensor]] = [[], []]  // per layer, the appended tensors
+            for (i, layer) in cache.layers.enumerated() {
+                let k = try values(B, 6)
+                history[i].append(k)
+                _ = try layer.append(keys: k, values: try k.scaled(by: 3))
+            }
+            try cache.keepRows([1, 3])
+            for (i, layer) in cache.layers.enumerated() {
+                let full = try Tensor.concatenated(history[i], axis: 1)
+                let keys = try XCTUnwrap(try layer.keys), vals = try XCTUnwrap(try layer.values)
+                XCTAssertEqual(keys.shape, [2, 6, NKV, D])
+                XCTAssertEqual(try row(keys, 0), try row(full, 1), "row 1 moved to 0 on \(device)")
+                XCTAssertEqual(try row(keys, 1), try row(full, 3), "row 3 moved to 1 on \(device)")
+                XCTAssertEqual(try row(vals, 1), try row(full, 3).map { $0 * 3 })
+                // 20 more positions (past the first regrowth at 16) for the two rows left.
+                let more = try values(2, 20)
+                let (k2, _) = try layer.append(keys: more, values: more)
+                XCTAssertEqual(k2.shape, [2, 26, NKV, D])
+                for (kept, b) in [(0, 1), (1, 3)] {
+                    // A row (1, T, NKV, D) in row-major order: its first 6 positions, then the 20 new ones.
+                    XCTAssertEqual(try row(k2, kept), try row(full, b) + row(more, kept), "kept row \(kept) on \(device)")
+                }
+            }
+        }
+        let cache = KVCache(layers: 1, maxLength: 10)
+        _ = try cache.layers[0].append(keys: try Tensor.zeros([3, 2, 1, 2]), values: try Tensor.zeros([3, 2, 1, 2]))
+        XCTAssertThrowsError(try cache.keepRows([2, 1])) { XCTAssertTrue("\($0)".contains("ascend"), "\($0)") }
+        XCTAssertThrowsError(try cache.keepRows([0, 3])) { XCTAssertTrue("\($0)".contains("ascend"), "\($0)") }
+    }
+
     func testAppendBeyondMaxLengthOrWithAnotherShapeIsAnError() throws {
         let layer = KVCache(layers: 1, maxLength: 4).layers[0]
         let k = try Tensor.zeros([1, 3, 1, 2])
