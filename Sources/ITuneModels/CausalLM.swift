@@ -31,8 +31,23 @@ extension CausalLM {
     public func logits(_ ids: Tensor, positions: Tensor?, cache: KVCache?, segments: AttentionSegments?) throws -> Tensor {
         let (B, T) = (ids.shape[0], ids.shape[1])
         let h = try hiddenStates(ids, positions: positions, cache: cache, segments: segments)
-        if let q = quantizedOutputEmbedding { return try h.linear(quantized: q).reshaped([B, T, config.vocabSize]) }
-        return try h.linear(outputEmbedding).reshaped([B, T, config.vocabSize])
+        return try vocabularyProjection(h).reshaped([B, T, config.vocabSize])
+    }
+
+    /// Hidden states (…, C) through the head: the quantised one where there is one. (…, V).
+    func vocabularyProjection(_ h: Tensor) throws -> Tensor {
+        if let q = quantizedOutputEmbedding { return try h.linear(quantized: q) }
+        return try h.linear(outputEmbedding)
+    }
+
+    /// The logits of each row's last position only, (B, V): what decoding samples from. The head
+    /// (the model's largest product: vocabulary × hidden) runs on B rows, not B·T — a prompt's
+    /// prefill no longer computes, nor holds, logits for every one of its positions.
+    public func lastLogits(_ ids: Tensor, positions: Tensor?, cache: KVCache?, segments: AttentionSegments?) throws -> Tensor {
+        let (B, T) = (ids.shape[0], ids.shape[1])
+        let h = try hiddenStates(ids, positions: positions, cache: cache, segments: segments)
+        let last = try (T == 1 ? h : h.narrow(axis: 1, start: T - 1, length: 1)).reshaped([B, h.shape[h.rank - 1]])
+        return try vocabularyProjection(last)
     }
 
     public func callAsFunction(_ ids: Tensor) throws -> Tensor { try logits(ids, positions: nil, cache: nil, segments: nil) }

@@ -41,8 +41,7 @@ extension CausalLM {
             while out.count < options.maxNewTokens {
                 if cache.length + input.count > config.maxSequenceLength { reason = .contextFull; break }
                 let ids = try Tensor(indices: input, shape: [1, input.count], on: device)
-                let logits = try self.logits(ids, positions: nil, cache: cache, segments: nil)
-                let last = try logits.narrow(axis: 1, start: input.count - 1, length: 1).toArray()
+                let last = try lastLogits(ids, positions: nil, cache: cache, segments: nil).toArray()
                 if out.isEmpty { prefill = Date().timeIntervalSince(start) }
                 let token = Int32(sampler.next(last[...]))
                 if options.stopTokens.contains(token) { reason = .stopToken; break }
@@ -108,8 +107,7 @@ extension CausalLM {
                                                      rowLength: total, on: device)
                 let ids = try Tensor(indices: input, shape: [active.count, width], on: device)
                 let pos = try Tensor(indices: positions, shape: [active.count, width], on: device)
-                let logits = try self.logits(ids, positions: pos, cache: cache, segments: segments)
-                let last = try logits.narrow(axis: 1, start: width - 1, length: 1).toArray()
+                let last = try lastLogits(ids, positions: pos, cache: cache, segments: segments).toArray()
                 if step == 0 { prefill = Date().timeIntervalSince(start) }
                 let V = config.vocabSize
                 var next: [Int32] = []

@@ -23,6 +23,31 @@ final class HalfWeightGenerationTests: XCTestCase {
         return (try makeModel(config, on: device, from: halfOnDevice), try makeModel(config, on: .cpu, from: full))
     }
 
+    /// Decoding's head runs on each row's last position only (`lastLogits`): the last position's
+    /// logits of the full (B, T, V) product, for a prompt (T > 1), a cached step (T 1), rows of a
+    /// batch, an f32 head and a 16-bit one.
+    func testLastLogitsAreTheLastPositionsOfTheFullLogits() throws {
+        for format in [DType.f32, .bf16] {
+            let (half, full) = try models(.bf16)
+            let model = format == .f32 ? full : half
+            for (B, T) in [(1, 9), (3, 6), (2, 1)] {
+                let ids = try Tensor(indices: (0..<(B * T)).map { Int32(($0 * 53 + 7) % config.vocabSize) }, shape: [B, T])
+                let (whole, last) = try noGrad {
+                    (try model.logits(ids, positions: nil, cache: nil, segments: nil).toArray(),
+                     try model.lastLogits(ids, positions: nil, cache: nil, segments: nil))
+                }
+                let V = config.vocabSize
+                XCTAssertEqual(last.shape, [B, V])
+                var want: [Float] = []
+                for b in 0..<B {
+                    let end = (b + 1) * T * V
+                    want += whole[(end - V)..<end]
+                }
+                XCTAssertLessThan(worstRelativeError(try last.toArray(), want), 1e-5, "\(format) B \(B) T \(T)")
+            }
+        }
+    }
+
     func testGreedyTokensWith16BitMatricesEqualThoseOfTheF32OfTheSameValues() throws {
         for format in [DType.bf16, .f16] {
             let (half, full) = try models(format)
