@@ -111,12 +111,15 @@ struct StepOptions: BenchOptionGroup {
     var answerFraction = 1.0
     @Option(help: "generate: prompts decoded together as the rows of one batch (each its own 16 tokens), as itune-gpu train's sample generations are; tokens/s counts every row's tokens. Default 1.")
     var rows = 1
+    @Option(help: "generate: tokens in each prompt (its prefill is timed as prefill_ms). Default 16.")
+    var promptTokens = 16
 
     func validate() throws {
         guard answerFraction > 0, answerFraction <= 1 else { throw ValidationError("--answer-fraction must be in (0, 1], not \(answerFraction)") }
         guard logEvery >= 1, logEvery <= 100_000 else { throw ValidationError("--log-every must be in [1, 100000], not \(logEvery)") }
         guard warmup >= 0, warmup <= 100 else { throw ValidationError("--warmup must be in [0, 100], not \(warmup)") }
         guard rows >= 1, rows <= 256 else { throw ValidationError("--rows must be in [1, 256], not \(rows)") }
+        guard promptTokens >= 1, promptTokens <= 32768 else { throw ValidationError("--prompt-tokens must be in [1, 32768], not \(promptTokens)") }
         if let bucketMb { guard bucketMb.isFinite, bucketMb * 1_048_576 >= 4, bucketMb <= 1024 else { throw ValidationError("--bucket-mb must be in [4 bytes, 1024 MB], not \(bucketMb)") } }
     }
 
@@ -133,6 +136,7 @@ struct StepOptions: BenchOptionGroup {
         o.savedTensors = savedTensors
         o.answerFraction = answerFraction
         o.rows = rows
+        o.promptTokens = promptTokens
         o.doubleQuant = doubleQuant
         o.quantizeEmbeddings = quantizeEmbeddings
         if let baseDtype { o.baseDTypes = baseDtype.split(separator: ",").map(String.init) }

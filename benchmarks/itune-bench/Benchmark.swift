@@ -50,6 +50,8 @@ struct BenchOptions {
     var answerFraction = 1.0
     /// generate: prompts decoded together as one batch's rows.
     var rows = 1
+    /// generate: tokens in each prompt.
+    var promptTokens = 16
     /// step: compare 1 rank, N ranks (mpirun) and one process of N threads (RankScalingBench.swift).
     var ranks: Int? = nil
     /// step --ranks: the gradient buckets' size in MB.

@@ -2,7 +2,8 @@ import Foundation
 import ITune
 
 /// `itune-bench generate`: greedy generation with the KV cache from a random-weight model of a
-/// reference shape (default qwen2.5-0.5b; `--configs`), a 16-token prompt and 64 new tokens.
+/// reference shape (default qwen2.5-0.5b; `--configs`), a 16-token prompt (`--prompt-tokens`) and
+/// 64 new tokens.
 /// Decode tokens/s, and on the CPU the bound memory bandwidth puts on it: each new token reads
 /// every weight that takes part in a matmul once (the tied embedding as the head), so decode is
 /// capped at read bandwidth / (bytes per weight × those weights). The matrices are stored as
@@ -16,7 +17,7 @@ struct GenerateBench: Benchmark {
 
     func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
         let configs = options.configs ?? (options.smoke ? ["smoke"] : ["qwen2.5-0.5b"])
-        let newTokens = options.smoke ? 8 : 64, promptLength = 16
+        let newTokens = options.smoke ? 8 : 64, promptLength = options.promptTokens
         for device in options.devices {
             let label = try DeviceLabel(device)
             for cname in configs {
