@@ -210,25 +210,9 @@ public final class BlockQuantizedMatrix: @unchecked Sendable {
                     into dst: UnsafeMutablePointer<Float>, kernel: QuantKernel = .chosen) {
         guard n > 0 else { return }
         if kernel != .swift {
-            let f: Int32 = format == .nf4 ? 1 : 2
-            let offset = scaleOffset ?? 0
-            copy.codes.withUnsafeBufferPointer { codes in
-                copy.absmax.withUnsafeBufferPointer { absmax in
-                    (scaleCodes ?? []).withUnsafeBufferPointer { scaleCodes in
-                        (scaleAbsmax ?? []).withUnsafeBufferPointer { second in
-                            nf4CodeBook.withUnsafeBufferPointer { book in
-                                let plain = self.scaleCodes == nil ? absmax.baseAddress : nil
-                                if kernel == .avx512 {
-                                    itune_dequant_avx512(f, codes.baseAddress, plain, scaleCodes.baseAddress, second.baseAddress,
-                                                         offset, book.baseAddress, start, n, dst)
-                                } else {
-                                    itune_dequant_avx2(f, codes.baseAddress, plain, scaleCodes.baseAddress, second.baseAddress,
-                                                       offset, book.baseAddress, start, n, dst)
-                                }
-                            }
-                        }
-                    }
-                }
+            let run = kernel == .avx512 ? itune_dequant_avx512 : itune_dequant_avx2
+            withBlockPointers(copy) { p in
+                run(p.format, p.codes, p.absmax, p.scaleCodes, p.second, p.offset, p.book, start, n, dst)
             }
             return
         }

@@ -74,20 +74,39 @@ extension BlockQuantizedMatrix {
     /// (or its AVX-512 form, `kernel` .avx512) over the rows of self, split between the threads.
     func gemv(M: Int, N: Int, K: Int, A: UnsafePointer<Float>, lda: Int, C: UnsafeMutablePointer<Float>, ldc: Int,
               kernel: QuantKernel = .chosen) {
-        let copy = host()
-        let format: Int32 = self.format == .nf4 ? 1 : 2
+        let gemv = kernel == .avx512 ? itune_gemv_quant_avx512 : itune_gemv_quant_avx2
+        withBlockPointers(host()) { p in
+            CPUParallel.forEach(N, grain: max(16, (1 << 16) / max(K, 1))) { rows in
+                gemv(p.format, A, lda, M, p.codes, p.absmax, p.scaleCodes, p.second, p.offset, p.book,
+                     K, rows.lowerBound, rows.upperBound, C, ldc)
+            }
+        }
+    }
+
+    /// What quantgemv.c's functions read of a host copy: the format's code (1 nf4, 2 int8), the
+    /// codes, the absmax constants (nil under double quantisation, whose scales come from
+    /// scaleCodes, second and offset) and the nf4 code book.
+    struct BlockPointers {
+        let format: Int32
+        let codes: UnsafePointer<UInt8>?
+        let absmax: UnsafePointer<Float>?
+        let scaleCodes: UnsafePointer<Int8>?
+        let second: UnsafePointer<Float>?
+        let offset: Float
+        let book: UnsafePointer<Float>?
+    }
+
+    /// `body` with the pointers of `copy` (and of the double-quantisation arrays) for its duration.
+    func withBlockPointers<R>(_ copy: (codes: [UInt8], absmax: [Float]), _ body: (BlockPointers) -> R) -> R {
         copy.codes.withUnsafeBufferPointer { codes in
             copy.absmax.withUnsafeBufferPointer { absmax in
                 (scaleCodes ?? []).withUnsafeBufferPointer { scaleCodes in
                     (scaleAbsmax ?? []).withUnsafeBufferPointer { second in
                         nf4CodeBook.withUnsafeBufferPointer { book in
-                            let doubleQuant = self.scaleCodes != nil
-                            CPUParallel.forEach(N, grain: max(16, (1 << 16) / max(K, 1))) { rows in
-                                let gemv = kernel == .avx512 ? itune_gemv_quant_avx512 : itune_gemv_quant_avx2
-                                gemv(format, A, lda, M, codes.baseAddress, doubleQuant ? nil : absmax.baseAddress,
-                                     scaleCodes.baseAddress, second.baseAddress, scaleOffset ?? 0, book.baseAddress,
-                                     K, rows.lowerBound, rows.upperBound, C, ldc)
-                            }
+                            body(BlockPointers(format: format == .nf4 ? 1 : 2, codes: codes.baseAddress,
+                                               absmax: self.scaleCodes == nil ? absmax.baseAddress : nil,
+                                               scaleCodes: scaleCodes.baseAddress, second: second.baseAddress,
+                                               offset: scaleOffset ?? 0, book: book.baseAddress))
                         }
                     }
                 }
