@@ -81,8 +81,9 @@ void stage_rows(__local float* dst, __global const float* x, int b, int T, int H
 __kernel void attention_forward(__global float* o, __global float* logsumexp,
                                 __global const float* q, __global const float* k, __global const float* v,
                                 __global const int* seg_start, __global const int* seg_end,
-                                __global const float* bias, int Tq, int Tk, int NH, int NKV, float scale, int causal,
-                                int segments, int has_bias, int bias_sb, int bias_st, int bias_sj, int bias_sh) {
+                                __global const float* bias, int Tq, int Tk, int kv_rows, int NH, int NKV, float scale,
+                                int causal, int segments, int has_bias, int bias_sb, int bias_st, int bias_sj,
+                                int bias_sh) {
   __local float ks[BLOCK_K * HEAD_DIM];
   __local float vs[BLOCK_K * HEAD_DIM];
   int lid = get_local_id(0), qblock = get_group_id(0), h = get_group_id(1), b = get_group_id(2);
@@ -108,8 +109,8 @@ __kernel void attention_forward(__global float* o, __global float* logsumexp,
   for (int k0 = keyBegin; k0 < keyEnd; k0 += BLOCK_K) {
     int nk = min(BLOCK_K, keyEnd - k0);
     barrier(CLK_LOCAL_MEM_FENCE);  // everyone is done with the previous block
-    stage_rows(ks, k, b, Tk, NKV, kvh, k0, nk);
-    stage_rows(vs, v, b, Tk, NKV, kvh, k0, nk);
+    stage_rows(ks, k, b, kv_rows, NKV, kvh, k0, nk);
+    stage_rows(vs, v, b, kv_rows, NKV, kvh, k0, nk);
     barrier(CLK_LOCAL_MEM_FENCE);
     int jBegin = max(0, lo - k0);
     int jEnd = active ? min(nk, hi - k0) : 0;

@@ -5,8 +5,8 @@ import ITuneTensor
 ///
 /// Each layer keeps one buffer per side, (B, capacity, NKV, D), that grows geometrically (up to
 /// `maxLength`), so that a token costs a copy of its own keys and values, not of the whole
-/// cache. With one row (generation) the cached prefix is contiguous and handed to attention
-/// without a copy.
+/// cache. Attention reads the buffers in place (`appendInPlace`, then `keyLength`), with any
+/// number of rows.
 public final class KVCache {
     public final class Layer {
         /// (B, capacity, NKV, D); nil before the first append.
@@ -26,8 +26,24 @@ public final class KVCache {
         public var values: Tensor? { get throws { try valueBuffer.map(prefix) } }
 
         /// keys and values are (B,T,NKV,D); returns everything cached so far, these included,
-        /// each (B, count+T, NKV, D).
+        /// each (B, count+T, NKV, D) (a copy when the batch has more than one row and the buffers
+        /// room for more positions: attention reads them in place through `appendInPlace`).
         public func append(keys k: Tensor, values v: Tensor) throws -> (Tensor, Tensor) {
+            let held = try appendInPlace(keys: k, values: v)
+            return (try prefix(held.keys), try prefix(held.values))
+        }
+
+        /// The buffers after an append, as attention reads them: keys and values
+        /// (B, capacity, NKV, D), of whose rows the first `length` positions are cached.
+        public struct Held {
+            public let keys, values: Tensor
+            public let length: Int
+        }
+
+        /// Appends keys and values (B,T,NKV,D) and returns the buffers holding everything cached,
+        /// these included, without copying them: pass `keyLength: length` to
+        /// scaledDotProductAttention.
+        public func appendInPlace(keys k: Tensor, values v: Tensor) throws -> Held {
             guard k.rank == 4, k.shape == v.shape else {
                 throw TensorError.shapeMismatch(op: "KVCache", "keys \(k.shape) and values \(v.shape) must be one (B,T,NKV,D) shape")
             }
@@ -49,7 +65,7 @@ public final class KVCache {
             try write(k, into: keyBuffer, at: count)
             try write(v, into: valueBuffer, at: count)
             count = needed
-            return (try prefix(keyBuffer), try prefix(valueBuffer))
+            return Held(keys: keyBuffer, values: valueBuffer, length: count)
         }
 
         /// A new (B, positions, NKV, D) buffer holding the `count` cached positions of `old`.

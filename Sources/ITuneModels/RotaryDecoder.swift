@@ -32,8 +32,12 @@ func rotarySelfAttention(q: Tensor, k: Tensor, v: Tensor, _ c: ModelConfig, rope
     let qh = try q.reshaped([B, T, c.numHeads, c.headDim]).rope(rope, positions: positions)
     var kh = try k.reshaped([B, T, c.numKVHeads, c.headDim]).rope(rope, positions: positions)
     var vh = try v.reshaped([B, T, c.numKVHeads, c.headDim])
-    if let cache { (kh, vh) = try cache.append(keys: kh, values: vh) }
-    let y = try Tensor.scaledDotProductAttention(q: qh, k: kh, v: vh, causal: true, segments: segments)
+    var keyLength: Int? = nil
+    if let cache {
+        let held = try cache.appendInPlace(keys: kh, values: vh)
+        (kh, vh, keyLength) = (held.keys, held.values, held.length)
+    }
+    let y = try Tensor.scaledDotProductAttention(q: qh, k: kh, v: vh, causal: true, segments: segments, keyLength: keyLength)
     return try y.reshaped([B, T, c.numHeads * c.headDim])
 }
 

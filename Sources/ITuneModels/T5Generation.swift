@@ -46,10 +46,11 @@ extension T5Model {
                 .reshaped([1, T, past + T, H])
             for (i, block) in decoderBlocks.enumerated() {
                 let a = block.selfAttention, x = try block.selfNorm(h)
-                var k = try a.k(x).reshaped([B, T, H, a.headDim]), v = try a.v(x).reshaped([B, T, H, a.headDim])
-                (k, v) = try state.cache.layer(i).append(keys: k, values: v)
-                let y = try Tensor.scaledDotProductAttention(q: a.q(x).reshaped([B, T, H, a.headDim]), k: k, v: v,
-                                                             causal: true, scale: 1, bias: bias)
+                let held = try state.cache.layer(i).appendInPlace(keys: a.k(x).reshaped([B, T, H, a.headDim]),
+                                                                  values: a.v(x).reshaped([B, T, H, a.headDim]))
+                let y = try Tensor.scaledDotProductAttention(q: a.q(x).reshaped([B, T, H, a.headDim]), k: held.keys,
+                                                             v: held.values, causal: true, scale: 1, bias: bias,
+                                                             keyLength: held.length)
                 h = try h + a.o(y.reshaped([B, T, H * a.headDim]))
                 if let c = block.crossAttention, let norm = block.crossNorm {
                     let xc = try norm(h)

@@ -31,6 +31,34 @@ final class KVCacheTests: XCTestCase {
         }
     }
 
+    /// What attention reads: appendInPlace hands back the buffers themselves, (B, capacity, NKV,
+    /// D), whose rows' first `length` positions are the concatenation.
+    func testAppendInPlaceHandsBackTheBuffersAndTheLength() throws {
+        for device in testDevices() {
+            let (B, NKV, D) = (3, 2, 3)
+            let layer = KVCache(layers: 1, maxLength: 100).layers[0]
+            var reference: [Tensor] = []
+            var g = SplitMix64(seed: 9)
+            for T in [5, 1, 2, 1, 9] {
+                let k = try Tensor((0..<B * T * NKV * D).map { _ in g.nextFloat() }, shape: [B, T, NKV, D], on: device)
+                reference.append(k)
+                let held = try layer.appendInPlace(keys: k, values: k.scaled(by: 3))
+                XCTAssertEqual(held.keys.shape, [B, layer.capacity, NKV, D])
+                XCTAssertEqual(held.values.shape, held.keys.shape)
+                XCTAssertEqual(held.length, layer.count)
+                let want = try Tensor.concatenated(reference, axis: 1).toArray()
+                let (keys, values) = (try held.keys.toArray(), try held.values.toArray())
+                let row = held.length * NKV * D, stride = layer.capacity * NKV * D
+                for b in 0..<B {
+                    XCTAssertEqual(Array(keys[(b * stride)..<(b * stride + row)]), Array(want[(b * row)..<((b + 1) * row)]),
+                                   "row \(b), \(held.length) positions on \(device)")
+                    XCTAssertEqual(Array(values[(b * stride)..<(b * stride + row)]), want[(b * row)..<((b + 1) * row)].map { $0 * 3 })
+                }
+            }
+            XCTAssertEqual(layer.capacity, 32)
+        }
+    }
+
     /// Dropping finished rows of a batch: the kept rows hold what they held, in order, and go on
     /// growing (past a regrowth) as a cache of those rows alone would; rows that do not ascend
     /// within the batch are refused.

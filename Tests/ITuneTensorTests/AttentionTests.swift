@@ -209,6 +209,95 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// (B, Tk, …) rows laid into buffers of `capacity` positions per row, NaN past Tk: a KV
+    /// cache's buffers. Read, a NaN would poison every output it reached.
+    static func paddedRows(_ x: [Float], B: Int, Tk: Int, capacity: Int, row: Int) -> [Float] {
+        var out = [Float](repeating: .nan, count: B * capacity * row)
+        for b in 0..<B { for t in 0..<Tk { for i in 0..<row { out[(b * capacity + t) * row + i] = x[(b * Tk + t) * row + i] } } }
+        return out
+    }
+
+    /// keyLength: keys read in place from buffers with room for more positions per row. A few
+    /// queries under grouped-query attention (the grouped path; Qwen2.5-0.5B's 14 over 2 heads)
+    /// and as many queries as keys (the blocked path), with and without left-padding segments,
+    /// against textbook attention over the first Tk positions alone.
+    func testKeyLengthReadsTheFirstPositionsOfLongerBuffers() throws {
+        let (B, capacity, Tk, NH, NKV, D) = (3, 12, 9, 14, 2, 8)
+        let segments = try AttentionSegments(lengths: [[4, 5], [9], [2, 7]], rowLength: Tk)
+        let starts = try segments.starts.toIndices()
+        let k = randomValues(B * Tk * NKV * D, seed: 30, scale: 2), v = randomValues(B * Tk * NKV * D, seed: 31)
+        let kt = try Tensor(Self.paddedRows(k, B: B, Tk: Tk, capacity: capacity, row: NKV * D), shape: [B, capacity, NKV, D])
+        let vt = try Tensor(Self.paddedRows(v, B: B, Tk: Tk, capacity: capacity, row: NKV * D), shape: [B, capacity, NKV, D])
+        for Tq in [1, 3, 9] {
+            let q = randomValues(B * Tq * NH * D, seed: 32 + UInt64(Tq), scale: 2)
+            let qt = try Tensor(q, shape: [B, Tq, NH, D])
+            for withSegments in [false, true] {
+                let got = try noGrad {
+                    try Tensor.scaledDotProductAttention(q: qt, k: kt, v: vt, segments: withSegments ? segments : nil,
+                                                         keyLength: Tk).toArray()
+                }
+                let want = Self.reference(q: q, k: k, v: v, B: B, Tq: Tq, Tk: Tk, NH: NH, NKV: NKV, D: D) { b, t, j in
+                    let p = t + Tk - Tq
+                    return j <= p && (!withSegments || starts[b * Tk + j] == starts[b * Tk + p])
+                }
+                assertClose(got, want, rtol: 1e-5, atol: 1e-6, "Tq \(Tq), segments \(withSegments)")
+            }
+        }
+        let q = try Tensor.zeros([B, 1, NH, D])
+        XCTAssertThrowsError(try noGrad { try Tensor.scaledDotProductAttention(q: q, k: kt, v: vt, keyLength: capacity + 1) }) {
+            XCTAssertTrue("\($0)".contains("keyLength 13"), "\($0)")
+        }
+        XCTAssertThrowsError(try Tensor.scaledDotProductAttention(q: q, k: kt, v: vt, keyLength: Tk)) {
+            XCTAssertTrue("\($0)".contains("forward only"), "\($0)")
+        }
+    }
+
+    /// The grouped path (a few queries, the group's heads as the rows of one product) against
+    /// the blocked path it stands in for: each query alone, as a decoding step runs it, equals
+    /// its row of the attention of all queries at once, with a per-head bias and segments.
+    func testFewQueriesGroupedEqualTheirRowsOfTheFullAttention() throws {
+        let (B, T, NH, NKV, D) = (2, 11, 6, 2, 16)
+        let q = randomValues(B * T * NH * D, seed: 40, scale: 2), k = randomValues(B * T * NKV * D, seed: 41, scale: 2)
+        let v = randomValues(B * T * NKV * D, seed: 42)
+        let bias = randomValues(B * T * T * NH, seed: 43, scale: 3)  // (B, T, T, NH)
+        let segments = try AttentionSegments(lengths: [[3, 8], [11]], rowLength: T)
+        let (kt, vt) = (try Tensor(k, shape: [B, T, NKV, D]), try Tensor(v, shape: [B, T, NKV, D]))
+        try noGrad {
+            let full = try Tensor.scaledDotProductAttention(q: Tensor(q, shape: [B, T, NH, D]), k: kt, v: vt, segments: segments,
+                                                            bias: Tensor(bias, shape: [B, T, T, NH])).toArray()
+            for t in [0, 2, 3, 10] {
+                // Query t alone sees keys 0 ... t: the first t + 1 positions, its own bias row.
+                let row = NH * D
+                var qt = [Float](), bt = [Float](), want = [Float]()
+                for b in 0..<B {
+                    let at: Int = (b * T + t) * row, biasAt: Int = (b * T + t) * T * NH
+                    qt += q[at..<(at + row)]
+                    want += full[at..<(at + row)]
+                    bt += bias[biasAt..<(biasAt + (t + 1) * NH)]
+                }
+                let prefix = try AttentionSegments(lengths: t < 3 ? [[t + 1], [t + 1]] : [[3, t - 2], [t + 1]], rowLength: t + 1)
+                let got = try Tensor.scaledDotProductAttention(
+                    q: Tensor(qt, shape: [B, 1, NH, D]), k: kt, v: vt, segments: prefix,
+                    bias: Tensor(bt, shape: [B, 1, t + 1, NH]), keyLength: t + 1).toArray()
+                assertClose(got, want, rtol: 1e-5, atol: 1e-6, "query \(t)")
+            }
+        }
+    }
+
+    /// keyLength on OpenCL (the forward kernel reads k and v rows `kvRows` apart) against the CPU
+    /// path, the buffers' unused positions NaN.
+    func testKeyLengthOpenCLMatchesCPU() throws {
+        let (B, capacity, Tk, NH, NKV, D) = (2, 40, 33, 14, 2, 16)
+        for Tq in [1, 5, 33] {
+            let k = Self.paddedRows(randomValues(B * Tk * NKV * D, seed: 50), B: B, Tk: Tk, capacity: capacity, row: NKV * D)
+            let v = Self.paddedRows(randomValues(B * Tk * NKV * D, seed: 51), B: B, Tk: Tk, capacity: capacity, row: NKV * D)
+            try compareBackends([[B, Tq, NH, D], [B, capacity, NKV, D], [B, capacity, NKV, D]], rtol: 1e-4, atol: 1e-5,
+                                values: [randomValues(B * Tq * NH * D, seed: 52), k, v], backward: false) { x in
+                try noGrad { try Tensor.scaledDotProductAttention(q: x[0], k: x[1], v: x[2], keyLength: Tk) }
+            }
+        }
+    }
+
     func testMismatchedHeadsAreAClearError() throws {
         let q = try Tensor.zeros([1, 4, 3, 8]), kv = try Tensor.zeros([1, 4, 2, 8])
         XCTAssertThrowsError(try Tensor.scaledDotProductAttention(q: q, k: kv, v: kv)) { error in

@@ -57,10 +57,14 @@ extension Tensor {
     /// padding masks (B,1,Tk,1) of 0 and a large negative number). Its gradient is taken when
     /// it requires one, for the shapes (B,Tq,Tk,NH) and (1,Tq,Tk,NH). Without `causal` and
     /// `segments`, Tq may exceed Tk (cross-attention).
+    ///
+    /// `keyLength`, under no gradient: k and v hold room for more positions per batch row than
+    /// there are keys (a KV cache's buffers, (B, capacity, NKV, D)), and the first `keyLength`
+    /// of each row are the keys (Tk = keyLength): a batch's cached keys are read in place.
     public static func scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, causal: Bool = true,
                                                  scale: Float? = nil, segments: AttentionSegments? = nil,
-                                                 bias: Tensor? = nil) throws -> Tensor {
-        let dims = try AttentionDims(q: q, k: k, v: v, segments: segments, causal: causal)
+                                                 bias: Tensor? = nil, keyLength: Int? = nil) throws -> Tensor {
+        let dims = try AttentionDims(q: q, k: k, v: v, segments: segments, causal: causal, keyLength: keyLength)
         let biasLayout = try bias.map { try AttentionBiasLayout($0, dims) }
         let scale = scale ?? 1 / Float(dims.D).squareRoot()
         let out = try Tensor.empty(q.shape, on: q.device)
@@ -77,7 +81,7 @@ extension Tensor {
             let b = biasLayout ?? AttentionBiasLayout.none
             try cl.attentionForward(try dims.grid(cl, rows: dims.Tq, heads: dims.NH), o: out, logsumexp: lse, q: q, k: k,
                                     v: v, segStart: starts, segEnd: ends, bias: bias ?? lse, Tq: dims.Tq, Tk: dims.Tk,
-                                    NH: dims.NH, NKV: dims.NKV, scale: scale, causal: causal, segments: segments != nil,
+                                    kvRows: dims.kvRows, NH: dims.NH, NKV: dims.NKV, scale: scale, causal: causal, segments: segments != nil,
                                     hasBias: bias != nil, biasSb: b.sb, biasSt: b.st, biasSj: b.sj, biasSh: b.sh)
         }
         let inputs = [q, k, v] + (bias.map { [$0] } ?? [])
@@ -126,15 +130,21 @@ struct AttentionBiasLayout {
 
 struct AttentionDims {
     let B, Tq, Tk, NH, NKV, D: Int
+    /// Positions per batch row of k and v as stored: Tk, or a KV cache's capacity.
+    let kvRows: Int
 
-    init(q: Tensor, k: Tensor, v: Tensor, segments: AttentionSegments?, causal: Bool = true) throws {
+    init(q: Tensor, k: Tensor, v: Tensor, segments: AttentionSegments?, causal: Bool = true, keyLength: Int? = nil) throws {
         func fail(_ why: String) -> TensorError { .shapeMismatch(op: "attention", why) }
         guard q.rank == 4, k.rank == 4, v.rank == 4 else {
             throw fail("q, k, v must be (B,T,heads,D); got \(q.shape), \(k.shape), \(v.shape)")
         }
         guard k.shape == v.shape else { throw fail("k \(k.shape) and v \(v.shape) differ") }
         (B, Tq, NH, D) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
-        (Tk, NKV) = (k.shape[1], k.shape[2])
+        (kvRows, NKV) = (k.shape[1], k.shape[2])
+        Tk = keyLength ?? kvRows
+        guard Tk >= 0, Tk <= kvRows, Tk == kvRows || !GradientTape.isRecording else {
+            throw fail("keyLength \(keyLength ?? kvRows) must be within k's \(kvRows) positions, and is for the forward only (under noGrad)")
+        }
         guard k.shape[0] == B, k.shape[3] == D else { throw fail("q \(q.shape) and k \(k.shape) disagree on batch or head_dim") }
         guard NKV > 0, NH % NKV == 0 else { throw fail("\(NH) query heads are not a multiple of \(NKV) kv heads") }
         // Queries are the last Tq of the keys' positions, unless nothing ties them to positions.
@@ -284,6 +294,16 @@ private func maskedExp(_ row: UnsafeMutablePointer<Float>, _ width: Int, _ a: In
     return expShifted(row + a, row + a, e - a, shift: shift)
 }
 
+/// row[a ..< e] = the softmax of row[a ..< e], 0 elsewhere in the row of `width`; returns its
+/// logsumexp (the forward's lse).
+@inline(__always)
+private func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ width: Int, _ a: Int, _ e: Int) -> Float {
+    let m = maxOf(row + a, e - a)
+    let l = maskedExp(row, width, a, e, shift: m)
+    scaleRow(row + a, e - a, 1 / l)
+    return m + logf(l)
+}
+
 /// Blocks of BLOCK queries of one (b, h): S = Q·Kᵀ over the keys the block can see (one GEMM),
 /// the masked softmax of each row in place (lse saved), then O = P·V (one GEMM). The scores
 /// live in a per-worker scratch of BLOCK × Tk floats, never the whole T × T.
@@ -295,10 +315,10 @@ private let attentionBlock = 64
 private func blockScores(_ d: AttentionDims, _ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>,
                          b: Int, h: Int, t0: Int, rows: Int, kStart: Int, width: Int, scale: Float, _ mask: AttentionMask,
                          workers: Int, into scores: UnsafeMutablePointer<Float>) {
-    let (Tq, Tk, NH, NKV, D) = (d.Tq, d.Tk, d.NH, d.NKV, d.D)
+    let (Tq, NH, NKV, D) = (d.Tq, d.NH, d.NKV, d.D)
     let kvh = h / (NH / NKV)
     cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: scale, A: q + ((b * Tq + t0) * NH + h) * D,
-             lda: NH * D, B: k + ((b * Tk + kStart) * NKV + kvh) * D, ldb: NKV * D, beta: 0, C: scores, ldc: width,
+             lda: NH * D, B: k + ((b * d.kvRows + kStart) * NKV + kvh) * D, ldb: NKV * D, beta: 0, C: scores, ldc: width,
              workers: workers)
     for r in 0..<rows {
         let (lo, hi) = d.keyRange(b: b, t: t0 + r, mask)
@@ -311,6 +331,10 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
                                  _ lse: UnsafeMutablePointer<Float>, _ scale: Float, _ mask: AttentionMask) {
     let (B, Tq, Tk, NH, NKV, D) = (d.B, d.Tq, d.Tk, d.NH, d.NKV, d.D)
     let group = NH / NKV
+    if group > 1 && Tq < attentionGroupedQueries {
+        attentionForwardGroupedCPU(d, q, k, v, o, lse, scale, mask)
+        return
+    }
     let blocks = (Tq + attentionBlock - 1) / attentionBlock
     let units = B * NH * blocks
     // Few units (one sequence, one head): let each GEMM use the cores instead.
@@ -324,21 +348,55 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
             let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
             let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
             let width = kEnd - kStart
-            let vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
+            let vBase = v + ((b * d.kvRows + kStart) * NKV + kvh) * D
             blockScores(d, q, k, b: b, h: h, t0: t0, rows: rows, kStart: kStart, width: width, scale: scale, mask,
                         workers: inner, into: scores)
             for r in 0..<rows {
                 let t = t0 + r
                 let (lo, hi) = d.keyRange(b: b, t: t, mask)
                 let row = scores + r * width
-                let (a, e) = (lo - kStart, hi - kStart)
-                let m = maxOf(row + a, e - a)
-                let l = maskedExp(row, width, a, e, shift: m)
-                scaleRow(row + a, e - a, 1 / l)
-                lse[(b * NH + h) * Tq + t] = m + logf(l)
+                lse[(b * NH + h) * Tq + t] = softmaxRow(row, width, lo - kStart, hi - kStart)
             }
             cpuSgemm(transA: false, transB: false, M: rows, N: D, K: width, alpha: 1, A: scores, lda: width,
                      B: vBase, ldb: NKV * D, beta: 0, C: o + ((b * Tq + t0) * NH + h) * D, ldc: NH * D, workers: inner)
+        }
+    }
+}
+
+/// Below this many queries (decoding: one a step) the forward runs grouped (attentionForwardGroupedCPU).
+let attentionGroupedQueries = 8
+
+/// The forward for a few queries under grouped-query attention: per (b, KV head, query) the
+/// group's query heads are the rows of one product with the keys they share, S = Q_g·Kᵀ then
+/// O_g = P·V, so that a decoding step reads each KV head's cached keys and values once, not
+/// once per query head (7 times for Qwen2.5-0.5B). Same masks, bias and lse as the blocked path.
+private func attentionForwardGroupedCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>,
+                                        _ v: UnsafeMutablePointer<Float>, _ o: UnsafeMutablePointer<Float>,
+                                        _ lse: UnsafeMutablePointer<Float>, _ scale: Float, _ mask: AttentionMask) {
+    let (B, Tq, Tk, NH, NKV, D) = (d.B, d.Tq, d.Tk, d.NH, d.NKV, d.D)
+    let group = NH / NKV
+    let units = B * NKV * Tq
+    let inner = units >= CPUParallel.threadCount ? 1 : CPUParallel.threadCount
+    CPUParallel.forEach(units, grain: 1) { range in
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: group * max(Tk, 1))
+        defer { scores.deallocate() }
+        for unit in range {
+            let t = unit % Tq, kvh = (unit / Tq) % NKV, b = unit / (Tq * NKV)
+            let h0 = kvh * group
+            let (lo, hi) = d.keyRange(b: b, t: t, mask)
+            let width = max(0, hi - lo)
+            let rows = (b * Tq + t) * NH + h0  // the group's first query (and output) row
+            cpuSgemm(transA: false, transB: true, M: group, N: width, K: D, alpha: scale, A: q + rows * D, lda: D,
+                     B: k + ((b * d.kvRows + lo) * NKV + kvh) * D, ldb: NKV * D, beta: 0, C: scores, ldc: width,
+                     workers: inner)
+            for r in 0..<group {
+                let row = scores + r * width
+                mask.addBias(row, b: b, t: t, h: h0 + r, j0: lo, 0, width)
+                lse[(b * NH + h0 + r) * Tq + t] = softmaxRow(row, width, 0, width)
+            }
+            cpuSgemm(transA: false, transB: false, M: group, N: D, K: width, alpha: 1, A: scores, lda: width,
+                     B: v + ((b * d.kvRows + lo) * NKV + kvh) * D, ldb: NKV * D, beta: 0, C: o + rows * D, ldc: D,
+                     workers: inner)
         }
     }
 }

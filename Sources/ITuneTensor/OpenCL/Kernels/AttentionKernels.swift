@@ -1,6 +1,7 @@
 // The kernels of Kernels/attention.cl, one typed function each: parameters in the order and
 // under the names of the `.cl` signature (KernelSignatureTests checks them against the source).
-// Shapes: q, o, dout, dq (B,Tq,NH,D); k, v, dk, dv (B,Tk,NKV,D); logsumexp, delta (B,NH,Tq);
+// Shapes: q, o, dout, dq (B,Tq,NH,D); k, v, dk, dv (B,Tk,NKV,D) (the forward's k and v
+// (B,kvRows,NKV,D), their first Tk positions the keys: a KV cache's buffers); logsumexp, delta (B,NH,Tq);
 // segStart, segEnd (B,Tk) i32; bias (B|1, Tq|1, Tk, NH|1) read through the strides biasSb, biasSt,
 // biasSj, biasSh; dbias (B,Tq,Tk,NH). The grid carries HEAD_DIM, BLOCK_Q and BLOCK_K.
 
@@ -8,12 +9,12 @@ extension OpenCLBackend {
     /// o = softmax(q·kᵀ·scale + mask)·v and its logsumexp; a group of BLOCK_Q queries per
     /// (query block, head, batch row).
     func attentionForward(_ grid: KernelGrid, o: Tensor, logsumexp: Tensor, q: Tensor, k: Tensor, v: Tensor,
-                          segStart: Tensor, segEnd: Tensor, bias: Tensor, Tq: Int, Tk: Int, NH: Int, NKV: Int,
-                          scale: Float, causal: Bool, segments: Bool, hasBias: Bool, biasSb: Int, biasSt: Int,
+                          segStart: Tensor, segEnd: Tensor, bias: Tensor, Tq: Int, Tk: Int, kvRows: Int, NH: Int,
+                          NKV: Int, scale: Float, causal: Bool, segments: Bool, hasBias: Bool, biasSb: Int, biasSt: Int,
                           biasSj: Int, biasSh: Int) throws {
         try launch("attention", "attention_forward", grid,
                    [.buffer(o), .buffer(logsumexp), .buffer(q), .buffer(k), .buffer(v), .buffer(segStart),
-                    .buffer(segEnd), .buffer(bias), .int(Tq), .int(Tk), .int(NH), .int(NKV), .float(scale),
+                    .buffer(segEnd), .buffer(bias), .int(Tq), .int(Tk), .int(kvRows), .int(NH), .int(NKV), .float(scale),
                     .bool(causal), .bool(segments), .bool(hasBias), .int(biasSb), .int(biasSt), .int(biasSj),
                     .int(biasSh)])
     }
