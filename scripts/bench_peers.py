@@ -6,7 +6,8 @@
 runs, for every row of itune-bench's JSON lines that has a peer:
   matmul     numpy (its BLAS, OpenBLAS in the wheels) at the same [M, N, K];
   softmax    torch.softmax forward / forward+backward on the same rows;
-  attention  torch.nn.functional.scaled_dot_product_attention (causal, GQA by repeat_interleave);
+  attention  torch.nn.functional.scaled_dot_product_attention (causal, GQA by repeat_interleave;
+             decode rows: one query a row, enable_gqa);
   step       transformers' LlamaForCausalLM in eager fp32 with torch.optim.AdamW, and PEFT's LoRA
              (r 8, alpha 16, q,k,v,o,gate,up,down) for `lora`, batch 4 x 256, random weights,
              each configuration in a fresh process so that its peak RSS is its own; for
@@ -217,6 +218,22 @@ def peer_softmax(rows, T, backward, device, seconds):
     return t
 
 
+def peer_attention_decode(shape, device, seconds):
+    # One query a row over T keys (a decoding step): sdpa with grouped heads, no causal mask.
+    import torch
+    import torch.nn.functional as F
+    B, T, H, KV, D = shape
+    q = torch.randn(B, H, 1, D, device=device)
+    k = torch.randn(B, KV, T, D, device=device)
+    v = torch.randn(B, KV, T, D, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def f():
+        with torch.no_grad():
+            F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    return statistics.median(timed(f, seconds, sync=sync))
+
+
 def peer_attention(shape, backward, device, seconds):
     import torch
     import torch.nn.functional as F
@@ -297,7 +314,10 @@ def main():
             t = peer_softmax(rows_, T, r["name"] != "forward", peer_dev, a.seconds)
             add(r, r["flops"] / t / 1e9, t * 1e3, f"torch {torch.__version__} softmax", peer_dev)
         elif b == "attention":
-            t = peer_attention(r["shape"], r["name"] != "forward", peer_dev, a.seconds)
+            if r["name"] == "decode":
+                t = peer_attention_decode(r["shape"], peer_dev, a.seconds)
+            else:
+                t = peer_attention(r["shape"], r["name"] != "forward", peer_dev, a.seconds)
             add(r, r["flops"] / t / 1e9, t * 1e3, f"torch {torch.__version__} sdpa", peer_dev)
         elif b == "step":
             # "lora nf4 ckpt" and the like: every LoRA row is compared with PyTorch+PEFT's fp32 LoRA step.

@@ -40,10 +40,11 @@ struct SoftmaxBench: Benchmark {
 /// `itune-bench attention`: fused causal attention with grouped-query heads, smollm2-135m
 /// heads (9 query heads, 3 kv heads, head_dim 64), batch 4, forward and forward+backward.
 /// GFLOP/s counts the causal matmuls only: forward 2·B·H·T²·D (QKᵀ and PV over the T²/2 visible
-/// pairs, 2 FLOPs each); backward 2.5× the forward (recomputed QKᵀ, dV, dP, dQ, dK).
+/// pairs, 2 FLOPs each); backward 2.5× the forward (recomputed QKᵀ, dV, dP, dQ, dK); decode (one
+/// query a row over T keys, a KV-cached decoding step) 4·B·H·T·D.
 struct AttentionBench: Benchmark {
     let name = "attention"
-    let summary = "causal GQA attention (B=4, 9 heads / 3 kv, D=64), fwd and fwd+bwd, GFLOP/s of the causal matmuls"
+    let summary = "causal GQA attention (B=4, 9 heads / 3 kv, D=64), fwd, fwd+bwd and decode (1 query a row), GFLOP/s of the causal matmuls"
 
     func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
         let lengths = options.lengths ?? (options.smoke ? [32] : [128, 256, 512, 1024, 2048])
@@ -69,6 +70,15 @@ struct AttentionBench: Benchmark {
                 }
                 report(BenchResult(bench: name, name: "forward+backward", label: "T \(T)", device: label, shape: [B, T, H, KV, D],
                                    flops: 3.5 * forwardFlops, timing: both, extra: ["formula": "3.5 × 2·B·H·T²·D"]))
+                // A decoding step: one new query a row over the T cached keys (QKᵀ and PV).
+                let query = try Tensor.randn([B, 1, H, D], seed: 5, on: device)
+                let decode = try measure(seconds: options.secondsPerCase, minReps: options.minReps) {
+                    let o = try noGrad { try Tensor.scaledDotProductAttention(q: query, k: k, v: v) }
+                    try o.backend.synchronize()
+                }
+                report(BenchResult(bench: name, name: "decode", label: "T \(T)", device: label, shape: [B, T, H, KV, D],
+                                   flops: 4.0 * Double(B * H) * Double(T) * Double(D), timing: decode,
+                                   extra: ["formula": "4·B·H·T·D (one query a row over T keys)"]))
                 try device.backend().releaseCachedBuffers()
             }
         }
