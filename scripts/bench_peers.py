@@ -4,7 +4,8 @@
     python3 scripts/bench_peers.py --ours bench-results/itune-bench.jsonl --out bench-results
 
 runs, for every row of itune-bench's JSON lines that has a peer:
-  matmul     numpy (its BLAS, OpenBLAS in the wheels) at the same [M, N, K];
+  matmul     numpy (its BLAS, OpenBLAS in the wheels) at the same [M, N, K] (rows of `--cold`:
+             the caches swept before each product, as ours);
   softmax    torch.softmax forward / forward+backward on the same rows;
   attention  torch.nn.functional.scaled_dot_product_attention (causal, GQA by repeat_interleave;
              decode rows: one query a row, enable_gqa);
@@ -31,12 +32,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def timed(fn, seconds=1.5, min_reps=3, warmup=1, sync=lambda: None):
+def timed(fn, seconds=1.5, min_reps=3, warmup=1, sync=lambda: None, prepare=lambda: None):
     for _ in range(warmup):
+        prepare()
         fn()
         sync()
     times, start = [], time.perf_counter()
     while len(times) < min_reps or time.perf_counter() - start < seconds:
+        prepare()
         t0 = time.perf_counter()
         fn()
         sync()
@@ -174,15 +177,18 @@ def step_child(config, mode, device, batch, seq, seconds, min_reps, answer_fract
 
 # --- in-process peers ---------------------------------------------------------------------------
 
-def peer_matmul(shape, transpose_a, transpose_b, seconds):
+def peer_matmul(shape, transpose_a, transpose_b, seconds, cold=False):
+    # cold (itune-bench matmul --cold): 256 MiB written through the caches before each product.
     import numpy as np
+    sweep = np.zeros(64 << 20, dtype=np.float32) if cold else None
     M, N, K = shape
     rng = np.random.default_rng(0)
     a = rng.uniform(-1, 1, (K, M) if transpose_a else (M, K)).astype(np.float32)
     b = rng.uniform(-1, 1, (N, K) if transpose_b else (K, N)).astype(np.float32)
     op_a = (lambda: a.T) if transpose_a else (lambda: a)
     fn = (lambda: op_a() @ b.T) if transpose_b else (lambda: op_a() @ b)
-    t = statistics.median(timed(fn, seconds))
+    prepare = (lambda: sweep.__iadd__(1)) if cold else (lambda: None)
+    t = statistics.median(timed(fn, seconds, prepare=prepare))
     return 2 * M * N * K / t / 1e9, t, f"numpy {np.__version__}"
 
 
@@ -307,7 +313,7 @@ def main():
             if peer_dev == "cuda":
                 g, t, name = peer_matmul_cuda(r["shape"], r.get("transpose_a", False), tb, a.seconds)
             else:
-                g, t, name = peer_matmul(r["shape"], r.get("transpose_a", False), tb, a.seconds)
+                g, t, name = peer_matmul(r["shape"], r.get("transpose_a", False), tb, a.seconds, r.get("cold", False))
             add(r, g, t * 1e3, name, peer_dev)
         elif b == "softmax":
             rows_, T = r["shape"]

@@ -46,9 +46,12 @@ struct SizeOptions: BenchOptionGroup {
     var sizes: PositiveList?
     @Option(help: "matmul: only these products, comma-separated MxNxK with an optional :nn, :nt, :tn or :tt (op(A), op(B) transposed; default nn), e.g. 1024x1536x576:nt; with --sizes, the squares too.")
     var shapes: ShapeList?
+    @Flag(help: "matmul: before each timed product, sweep 256 MiB through the caches, so that the operands come from memory as they do in a training step (each op's inputs were made ops before), not from the cache the previous repetition left them in.")
+    var cold = false
     func apply(to o: inout BenchOptions) {
         if let sizes { o.sizes = sizes.values }
         if let shapes { o.shapes = shapes.values }
+        o.cold = cold
     }
 }
 

@@ -24,6 +24,8 @@ struct BenchOptions {
     /// matmul: only these products (with `sizes`, the squares too); nil = the defaults.
     var shapes: [Shape]? = nil
     struct Shape { let M: Int, N: Int, K: Int, transposeA: Bool, transposeB: Bool }
+    /// matmul: the operands evicted from the caches before each timed product.
+    var cold = false
     /// Tiny sizes, one repetition: checks that everything runs, not how fast.
     var smoke = false
     /// Time spent per case after warm-up, in seconds (at least `minReps` runs).
@@ -178,10 +180,13 @@ struct Timing {
 /// A run longer than `longRun` seconds in warm-up makes that one warm-up run plus one timed
 /// run the whole measurement (without warm-up, that one timed run): the numbers are then stable
 /// enough, and the suite finishes.
+/// Times `body`: `warmup` untimed runs, then at least `minReps` timed ones for `seconds`;
+/// `prepare` runs untimed before each.
 func measure(warmup: Int = 1, seconds: Double, minReps: Int, longRun: Double = 10,
-             _ body: () throws -> Void) throws -> Timing {
+             prepare: () throws -> Void = {}, _ body: () throws -> Void) throws -> Timing {
     var warmupTime = 0.0
     for _ in 0..<warmup {
+        try prepare()
         let t0 = now()
         try body()
         warmupTime = now() - t0
@@ -191,6 +196,7 @@ func measure(warmup: Int = 1, seconds: Double, minReps: Int, longRun: Double = 1
     let start = now()
     // Without warm-up, a first timed run longer than `longRun` is the measurement too.
     while (times.count < reps || (now() - start < seconds && times.count < 1000)) && (times.first ?? 0) <= longRun {
+        try prepare()
         let t0 = now()
         try body()
         times.append(now() - t0)

@@ -82,15 +82,18 @@ struct MatmulBench: Benchmark {
                     let saved = cl?.gemmImplementation
                     cl?.gemmImplementation = variant.ownKernel ? .own : .clblast
                     defer { if let saved { cl?.gemmImplementation = saved } }
-                    let timing = try measure(seconds: options.secondsPerCase, minReps: options.minReps) {
+                    let timing = try measure(seconds: options.secondsPerCase, minReps: options.minReps, prepare: {
+                        if options.cold { CacheSweep.run() }
+                    }) {
                         let out = try noGrad { try a.matmul(b, transposeA: c.transposeA, transposeB: c.transposeB) }
                         try out.backend.synchronize()
                     }
-                    var result = BenchResult(bench: name, name: variant.name, label: c.label, device: label,
+                    var result = BenchResult(bench: name, name: variant.name, label: c.label + (options.cold ? " cold" : ""), device: label,
                                              shape: [c.M, c.N, c.K], flops: 2 * Double(c.M) * Double(c.N) * Double(c.K),
                                              timing: timing)
                     result.extra["transpose_a"] = c.transposeA
                     result.extra["transpose_b"] = c.transposeB
+                    if options.cold { result.extra["cold"] = true }
                     if device == .cpu {
                         // The fraction of this machine's measured FMA peak (itune-bench peak).
                         let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
@@ -102,5 +105,19 @@ struct MatmulBench: Benchmark {
                 try device.backend().releaseCachedBuffers()
             }
         }
+    }
+}
+
+/// `--cold`: a write to every 64-byte line of 256 MiB, several times any L3, so that what a
+/// product reads next comes from memory.
+enum CacheSweep {
+    private static let floats = 64 << 20
+    private static let buffer: UnsafeMutablePointer<Float> = {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: floats)
+        p.initialize(repeating: 0, count: floats)
+        return p
+    }()
+    static func run() {
+        for i in stride(from: 0, to: floats, by: 16) { buffer[i] += 1 }
     }
 }
