@@ -81,34 +81,17 @@ func cpuChunkedSum(_ x: UnsafePointer<Float>, _ n: Int, squared: Bool) -> Float 
     return partial.reduce(0, +)
 }
 
-/// Σ x (or Σ x²) over one chunk, in 32 lanes (four 8-wide accumulators, then the lanes in a
-/// fixed order): a single running sum is one dependent add per element, which no compiler may
-/// reorder, and ran the gradient-norm pass of a 0.5B model at a third of memory speed.
+/// Σ x (or Σ x²) over one chunk, in 32 lanes (cpuLaneSum): a single running sum is one dependent
+/// add per element, which no compiler may reorder, and ran the gradient-norm pass of a 0.5B model
+/// at a third of memory speed.
 @inline(__always) func cpuChunkSum(_ p: UnsafePointer<Float>, _ count: Int, squared: Bool) -> Float {
-    typealias V = SIMD8<Float>
-    var a0 = V(), a1 = V(), a2 = V(), a3 = V()
     let raw = UnsafeRawPointer(p)
-    var i = 0
-    while i + 32 <= count {
-        let v0 = raw.loadUnaligned(fromByteOffset: i * 4, as: V.self)
-        let v1 = raw.loadUnaligned(fromByteOffset: i * 4 + 32, as: V.self)
-        let v2 = raw.loadUnaligned(fromByteOffset: i * 4 + 64, as: V.self)
-        let v3 = raw.loadUnaligned(fromByteOffset: i * 4 + 96, as: V.self)
-        if squared {
-            // A multiply and an add, not addProduct: without FMA in the build (a portable x86-64
-            // one) addProduct is a libm call per lane.
-            a0 += v0 * v0; a1 += v1 * v1; a2 += v2 * v2; a3 += v3 * v3
-        } else {
-            a0 += v0; a1 += v1; a2 += v2; a3 += v3
-        }
-        i += 32
-    }
-    var acc = ((a0 + a1) + (a2 + a3)).sum()
-    while i < count {
-        acc += squared ? p[i] * p[i] : p[i]
-        i += 1
-    }
-    return acc
+    return cpuLaneSum(count, { offset in
+        let v = raw.loadUnaligned(fromByteOffset: offset, as: SIMD8<Float>.self)
+        // A multiply, not addProduct: without FMA in the build (a portable x86-64 one)
+        // addProduct is a libm call per lane.
+        return squared ? v * v : v
+    }, { i in squared ? p[i] * p[i] : p[i] })
 }
 
 /// Σ term(i) for i < n in 32 lanes: four 8-wide accumulators over runs of 32, the first over a
