@@ -34,14 +34,7 @@ public final class GPT2Block: Module {
         let (B, T, C) = (x.shape[0], x.shape[1], x.shape[2])
         let qkv = try attention(ln1(x)).split(lastDim: [C, C, C])
         let heads = try qkv.map { try $0.reshaped([B, T, numHeads, headDim]) }
-        var (kh, vh) = (heads[1], heads[2])
-        var keyLength: Int? = nil
-        if let cache {
-            let held = try cache.appendInPlace(keys: kh, values: vh)
-            (kh, vh, keyLength) = (held.keys, held.values, held.length)
-        }
-        let y = try Tensor.scaledDotProductAttention(q: heads[0], k: kh, v: vh, causal: true, segments: segments,
-                                                     keyLength: keyLength)
+        let y = try cachedAttention(q: heads[0], k: heads[1], v: heads[2], cache: cache, segments: segments)
         let h = try x + attentionOut(y.reshaped([B, T, C]))
         return try h + proj(fc(ln2(h)).gelu())
     }

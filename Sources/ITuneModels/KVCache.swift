@@ -145,3 +145,16 @@ public final class KVCache {
     }
     func advance(by n: Int) { length += n }
 }
+
+/// Attention of q over the new keys and values k, v and, with a cache, everything cached before
+/// them: k and v are appended to the cache and its buffers read in place (`keyLength`). The one
+/// place the decoders' self-attention meets the cache.
+func cachedAttention(q: Tensor, k: Tensor, v: Tensor, cache: KVCache.Layer?, causal: Bool = true, scale: Float? = nil,
+                     segments: AttentionSegments? = nil, bias: Tensor? = nil) throws -> Tensor {
+    guard let cache else {
+        return try Tensor.scaledDotProductAttention(q: q, k: k, v: v, causal: causal, scale: scale, segments: segments, bias: bias)
+    }
+    let held = try cache.appendInPlace(keys: k, values: v)
+    return try Tensor.scaledDotProductAttention(q: q, k: held.keys, v: held.values, causal: causal, scale: scale,
+                                                segments: segments, bias: bias, keyLength: held.length)
+}

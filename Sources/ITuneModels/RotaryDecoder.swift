@@ -30,14 +30,9 @@ func rotarySelfAttention(q: Tensor, k: Tensor, v: Tensor, _ c: ModelConfig, rope
                          cache: KVCache.Layer?, segments: AttentionSegments?) throws -> Tensor {
     let (B, T) = (q.shape[0], q.shape[1])
     let qh = try q.reshaped([B, T, c.numHeads, c.headDim]).rope(rope, positions: positions)
-    var kh = try k.reshaped([B, T, c.numKVHeads, c.headDim]).rope(rope, positions: positions)
-    var vh = try v.reshaped([B, T, c.numKVHeads, c.headDim])
-    var keyLength: Int? = nil
-    if let cache {
-        let held = try cache.appendInPlace(keys: kh, values: vh)
-        (kh, vh, keyLength) = (held.keys, held.values, held.length)
-    }
-    let y = try Tensor.scaledDotProductAttention(q: qh, k: kh, v: vh, causal: true, segments: segments, keyLength: keyLength)
+    let kh = try k.reshaped([B, T, c.numKVHeads, c.headDim]).rope(rope, positions: positions)
+    let vh = try v.reshaped([B, T, c.numKVHeads, c.headDim])
+    let y = try cachedAttention(q: qh, k: kh, v: vh, cache: cache, segments: segments)
     return try y.reshaped([B, T, c.numHeads * c.headDim])
 }
 

@@ -46,11 +46,9 @@ extension T5Model {
                 .reshaped([1, T, past + T, H])
             for (i, block) in decoderBlocks.enumerated() {
                 let a = block.selfAttention, x = try block.selfNorm(h)
-                let held = try state.cache.layer(i).appendInPlace(keys: a.k(x).reshaped([B, T, H, a.headDim]),
-                                                                  values: a.v(x).reshaped([B, T, H, a.headDim]))
-                let y = try Tensor.scaledDotProductAttention(q: a.q(x).reshaped([B, T, H, a.headDim]), k: held.keys,
-                                                             v: held.values, causal: true, scale: 1, bias: bias,
-                                                             keyLength: held.length)
+                let y = try cachedAttention(q: a.q(x).reshaped([B, T, H, a.headDim]), k: a.k(x).reshaped([B, T, H, a.headDim]),
+                                            v: a.v(x).reshaped([B, T, H, a.headDim]), cache: state.cache.layer(i), scale: 1,
+                                            bias: bias)
                 h = try h + a.o(y.reshaped([B, T, H * a.headDim]))
                 if let c = block.crossAttention, let norm = block.crossNorm {
                     let xc = try norm(h)
