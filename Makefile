@@ -118,16 +118,28 @@ gpu-kit-check: gpu-kit
 
 # The C targets (CGemmKernels, COpenCL, CMPI) compiled for arm64 Linux with the toolchain's
 # clang against Debian's cross glibc headers (libc6-dev-arm64-cross): the x86 kernels must stay
-# behind their guards and the arm64 feature and cache probes must build. The Swift targets need
-# an arm64 Swift SDK, which this check does not have: it proves the C side only.
+# behind their guards and the arm64 feature and cache probes must build. The NEON GEMM kernel
+# (neon.c) is then linked with scripts/check_neon_kernel.c (the cross gcc links it static) and
+# run under qemu-aarch64 against a double reference. The Swift targets need an arm64 Swift SDK,
+# which this check does not have: it proves the C side only.
 ARM64_SYSROOT := /usr/aarch64-linux-gnu
+ARM64_PACKAGES := libc6-dev-arm64-cross gcc-aarch64-linux-gnu qemu-user
+ARM64_CC = clang --target=aarch64-linux-gnu --sysroot=$(ARM64_SYSROOT) -isystem $(ARM64_SYSROOT)/include -idirafter /usr/include \
+	-O2 -Wall -Werror -ISources/CGemmKernels/include -ISources/COpenCL/include -ISources/CMPI/include
 arm64-c-check: setup
-	@dpkg -s libc6-dev-arm64-cross >/dev/null 2>&1 || { 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libc6-dev-arm64-cross >/dev/null; }
-	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; 	for f in Sources/CGemmKernels/*.c Sources/COpenCL/*.c Sources/CMPI/*.c; do 	  clang --target=aarch64-linux-gnu --sysroot=$(ARM64_SYSROOT) -isystem $(ARM64_SYSROOT)/include -idirafter /usr/include \
-	    -O2 -Wall -Werror -ISources/CGemmKernels/include -ISources/COpenCL/include -ISources/CMPI/include \
-	    -c $$f -o "$$tmp/$$(basename $$f .c).o"; \
+	@missing=""; for p in $(ARM64_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	for f in Sources/CGemmKernels/*.c Sources/COpenCL/*.c Sources/CMPI/*.c; do \
+	  $(ARM64_CC) -c $$f -o "$$tmp/$$(basename $$f .c).o"; \
 	done; \
-	echo "arm64: the C targets compile ($$(ls "$$tmp" | wc -l) objects)"
+	echo "arm64: the C targets compile ($$(ls "$$tmp" | wc -l) objects)"; \
+	$(ARM64_CC) -c scripts/check_neon_kernel.c -o "$$tmp/check_neon_kernel.o"; \
+	aarch64-linux-gnu-gcc -static "$$tmp/check_neon_kernel.o" "$$tmp/neon.o" -lm -o "$$tmp/check_neon_kernel"; \
+	printf "arm64 (qemu-aarch64): "; qemu-aarch64 "$$tmp/check_neon_kernel"
 
 clean:
 	rm -rf .build

@@ -136,7 +136,7 @@ final class GemmBlockingTests: XCTestCase {
                                             beta: 0.25, C: cp.baseAddress!, ldc: N, workers: workers, config: config) {
                                     k0, kc, j0, cols, panels, nr, dst in
                                     packBPanels(transB: tB, B: bBase, ldb: ldb, k0: k0, kc: kc, j0: j0, cols: cols,
-                                                panels: panels, nr: nr, dst: dst, avx2: kind != .swift)
+                                                panels: panels, nr: nr, dst: dst, avx2: config.packsWithAVX2)
                                 }
                             } } }
                             assertClose(c, want, rtol: 1e-4, atol: 1e-4,

@@ -20,6 +20,7 @@ final class GemmDispatchTests: XCTestCase {
         guard let flags = procCPUFlags() else { throw XCTSkip("no /proc/cpuinfo") }
         XCTAssertEqual(GemmKernelKind.avx2.isSupported, flags.contains("avx2") && flags.contains("fma"))
         XCTAssertEqual(GemmKernelKind.avx512.isSupported, flags.contains("avx512f"))
+        XCTAssertFalse(GemmKernelKind.neon.isSupported, "the NEON kernel is portable C here")
         // Native or portable build: the widest C kernel the CPU runs (AVX-512, else AVX2+FMA),
         // unless the build's own Swift vectors are 16 wide and the CPU has no AVX-512.
         let expected: GemmKernelKind
@@ -32,6 +33,10 @@ final class GemmDispatchTests: XCTestCase {
         }
         XCTAssertEqual(cpuSgemmKernelKind, expected, cpuSgemmKernelDescription)
         print("[itune-tests] GEMM kernel: \(cpuSgemmKernelDescription) (cpu: \(GemmCPU.featureNames))")
+#elseif arch(arm64)
+        // Every arm64 CPU has ASIMD: the NEON kernel.
+        XCTAssertEqual(cpuSgemmKernelKind, .neon, cpuSgemmKernelDescription)
+        XCTAssertFalse(GemmKernelKind.avx2.isSupported)
 #else
         XCTAssertEqual(cpuSgemmKernelKind, .swift)
         XCTAssertFalse(GemmKernelKind.avx2.isSupported)
@@ -55,9 +60,11 @@ final class GemmDispatchTests: XCTestCase {
         XCTAssertEqual(unknown.nc % unknown.nr, 0)
     }
 
-    /// The kernels this CPU runs.
+    /// The kernels this CPU runs, and the NEON kernel everywhere: off arm64 it is the same
+    /// arithmetic in portable C, so that the driver's 12 × 8 tile (Swift packing of 12-row A and
+    /// 8-wide B panels, edge tiles, the two-pair form) is tested on every machine.
     static func kernelsToCheck() -> [GemmKernelKind] {
-        GemmKernelKind.allCases.filter(\.isSupported)
+        GemmKernelKind.allCases.filter { $0.isSupported || $0 == .neon }
     }
 
     /// Every kernel the CPU runs, with its own blocking and with tiny caches (so that K and N

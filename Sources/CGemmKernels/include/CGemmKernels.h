@@ -50,6 +50,13 @@ void itune_sgemm_ukr2_avx2_6x16(long kc, const float *a, const float *b, long kc
                                 const float *b2, float *c, long ldc, float alpha, float beta);
 void itune_sgemm_ukr2_avx512_12x32(long kc, const float *a, const float *b, long kc2, const float *a2,
                                    const float *b2, float *c, long ldc, float alpha, float beta);
+/// The arm64 kernel (neon.c): 12 × 8, 24 NEON accumulators, and its two-pair form. Built from
+/// portable C on other CPUs (same results, for tests of the driver's 12 × 8 tile; never
+/// chosen there): itune_neon_kernel_is_native() says which.
+void itune_sgemm_ukr_neon_12x8(long kc, const float *a, const float *b, float *c, long ldc, float alpha, float beta);
+void itune_sgemm_ukr2_neon_12x8(long kc, const float *a, const float *b, long kc2, const float *a2,
+                                const float *b2, float *c, long ldc, float alpha, float beta);
+int itune_neon_kernel_is_native(void);
 
 /// The CPU path's thread pool (pool.c): fn(ctx, i) for every i in 0..<count, on the calling
 /// thread and threads − 1 workers that spin for spin_ns after each call before they park.
@@ -60,10 +67,11 @@ typedef void (*itune_pool_fn)(void *ctx, long index);
 int itune_pool_run(long count, itune_pool_fn fn, void *ctx, int threads, long spin_ns);
 
 /// FMA throughput probes for MachinePeak: `chains` independent multiply-add chains (12 for
-/// AVX2, 24 for AVX-512) of `iterations` steps on vector registers. Returns a sum of the
-/// chains so that the work is not optimised away.
+/// AVX2, 24 for AVX-512 and NEON) of `iterations` steps on vector registers. Returns a sum of
+/// the chains so that the work is not optimised away.
 float itune_fma_burst_avx2(long iterations, float seed);
 float itune_fma_burst_avx512(long iterations, float seed);
+float itune_fma_burst_neon(long iterations, float seed);
 
 /// Few-row GEMM pieces with AVX2+FMA (GemmFewRows.swift): out[0..<count] = dot(x, row r of B)
 /// for count <= 4 rows ldb apart, over K; and acc[0..<n] += x0·b0 + x1·b1 + x2·b2 + x3·b3.

@@ -4,14 +4,15 @@ import Foundation
 // Which GEMM micro-kernel and cache blocking this process uses, chosen once when it starts
 // from the CPU it runs on (cpuid + xgetbv on x86-64, hwcap / sysctl on arm64, cache sizes from
 // sysfs / sysconf / sysctl), so that one generic binary runs the AVX2+FMA or AVX-512 kernel
-// where the CPU has it. The kernels with wider instructions than the build's baseline live in
-// the C target CGemmKernels, each compiled with its own target attribute (Swift has no
-// per-function target features). The pure-Swift kernel (Gemm.swift) is the fallback: NEON on
-// arm64, and the build's own vectors on x86-64 (SSE, or what -DITUNE_FMA / -DITUNE_AVX512
-// with -target-cpu allow). Each kernel has a two-pair form for LoRA's K + r products where it
-// is a C kernel (GemmLowRank.swift).
+// where the CPU has it, and the NEON kernel on arm64. The kernels with wider instructions than
+// the build's baseline live in the C target CGemmKernels, each compiled with its own target
+// attribute (Swift has no per-function target features); the NEON one (neon.c) is built from
+// portable C elsewhere, so that its 12 × 8 tile is tested on any machine. The pure-Swift kernel
+// (Gemm.swift) is the fallback: the build's own vectors (SSE on a portable x86-64 build, or
+// what -DITUNE_FMA / -DITUNE_AVX512 with -target-cpu allow). Each C kernel has a two-pair form
+// for LoRA's K + r products (GemmLowRank.swift).
 //
-// ITUNE_GEMM_KERNEL=swift|avx2|avx512 forces a kernel (for comparisons); one the CPU lacks is
+// ITUNE_GEMM_KERNEL=swift|avx2|avx512|neon forces a kernel (for comparisons); one the CPU lacks is
 // refused with a message on stderr and the automatic choice is kept. ITUNE_GEMM_KC, _MC and
 // _NC override the blocking (for tuning; rounded to the tile, non-positive values ignored).
 
@@ -33,6 +34,8 @@ public enum GemmKernelKind: String, Sendable, CaseIterable {
     case avx2
     /// CGemmKernels' 12 × 32 kernel: 24 zmm accumulators, AVX-512F.
     case avx512
+    /// CGemmKernels' 12 × 8 kernel: 24 NEON accumulators (arm64; portable C elsewhere, for tests).
+    case neon
 
     /// Whether the running CPU can execute it.
     public var isSupported: Bool {
@@ -41,6 +44,7 @@ public enum GemmKernelKind: String, Sendable, CaseIterable {
         case .swift: return true
         case .avx2: return f & UInt32(ITUNE_CPU_X86_AVX2) != 0 && f & UInt32(ITUNE_CPU_X86_FMA) != 0
         case .avx512: return f & UInt32(ITUNE_CPU_X86_AVX512F) != 0
+        case .neon: return f & UInt32(ITUNE_CPU_ARM_ASIMD) != 0 && itune_neon_kernel_is_native() != 0
         }
     }
 }
@@ -100,6 +104,8 @@ struct GemmConfig: Sendable {
         case .avx512:
             mr = 12; nr = 32; vectorWidth = 16; kernel = itune_sgemm_ukr_avx512_12x32
             kernel2 = itune_sgemm_ukr2_avx512_12x32
+        case .neon:
+            mr = 12; nr = 8; vectorWidth = 4; kernel = itune_sgemm_ukr_neon_12x8; kernel2 = itune_sgemm_ukr2_neon_12x8
         }
         // Unknown sizes fall back to a common modern core: 512 KiB L2, 8 MiB L3. (L1d sizes no
         // block since KC moved to L2, 2026-11-30.)
@@ -115,9 +121,10 @@ struct GemmConfig: Sendable {
         l3Bytes = l3
     }
 
-    /// Whether packing uses CGemmKernels' AVX2 transposes: with the C kernels (the Swift kernel
-    /// keeps the Swift packing, so that the per-kernel tests run both).
-    var packsWithAVX2: Bool { kind != .swift && GemmKernelKind.avx2.isSupported }
+    /// Whether packing uses CGemmKernels' AVX2 transposes: with the x86 C kernels (the Swift
+    /// kernel keeps the Swift packing, so that the per-kernel tests run both; the NEON kernel
+    /// packs in Swift as it does on arm64).
+    var packsWithAVX2: Bool { (kind == .avx2 || kind == .avx512) && GemmKernelKind.avx2.isSupported }
 
     /// This configuration with KC, MC or NC replaced where given (positive), MC and NC rounded
     /// up to the tile.
@@ -157,9 +164,13 @@ struct GemmConfig: Sendable {
     /// bench-results/cpu-quiet-2026-12-01-icelake): 148–155 of a core's 178 GFLOP/s over a packed
     /// A block, where the AVX2 kernel runs 103–106 (its own peak is 109); on 2 threads 153–221
     /// GFLOP/s at the step's shapes against the AVX2 kernel's 97–126, the 135M step 1.29–1.64×.
+    /// On arm64 the NEON kernel (C intrinsics, 24 accumulators) where the Swift kernel's 6 × 2
+    /// SIMD8 tile is left to the compiler's register allocation; it has not yet been timed
+    /// against the Swift kernel on arm64 hardware (its results are checked under qemu).
     static var bestKind: GemmKernelKind {
         if GemmKernelKind.avx512.isSupported { return .avx512 }
         if GemmKernelKind.avx2.isSupported && GemmVector.scalarCount < 16 { return .avx2 }
+        if GemmKernelKind.neon.isSupported { return .neon }
         return .swift
     }
 
@@ -184,6 +195,7 @@ struct GemmConfig: Sendable {
 #endif
         case .avx2: isa = "AVX2+FMA"
         case .avx512: isa = "AVX-512"
+        case .neon: isa = itune_neon_kernel_is_native() != 0 ? "NEON" : "portable C (NEON's arithmetic)"
         }
         return "\(mr)x\(nr) micro-kernel, \(vectorWidth)-wide \(isa), KC \(kc) MC \(mcMax) NC \(nc)"
     }

@@ -42,6 +42,7 @@ public struct MachinePeak: Sendable, Codable {
         switch peakKind {
         case .avx512: return "16-wide AVX-512 FMA"
         case .avx2: return "8-wide AVX2 FMA"
+        case .neon: return "4-wide NEON FMA"
         case .swift:
 #if ITUNE_AVX512 || ITUNE_FMA || arch(arm64)
             return "\(GemmVector.scalarCount)-wide SIMD, FMA"
@@ -81,6 +82,7 @@ public struct MachinePeak: Sendable, Codable {
                 switch kind {
                 case .avx512: sink[t] = itune_fma_burst_avx512(iterations / 2, Float(t))
                 case .avx2: sink[t] = itune_fma_burst_avx2(iterations, Float(t))
+                case .neon: sink[t] = itune_fma_burst_neon(iterations / 2, Float(t))
                 case .swift: sink[t] = fmaChains(iterations: iterations, seed: Float(t))
                 }
                 done.leave()
@@ -96,6 +98,7 @@ public struct MachinePeak: Sendable, Codable {
         switch kind {
         case .avx512: perStep = 16 * 24 / 2  // half the iterations of 24 chains
         case .avx2: perStep = 8 * 12
+        case .neon: perStep = 4 * 24 / 2  // half the iterations of 24 chains
         case .swift: perStep = Double(GemmVector.scalarCount) * 12
         }
         let flop = 2.0 * perStep * Double(iterations) * Double(threads)
