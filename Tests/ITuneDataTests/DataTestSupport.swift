@@ -24,8 +24,10 @@ enum DataFixtures {
         return url.path
     }
 
-    /// A fresh temporary directory for one test.
+    /// A fresh temporary directory for one test (removed with the others when the test process
+    /// exits).
     static func directory(_ name: String = #function) throws -> URL {
+        _ = removedAtExit
         let clean = name.filter { $0.isLetter || $0.isNumber }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("itune-data-\(getpid())-\(clean)")
         try? FileManager.default.removeItem(at: dir)
@@ -33,8 +35,20 @@ enum DataFixtures {
         return dir
     }
 
+    /// Registers, once, the removal of this process's itune-data-PID-* directories at exit
+    /// (each test run left some 27 of them in the temporary folder).
+    private static let removedAtExit: Void = {
+        atexit {
+            let tmp = FileManager.default.temporaryDirectory, prefix = "itune-data-\(getpid())-"
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: tmp.path)) ?? [] where name.hasPrefix(prefix) {
+                try? FileManager.default.removeItem(at: tmp.appendingPathComponent(name))
+            }
+        }
+    }()
+
     /// Where `file` writes when given no directory (made once per test process).
     static let files: URL = {
+        _ = removedAtExit
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("itune-data-\(getpid())-files")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir

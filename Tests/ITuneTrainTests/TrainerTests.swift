@@ -115,7 +115,9 @@ final class TrainerTests: XCTestCase {
     func testPackedRowsScoreLikeTheExamplesAlone() throws {
         let model = try Self.model()
         let rows = Self.rows(2, length: 6)
-        let trainer = try Trainer(model: model, trainable: [], options: options(steps: 1), train: rows, outputDirectory: tempDir("pack"))
+        let dir = tempDir("pack")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let trainer = try Trainer(model: model, trainable: [], options: options(steps: 1), train: rows, outputDirectory: dir)
         let alone = try noGrad { try trainer.batchLoss([rows[0]]).item() + trainer.batchLoss([rows[1]]).item() } / 2
         let packedRow = TrainingRow(ids: rows[0].ids + rows[1].ids, labels: rows[0].labels + rows[1].labels, lengths: [6, 6])
         let packed = try noGrad { try trainer.batchLoss([packedRow]).item() }
