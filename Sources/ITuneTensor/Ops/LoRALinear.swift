@@ -80,6 +80,10 @@ extension Tensor {
         }
         let inputs: [Tensor]
         if case let .weight(weight) = base { inputs = [x, weight, a, b] } else { inputs = [x, a, b] }
+        // The closure must not capture `inputs`: holding x there keeps every adapted layer's
+        // input alive until the backward, where keptX lets a recomputable one (a norm's output)
+        // be freed and made again (+330 MB at the 135M LoRA step when it did).
+        let weightIsInput = inputs.count == 4
         let needsG = x.requiresGrad || a.requiresGrad
         GradientTape.record("linearWithLowRank", inputs: inputs, output: out) { dY in
             let dev = dY.device
@@ -105,7 +109,7 @@ extension Tensor {
                     dX = dx
                 }
             }
-            return inputs.count == 4 ? [dX, nil, dA, dB] : [dX, dA, dB]
+            return weightIsInput ? [dX, nil, dA, dB] : [dX, dA, dB]
         }
         return rank == 2 ? out : try out.reshaped(lead + [outF])
     }
