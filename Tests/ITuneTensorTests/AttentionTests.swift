@@ -28,6 +28,69 @@ final class AttentionTests: XCTestCase {
         return out
     }
 
+    /// Textbook attention's gradients in Double for the loss Σ o·w: dq (B,Tq,NH,D), dk and dv
+    /// (B,Tk,NKV,D), with the same mask as `reference` (Tq = Tk).
+    static func referenceGradients(q: [Float], k: [Float], v: [Float], w: [Float], B: Int, T: Int, NH: Int, NKV: Int,
+                                   D: Int, visible: (Int, Int, Int) -> Bool) -> (dq: [Float], dk: [Float], dv: [Float]) {
+        var dq = [Double](repeating: 0, count: q.count), dk = [Double](repeating: 0, count: k.count)
+        var dv = [Double](repeating: 0, count: v.count)
+        let scale = 1 / Double(D).squareRoot()
+        for b in 0..<B { for h in 0..<NH { for t in 0..<T {
+            let kvh = h / (NH / NKV), qo = ((b * T + t) * NH + h) * D
+            let keys = (0..<T).filter { visible(b, t, $0) }
+            let scores = keys.map { j in
+                scale * (0..<D).reduce(0.0) { $0 + Double(q[qo + $1]) * Double(k[((b * T + j) * NKV + kvh) * D + $1]) }
+            }
+            let m = scores.max()!
+            let e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
+            let p = e.map { $0 / z }
+            // dP_j = dO·v_j, dS_j = p_j (dP_j − Σ p·dP)
+            let dP = keys.map { j in (0..<D).reduce(0.0) { $0 + Double(w[qo + $1]) * Double(v[((b * T + j) * NKV + kvh) * D + $1]) } }
+            let delta = zip(p, dP).reduce(0.0) { $0 + $1.0 * $1.1 }
+            for (i, j) in keys.enumerated() {
+                let ko = ((b * T + j) * NKV + kvh) * D, dS = p[i] * (dP[i] - delta)
+                for d in 0..<D {
+                    dq[qo + d] += scale * dS * Double(k[ko + d])
+                    dk[ko + d] += scale * dS * Double(q[qo + d])
+                    dv[ko + d] += p[i] * Double(w[qo + d])
+                }
+            }
+        } } }
+        return (dq.map(Float.init), dk.map(Float.init), dv.map(Float.init))
+    }
+
+    /// Long enough rows for blocks of 64 queries in the GEMM's packed path over keys and values
+    /// packed once (AttentionPacking): head sizes below, at and past a panel's width (40 leaves a
+    /// partial feature panel), examples packed at starts that are not multiples of a panel (the
+    /// blocks start at the panel's first key, the ones before masked), grouped heads, causal and
+    /// not; forward and gradients against textbook attention in Double.
+    func testBlocksOverPackedKeysAndValuesMatchTextbookAttention() throws {
+        let (B, T, NH, NKV) = (2, 100, 3, 1)  // blocks of 64 and 36 rows
+        let segments = try AttentionSegments(lengths: [[37, 30, 33], [100]], rowLength: T)
+        let starts = try segments.starts.toIndices()
+        for D in [40, 64] {
+            let q = randomValues(B * T * NH * D, seed: 41, scale: 2), k = randomValues(B * T * NKV * D, seed: 42, scale: 2)
+            let v = randomValues(B * T * NKV * D, seed: 43), w = randomValues(B * T * NH * D, seed: 44)
+            for causal in [true, false] {
+                let visible: (Int, Int, Int) -> Bool = { b, t, j in
+                    (!causal || j <= t) && starts[b * T + j] == starts[b * T + t]
+                }
+                let qt = try Tensor(q, shape: [B, T, NH, D], requiresGrad: true)
+                let kt = try Tensor(k, shape: [B, T, NKV, D], requiresGrad: true)
+                let vt = try Tensor(v, shape: [B, T, NKV, D], requiresGrad: true)
+                let o = try Tensor.scaledDotProductAttention(q: qt, k: kt, v: vt, causal: causal, segments: segments)
+                try (o * Tensor(w, shape: [B, T, NH, D])).sum().backward()
+                let what = "D \(D) causal \(causal)"
+                assertClose(try o.toArray(), Self.reference(q: q, k: k, v: v, B: B, Tq: T, Tk: T, NH: NH, NKV: NKV, D: D, visible: visible),
+                            rtol: 1e-4, atol: 1e-5, "\(what): output")
+                let want = Self.referenceGradients(q: q, k: k, v: v, w: w, B: B, T: T, NH: NH, NKV: NKV, D: D, visible: visible)
+                assertClose(try XCTUnwrap(qt.grad).toArray(), want.dq, rtol: 1e-3, atol: 1e-4, "\(what): dq")
+                assertClose(try XCTUnwrap(kt.grad).toArray(), want.dk, rtol: 1e-3, atol: 1e-4, "\(what): dk")
+                assertClose(try XCTUnwrap(vt.grad).toArray(), want.dv, rtol: 1e-3, atol: 1e-4, "\(what): dv")
+            }
+        }
+    }
+
     func testCausalGQAForwardMatchesTextbookAttention() throws {
         let (B, T, NH, NKV, D) = (2, 7, 4, 2, 5)
         let q = randomValues(B * T * NH * D, seed: 1, scale: 2), k = randomValues(B * T * NKV * D, seed: 2, scale: 2)

@@ -77,11 +77,13 @@ public func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: 
 }
 
 /// cpuSgemm with a given micro-kernel and blocking (tests run every kernel the CPU supports).
-/// `fewRows: false` sends small M through the packed path too.
+/// `fewRows: false` sends small M through the packed path too. `packedB`: op(B) already in
+/// panels (gemmPrepackB, with this configuration's NR), read there by the packed path instead
+/// of packing B again; the few-row and few-column paths read B itself.
 func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
               A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
               beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int, workers maxWorkers: Int?,
-              config cfg: GemmConfig, fewRows: Bool = true) {
+              config cfg: GemmConfig, fewRows: Bool = true, packedB: GemmPackedB? = nil) {
     if M <= 0 || N <= 0 { return }
     if K <= 0 || alpha == 0 {
         scaleC(M: M, N: N, beta: beta, C: C, ldc: ldc)
@@ -109,7 +111,38 @@ func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
         return
     }
     sgemmPacked(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, beta: beta, C: C, ldc: ldc,
-                workers: workers, config: cfg, packB: f32BPacker(transB: transB, B: B, ldb: ldb, config: cfg))
+                workers: workers, config: cfg, packedB: packedB,
+                packB: f32BPacker(transB: transB, B: B, ldb: ldb, config: cfg))
+}
+
+/// op(B) (K,N) packed once for several products that read it (attention reads each KV head's
+/// keys and values for every block of queries and every query head of its group): panel p
+/// (columns p·NR ..< p·NR + NR, zero past N) is (K,NR) row-major at base + p·panelStride, so a
+/// product over columns j0 ..< (j0 a multiple of NR) starts at panel j0/NR and one over rows
+/// k0 ..< at base + k0·NR.
+struct GemmPackedB {
+    let base: UnsafePointer<Float>
+    let panelStride: Int
+
+    /// The same panels from column j0 (a multiple of `nr`) and row k0 on.
+    func from(column j0: Int, row k0: Int, nr: Int) -> GemmPackedB {
+        GemmPackedB(base: base + (j0 / nr) * panelStride + k0 * nr, panelStride: panelStride)
+    }
+}
+
+/// Floats that gemmPrepackB writes for op(B) (K,N).
+func gemmPrepackedFloats(K: Int, N: Int, config cfg: GemmConfig) -> Int {
+    (N + cfg.nr - 1) / cfg.nr * cfg.nr * K
+}
+
+/// Packs all of op(B) (K,N) into dst (gemmPrepackedFloats of them) with the packers of the
+/// packed path, and says where it lies.
+func gemmPrepackB(transB: Bool, B: UnsafePointer<Float>, ldb: Int, K: Int, N: Int,
+                  into dst: UnsafeMutablePointer<Float>, config cfg: GemmConfig) -> GemmPackedB {
+    let nr = cfg.nr
+    packBPanels(transB: transB, B: B, ldb: ldb, k0: 0, kc: K, j0: 0, cols: N, panels: 0..<((N + nr - 1) / nr), nr: nr,
+                dst: dst, avx2: cfg.packsWithAVX2)
+    return GemmPackedB(base: dst, panelStride: K * nr)
 }
 
 /// C (M,N) = alpha · op(A) · op(B) + beta · C for N ≤ GemmBlocking.fewRows < M, as the few-row
@@ -161,7 +194,7 @@ typealias GemmBPacker = (_ k0: Int, _ kc: Int, _ j0: Int, _ cols: Int, _ panels:
 /// per region that shares them; the grid is chosen to make that the smaller operand.
 func sgemmPacked(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePointer<Float>, lda: Int,
                  beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int, workers: Int, config cfg: GemmConfig,
-                 extra: GemmExtraPanels? = nil, packB: GemmBPacker) {
+                 extra: GemmExtraPanels? = nil, packedB: GemmPackedB? = nil, packB: GemmBPacker) {
     let grid = gemmWorkerGrid(M: M, N: N, workers: workers, mr: cfg.mr, nr: cfg.nr)
     let regions = grid.rows * grid.cols
     @inline(__always) func region(_ r: Int) {
@@ -169,7 +202,8 @@ func sgemmPacked(transA: Bool, M: Int, N: Int, K: Int, alpha: Float, A: UnsafePo
         let colRange = gemmSplit(N, parts: grid.cols, part: r % grid.cols, unit: cfg.nr)
         if rowRange.isEmpty || colRange.isEmpty { return }
         sgemmPackedRegion(transA: transA, rows: rowRange, cols: colRange, K: K, alpha: alpha, A: A, lda: lda,
-                          beta: beta, C: C, ldc: ldc, regions: regions, config: cfg, extra: extra, packB: packB)
+                          beta: beta, C: C, ldc: ldc, regions: regions, config: cfg, extra: extra, packedB: packedB,
+                          packB: packB)
     }
     if regions <= 1 { region(0); return }
     CPUParallel.run(regions) { region($0) }
@@ -247,16 +281,16 @@ func gemmNCLimit(rows: Int, kc: Int, regions: Int, config cfg: GemmConfig) -> In
 private func sgemmPackedRegion(transA: Bool, rows rowRange: Range<Int>, cols colRange: Range<Int>, K: Int,
                                alpha: Float, A: UnsafePointer<Float>, lda: Int, beta: Float,
                                C: UnsafeMutablePointer<Float>, ldc: Int, regions: Int, config cfg: GemmConfig,
-                               extra: GemmExtraPanels?, packB: GemmBPacker) {
+                               extra: GemmExtraPanels?, packedB prepacked: GemmPackedB?, packB: GemmBPacker) {
     let mr = cfg.mr, nr = cfg.nr
     let M = rowRange.count, N = colRange.count
     // Blocks of K, M and N of equal size rather than full ones and a thin remainder.
     let kcBlock = gemmKBlock(K, kc: cfg.kc)
     let mc = gemmRoundUp(gemmBalancedBlock(M, max: gemmMCLimit(kcBlock: kcBlock, config: cfg)), mr)
     let ncBlock = gemmRoundUp(gemmBalancedBlock(N, max: gemmNCLimit(rows: M, kc: kcBlock, regions: regions, config: cfg)), nr)
-    let ws = GemmWorkspace.take(sharedFloats: kcBlock * ncBlock, perWorkerFloats: mc * kcBlock, workers: 1)
+    let ws = GemmWorkspace.take(sharedFloats: prepacked == nil ? kcBlock * ncBlock : 0, perWorkerFloats: mc * kcBlock, workers: 1)
     defer { GemmWorkspace.give(ws) }
-    let packedB = ws.shared, scratch = ws.scratch(0)
+    let scratch = ws.scratch(0)
 
     var jc = 0
     while jc < N {
@@ -267,14 +301,21 @@ private func sgemmPackedRegion(transA: Bool, rows rowRange: Range<Int>, cols col
             let kc = min(kcBlock, K - pc)
             // C is scaled by beta once, with the first K block; later blocks accumulate.
             let betaBlock: Float = pc == 0 ? beta : 1
-            packB(pc, kc, j0, nc, 0..<panels, nr, packedB)
+            let packedB: UnsafePointer<Float>, panelStride: Int
+            if let prepacked {
+                let block = prepacked.from(column: j0, row: pc, nr: nr)
+                (packedB, panelStride) = (block.base, block.panelStride)
+            } else {
+                packB(pc, kc, j0, nc, 0..<panels, nr, ws.shared)
+                (packedB, panelStride) = (UnsafePointer(ws.shared), kc * nr)
+            }
             var ic = 0
             while ic < M {
                 let i0 = rowRange.lowerBound + ic, rows = min(mc, M - ic)
                 packABlock(transA: transA, A: A, lda: lda, i0: i0, rows: rows, k0: pc, kc: kc, mr: mr,
                            dst: scratch.buffer, avx2: cfg.packsWithAVX2)
                 // The extra panels join the last K block, in the same pass over C.
-                macroKernel(kc: kc, packedA: scratch.buffer, rows: rows, packedB: packedB, panels: 0..<panels,
+                macroKernel(kc: kc, packedA: scratch.buffer, rows: rows, packedB: packedB, bPanelStride: panelStride, panels: 0..<panels,
                             cols: nc, C: C + i0 * ldc + j0, ldc: ldc, alpha: alpha, beta: betaBlock,
                             tile: scratch.tile, config: cfg,
                             extra: pc + kc == K ? extra?.at(rowPanel: i0 / mr, colPanel: j0 / nr, mr: mr, nr: nr) : nil)
@@ -478,7 +519,7 @@ func packTransposedABlock(A: UnsafePointer<Float>, lda: Int, i0: Int, rows: Int,
 /// The B micro-panel is the outer loop so that it stays in L1 across the A micro-panels.
 @inline(__always)
 private func macroKernel(kc: Int, packedA: UnsafeMutablePointer<Float>, rows: Int,
-                         packedB: UnsafeMutablePointer<Float>, panels: Range<Int>, cols: Int,
+                         packedB: UnsafePointer<Float>, bPanelStride: Int, panels: Range<Int>, cols: Int,
                          C: UnsafeMutablePointer<Float>, ldc: Int, alpha: Float, beta: Float,
                          tile: UnsafeMutablePointer<Float>, config cfg: GemmConfig, extra: GemmExtraPanels? = nil) {
     let mr = cfg.mr, nr = cfg.nr
@@ -504,7 +545,7 @@ private func macroKernel(kc: Int, packedA: UnsafeMutablePointer<Float>, rows: In
         }
     }
     for p in panels {
-        let bp = UnsafePointer(packedB + p * kc * nr)
+        let bp = packedB + p * bPanelStride
         let j0 = p * nr, width = min(nr, cols - j0)
         var i0 = 0
         while i0 < rows {

@@ -310,19 +310,54 @@ private func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ width: Int, _ a: I
 private let attentionBlock = 64
 
 /// The scores of one block of queries of (b, h): rows × width = Q[t0..<t0+rows]·K[kStart..<kStart+width]ᵀ·scale,
-/// plus the mask's bias over each row's keys (forward and backward make them alike).
+/// plus the mask's bias over each row's keys (forward and backward make them alike). `packedK`:
+/// this (b, KV head)'s keys packed as Kᵀ (AttentionPacking.keys; kStart a multiple of NR).
 @inline(__always)
 private func blockScores(_ d: AttentionDims, _ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>,
                          b: Int, h: Int, t0: Int, rows: Int, kStart: Int, width: Int, scale: Float, _ mask: AttentionMask,
-                         workers: Int, into scores: UnsafeMutablePointer<Float>) {
+                         workers: Int, packedK: GemmPackedB?, config cfg: GemmConfig, into scores: UnsafeMutablePointer<Float>) {
     let (Tq, NH, NKV, D) = (d.Tq, d.NH, d.NKV, d.D)
     let kvh = h / (NH / NKV)
     cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: scale, A: q + ((b * Tq + t0) * NH + h) * D,
              lda: NH * D, B: k + ((b * d.kvRows + kStart) * NKV + kvh) * D, ldb: NKV * D, beta: 0, C: scores, ldc: width,
-             workers: workers)
+             workers: workers, config: cfg, packedB: packedK?.from(column: kStart, row: 0, nr: cfg.nr))
     for r in 0..<rows {
         let (lo, hi) = d.keyRange(b: b, t: t0 + r, mask)
         mask.addBias(scores + r * width, b: b, t: t0 + r, h: h, j0: kStart, lo - kStart, hi - kStart)
+    }
+}
+
+/// Each (b, KV head)'s keys or values packed once for the GEMM's packed path (gemmPrepackB), so
+/// that every block of queries and every query head of the group reads them in place: packed
+/// per product, K and V took 22% of the forward's time at T 2048 (perf, Ice Lake; the GEMM
+/// kernel 44%). `.keys`: op(B) = Xᵀ (D, Tk), panels of NR keys (S = Q·Kᵀ, dP = dO·Vᵀ), so a
+/// block's keys must start at a multiple of NR; `.features`: op(B) = X (Tk, D), panels of NR
+/// of the D features (O = P·V, dQ = dS·K), any first key.
+private enum AttentionPacking {
+    case keys, features
+
+    /// Floats for all of them.
+    func floats(_ d: AttentionDims, config cfg: GemmConfig) -> Int {
+        d.B * d.NKV * each(d, config: cfg)
+    }
+
+    private func each(_ d: AttentionDims, config cfg: GemmConfig) -> Int {
+        self == .keys ? gemmPrepackedFloats(K: d.D, N: d.Tk, config: cfg) : gemmPrepackedFloats(K: d.Tk, N: d.D, config: cfg)
+    }
+
+    /// Packs x (k or v, (B, kvRows, NKV, D), the first Tk rows) into dst; element b·NKV + kvh of
+    /// the result is that (b, KV head)'s panels.
+    func pack(_ d: AttentionDims, _ x: UnsafeMutablePointer<Float>, into dst: UnsafeMutablePointer<Float>,
+              config cfg: GemmConfig) -> [GemmPackedB] {
+        let each = each(d, config: cfg), units = d.B * d.NKV, keys = self == .keys
+        CPUParallel.forEach(units, grain: 1) { range in
+            for u in range {
+                let b = u / d.NKV, kvh = u % d.NKV
+                _ = gemmPrepackB(transB: keys, B: x + (b * d.kvRows * d.NKV + kvh) * d.D, ldb: d.NKV * d.D,
+                                 K: keys ? d.D : d.Tk, N: keys ? d.Tk : d.D, into: dst + u * each, config: cfg)
+            }
+        }
+        return (0..<units).map { GemmPackedB(base: dst + $0 * each, panelStride: (keys ? d.D : d.Tk) * cfg.nr) }
     }
 }
 
@@ -339,6 +374,16 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
     let units = B * NH * blocks
     // Few units (one sequence, one head): let each GEMM use the cores instead.
     let inner = units >= CPUParallel.threadCount ? 1 : CPUParallel.threadCount
+    // K and V packed once where the blocks' products take the packed path (more rows than the
+    // few-row path's; O = P·V also more than its few columns).
+    let cfg = GemmConfig.current
+    let packK = Tq > GemmBlocking.fewRows, packV = packK && D > GemmBlocking.fewRows
+    let kFloats = packK ? AttentionPacking.keys.floats(d, config: cfg) : 0
+    let ws = GemmWorkspace.take(sharedFloats: kFloats + (packV ? AttentionPacking.features.floats(d, config: cfg) : 0),
+                                perWorkerFloats: 0, workers: 1)
+    defer { GemmWorkspace.give(ws) }
+    let packedK = packK ? AttentionPacking.keys.pack(d, k, into: ws.shared, config: cfg) : nil
+    let packedV = packV ? AttentionPacking.features.pack(d, v, into: ws.shared + kFloats, config: cfg) : nil
     CPUParallel.forEach(units, grain: 1) { range in
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: attentionBlock * max(Tk, 1))
         defer { scores.deallocate() }
@@ -346,11 +391,14 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
             let blk = unit % blocks, h = (unit / blocks) % NH, b = unit / (blocks * NH)
             let kvh = h / group
             let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
-            let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
+            let (firstKey, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
+            // Packed keys start the block at a panel's first key; the ones before the row's own
+            // are masked like any other (exp 0, so P·V adds nothing for them).
+            let kStart = packedK == nil ? firstKey : firstKey / cfg.nr * cfg.nr
             let width = kEnd - kStart
             let vBase = v + ((b * d.kvRows + kStart) * NKV + kvh) * D
             blockScores(d, q, k, b: b, h: h, t0: t0, rows: rows, kStart: kStart, width: width, scale: scale, mask,
-                        workers: inner, into: scores)
+                        workers: inner, packedK: packedK?[b * NKV + kvh], config: cfg, into: scores)
             for r in 0..<rows {
                 let t = t0 + r
                 let (lo, hi) = d.keyRange(b: b, t: t, mask)
@@ -358,7 +406,8 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
                 lse[(b * NH + h) * Tq + t] = softmaxRow(row, width, lo - kStart, hi - kStart)
             }
             cpuSgemm(transA: false, transB: false, M: rows, N: D, K: width, alpha: 1, A: scores, lda: width,
-                     B: vBase, ldb: NKV * D, beta: 0, C: o + ((b * Tq + t0) * NH + h) * D, ldc: NH * D, workers: inner)
+                     B: vBase, ldb: NKV * D, beta: 0, C: o + ((b * Tq + t0) * NH + h) * D, ldc: NH * D, workers: inner,
+                     config: cfg, packedB: packedV?[b * NKV + kvh].from(column: 0, row: kStart, nr: cfg.nr))
         }
     }
 }
@@ -425,6 +474,16 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
     let blocks = (Tq + attentionBlock - 1) / attentionBlock
     let units = B * NH
     let inner = units >= CPUParallel.threadCount ? 1 : CPUParallel.threadCount
+    // K (as Kᵀ for S, and as K for dQ) and V (as Vᵀ for dP) packed once, as in the forward.
+    let cfg = GemmConfig.current
+    let packKeys = Tq > GemmBlocking.fewRows, packFeatures = packKeys && D > GemmBlocking.fewRows
+    let keyFloats = packKeys ? AttentionPacking.keys.floats(d, config: cfg) : 0
+    let featureFloats = packFeatures ? AttentionPacking.features.floats(d, config: cfg) : 0
+    let ws = GemmWorkspace.take(sharedFloats: 2 * keyFloats + featureFloats, perWorkerFloats: 0, workers: 1)
+    defer { GemmWorkspace.give(ws) }
+    let packedK = packKeys ? AttentionPacking.keys.pack(d, k, into: ws.shared, config: cfg) : nil
+    let packedVt = packKeys ? AttentionPacking.keys.pack(d, v, into: ws.shared + keyFloats, config: cfg) : nil
+    let packedKRows = packFeatures ? AttentionPacking.features.pack(d, k, into: ws.shared + 2 * keyFloats, config: cfg) : nil
     CPUParallel.forEach(units, grain: 1) { range in
         let p = UnsafeMutablePointer<Float>.allocate(capacity: attentionBlock * max(Tk, 1))
         let dp = UnsafeMutablePointer<Float>.allocate(capacity: attentionBlock * max(Tk, 1))
@@ -438,14 +497,17 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
             }
             for blk in 0..<blocks {
                 let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
-                let (kStart, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
+                let (firstKey, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
+                // From a panel's first key where the keys are packed; P and dS are 0 for the keys
+                // before the rows' own, so dV and dK get nothing there.
+                let kStart = packedK == nil ? firstKey : firstKey / cfg.nr * cfg.nr
                 let width = kEnd - kStart
                 let qBlock = q + ((b * Tq + t0) * NH + h) * D, doBlock = dout + ((b * Tq + t0) * NH + h) * D
                 let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
                 let dkBase = dk + ((b * Tk + kStart) * NH + h) * D, dvBase = dv + ((b * Tk + kStart) * NH + h) * D
                 // P = exp(Q·Kᵀ·scale − lse), 0 outside each row's keys.
                 blockScores(d, q, k, b: b, h: h, t0: t0, rows: rows, kStart: kStart, width: width, scale: scale, mask,
-                            workers: inner, into: p)
+                            workers: inner, packedK: packedK?[b * NKV + kvh], config: cfg, into: p)
                 for r in 0..<rows {
                     let t = t0 + r
                     let (lo, hi) = d.keyRange(b: b, t: t, mask)
@@ -456,7 +518,8 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                          B: doBlock, ldb: NH * D, beta: 1, C: dvBase, ldc: NH * D, workers: inner)
                 // dP = dO·Vᵀ, then dS = P∘(dP − delta) in place of dP.
                 cpuSgemm(transA: false, transB: true, M: rows, N: width, K: D, alpha: 1, A: doBlock, lda: NH * D,
-                         B: vBase, ldb: NKV * D, beta: 0, C: dp, ldc: width, workers: inner)
+                         B: vBase, ldb: NKV * D, beta: 0, C: dp, ldc: width, workers: inner, config: cfg,
+                         packedB: packedVt?[b * NKV + kvh].from(column: kStart, row: 0, nr: cfg.nr))
                 for r in 0..<rows {
                     let dl = delta[(b * NH + h) * Tq + t0 + r]
                     let pr = p + r * width, dr = dp + r * width
@@ -469,7 +532,8 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
                 }
                 // dQ = dS·K·scale; dK += dSᵀ·Q·scale.
                 cpuSgemm(transA: false, transB: false, M: rows, N: D, K: width, alpha: scale, A: dp, lda: width,
-                         B: kBase, ldb: NKV * D, beta: 0, C: dq + ((b * Tq + t0) * NH + h) * D, ldc: NH * D, workers: inner)
+                         B: kBase, ldb: NKV * D, beta: 0, C: dq + ((b * Tq + t0) * NH + h) * D, ldc: NH * D, workers: inner,
+                         config: cfg, packedB: packedKRows?[b * NKV + kvh].from(column: 0, row: kStart, nr: cfg.nr))
                 cpuSgemm(transA: true, transB: false, M: width, N: D, K: rows, alpha: scale, A: dp, lda: width,
                          B: qBlock, ldb: NH * D, beta: 1, C: dkBase, ldc: NH * D, workers: inner)
             }
