@@ -147,6 +147,57 @@ final class GemmDispatchTests: XCTestCase {
         XCTAssertEqual(checked, kinds.count * 2 * 3 * 8 * 2)
     }
 
+    /// op(B) packed once (gemmPrepackB) and read by the packed path in windows, as attention
+    /// reads a KV head's keys and values: every kernel, its own blocking and tiny caches (K in
+    /// several blocks, several N blocks), op(B) both ways, a window of columns from a panel's
+    /// first column and of rows from any row, 1 and 2 workers, against the naive product of the
+    /// window; the few-row path (M ≤ 32) reads B itself with the same window.
+    func testProductsOverPrepackedBMatchTheNaiveProductOfTheirWindow() throws {
+        let (K, N) = (300, 150)
+        var checked = 0
+        for kind in Self.kernelsToCheck() {
+            for config in [GemmConfig(kind: kind), GemmConfig(kind: kind, caches: (l1d: 4 << 10, l2: 16 << 10, l3: 64 << 10))] {
+                let nr = config.nr
+                for tB in [false, true] {
+                    let b = randomValues(K * N, seed: 21), ldb = tB ? K : N
+                    let size = gemmPrepackedFloats(K: K, N: N, config: config)
+                    let packed = UnsafeMutablePointer<Float>.allocate(capacity: size)
+                    defer { packed.deallocate() }
+                    packed.initialize(repeating: .nan, count: size)
+                    let whole = b.withUnsafeBufferPointer { bp in
+                        gemmPrepackB(transB: tB, B: bp.baseAddress!, ldb: ldb, K: K, N: N, into: packed, config: config)
+                    }
+                    // (first column, columns, first row, rows, M): the whole, a window, a window to the end.
+                    for (j0, n, k0, k, M) in [(0, N, 0, K, 45), (nr, N - nr - 7, 13, 200, 37), (2 * nr, N - 2 * nr, 99, K - 99, 20)] {
+                        let a = randomValues(M * k, seed: 22)
+                        // The window of op(B) as its own row-major (k, n) matrix.
+                        var window = [Float](repeating: 0, count: k * n)
+                        for r in 0..<k { for c in 0..<n {
+                            window[r * n + c] = tB ? b[(j0 + c) * K + k0 + r] : b[(k0 + r) * N + j0 + c]
+                        } }
+                        for beta: Float in [0, 0.5] {
+                            let c0 = beta == 0 ? [Float](repeating: .nan, count: M * n) : randomValues(M * n, seed: 23)
+                            let want = naiveGemm(a, window, c0, M: M, N: n, K: k, tA: false, tB: false, alpha: 0.75, beta: beta)
+                            for workers in [1, 2] {
+                                var c = c0
+                                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                                    let source = bp.baseAddress! + (tB ? j0 * K + k0 : k0 * N + j0)
+                                    cpuSgemm(transA: false, transB: tB, M: M, N: n, K: k, alpha: 0.75, A: ap.baseAddress!, lda: k,
+                                             B: source, ldb: ldb, beta: beta, C: cp.baseAddress!, ldc: n, workers: workers,
+                                             config: config, packedB: whole.from(column: j0, row: k0, nr: nr))
+                                } } }
+                                assertClose(c, want, rtol: 1e-4, atol: 1e-4,
+                                            "\(config.description) tB=\(tB) window \(j0)+\(n) × \(k0)+\(k) M \(M) beta \(beta) workers \(workers)")
+                                checked += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(checked, Self.kernelsToCheck().count * 2 * 2 * 3 * 2 * 2)
+    }
+
     /// The few-row paths (M ≤ 32: generation, small batches) and the few-column path (N ≤ 32 < M:
     /// LoRA's rank-r products, computed as the transposed few-row product), with this process's
     /// helpers (AVX2 + FMA, and the AVX-512 4 × 4 dot tiles, where the CPU has them), against the
