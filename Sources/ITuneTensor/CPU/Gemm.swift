@@ -90,7 +90,8 @@ func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
         return
     }
     let workers = M * N * K < GemmBlocking.parallelThreshold ? 1 : min(maxWorkers ?? CPUParallel.threadCount, CPUParallel.threadCount)
-    if fewRows && N <= GemmBlocking.fewRows && M > GemmBlocking.fewRows {
+    let packs = !fewRows || cpuSgemmTakesPackedPath(M: M, N: N)
+    if !packs && M > GemmBlocking.fewRows {
         // A few columns (LoRA's rank-r products: X·Aᵀ, the adapter gradient dB = dYᵀ·XA): the
         // packed path would pack all of op(A) for N ≤ 32 columns of work and pad the B panel
         // (measured 3 GFLOP/s for dB at 1536×8×1024 on a Zen 3). Cᵀ = op(B)ᵀ·op(A)ᵀ is a
@@ -100,7 +101,7 @@ func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
                         beta: beta, C: C, ldc: ldc, workers: workers)
         return
     }
-    if fewRows && M <= GemmBlocking.fewRows {
+    if !packs {
         if transB {
             sgemmFewRowsDotB(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, B: B, ldb: ldb,
                              beta: beta, C: C, ldc: ldc, workers: workers)
@@ -113,6 +114,12 @@ func cpuSgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float,
     sgemmPacked(transA: transA, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, beta: beta, C: C, ldc: ldc,
                 workers: workers, config: cfg, packedB: packedB,
                 packB: f32BPacker(transB: transB, B: B, ldb: ldb, config: cfg))
+}
+
+/// Whether cpuSgemm runs an M × N product on its packed path (the one that reads a prepacked
+/// B): more rows than the few-row path and more columns than the few-column path take.
+@inline(__always) func cpuSgemmTakesPackedPath(M: Int, N: Int) -> Bool {
+    M > GemmBlocking.fewRows && N > GemmBlocking.fewRows
 }
 
 /// op(B) (K,N) packed once for several products that read it (attention reads each KV head's

@@ -337,7 +337,7 @@ private enum AttentionPacking {
     case keys, features
 
     /// Floats for all of them.
-    func floats(_ d: AttentionDims, config cfg: GemmConfig) -> Int {
+    private func floats(_ d: AttentionDims, config cfg: GemmConfig) -> Int {
         d.B * d.NKV * each(d, config: cfg)
     }
 
@@ -345,10 +345,37 @@ private enum AttentionPacking {
         self == .keys ? gemmPrepackedFloats(K: d.D, N: d.Tk, config: cfg) : gemmPrepackedFloats(K: d.Tk, N: d.D, config: cfg)
     }
 
+    /// Whether the blocks' products that read this layout take the GEMM's packed path (a block of
+    /// more than its few rows, over more than its few columns: the keys, or D).
+    private func pays(_ d: AttentionDims) -> Bool {
+        cpuSgemmTakesPackedPath(M: min(d.Tq, attentionBlock), N: self == .keys ? d.Tk : d.D)
+    }
+
+    /// Each (layout, x) of `parts` whose products take the packed path, packed into one pooled
+    /// workspace (give it back when done); nil for the others.
+    static func pack(_ d: AttentionDims, _ parts: [(AttentionPacking, UnsafeMutablePointer<Float>)],
+                     config cfg: GemmConfig) -> (GemmWorkspace, [[GemmPackedB]?]) {
+        let sizes = parts.map { $0.0.pays(d) ? $0.0.floats(d, config: cfg) : 0 }
+        let ws = GemmWorkspace.take(sharedFloats: sizes.reduce(0, +), perWorkerFloats: 0, workers: 1)
+        var offset = 0
+        let packed = zip(parts, sizes).map { part, size -> [GemmPackedB]? in
+            defer { offset += size }
+            return size == 0 ? nil : part.0.pack(d, part.1, into: ws.shared + offset, config: cfg)
+        }
+        return (ws, packed)
+    }
+
+    /// The first key of a block that starts at `key`: a panel's first where the keys are packed
+    /// (the ones before the rows' own are masked like any other: exp 0, so P·V, dV and dK get
+    /// nothing from them).
+    static func blockStart(_ key: Int, keysPacked: Bool, config cfg: GemmConfig) -> Int {
+        keysPacked ? key / cfg.nr * cfg.nr : key
+    }
+
     /// Packs x (k or v, (B, kvRows, NKV, D), the first Tk rows) into dst; element b·NKV + kvh of
     /// the result is that (b, KV head)'s panels.
-    func pack(_ d: AttentionDims, _ x: UnsafeMutablePointer<Float>, into dst: UnsafeMutablePointer<Float>,
-              config cfg: GemmConfig) -> [GemmPackedB] {
+    private func pack(_ d: AttentionDims, _ x: UnsafeMutablePointer<Float>, into dst: UnsafeMutablePointer<Float>,
+                      config cfg: GemmConfig) -> [GemmPackedB] {
         let each = each(d, config: cfg), units = d.B * d.NKV, keys = self == .keys
         CPUParallel.forEach(units, grain: 1) { range in
             for u in range {
@@ -374,16 +401,11 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
     let units = B * NH * blocks
     // Few units (one sequence, one head): let each GEMM use the cores instead.
     let inner = units >= CPUParallel.threadCount ? 1 : CPUParallel.threadCount
-    // K and V packed once where the blocks' products take the packed path (more rows than the
-    // few-row path's; O = P·V also more than its few columns).
+    // K (as Kᵀ for S) and V (for O = P·V) packed once where the blocks' products read them so.
     let cfg = GemmConfig.current
-    let packK = Tq > GemmBlocking.fewRows, packV = packK && D > GemmBlocking.fewRows
-    let kFloats = packK ? AttentionPacking.keys.floats(d, config: cfg) : 0
-    let ws = GemmWorkspace.take(sharedFloats: kFloats + (packV ? AttentionPacking.features.floats(d, config: cfg) : 0),
-                                perWorkerFloats: 0, workers: 1)
+    let (ws, packed) = AttentionPacking.pack(d, [(.keys, k), (.features, v)], config: cfg)
     defer { GemmWorkspace.give(ws) }
-    let packedK = packK ? AttentionPacking.keys.pack(d, k, into: ws.shared, config: cfg) : nil
-    let packedV = packV ? AttentionPacking.features.pack(d, v, into: ws.shared + kFloats, config: cfg) : nil
+    let (packedK, packedV) = (packed[0], packed[1])
     CPUParallel.forEach(units, grain: 1) { range in
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: attentionBlock * max(Tk, 1))
         defer { scores.deallocate() }
@@ -392,9 +414,7 @@ private func attentionForwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<F
             let kvh = h / group
             let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
             let (firstKey, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
-            // Packed keys start the block at a panel's first key; the ones before the row's own
-            // are masked like any other (exp 0, so P·V adds nothing for them).
-            let kStart = packedK == nil ? firstKey : firstKey / cfg.nr * cfg.nr
+            let kStart = AttentionPacking.blockStart(firstKey, keysPacked: packedK != nil, config: cfg)
             let width = kEnd - kStart
             let vBase = v + ((b * d.kvRows + kStart) * NKV + kvh) * D
             blockScores(d, q, k, b: b, h: h, t0: t0, rows: rows, kStart: kStart, width: width, scale: scale, mask,
@@ -476,14 +496,9 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
     let inner = units >= CPUParallel.threadCount ? 1 : CPUParallel.threadCount
     // K (as Kᵀ for S, and as K for dQ) and V (as Vᵀ for dP) packed once, as in the forward.
     let cfg = GemmConfig.current
-    let packKeys = Tq > GemmBlocking.fewRows, packFeatures = packKeys && D > GemmBlocking.fewRows
-    let keyFloats = packKeys ? AttentionPacking.keys.floats(d, config: cfg) : 0
-    let featureFloats = packFeatures ? AttentionPacking.features.floats(d, config: cfg) : 0
-    let ws = GemmWorkspace.take(sharedFloats: 2 * keyFloats + featureFloats, perWorkerFloats: 0, workers: 1)
+    let (ws, packed) = AttentionPacking.pack(d, [(.keys, k), (.keys, v), (.features, k)], config: cfg)
     defer { GemmWorkspace.give(ws) }
-    let packedK = packKeys ? AttentionPacking.keys.pack(d, k, into: ws.shared, config: cfg) : nil
-    let packedVt = packKeys ? AttentionPacking.keys.pack(d, v, into: ws.shared + keyFloats, config: cfg) : nil
-    let packedKRows = packFeatures ? AttentionPacking.features.pack(d, k, into: ws.shared + 2 * keyFloats, config: cfg) : nil
+    let (packedK, packedVt, packedKRows) = (packed[0], packed[1], packed[2])
     CPUParallel.forEach(units, grain: 1) { range in
         let p = UnsafeMutablePointer<Float>.allocate(capacity: attentionBlock * max(Tk, 1))
         let dp = UnsafeMutablePointer<Float>.allocate(capacity: attentionBlock * max(Tk, 1))
@@ -498,9 +513,7 @@ private func attentionBackwardCPU(_ d: AttentionDims, _ q: UnsafeMutablePointer<
             for blk in 0..<blocks {
                 let t0 = blk * attentionBlock, rows = min(attentionBlock, Tq - t0)
                 let (firstKey, kEnd) = d.blockKeyRange(b: b, t0: t0, rows: rows, mask)
-                // From a panel's first key where the keys are packed; P and dS are 0 for the keys
-                // before the rows' own, so dV and dK get nothing there.
-                let kStart = packedK == nil ? firstKey : firstKey / cfg.nr * cfg.nr
+                let kStart = AttentionPacking.blockStart(firstKey, keysPacked: packedK != nil, config: cfg)
                 let width = kEnd - kStart
                 let qBlock = q + ((b * Tq + t0) * NH + h) * D, doBlock = dout + ((b * Tq + t0) * NH + h) * D
                 let kBase = k + ((b * Tk + kStart) * NKV + kvh) * D, vBase = v + ((b * Tk + kStart) * NKV + kvh) * D
