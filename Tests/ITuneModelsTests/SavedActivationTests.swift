@@ -11,8 +11,15 @@ import XCTest
 final class SavedActivationTests: XCTestCase {
     // B·T = 128 rows; C 64, KV 32 (2 heads of 16 against 4), I 128, r 4: every kept tensor a
     // whole number of pool size classes, so the count below is exact up to a few small buffers.
-    let config = ModelConfig(vocabSize: 96, hiddenSize: 64, intermediateSize: 128, numLayers: 3, numHeads: 4,
+    var config = ModelConfig(vocabSize: 96, hiddenSize: 64, intermediateSize: 128, numLayers: 3, numHeads: 4,
                              numKVHeads: 2, maxPositions: 128)
+    /// Qwen2's form of the same shapes: biases on q, k and v, the head tied to the embeddings.
+    var qwen2: ModelConfig {
+        var c = config
+        c.qkvBias = true
+        c.tieWordEmbeddings = true
+        return c
+    }
     let (B, T, rank) = (2, 64, 4)
 
     /// A LoRA model over a base stored as `base` (f32, a 16-bit float, or quantised blocks).
@@ -97,6 +104,12 @@ final class SavedActivationTests: XCTestCase {
                 try assertForwardKeepsItsBudget(model, rank: rank, headGradient: false, on: device,
                                                 "\(device), LoRA dropout \(dropout) over the \(base) base")
             }
+            // Qwen2's biases are sums (nothing kept) and its tied head changes nothing here.
+            let llama = config
+            defer { config = llama }
+            config = qwen2
+            try assertForwardKeepsItsBudget(try loraModel(on: device, dropout: 0), rank: rank, headGradient: false,
+                                            on: device, "\(device), LoRA, Qwen2's biases and tied head")
         }
     }
 
@@ -105,9 +118,15 @@ final class SavedActivationTests: XCTestCase {
     /// SwiGLU's output, kept or made again anyway), and the head's weight gradient.
     func testFullForwardKeepsOnlyWhatItsBackwardReads() throws {
         for device in testDevices() {
-            let model = try LlamaModel(config, seed: 5, on: device)
-            for (_, t) in model.namedParameters() { t.requiresGrad = true }
-            try assertForwardKeepsItsBudget(model, rank: 0, headGradient: true, on: device, "\(device), full fine-tuning")
+            for (name, c) in [("Llama", config), ("Qwen2", qwen2)] {
+                let llama = config
+                defer { config = llama }
+                config = c
+                let model = try LlamaModel(c, seed: 5, on: device)
+                for (_, t) in model.namedParameters() { t.requiresGrad = true }
+                try assertForwardKeepsItsBudget(model, rank: 0, headGradient: true, on: device,
+                                                "\(device), full fine-tuning, \(name)")
+            }
         }
     }
 
