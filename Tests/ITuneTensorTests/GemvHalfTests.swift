@@ -85,10 +85,12 @@ final class GemvHalfTests: XCTestCase {
     }
 
     /// The panels Gemm.swift's packing writes from the f32 of the same values, at panel edges
-    /// (a width short of NR, and short of the 8 rows the transposing packer takes at a time).
+    /// (a width short of NR, and short of the 8 rows the transposing packer takes at a time), and
+    /// for B stored (K, N) over more columns than one run of full panels (256 values) covers,
+    /// from a panel inside a run.
     func testConvertingPackerWritesThePanelsOfTheConvertedMatrix() throws {
         let nr = GemmBlocking.nr
-        let (rows, cols) = (61, 53)
+        for (rows, cols) in [(61, 53), (40, 600)] {
         for transB in [false, true] {
             // op(B) is (K, N): B stored (K, N), or (N, K) when transposed.
             let (K, N) = transB ? (cols, rows) : (rows, cols)
@@ -130,6 +132,7 @@ final class GemvHalfTests: XCTestCase {
                 }
                 XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern), "\(name) transB \(transB) (op(B) \(K)×\(N))")
             }
+        }
         }
     }
 

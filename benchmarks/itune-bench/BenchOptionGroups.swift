@@ -48,10 +48,13 @@ struct SizeOptions: BenchOptionGroup {
     var shapes: ShapeList?
     @Flag(help: "matmul: before each timed product, sweep 256 MiB through the caches, so that the operands come from memory as they do in a training step (each op's inputs were made ops before), not from the cache the previous repetition left them in.")
     var cold = false
+    @Option(name: .customLong("b-dtype"), help: "matmul: storage of the right operand B, comma-separated (f32, bf16, f16; default f32): a 16-bit B is converted as the product reads it, as LoRA's frozen base is.")
+    var bDtype: String?
     func apply(to o: inout BenchOptions) {
         if let sizes { o.sizes = sizes.values }
         if let shapes { o.shapes = shapes.values }
         o.cold = cold
+        if let bDtype { o.bDTypes = bDtype.split(separator: ",").map(String.init) }
     }
 }
 

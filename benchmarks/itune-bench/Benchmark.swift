@@ -26,6 +26,8 @@ struct BenchOptions {
     struct Shape { let M: Int, N: Int, K: Int, transposeA: Bool, transposeB: Bool }
     /// matmul: the operands evicted from the caches before each timed product.
     var cold = false
+    /// matmul: storage of B (f32, bf16, f16; nil = f32).
+    var bDTypes: [String]? = nil
     /// Tiny sizes, one repetition: checks that everything runs, not how fast.
     var smoke = false
     /// Time spent per case after warm-up, in seconds (at least `minReps` runs).

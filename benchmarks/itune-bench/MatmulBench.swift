@@ -73,9 +73,14 @@ struct MatmulBench: Benchmark {
         for device in options.devices {
             let label = try DeviceLabel(device)
             for c in cases(options) {
+              for bName in options.bDTypes ?? ["f32"] {
+                guard let bDType = DType(rawValue: bName), bDType == .f32 || bDType.isHalfFloat else {
+                    throw BenchError.usage("matmul: unknown --b-dtype '\(bName)' (f32, bf16, f16)")
+                }
                 // Inputs in [-1, 1); the weight is stored (N,K) when the case multiplies by Wᵀ.
                 let a = try Tensor.uniform(c.transposeA ? [c.K, c.M] : [c.M, c.K], -1, 1, seed: 1, on: device)
-                let b = try Tensor.uniform(c.transposeB ? [c.N, c.K] : [c.K, c.N], -1, 1, seed: 2, on: device)
+                let bF32 = try Tensor.uniform(c.transposeB ? [c.N, c.K] : [c.K, c.N], -1, 1, seed: 2, on: device)
+                let b = bDType == .f32 ? bF32 : try noGrad { try bF32.converted(to: bDType) }
                 for variant in variants(device) {
                     // The choice is the device's own: set it for this variant, then put it back.
                     let cl = try device.backend() as? OpenCLBackend
@@ -88,12 +93,14 @@ struct MatmulBench: Benchmark {
                         let out = try noGrad { try a.matmul(b, transposeA: c.transposeA, transposeB: c.transposeB) }
                         try out.backend.synchronize()
                     }
-                    var result = BenchResult(bench: name, name: variant.name, label: c.label + (options.cold ? " cold" : ""), device: label,
+                    let suffix = (bDType == .f32 ? "" : " B \(bName)") + (options.cold ? " cold" : "")
+                    var result = BenchResult(bench: name, name: variant.name, label: c.label + suffix, device: label,
                                              shape: [c.M, c.N, c.K], flops: 2 * Double(c.M) * Double(c.N) * Double(c.K),
                                              timing: timing)
                     result.extra["transpose_a"] = c.transposeA
                     result.extra["transpose_b"] = c.transposeB
                     if options.cold { result.extra["cold"] = true }
+                    result.extra["b_dtype"] = bName
                     if device == .cpu {
                         // The fraction of this machine's measured FMA peak (itune-bench peak).
                         let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
@@ -103,6 +110,7 @@ struct MatmulBench: Benchmark {
                     report(result)
                 }
                 try device.backend().releaseCachedBuffers()
+              }
             }
         }
     }

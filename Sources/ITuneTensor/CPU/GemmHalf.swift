@@ -132,7 +132,30 @@ func storedBPacker(_ reader: StoredRowReader, transB: Bool) -> GemmBPacker {
 /// op(B)[k0..<k0+kc, j0..<j0+cols], converted from the stored format as they are written.
 func packStoredBPanels(_ reader: StoredRowReader, transB: Bool, k0: Int, kc: Int, j0: Int, cols: Int,
                        panels: Range<Int>, nr: Int, dst: UnsafeMutablePointer<Float>) {
-    for p in panels {
+    var p = panels.lowerBound
+    if !transB {
+        // A row of a panel is a run of a stored row: a group of full panels is read as one run
+        // of each stored row (up to 256 values, into an L1 buffer), then copied into its
+        // panels. (Panel by panel, every row was a reader call for NR values — a quantised
+        // format's part of a block — from kc rows a stored row apart: the input gradient
+        // dY·W over a bf16 base ran 0.77× its f32 product at Qwen2.5-0.5B's 512×896×4864.)
+        let group = max(1, 256 / nr), fullPanels = min(panels.upperBound, cols / nr)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: group * nr) { run in
+            let r = run.baseAddress!
+            while p < fullPanels {
+                let count = min(group, fullPanels - p), jp = j0 + p * nr
+                for k in 0..<kc {
+                    reader.read(k0 + k, jp, count * nr, r)
+                    for g in 0..<count {
+                        (dst + (p + g) * kc * nr + k * nr).update(from: r + g * nr, count: nr)
+                    }
+                }
+                p += count
+            }
+        }
+    }
+    while p < panels.upperBound {
+        defer { p += 1 }
         let jp = j0 + p * nr, width = min(nr, cols - p * nr), out = dst + p * kc * nr
         if !transB {
             // A row of the panel is a run of a stored row.
