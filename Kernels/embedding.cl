@@ -34,14 +34,15 @@ __kernel void embedding_forward_quant(__global float* out, __global const uchar*
 // The weight gradient without float atomics: the host groups the positions of each distinct
 // id (CSR: unique_ids (U), offsets (U+1), positions (n), positions ascending within an id),
 // and one work-item per (distinct id, channel) sums its gradient rows in that order, so the
-// result is the same on every run. dweight is zero-filled; rows of ids that do not occur stay 0.
-// Global (C, U).
+// result is the same on every run. dweight is zero-filled (rows of ids that do not occur stay 0),
+// or with accumulate holds a gradient the sums are added to (a tied head's). Global (C, U).
 __kernel void embedding_backward(__global float* dweight, __global const float* dy,
                                  __global const int* unique_ids, __global const int* offsets,
-                                 __global const int* positions, int U, int C) {
+                                 __global const int* positions, int U, int C, int accumulate) {
   int c = get_global_id(0), u = get_global_id(1);
   if (c >= C || u >= U) return;
   float acc = 0.0f;
   for (int k = offsets[u]; k < offsets[u + 1]; k++) acc += dy[(size_t)positions[k] * C + c];
-  dweight[(size_t)unique_ids[u] * C + c] = acc;
+  size_t at = (size_t)unique_ids[u] * C + c;
+  dweight[at] = accumulate ? dweight[at] + acc : acc;
 }

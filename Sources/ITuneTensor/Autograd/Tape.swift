@@ -23,6 +23,10 @@ public final class GradientTape {
         let inputs: [GradientNode?]
         let output: GradientNode
         let backward: (Tensor) throws -> [Tensor?]
+        /// Whether each gradient the backward returns is a tensor of its own (made by the
+        /// backward, or kept by its closure alone, and handed to one input): the input then
+        /// owns it, and later gradients are added into it in place.
+        let freshGradients: Bool
     }
 
     private var entries: [Entry] = []
@@ -67,8 +71,10 @@ public final class GradientTape {
 
     /// Records `op` if grad mode is on and an input requires gradients; marks the output as
     /// requiring gradients then. `backward` gets the output's gradient and returns one
-    /// gradient per input (nil where the input needs none).
-    static func record(_ op: String, inputs: [Tensor], output: Tensor,
+    /// gradient per input (nil where the input needs none). `freshGradients`: each returned
+    /// gradient is its own tensor, shared with nothing (Entry.freshGradients); by default a
+    /// gradient may be shared (an addition hands its output's gradient to both operands).
+    static func record(_ op: String, inputs: [Tensor], output: Tensor, freshGradients: Bool = false,
                        backward: @escaping (Tensor) throws -> [Tensor?]) {
         guard GradMode.enabled, inputs.contains(where: { $0.requiresGrad }) else { return }
         let tape = current
@@ -78,7 +84,7 @@ public final class GradientTape {
         let node = output.node
         node.isLeaf = false
         tape.entries.append(Entry(op: op, inputs: inputs.map { $0.requiresGrad ? $0.node : nil }, output: node,
-                                  backward: backward))
+                                  backward: backward, freshGradients: freshGradients))
         if tape.logsOutputs { tape.outputLog.append((op, WeakStorage(storage: output.storage))) }
     }
 
@@ -131,7 +137,7 @@ public final class GradientTape {
                         guard gi.shape == input.shape else {
                             fatalError("\(e.op): gradient shape \(gi.shape) for input of shape \(input.shape)")
                         }
-                        try accumulate(gi, into: input)
+                        try accumulate(gi, into: input, fresh: e.freshGradients)
                     }
                     // Intermediate gradients are not needed once passed on.
                     if !e.output.isLeaf { e.output.grad = nil; e.output.ownsGrad = false }
@@ -141,8 +147,9 @@ public final class GradientTape {
         }
     }
 
-    /// grad += g, in place when the gradient buffer is the node's own.
-    private func accumulate(_ g: Tensor, into t: GradientNode) throws {
+    /// grad += g, in place when the gradient buffer is the node's own. A first gradient becomes
+    /// the node's own when it is `fresh` (shared with nothing).
+    private func accumulate(_ g: Tensor, into t: GradientNode, fresh: Bool = false) throws {
         if let existing = t.grad {
             if t.ownsGrad {
                 try existing.addInPlace(g)
@@ -151,8 +158,8 @@ public final class GradientTape {
                 t.ownsGrad = true
             }
         } else {
-            t.grad = g  // may be shared with another tensor until a second gradient arrives
-            t.ownsGrad = false
+            t.grad = g  // unless fresh, may be shared with another tensor until a second gradient arrives
+            t.ownsGrad = fresh
         }
     }
 

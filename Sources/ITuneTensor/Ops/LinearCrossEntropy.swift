@@ -161,7 +161,10 @@ extension Tensor {
         // A fresh scalar: the mean over the scored rows.
         let result = try total.map { try $0.scaled(by: invValid).detached() } ?? Tensor.zeros([], on: device)
         let hiddenShape = hidden.shape  // the gradients are made: neither operand is kept
-        GradientTape.record("linearCrossEntropy", inputs: [hidden] + (weight.map { [$0] } ?? []), output: result) { dy in
+        // The gradients are the closure's own (made in the forward), one to each input: fresh,
+        // so that a tied embedding's lookup adds its rows into the head's weight gradient in place.
+        GradientTape.record("linearCrossEntropy", inputs: [hidden] + (weight.map { [$0] } ?? []), output: result,
+                            freshGradients: true) { dy in
             // The usual loss's gradient is 1: on the CPU (where reading it costs nothing) the
             // gradients are then given as made, not copied through a product with 1 (a pass over
             // the (V, C) weight gradient: 0.15 s a step at Qwen2.5-0.5B's head).

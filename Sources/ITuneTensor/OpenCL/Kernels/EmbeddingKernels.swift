@@ -24,12 +24,12 @@ extension OpenCLBackend {
                     .float(scaleOffset)])
     }
 
-    /// dweight rows of the U distinct ids (CSR: uniqueIds (U), offsets (U+1), positions (n));
-    /// grid (C, U).
+    /// dweight rows of the U distinct ids (CSR: uniqueIds (U), offsets (U+1), positions (n)),
+    /// written, or with `accumulate` added to the rows there; grid (C, U).
     func embeddingBackward(_ grid: KernelGrid, dweight: Tensor, dy: Tensor, uniqueIds: Tensor, offsets: Tensor,
-                           positions: Tensor, U: Int, C: Int) throws {
+                           positions: Tensor, U: Int, C: Int, accumulate: Bool) throws {
         try launch("embedding", "embedding_backward", grid,
                    [.buffer(dweight), .buffer(dy), .buffer(uniqueIds), .buffer(offsets), .buffer(positions), .int(U),
-                    .int(C)])
+                    .int(C), .bool(accumulate)])
     }
 }
