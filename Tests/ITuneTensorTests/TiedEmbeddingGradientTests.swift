@@ -109,3 +109,26 @@ final class TiedEmbeddingGradientTests: XCTestCase {
         XCTAssertNotNil(tied.grad)
     }
 }
+
+/// The tape's promise for fresh gradients (GradientTape.record's `freshGradients`): each is its
+/// own buffer, so an op that hands one buffer to two inputs is refused, not summed into twice.
+final class FreshGradientTests: XCTestCase {
+    func testAFreshGradientHandedToTwoInputsIsRefused() throws {
+        let a = try Tensor([1, 2], shape: [2], requiresGrad: true)
+        let b = try Tensor([3, 4], shape: [2], requiresGrad: true)
+        for fresh in [false, true] {
+            a.zeroGrad(); b.zeroGrad()
+            let out = try Tensor([4, 6], shape: [2])
+            // An addition's backward: the output's gradient to both operands.
+            GradientTape.record("shared", inputs: [a, b], output: out, freshGradients: fresh) { dy in [dy, dy] }
+            let loss = try out.sum()
+            if fresh {
+                XCTAssertThrowsError(try loss.backward()) { XCTAssertTrue("\($0)".contains("hands one buffer to two inputs"), "\($0)") }
+            } else {
+                try loss.backward()
+                XCTAssertEqual(try XCTUnwrap(a.grad).toArray(), [1, 1])
+                XCTAssertEqual(try XCTUnwrap(b.grad).toArray(), [1, 1])
+            }
+        }
+    }
+}

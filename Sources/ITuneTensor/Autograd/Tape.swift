@@ -132,6 +132,14 @@ public final class GradientTape {
                     guard grads.count == e.inputs.count else {
                         fatalError("\(e.op): backward returned \(grads.count) gradients for \(e.inputs.count) inputs")
                     }
+                    // A fresh gradient becomes its input's own and is added into in place: two
+                    // inputs holding one buffer would each see the other's additions.
+                    if e.freshGradients {
+                        let storages = grads.compactMap { $0.map { ObjectIdentifier($0.storage) } }
+                        guard Set(storages).count == storages.count else {
+                            throw TensorError.invalidArgument(op: e.op, "its backward says its gradients are fresh but hands one buffer to two inputs")
+                        }
+                    }
                     for (input, gi) in zip(e.inputs, grads) {
                         guard let input, let gi else { continue }
                         guard gi.shape == input.shape else {
