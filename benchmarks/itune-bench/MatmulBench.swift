@@ -70,47 +70,51 @@ struct MatmulBench: Benchmark {
     }
 
     func run(_ options: BenchOptions, _ report: (BenchResult) -> Void) throws {
+        // --b-dtype, checked before anything runs.
+        let bDTypes = try (options.bDTypes ?? ["f32"]).map { name -> DType in
+            guard let t = DType(rawValue: name), t == .f32 || t.isHalfFloat else {
+                throw BenchError.usage("matmul: unknown --b-dtype '\(name)' (f32, bf16, f16)")
+            }
+            return t
+        }
         for device in options.devices {
             let label = try DeviceLabel(device)
             for c in cases(options) {
-              for bName in options.bDTypes ?? ["f32"] {
-                guard let bDType = DType(rawValue: bName), bDType == .f32 || bDType.isHalfFloat else {
-                    throw BenchError.usage("matmul: unknown --b-dtype '\(bName)' (f32, bf16, f16)")
-                }
                 // Inputs in [-1, 1); the weight is stored (N,K) when the case multiplies by Wᵀ.
                 let a = try Tensor.uniform(c.transposeA ? [c.K, c.M] : [c.M, c.K], -1, 1, seed: 1, on: device)
                 let bF32 = try Tensor.uniform(c.transposeB ? [c.N, c.K] : [c.K, c.N], -1, 1, seed: 2, on: device)
-                let b = bDType == .f32 ? bF32 : try noGrad { try bF32.converted(to: bDType) }
-                for variant in variants(device) {
-                    // The choice is the device's own: set it for this variant, then put it back.
-                    let cl = try device.backend() as? OpenCLBackend
-                    let saved = cl?.gemmImplementation
-                    cl?.gemmImplementation = variant.ownKernel ? .own : .clblast
-                    defer { if let saved { cl?.gemmImplementation = saved } }
-                    let timing = try measure(seconds: options.secondsPerCase, minReps: options.minReps, prepare: {
-                        if options.cold { CacheSweep.run() }
-                    }) {
-                        let out = try noGrad { try a.matmul(b, transposeA: c.transposeA, transposeB: c.transposeB) }
-                        try out.backend.synchronize()
+                for bDType in bDTypes {
+                    let b = bDType == .f32 ? bF32 : try noGrad { try bF32.converted(to: bDType) }
+                    for variant in variants(device) {
+                        // The choice is the device's own: set it for this variant, then put it back.
+                        let cl = try device.backend() as? OpenCLBackend
+                        let saved = cl?.gemmImplementation
+                        cl?.gemmImplementation = variant.ownKernel ? .own : .clblast
+                        defer { if let saved { cl?.gemmImplementation = saved } }
+                        let timing = try measure(seconds: options.secondsPerCase, minReps: options.minReps, prepare: {
+                            if options.cold { CacheSweep.run() }
+                        }) {
+                            let out = try noGrad { try a.matmul(b, transposeA: c.transposeA, transposeB: c.transposeB) }
+                            try out.backend.synchronize()
+                        }
+                        let suffix = (bDType == .f32 ? "" : " B \(bDType.rawValue)") + (options.cold ? " cold" : "")
+                        var result = BenchResult(bench: name, name: variant.name, label: c.label + suffix, device: label,
+                                                 shape: [c.M, c.N, c.K], flops: 2 * Double(c.M) * Double(c.N) * Double(c.K),
+                                                 timing: timing)
+                        result.extra["transpose_a"] = c.transposeA
+                        result.extra["transpose_b"] = c.transposeB
+                        if options.cold { result.extra["cold"] = true }
+                        result.extra["b_dtype"] = bDType.rawValue
+                        if device == .cpu {
+                            // The fraction of this machine's measured FMA peak (itune-bench peak).
+                            let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
+                            result.extra["peak_fraction"] = result.gflopsMedian / peak
+                            result.extra["peak_gflops"] = peak
+                        }
+                        report(result)
                     }
-                    let suffix = (bDType == .f32 ? "" : " B \(bName)") + (options.cold ? " cold" : "")
-                    var result = BenchResult(bench: name, name: variant.name, label: c.label + suffix, device: label,
-                                             shape: [c.M, c.N, c.K], flops: 2 * Double(c.M) * Double(c.N) * Double(c.K),
-                                             timing: timing)
-                    result.extra["transpose_a"] = c.transposeA
-                    result.extra["transpose_b"] = c.transposeB
-                    if options.cold { result.extra["cold"] = true }
-                    result.extra["b_dtype"] = bName
-                    if device == .cpu {
-                        // The fraction of this machine's measured FMA peak (itune-bench peak).
-                        let peak = MachinePeak.ofThisMachine(smoke: options.smoke).gflops
-                        result.extra["peak_fraction"] = result.gflopsMedian / peak
-                        result.extra["peak_gflops"] = peak
-                    }
-                    report(result)
                 }
                 try device.backend().releaseCachedBuffers()
-              }
             }
         }
     }

@@ -47,11 +47,11 @@ extension Tensor {
             // zeros and no pass adding it (2.2 GB of traffic and a 545 MB buffer a step at
             // Qwen2.5-0.5B's tied 151,936 × 896 embedding). The same sums in the same order.
             if let existing = weight.grad, weight.ownsGrad {
-                try embeddingBackward(dy, ids: hostIDs, vocab: V, channels: C, addingInto: existing)
+                try embeddingBackward(dy, ids: hostIDs, vocab: V, channels: C, into: existing, accumulate: true)
                 return [nil, nil]
             }
             let dw = try Tensor.zeros([V, C], on: weight.device)
-            try embeddingBackward(dy, ids: hostIDs, vocab: V, channels: C, addingInto: nil, writing: dw)
+            try embeddingBackward(dy, ids: hostIDs, vocab: V, channels: C, into: dw, accumulate: false)
             return [dw, nil]
         }
         return out
@@ -83,16 +83,14 @@ struct IDOccurrences {
     }
 }
 
-// dy is (n,C) (any leading shape); dweight (V,C) gets row id = Σ dy rows where ids == id, summed
-// from zero in order: written over `writing` (zeros elsewhere), or added into `addingInto`
-// (existing + Σ, as the sum of the dense gradient and the existing one would be).
+// dy is (n,C) (any leading shape); row id of dw (V,C) gets Σ dy rows where ids == id, summed from
+// zero in order: written over a zero-filled dw, or with `accumulate` added to the row there
+// (existing + Σ, as the sum of a dense gradient and the existing one would be).
 private func embeddingBackward(_ dy: Tensor, ids: [Int32], vocab V: Int, channels C: Int,
-                               addingInto existing: Tensor?, writing fresh: Tensor? = nil) throws {
-    guard let dw = existing ?? fresh else { return }
+                               into dw: Tensor, accumulate: Bool) throws {
     guard dw.shape == [V, C] else {
         throw TensorError.shapeMismatch(op: "embedding backward", "gradient \(dw.shape) for a table of (\(V), \(C))")
     }
-    let accumulate = existing != nil
     let occ = IDOccurrences(ids)
     let U = occ.uniqueIDs.count
     guard U > 0, C > 0 else { return }
