@@ -76,6 +76,48 @@ final class OptimTests: XCTestCase {
         }
     }
 
+    /// Each CPU AdamW kernel this CPU runs (CGemmKernels/optim.c: 4-wide baseline, AVX2, AVX-512)
+    /// against the update written out one Float at a time in the same order, bit for bit: over
+    /// lengths that leave every vector width a tail, with zero and huge second moments, a
+    /// clipping scale and a gradient of zero among the values.
+    func testAdamWKernelsMatchAScalarLoopBitForBit() throws {
+        let a = AdamWArguments(scale: 0.37, oneMinusBeta1: 1 - 0.9, beta2: 0.999, oneMinusBeta2: 1 - 0.999,
+                               bc2Sqrt: 0.0447, eps: 1e-8, decay: 1 - 3e-3 * 0.01, stepSize: 3e-3 / 0.271)
+        let kernels = AdamWKernel.allCases.filter(\.isSupported)
+        XCTAssertTrue(kernels.contains(.portable))
+        for n in [1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 100, 257] {
+            var p0 = randomValues(n, seed: 50), g = randomValues(n, seed: 51, scale: 3)
+            var m0 = randomValues(n, seed: 52, scale: 0.2), v0 = randomValues(n, seed: 53, scale: 0.05).map(abs)
+            g[0] = 0; v0[n / 2] = 0; v0[n - 1] = 1e30; p0[n / 3] = -7.5; m0[(n * 2) / 3] = 1e-20
+            // The reference: Optim.swift's formula, one element at a time.
+            var wantP = p0, wantM = m0, wantV = v0
+            for i in 0..<n {
+                let gi = g[i] * a.scale
+                let mi = wantM[i] + (gi - wantM[i]) * a.oneMinusBeta1
+                let vi = wantV[i] * a.beta2 + a.oneMinusBeta2 * gi * gi
+                let denom = vi.squareRoot() / a.bc2Sqrt + a.eps
+                wantP[i] = wantP[i] * a.decay - a.stepSize * (mi / denom)
+                wantM[i] = mi
+                wantV[i] = vi
+            }
+            for kernel in kernels {
+                var p = p0, m = m0, v = v0
+                p.withUnsafeMutableBufferPointer { pb in
+                    m.withUnsafeMutableBufferPointer { mb in
+                        v.withUnsafeMutableBufferPointer { vb in
+                            g.withUnsafeBufferPointer { gb in
+                                kernel.update(pb.baseAddress!, gb.baseAddress!, mb.baseAddress!, vb.baseAddress!, n, a)
+                            }
+                        }
+                    }
+                }
+                XCTAssertEqual(p.map(\.bitPattern), wantP.map(\.bitPattern), "\(kernel) p, n \(n)")
+                XCTAssertEqual(m.map(\.bitPattern), wantM.map(\.bitPattern), "\(kernel) m, n \(n)")
+                XCTAssertEqual(v.map(\.bitPattern), wantV.map(\.bitPattern), "\(kernel) v, n \(n)")
+            }
+        }
+    }
+
     func testAdamWRejectsMismatchedShapesAndStepZero() throws {
         let p = try Tensor.zeros([4]), m = try Tensor.zeros([4]), v = try Tensor.zeros([4])
         XCTAssertThrowsError(try p.adamWUpdate(grad: Tensor.zeros([5]), m: m, v: v, step: 1, config: AdamWConfig()))

@@ -150,6 +150,18 @@ void itune_softmax_backward_row_avx512(const float *y, const float *dy, float *d
 void itune_swiglu_forward_avx512(const float *g, const float *u, float *out, long n);
 void itune_swiglu_backward_avx512(const float *g, const float *u, const float *dy, float *dg, float *du, long n);
 
+// AdamW's update of n elements in place (optim.c), torch.optim.AdamW's order: g' = g * scale;
+// m = m + (g' - m) * (1 - beta1); v = v * beta2 + (1 - beta2) * g' * g';
+// p = p * decay - step_size * (m / (sqrt(v) / bc2_sqrt + eps)). Every version gives the same
+// bits: _f32 in 4-wide vectors of the build's baseline (SSE2, NEON), _avx2 in 8 (called only
+// where the CPU has AVX2), _avx512 in 16 (AVX-512F).
+void itune_adamw_f32(float *p, const float *g, float *m, float *v, long n, float scale, float one_minus_beta1,
+                     float beta2, float one_minus_beta2, float bc2_sqrt, float eps, float decay, float step_size);
+void itune_adamw_avx2(float *p, const float *g, float *m, float *v, long n, float scale, float one_minus_beta1,
+                      float beta2, float one_minus_beta2, float bc2_sqrt, float eps, float decay, float step_size);
+void itune_adamw_avx512(float *p, const float *g, float *m, float *v, long n, float scale, float one_minus_beta1,
+                        float beta2, float one_minus_beta2, float bc2_sqrt, float eps, float decay, float step_size);
+
 // Few-row products with a blockwise-quantised weight (quantgemv.c), AVX2 + FMA: decoding from an
 // nf4 or int8 base (Sources/ITuneTensor/Quant). W is (N, K), K a multiple of 64, in blocks of 64
 // of its flat index; format 1 = nf4 (two codes a byte, the first in the high nibble, `book` the

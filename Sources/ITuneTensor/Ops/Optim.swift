@@ -1,3 +1,4 @@
+import CGemmKernels
 import Foundation
 
 // Optimizer arithmetic that runs where the parameters live. Kernels: Kernels/optim.cl.
@@ -53,34 +54,12 @@ extension Tensor {
             guard k[StepControl.Field.skip] == 0 else { return }
             let (scale, bc1, bc2Sqrt) = (k[StepControl.Field.scale], k[StepControl.Field.bc1], k[StepControl.Field.bc2Sqrt])
             let p = floats, g = grad.floats, mp = m.floats, vp = v.floats
-            let decay = 1 - lr * c.weightDecay, stepSize = lr / bc1
-            let (b1, b2, eps) = (c.beta1, c.beta2, c.eps)
-            // Eight lanes at a time (the same operations in the same order as the scalar tail, so
-            // the same results): the loop is memory-bound, four reads and three writes an element,
-            // where the scalar loop's square root and division a lane held it at half the bandwidth.
+            let args = AdamWArguments(scale: scale, oneMinusBeta1: 1 - c.beta1, beta2: c.beta2, oneMinusBeta2: 1 - c.beta2,
+                                      bc2Sqrt: bc2Sqrt, eps: c.eps, decay: 1 - lr * c.weightDecay, stepSize: lr / bc1)
+            // Memory-bound: four reads and three writes an element, split over the cores.
             CPUParallel.forEach(n, grain: 16384) { range in
-                var i = range.lowerBound
-                while i + 8 <= range.upperBound {
-                    let gi = load8(g + i) * scale
-                    let m0 = load8(mp + i), v0 = load8(vp + i)
-                    let mi = m0 + (gi - m0) * (1 - b1)
-                    let vi = v0 * b2 + (1 - b2) * gi * gi
-                    let denom = vi.squareRoot() / bc2Sqrt + eps
-                    store8(load8(p + i) * decay - stepSize * (mi / denom), p + i)
-                    store8(mi, mp + i)
-                    store8(vi, vp + i)
-                    i += 8
-                }
-                while i < range.upperBound {
-                    let gi = g[i] * scale
-                    let mi = mp[i] + (gi - mp[i]) * (1 - b1)
-                    let vi = vp[i] * b2 + (1 - b2) * gi * gi
-                    let denom = vi.squareRoot() / bc2Sqrt + eps
-                    p[i] = p[i] * decay - stepSize * (mi / denom)
-                    mp[i] = mi
-                    vp[i] = vi
-                    i += 1
-                }
+                let i = range.lowerBound
+                AdamWKernel.current.update(p + i, g + i, mp + i, vp + i, range.count, args)
             }
         case let .opencl(cl):
             try cl.adamwUpdate(.items(n, groupSize: try cl.elementwiseGroupSize()), p: self, g: grad, m: m, v: v, n: n,
@@ -186,10 +165,41 @@ public func clipGradients(_ parameters: [Tensor], maxNorm: Float,
     return (norm, values)
 }
 
-@inline(__always)
-private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+/// AdamW's per-step scalars as the CPU kernels take them (1 − β1 and 1 − β2 computed once, in
+/// Float, as the update's formula has them).
+struct AdamWArguments {
+    var scale, oneMinusBeta1, beta2, oneMinusBeta2, bc2Sqrt, eps, decay, stepSize: Float
+}
 
-@inline(__always)
-private func store8(_ x: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: x, as: SIMD8<Float>.self)
+/// The CPU's AdamW update (CGemmKernels/optim.c) at the widest vectors the CPU runs. The loop
+/// was Swift's until 2026-12-02: SIMD8<Float>.squareRoot() compiles to eight scalar roots, each
+/// with a libm call for negative inputs, which held it at about half the memory's speed. All
+/// kernels give the same bits (OptimTests checks each against a scalar loop).
+enum AdamWKernel: CaseIterable {
+    case portable, avx2, avx512
+
+    /// AVX-512 where the GEMM runs its AVX-512 kernel (ITUNE_GEMM_KERNEL=avx2 turns it off too),
+    /// else AVX2 where the CPU has it, else the build's baseline vectors.
+    static let current: AdamWKernel = rowMathAVX512 ? .avx512 : rowMathAVX2 ? .avx2 : .portable
+
+    var isSupported: Bool {
+        switch self {
+        case .portable: return true
+        case .avx2: return GemmKernelKind.avx2.isSupported
+        case .avx512: return GemmKernelKind.avx512.isSupported
+        }
+    }
+
+    /// p, m, v updated in place over n elements from the gradient g.
+    func update(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
+                _ v: UnsafeMutablePointer<Float>, _ n: Int, _ a: AdamWArguments) {
+        switch self {
+        case .portable:
+            itune_adamw_f32(p, g, m, v, n, a.scale, a.oneMinusBeta1, a.beta2, a.oneMinusBeta2, a.bc2Sqrt, a.eps, a.decay, a.stepSize)
+        case .avx2:
+            itune_adamw_avx2(p, g, m, v, n, a.scale, a.oneMinusBeta1, a.beta2, a.oneMinusBeta2, a.bc2Sqrt, a.eps, a.decay, a.stepSize)
+        case .avx512:
+            itune_adamw_avx512(p, g, m, v, n, a.scale, a.oneMinusBeta1, a.beta2, a.oneMinusBeta2, a.bc2Sqrt, a.eps, a.decay, a.stepSize)
+        }
+    }
 }
