@@ -98,15 +98,42 @@ final class GemmBlockingTests: XCTestCase {
 
     func testNBlockKeepsTheCStripsOfAllRegionsInHalfOfL3() {
         let zen3 = GemmConfig(kind: .avx2, caches: (l1d: 32 << 10, l2: 512 << 10, l3: 32 << 20))
-        // smollm2's LM head with KC 256, 2 regions of 1024 rows, K blocks of 192: 16 MiB / 2 / ((1024 + 192) · 4 B).
-        XCTAssertEqual(gemmNCLimit(rows: 1024, kc: 192, regions: 2, config: zen3), 1712)
-        // Qwen2.5-0.5B's, 512 rows, K blocks of 224.
-        XCTAssertEqual(gemmNCLimit(rows: 512, kc: 224, regions: 2, config: zen3), 2848)
-        // Few rows: the configuration's NC; a tiny L3: 4 panels; an NC set below that: NC.
-        XCTAssertEqual(gemmNCLimit(rows: 64, kc: 256, regions: 2, config: zen3), zen3.nc)
+        // smollm2's LM head with KC 256, 2 regions of 1024 rows × 24576, K 576 in blocks of 192:
+        // 16 MiB / 2 / ((1024 + 192) · 4 B).
+        XCTAssertEqual(gemmNCLimit(rows: 1024, cols: 24576, K: 576, kc: 192, regions: 2, config: zen3), 1712)
+        // Qwen2.5-0.5B's, 512 rows × 75968, K 896 in blocks of 224.
+        XCTAssertEqual(gemmNCLimit(rows: 512, cols: 75968, K: 896, kc: 224, regions: 2, config: zen3), 2848)
+        // Few rows: the configuration's NC; an NC set below 4 panels: NC.
+        XCTAssertEqual(gemmNCLimit(rows: 64, cols: 8192, K: 512, kc: 256, regions: 2, config: zen3), zen3.nc)
         let tiny = GemmConfig(kind: .avx2, caches: (l1d: 32 << 10, l2: 512 << 10, l3: 1 << 20))
-        XCTAssertEqual(gemmNCLimit(rows: 4096, kc: 256, regions: 2, config: tiny), 4 * tiny.nr)
-        XCTAssertEqual(gemmNCLimit(rows: 4096, kc: 256, regions: 2, config: tiny.with(kc: nil, mc: nil, nc: 32)), 32)
+        XCTAssertEqual(gemmNCLimit(rows: 4096, cols: 8192, K: 1024, kc: 256, regions: 2,
+                                   config: tiny.with(kc: nil, mc: nil, nc: 32)), 32)
+    }
+
+    /// Where keeping the C strip in L3 does not pay, NC is set by the B block alone (kc × NC in
+    /// the region's share of a quarter of L3), so that the region's A rows are packed once per K
+    /// block rather than once per N block of the strip.
+    func testNBlockIgnoresTheCStripWhereItDoesNotPay() {
+        let iceLake = GemmConfig(kind: .avx512, caches: (l1d: 48 << 10, l2: 1280 << 10, l3: 48 << 20))
+        // One K block: C is written once. Qwen2.5-0.5B's head gradient, 2 regions of 75968 rows ×
+        // 896 over K 510: all 896 columns in one block (the strip rule gave 128: 7 packs of A).
+        let oneBlock = gemmNCLimit(rows: 75968, cols: 896, K: 510, kc: 510, regions: 2, config: iceLake)
+        XCTAssertEqual(oneBlock, min(iceLake.nc, 48 << 20 / 8 / (510 * 4) / 32 * 32))
+        XCTAssertGreaterThanOrEqual(oneBlock, 896)
+        // One K block over few rows keeps the strip's wider bound: Qwen2.5-0.5B's logits, 512
+        // rows × 75968 over K 896, 24 MiB / 2 / ((512 + 896) · 4 B) as before.
+        XCTAssertEqual(gemmNCLimit(rows: 512, cols: 75968, K: 896, kc: 896, regions: 2, config: iceLake),
+                       48 << 20 / 4 / (1408 * 4) / 32 * 32)
+        // A strip too tall for 4 panels of it to fit: smollm2's head gradient, 24576 rows × 576
+        // over K 1020 in two blocks of 510.
+        XCTAssertGreaterThanOrEqual(gemmNCLimit(rows: 24576, cols: 576, K: 1020, kc: 510, regions: 2, config: iceLake), 576)
+        // The strip fits at 256 columns, but 7 more packs of A (7 · K) move more than the one pass
+        // over C it saves (2 · cols): the B block's 2048.
+        let zen3 = GemmConfig(kind: .avx2, caches: (l1d: 32 << 10, l2: 512 << 10, l3: 32 << 20))
+        XCTAssertEqual(gemmNCLimit(rows: 7680, cols: 2048, K: 1024, kc: 512, regions: 2, config: zen3), 2048)
+        // A tiny L3: no strip fits; the B block's bound, 128 KiB / (256 · 4 B).
+        let tiny = GemmConfig(kind: .avx2, caches: (l1d: 32 << 10, l2: 512 << 10, l3: 1 << 20))
+        XCTAssertEqual(gemmNCLimit(rows: 4096, cols: 8192, K: 1024, kc: 256, regions: 2, config: tiny), 128)
     }
 
     /// The packed path with 1 to 4 workers called directly (cpuSgemm runs products this small on

@@ -274,13 +274,34 @@ func gemmMCLimit(kcBlock: Int, config cfg: GemmConfig) -> Int {
     return max(cfg.mr, cfg.mcMax * cfg.kc / kcBlock / cfg.mr * cfg.mr)
 }
 
-/// The widest N block for a region of `rows` rows: every K block revisits the region's C strip
-/// (rows × NC) and reads its packed B block (KC × NC), so both, for every region at once, are
-/// kept within half of L3; else the strip goes back to memory between K blocks (the LM head:
-/// C is 1024 × 49152). Never above the configuration's NC, nor below 4 panels unless NC is.
-func gemmNCLimit(rows: Int, kc: Int, regions: Int, config cfg: GemmConfig) -> Int {
-    let fit = cfg.l3Bytes / 2 / max(1, regions) / ((rows + kc) * 4) / cfg.nr * cfg.nr
-    return min(cfg.nc, max(4 * cfg.nr, fit))
+/// The widest N block for a region of `rows` × `cols` of C over a depth K cut into blocks of
+/// `kc`. Every A block of the region reads the whole packed B block (kc × NC): that block is kept
+/// within the region's share of a quarter of L3. With several K blocks, every K block also
+/// revisits the region's C strip (rows × NC): strip and B block are then kept within the
+/// region's share of half of L3, so that the strip does not go back to memory between K blocks
+/// (the LM head's logits, C 1024 × 49152 over K blocks of 192, ran 3–6% faster so when KC was
+/// 256). But every N block past the first packs the region's A rows (rows × K) again, so the
+/// strip sets NC only where it fits and the repacking moves less than the strip would, and never
+/// below the B block's bound for one K block, where C is written once (Qwen2.5-0.5B's head
+/// gradient, dW = dLogitsᵀ · hidden, 151,936 × 896 over K 510, packed its 75,968 rows of A seven
+/// times, once per N block of 128), nor for a strip too tall for 4 panels of it to fit. Never
+/// above the configuration's NC, nor below 4 panels unless NC is.
+func gemmNCLimit(rows: Int, cols: Int, K: Int, kc: Int, regions: Int, config cfg: GemmConfig) -> Int {
+    let share = cfg.l3Bytes / 2 / max(1, regions)
+    func limit(_ fit: Int) -> Int { min(cfg.nc, max(4 * cfg.nr, fit / cfg.nr * cfg.nr)) }
+    let bBlockOnly = limit(share / 2 / max(1, kc * 4))
+    let stripFit = share / max(1, (rows + kc) * 4)
+    // 0 where not even 4 panels of the strip fit.
+    let withStrip = stripFit >= 4 * cfg.nr ? limit(stripFit) : 0
+    let kBlocks = (K + max(1, kc) - 1) / max(1, kc)
+    // One K block: the strip's bound where it is the larger (few rows: as before), else the B block's.
+    guard kBlocks > 1 else { return max(bBlockOnly, withStrip) }
+    if withStrip == 0 { return bBlockOnly }
+    if withStrip >= min(cols, bBlockOnly) { return withStrip }
+    // A packed once more per extra N block (rows × K each) against C read and written once less
+    // per K block after the first (rows × cols each way); rows cancel.
+    let extraBlocks = (cols + withStrip - 1) / withStrip - (cols + bBlockOnly - 1) / bBlockOnly
+    return extraBlocks * K < (kBlocks - 1) * 2 * cols ? withStrip : bBlockOnly
 }
 
 /// One region of C, rows × cols, computed by the calling thread alone: the BLIS loops around the
@@ -294,7 +315,8 @@ private func sgemmPackedRegion(transA: Bool, rows rowRange: Range<Int>, cols col
     // Blocks of K, M and N of equal size rather than full ones and a thin remainder.
     let kcBlock = gemmKBlock(K, kc: cfg.kc)
     let mc = gemmRoundUp(gemmBalancedBlock(M, max: gemmMCLimit(kcBlock: kcBlock, config: cfg)), mr)
-    let ncBlock = gemmRoundUp(gemmBalancedBlock(N, max: gemmNCLimit(rows: M, kc: kcBlock, regions: regions, config: cfg)), nr)
+    let ncBlock = gemmRoundUp(gemmBalancedBlock(N, max: gemmNCLimit(rows: M, cols: N, K: K, kc: kcBlock, regions: regions,
+                                                                  config: cfg)), nr)
     let ws = GemmWorkspace.take(sharedFloats: prepacked == nil ? kcBlock * ncBlock : 0, perWorkerFloats: mc * kcBlock, workers: 1)
     defer { GemmWorkspace.give(ws) }
     let scratch = ws.scratch(0)
