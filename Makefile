@@ -138,7 +138,7 @@ arm64-c-check: setup
 	done; \
 	echo "arm64: the C targets compile ($$(ls "$$tmp" | wc -l) objects)"; \
 	$(ARM64_CC) -c scripts/check_neon_kernel.c -o "$$tmp/check_neon_kernel.o"; \
-	aarch64-linux-gnu-gcc -static "$$tmp/check_neon_kernel.o" "$$tmp/neon.o" -lm -o "$$tmp/check_neon_kernel"; \
+	aarch64-linux-gnu-gcc -static "$$tmp/check_neon_kernel.o" "$$tmp/neon.o" "$$tmp/optim.o" -lm -o "$$tmp/check_neon_kernel"; \
 	printf "arm64 (qemu-aarch64): "; qemu-aarch64 "$$tmp/check_neon_kernel"
 
 clean:

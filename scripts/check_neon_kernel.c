@@ -1,13 +1,15 @@
 // Checks the arm64 NEON GEMM micro-kernel (Sources/CGemmKernels/neon.c) against a double
 // reference: both forms (one and two pairs of panels), depths from 0 to past a few hundred,
 // alpha and beta with beta 0 over NaNs (C must not be read), a row stride wider than the tile
-// with guard values around it (nothing outside the 12 × 8 tile may be written). Built for
-// arm64 and run under qemu-aarch64 by `make arm64-c-check`; it also runs natively anywhere
-// (there it checks the portable form). Exit status 1 on the first mismatch.
+// with guard values around it (nothing outside the 12 × 8 tile may be written). Also AdamW's
+// baseline-vector update (optim.c's itune_adamw_f32: NEON on arm64) against a scalar loop, bit
+// for bit. Built for arm64 and run under qemu-aarch64 by `make arm64-c-check`; it also runs
+// natively anywhere (there it checks the portable form). Exit status 1 on a mismatch.
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "CGemmKernels.h"
 
@@ -74,6 +76,38 @@ static int check(long kc, long kc2, long ldc, float alpha, float beta) {
     return failures;
 }
 
+// The scalar loop the vector update must equal, unfused as optim.c is.
+#pragma clang fp contract(off)
+static int check_adamw(long n) {
+    const float scale = 0.37f, omb1 = 1 - 0.9f, b2 = 0.999f, omb2 = 1 - 0.999f, bc2 = 0.0447f, eps = 1e-8f;
+    const float decay = 1 - 3e-3f * 0.01f, step = 3e-3f / 0.271f;
+    float *p = malloc(sizeof(float) * (size_t)n), *g = malloc(sizeof(float) * (size_t)n), *m = malloc(sizeof(float) * (size_t)n);
+    float *v = malloc(sizeof(float) * (size_t)n), *wp = malloc(sizeof(float) * (size_t)n), *wm = malloc(sizeof(float) * (size_t)n);
+    float *wv = malloc(sizeof(float) * (size_t)n);
+    for (long i = 0; i < n; i++) {
+        p[i] = next_value(); g[i] = 3 * next_value(); m[i] = 0.2f * next_value(); v[i] = fabsf(0.05f * next_value());
+    }
+    g[0] = 0; v[n / 2] = 0; v[n - 1] = 1e30f;
+    memcpy(wp, p, sizeof(float) * (size_t)n); memcpy(wm, m, sizeof(float) * (size_t)n); memcpy(wv, v, sizeof(float) * (size_t)n);
+    for (long i = 0; i < n; i++) {
+        const float gi = g[i] * scale, mi = wm[i] + (gi - wm[i]) * omb1, vi = wv[i] * b2 + omb2 * gi * gi;
+        const float denom = sqrtf(vi) / bc2 + eps;
+        wp[i] = wp[i] * decay - step * (mi / denom);
+        wm[i] = mi;
+        wv[i] = vi;
+    }
+    itune_adamw_f32(p, g, m, v, n, scale, omb1, b2, omb2, bc2, eps, decay, step);
+    int failures = 0;
+    for (long i = 0; i < n; i++)
+        if (memcmp(&p[i], &wp[i], 4) || memcmp(&m[i], &wm[i], 4) || memcmp(&v[i], &wv[i], 4)) {
+            if (failures++ == 0)
+                fprintf(stderr, "adamw n %ld: element %ld p %a m %a v %a, want %a %a %a\n", n, i, p[i], m[i], v[i], wp[i],
+                        wm[i], wv[i]);
+        }
+    free(p); free(g); free(m); free(v); free(wp); free(wm); free(wv);
+    return failures > 0;
+}
+
 int main(void) {
     const long depths[] = {0, 1, 2, 3, 7, 64, 129, 576};
     const long strides[] = {NR + 2, 37};
@@ -93,5 +127,9 @@ int main(void) {
         failures++;
     }
     printf("%s kernel 12x8: %d cases, %d mismatches\n", itune_neon_kernel_is_native() ? "NEON" : "portable", cases, failures);
-    return failures == 0 ? 0 : 1;
+    const long lengths[] = {1, 3, 4, 5, 7, 8, 9, 17, 100, 1027};
+    int adamwFailures = 0;
+    for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) adamwFailures += check_adamw(lengths[i]);
+    printf("AdamW (itune_adamw_f32): %zu lengths, %d mismatches\n", sizeof lengths / sizeof lengths[0], adamwFailures);
+    return failures == 0 && adamwFailures == 0 ? 0 : 1;
 }

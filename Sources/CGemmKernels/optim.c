@@ -2,12 +2,13 @@
 // vectors of the widest width the CPU runs. The loop is memory-bound (four reads and three
 // writes an element), but Swift's SIMD8<Float>.squareRoot() becomes eight scalar square roots,
 // each with a check and a libm call for negative inputs, and on a 2-vCPU Ice Lake (2026-12-02)
-// that held the loop at 1.18 ns an element against 0.62 for these (0.76 in 4-wide SSE2): a fifth
-// of a second of every Qwen2.5-0.5B full step.
+// that held the loop at 1.18 ns an element against 0.62 for these (0.76 in 4-wide SSE2): a third
+// of a second of every Qwen2.5-0.5B full step (686 -> 351 ms in its profile).
 //
 // Every version does the same operations in the same order as the scalar tail, and square root
 // and division are correctly rounded at any width, so all give the same bits. Nothing is fused
-// into multiply-adds (the file turns contraction off), as in the Swift and OpenCL versions.
+// into multiply-adds (the file turns contraction off): the bits of the Swift loop this replaced,
+// which OptimTests and scripts/check_neon_kernel.c write out as the scalar reference.
 #include "CGemmKernels.h"
 
 #include <string.h>
