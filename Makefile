@@ -119,8 +119,9 @@ gpu-kit-check: gpu-kit
 # The C targets (CGemmKernels, COpenCL, CMPI) compiled for arm64 Linux with the toolchain's
 # clang against Debian's cross glibc headers (libc6-dev-arm64-cross): the x86 kernels must stay
 # behind their guards and the arm64 feature and cache probes must build. The NEON GEMM kernel
-# (neon.c) is then linked with scripts/check_neon_kernel.c (the cross gcc links it static) and
-# run under qemu-aarch64 against a double reference. The Swift targets need an arm64 Swift SDK,
+# (neon.c) and AdamW's baseline update (optim.c) are then linked with scripts/check_neon_kernel.c
+# (the cross gcc links it static) and run under qemu-aarch64 against a double reference and a
+# scalar loop. The Swift targets need an arm64 Swift SDK,
 # which this check does not have: it proves the C side only.
 ARM64_SYSROOT := /usr/aarch64-linux-gnu
 ARM64_PACKAGES := libc6-dev-arm64-cross gcc-aarch64-linux-gnu qemu-user
