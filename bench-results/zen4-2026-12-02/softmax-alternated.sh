@@ -1,0 +1,9 @@
+BIN=${1:-/tmp/bin-base}
+for i in 1 2 3; do
+  $BIN/itune-bench softmax --device cpu --lengths 128,256 2>&1 | grep forward+backward | sed 's/  */ /g'
+  python3 -c "
+import sys; sys.path.insert(0,'scripts'); import bench_peers as b
+for T in (128,256):
+  rows=36*T; t=b.peer_softmax(rows,T,True,'cpu',1.0); print('torch T',T, round(20*rows*T/t/1e9,1),'GB/s', round(t*1e3,3),'ms')
+"
+done
